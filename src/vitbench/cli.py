@@ -1,0 +1,342 @@
+"""Command line: vitbench run | leaderboard | plot | methods | flops | throughput | train-demo | bench-eval."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vitbench.errors import VitbenchError
+
+DEFAULT_RESULTS = "results/vitbench.sqlite"
+DEMO_SUITE = "demo"
+
+
+def _sets(pairs: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise VitbenchError(f"--set expects name=value, got '{pair}' (e.g. --set r=13)")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise VitbenchError(f"--set {pair}: value is not valid YAML") from None
+    return out
+
+
+def _method_arg(name: str, sets: dict[str, Any], keep: float, model: Any) -> tuple[Any, Any]:
+    from vitbench.methods import METHODS
+
+    cls = METHODS.get(name)
+    return cls, cls.params_for(keep, model, sets)
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        raise VitbenchError(f"unknown dtype '{name}'; use float32, bfloat16 or float16")
+    return table[name]
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a suite (default: the embedded demo) into a results store, then print the leaderboards."""
+    from vitbench.config import expand, load_suite
+    from vitbench.harness import Harness
+    from vitbench.specs import MethodSpec, ModelSpec
+
+    sets = _sets(args.set)
+    suite_overrides = {k: v for k, v in sets.items() if "." in k or k in _suite_keys()}
+    method_sets = {k: v for k, v in sets.items() if k not in suite_overrides}
+    suite = load_suite(args.suite, suite_overrides)
+    if args.model:
+        suite = dataclasses.replace(suite, models=tuple(ModelSpec(m, args.weights) for m in args.model))
+    if args.method:
+        suite = dataclasses.replace(suite, methods=tuple(MethodSpec(m) for m in args.method))
+    if args.keep:
+        from vitbench.config import _keep
+
+        suite = dataclasses.replace(suite, keep_ratios=tuple(_keep(k, "--keep") for k in args.keep))
+    if method_sets:
+        suite = dataclasses.replace(suite, methods=_with_params(suite.methods, method_sets))
+    cells = expand(suite)
+    harness = Harness(suite, args.results, progress=not args.no_progress)
+    harness.log(f"suite '{suite.name}': {len(cells)} cells -> {args.results}")
+    summary = harness.run(cells)
+    if not harness.main:
+        return 0
+    print(f"done: {summary.done} evaluated, {summary.skipped} resumed, {summary.failed} failed")
+    from vitbench.report import plot_pareto, render_all
+    from vitbench.store import load_results
+
+    df = load_results(args.results)
+    df = df[df["suite"] == suite.name]
+    text = render_all(df, fmt="github")
+    print(text)
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "leaderboard.md").write_text(text + "\n")
+        plot_pareto(df, out / "pareto.png")
+        print(f"wrote {out / 'leaderboard.md'} and {out / 'pareto.png'}")
+    return 1 if summary.failed and args.strict else 0
+
+
+def _suite_keys() -> set[str]:
+    from vitbench.config import SUITE_KEYS
+
+    return SUITE_KEYS
+
+
+def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
+    from vitbench.methods import METHODS
+    from vitbench.methods.base import make_params
+    from vitbench.specs import MethodSpec
+
+    out, used = [], set()
+    for m in methods:
+        cls = METHODS.get(m.name)
+        fields = set(cls.defaults())
+        mine = {k: v for k, v in sets.items() if k in fields}
+        used |= set(mine)
+        make_params(cls, {**cls.defaults(), **m.overrides, **mine})
+        out.append(MethodSpec(m.name, tuple(sorted({**m.overrides, **mine}.items()))))
+    unused = sorted(set(sets) - used)
+    if unused:
+        raise VitbenchError(f"--set {', '.join(unused)}: no method in this run has such a parameter (see `vitbench methods`)")
+    return tuple(out)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Render tables from a results store."""
+    from vitbench import report
+    from vitbench.store import load_results
+
+    df = load_results(args.results)
+    if args.suite:
+        df = df[df["suite"] == args.suite]
+    views = {
+        "all": lambda: report.render_all(df, fmt=args.format),
+        "paper": lambda: report.leaderboard(df, fmt=args.format, model=args.model),
+        "matched": lambda: report.matched_gmacs_table(df, fmt=args.format, model=args.model),
+        "selection": lambda: report.selection_table(df, fmt=args.format, model=args.model),
+        "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
+    }
+    text = views[args.view]()
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Accuracy vs GMACs Pareto plot (PNG or SVG)."""
+    from vitbench.report import plot_pareto
+    from vitbench.store import load_results
+
+    df = load_results(args.results)
+    path = plot_pareto(df, Path(args.output), model=args.model)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    """List registered methods with their parameters and defaults."""
+    from tabulate import tabulate
+
+    from vitbench.methods import METHODS
+
+    rows = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "-"
+        rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), params, cls.summary])
+    print(tabulate(rows, headers=["method", "family", "keep knob", "selection", "parameters (defaults)", "what"],
+                   tablefmt="github"))
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    """Print GMACs (papers' convention) of a model + method; no data, random weights."""
+    from vitbench.measure import count_gmacs
+    from vitbench.models import create_model, data_config
+
+    if args.paper:
+        from vitbench.paper import paper_flops_table
+
+        text = paper_flops_table()
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        print(text)
+        return 0
+    model = create_model(args.model, "demo" if args.model == "vitbench_demo_vit" else "random")
+    cls, params = _method_arg(args.method, _sets(args.set), args.keep, model)
+    size = tuple(data_config(model)["input_size"])
+    with cls.apply(model, params, args.selection) as handle:
+        gmacs = count_gmacs(model, size)
+        tokens = handle.tokens_per_block
+    print(f"{gmacs:.2f} GMACs  ({args.model}, {cls.name} {cls.setting(params)}, tokens per block {tokens})")
+    return 0
+
+
+def cmd_throughput(args: argparse.Namespace) -> int:
+    """Throughput of methods x keep ratios x batch sizes on random weights, with realized speedup."""
+    from tabulate import tabulate
+
+    from vitbench.measure import count_gmacs, measure_throughput
+    from vitbench.methods import METHODS
+    from vitbench.models import create_model, data_config
+
+    model = create_model(args.model, "random")
+    size = tuple(data_config(model)["input_size"])
+    sets = _sets(args.set)
+    dtype = _dtype(args.dtype)
+    rows = []
+    for bs in args.batch_size:
+        base = measure_throughput(model, size, bs, args.device, dtype, args.warmup, args.repeats)
+        dense_g = count_gmacs(model, size)
+        rows.append(["dense", "-", bs, f"{dense_g:.3f}", f"{base.img_per_s:.1f}", "1.00", "1.00", "-"])
+        for name in args.method:
+            cls = METHODS.get(name)
+            for keep in args.keep:
+                params = cls.params_for(keep, model, {k: v for k, v in sets.items() if k in cls.defaults()})
+                with cls.apply(model, params, args.selection):
+                    g = count_gmacs(model, size)
+                    res = measure_throughput(model, size, bs, args.device, dtype, args.warmup, args.repeats)
+                ideal = dense_g / g
+                real = res.img_per_s / base.img_per_s
+                rows.append([name, cls.setting(params), bs, f"{g:.3f}", f"{res.img_per_s:.1f}",
+                             f"{ideal:.2f}", f"{real:.2f}", f"{real / ideal:.2f}"])
+    print(f"{args.model}, random weights, {base.device}, dtype {base.dtype}, threads {base.threads}")
+    print(tabulate(rows, headers=["method", "setting", "batch", "GMACs", "img/s", "GMACs speedup",
+                                  "measured speedup", "realized/ideal"], tablefmt="github"))
+    return 0
+
+
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    """Re-train the embedded demo model from scratch (writes safetensors)."""
+    from vitbench.demo import default_weights_path, train_demo
+
+    out = Path(args.output) if args.output else default_weights_path()
+    info = train_demo(out, epochs=args.epochs, seed=args.seed)
+    print(f"wrote {out}: {info}")
+    return 0
+
+
+def cmd_bench_eval(args: argparse.Namespace) -> int:
+    """Harness overhead: evaluation img/s through the harness vs bare forward img/s."""
+    from vitbench.bench import bench_eval
+
+    bench_eval(args.batch_size, args.repeats)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree."""
+    p = argparse.ArgumentParser(prog="vitbench", description=__doc__)
+    sub = p.add_subparsers(dest="command")
+
+    r = sub.add_parser("run", help="run a suite (default: the embedded demo)")
+    r.add_argument("suite", nargs="?", default=DEMO_SUITE, help="suite YAML path or name (default: demo)")
+    r.add_argument("--results", default=DEFAULT_RESULTS, help=f"SQLite results store (default {DEFAULT_RESULTS})")
+    r.add_argument("--model", action="append", help="replace the suite's models (repeatable)")
+    r.add_argument("--weights", default="random", help="weights for --model: random | demo | hub | PATH")
+    r.add_argument("--method", action="append", help="replace the suite's methods (repeatable)")
+    r.add_argument("--keep", action="append", type=float, help="replace the suite's keep ratios (repeatable)")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="method parameter (r=13) or dotted suite field (dataset.limit=200)")
+    r.add_argument("--output-dir", default=None, help="also write leaderboard.md and pareto.png here")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
+    r.set_defaults(fn=cmd_run)
+
+    lb = sub.add_parser("leaderboard", help="render leaderboards from a results store")
+    lb.add_argument("--results", default=DEFAULT_RESULTS)
+    lb.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
+    lb.add_argument("--view", default="all", choices=["all", "paper", "matched", "selection", "noise"])
+    lb.add_argument("--model", default=None)
+    lb.add_argument("--suite", default=None)
+    lb.add_argument("--output", default=None)
+    lb.set_defaults(fn=cmd_leaderboard)
+
+    pl = sub.add_parser("plot", help="accuracy vs GMACs Pareto plot")
+    pl.add_argument("--results", default=DEFAULT_RESULTS)
+    pl.add_argument("--output", default="results/pareto.png", help=".png or .svg")
+    pl.add_argument("--model", default=None)
+    pl.set_defaults(fn=cmd_plot)
+
+    me = sub.add_parser("methods", help="list methods, parameters and defaults")
+    me.set_defaults(fn=cmd_methods)
+
+    fl = sub.add_parser("flops", help="GMACs of model + method (no data, random weights)")
+    fl.add_argument("--model", default="deit_small_patch16_224")
+    fl.add_argument("--method", default="dense")
+    fl.add_argument("--keep", type=float, default=1.0)
+    fl.add_argument("--selection", default="scored", choices=["scored", "random"])
+    fl.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    fl.add_argument("--paper", action="store_true", help="table of every published GMACs value in methods/*.yaml")
+    fl.add_argument("--output", default=None, help="with --paper: also write the table here")
+    fl.set_defaults(fn=cmd_flops)
+
+    th = sub.add_parser("throughput", help="img/s of methods x keep ratios x batch sizes (random weights)")
+    th.add_argument("--model", default="deit_small_patch16_224")
+    th.add_argument("--method", action="append", default=None)
+    th.add_argument("--keep", action="append", type=float, default=None)
+    th.add_argument("--batch-size", action="append", type=int, default=None)
+    th.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (CUDA)")
+    th.add_argument("--device", default="cpu")
+    th.add_argument("--selection", default="scored", choices=["scored", "random"])
+    th.add_argument("--warmup", type=int, default=3)
+    th.add_argument("--repeats", type=int, default=10)
+    th.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    th.set_defaults(fn=cmd_throughput)
+
+    td = sub.add_parser("train-demo", help="re-train the embedded demo ViT from scratch")
+    td.add_argument("--output", default=None, help="default: the packaged asset path")
+    td.add_argument("--epochs", type=int, default=None)
+    td.add_argument("--seed", type=int, default=0)
+    td.set_defaults(fn=cmd_train_demo)
+
+    be = sub.add_parser("bench-eval", help="harness evaluation img/s vs bare forward img/s on the demo")
+    be.add_argument("--batch-size", type=int, default=250)
+    be.add_argument("--repeats", type=int, default=3)
+    be.set_defaults(fn=cmd_bench_eval)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vitbench`` console script; bad input exits 2 with one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        args = parser.parse_args(["run", *(argv or [])])
+    if args.command == "throughput":
+        args.method = args.method or ["evit", "tome"]
+        args.keep = args.keep or [0.7]
+        args.batch_size = args.batch_size or [64]
+    try:
+        return int(args.fn(args))
+    except VitbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:  # registry lookups raise UnknownNameError (a KeyError)
+        from vitbench.registry import UnknownNameError
+
+        if isinstance(exc, UnknownNameError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""YAML suites -> :class:`SuiteSpec`; dotted overrides; validation with one-line errors; cells."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vitbench.errors import VitbenchError
+from vitbench.specs import Cell, DataSpec, MethodSpec, ModelSpec, NoiseSpec, SuiteSpec, ThroughputSpec
+
+SUITE_KEYS = {f.name for f in dataclasses.fields(SuiteSpec)}
+DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)}
+THROUGHPUT_KEYS = {f.name for f in dataclasses.fields(ThroughputSpec)}
+
+
+def _unknown(where: str, keys: Sequence[str], allowed: set[str]) -> None:
+    for key in keys:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise VitbenchError(f"unknown key '{key}' in {where}{hint} allowed: {', '.join(sorted(allowed))}")
+
+
+def find_suite(name_or_path: str) -> Path:
+    """Resolve a suite given as a path, a name in ``./benchmark/``, or a name shipped with vitbench."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    stem = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    for candidate in (Path("benchmark") / stem, Path(str(resources.files("vitbench") / "suites" / stem))):
+        if candidate.is_file():
+            return candidate
+    raise VitbenchError(f"suite '{name_or_path}' not found; give a YAML path or a name from benchmark/")
+
+
+def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None) -> SuiteSpec:
+    """Read and validate a suite YAML, then apply dotted ``overrides`` (e.g. ``dataset.limit``)."""
+    path = find_suite(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise VitbenchError(f"{path}{where}: malformed YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise VitbenchError(f"{path}: a suite must be a YAML mapping with keys like models, methods, keep_ratios")
+    raw.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    return suite_from_dict(raw, where=str(path))
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    _unknown("--set", [parts[0]], SUITE_KEYS)
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise VitbenchError(f"--set {key}: '{part}' is not a mapping in this suite")
+    node[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+
+
+def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
+    """Validate a plain mapping and build a :class:`SuiteSpec`."""
+    _unknown(where, list(raw), SUITE_KEYS)
+    for required in ("models", "methods"):
+        if not raw.get(required):
+            raise VitbenchError(f"{where}: '{required}' is missing or empty; list at least one")
+    try:
+        spec = SuiteSpec(
+            name=str(raw["name"]),
+            models=tuple(_model(m, where) for m in _as_list(raw["models"])),
+            methods=tuple(_method(m, where) for m in _as_list(raw["methods"])),
+            dataset=_dataset(raw.get("dataset", {}), where),
+            keep_ratios=tuple(_keep(k, where) for k in _as_list(raw.get("keep_ratios", [1.0]))),
+            noises=tuple(n for item in _as_list(raw.get("noises", ["clean"])) for n in _noises(item, where)),
+            selections=tuple(_selection(s, where) for s in _as_list(raw.get("selections", ["scored"]))),
+            seeds=tuple(int(s) for s in _as_list(raw.get("seeds", [0]))),
+            calib_noise=_single_noise(raw.get("calib_noise", "clean"), where),
+            batch_size=_positive_int(raw.get("batch_size", 128), "batch_size", where),
+            bootstrap=_positive_int(raw.get("bootstrap", 1000), "bootstrap", where),
+            throughput=_throughput(raw.get("throughput", {}), where),
+        )
+    except (TypeError, ValueError) as exc:
+        raise VitbenchError(f"{where}: {exc}") from None
+    return spec
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _positive_int(value: Any, key: str, where: str) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise VitbenchError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _model(item: Any, where: str) -> ModelSpec:
+    from vitbench.models import check_model_name
+
+    if isinstance(item, str):
+        item = {"name": item}
+    _unknown(f"{where} models", list(item), {"name", "weights"})
+    check_model_name(str(item["name"]))
+    return ModelSpec(str(item["name"]), str(item.get("weights", "random")))
+
+
+def _method(item: Any, where: str) -> MethodSpec:
+    from vitbench.methods import METHODS
+    from vitbench.methods.base import make_params
+
+    if isinstance(item, str):
+        item = {"name": item}
+    _unknown(f"{where} methods", list(item), {"name", "params"})
+    cls = METHODS.get(str(item["name"]))
+    params = dict(item.get("params") or {})
+    make_params(cls, {**cls.defaults(), **params})  # validates names and types now, not mid-sweep
+    return MethodSpec(cls.name, tuple(sorted(params.items())))
+
+
+def _dataset(item: Any, where: str) -> DataSpec:
+    from vitbench.data import DATASETS
+
+    if isinstance(item, str):
+        item = {"name": item}
+    _unknown(f"{where} dataset", list(item), DATA_KEYS)
+    spec = DataSpec(**item)
+    DATASETS.get(spec.name)
+    if spec.limit is not None and (not isinstance(spec.limit, int) or spec.limit < 1):
+        raise VitbenchError(f"{where}: dataset.limit must be a positive integer or null, got {spec.limit!r}")
+    return spec
+
+
+def _keep(value: Any, where: str) -> float:
+    from vitbench.methods.base import check_keep_ratio
+
+    try:
+        check_keep_ratio(float(value))
+    except (TypeError, ValueError):
+        raise VitbenchError(f"{where}: keep ratio {value!r} is not a number; use values in (0, 1]") from None
+    return float(value)
+
+
+def _selection(value: Any, where: str) -> str:
+    if value not in ("scored", "random"):
+        raise VitbenchError(f"{where}: selection {value!r} is not 'scored' or 'random'")
+    return str(value)
+
+
+def _noises(item: Any, where: str) -> list[NoiseSpec]:
+    from vitbench.noise import check_noise
+
+    if isinstance(item, str):
+        item = {"name": item}
+    _unknown(f"{where} noises", list(item), {"name", "levels"})
+    name = str(item["name"])
+    if name == "clean":
+        return [NoiseSpec()]
+    levels = _as_list(item.get("levels", [1, 2, 3, 4, 5]))
+    out = []
+    for level in levels:
+        check_noise(name, level)
+        out.append(NoiseSpec(name, float(level)))
+    return out
+
+
+def _single_noise(item: Any, where: str) -> NoiseSpec:
+    if isinstance(item, str):
+        item = {"name": item, "levels": [1]} if item != "clean" else {"name": "clean"}
+    if isinstance(item, dict) and "level" in item:
+        item = {"name": item["name"], "levels": [item["level"]]}
+    noises = _noises(item, where)
+    if len(noises) != 1:
+        raise VitbenchError(f"{where}: calib_noise takes one noise and one level")
+    return noises[0]
+
+
+def _throughput(item: Any, where: str) -> ThroughputSpec:
+    if item is False:
+        return ThroughputSpec(enabled=False)
+    if not isinstance(item, dict):
+        raise VitbenchError(f"{where}: throughput must be a mapping or false")
+    _unknown(f"{where} throughput", list(item), THROUGHPUT_KEYS)
+    return ThroughputSpec(**item)
+
+
+def expand(suite: SuiteSpec) -> list[Cell]:
+    """All cells of a suite, in a stable order (model, method, keep, selection, noise, seed).
+
+    Methods without a keep-ratio knob (``dense``) run once at keep 1.0; each method runs only
+    the selection modes it supports (``random-tokens`` is random by construction).
+    """
+    from vitbench.methods import METHODS
+
+    cells: list[Cell] = []
+    for model in suite.models:
+        for method in suite.methods:
+            cls = METHODS.get(method.name)
+            keeps = suite.keep_ratios if cls.knob else (1.0,)
+            sels = [s for s in suite.selections if s in cls.selections] or [cls.selections[0]]
+            for keep in keeps:
+                for sel in sels:
+                    for noise in suite.noises:
+                        for seed in suite.seeds:
+                            cells.append(
+                                Cell(model, method, keep, noise, sel, seed, suite.dataset, suite.calib_noise)
+                            )
+    return cells

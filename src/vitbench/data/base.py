@@ -1,0 +1,118 @@
+"""Dataset adapter protocol: an in-memory image set and the registry of loaders.
+
+An adapter is a function ``load(root, split, limit) -> ImageSet`` registered in :data:`DATASETS`
+with metadata ``num_classes``, ``splits``, ``needs_root`` and ``description``. Datasets are
+small enough to live in memory as uint8 arrays; normalisation is the model's business (its
+pretrained data config), never the adapter's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vitbench.errors import VitbenchError
+from vitbench.registry import Registry
+
+Loader = Callable[[str | None, str, int | None], "ImageSet"]
+"""Adapter signature: ``load(root, split, limit) -> ImageSet``."""
+
+DATASETS: Registry[Loader] = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A labelled split of images held in memory.
+
+    Attributes:
+        name: registry key of the dataset, e.g. ``"mnist-demo"``.
+        split: split name, e.g. ``"test"``.
+        images: uint8 RGB images, shape ``[N, H, W, 3]``.
+        labels: int64 class indices, shape ``[N]``.
+        sample_ids: int64 ids of the samples, stable within the dataset, shape ``[N]``.
+        classes: class names in label order.
+    """
+
+    name: str
+    split: str
+    images: np.ndarray
+    labels: np.ndarray
+    sample_ids: np.ndarray
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 [N,H,W,3], got {self.images.dtype} {self.images.shape}")
+        if self.labels.shape != (n,) or self.sample_ids.shape != (n,):
+            raise ValueError(
+                f"labels {self.labels.shape} and sample_ids {self.sample_ids.shape} must have shape ({n},)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None) -> ImageSet:
+        """The first ``n`` samples in stored order (all of them when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        if n < 0:
+            raise ValueError(f"subset size must be >= 0, got {n}")
+        return ImageSet(
+            name=self.name,
+            split=self.split,
+            images=self.images[:n],
+            labels=self.labels[:n],
+            sample_ids=self.sample_ids[:n],
+            classes=self.classes,
+        )
+
+    def ids_hash(self) -> str:
+        """Short sha256 (16 hex chars) of the sample ids, identifying exactly which samples are used."""
+        ids = np.ascontiguousarray(self.sample_ids, dtype="<i8")
+        return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
+
+
+def load_dataset(
+    name: str, root: str | None = None, split: str = "test", limit: int | None = None
+) -> ImageSet:
+    """Load a registered dataset after checking the split and the data root.
+
+    Args:
+        name: registry key, e.g. ``"mnist-demo"`` or ``"cifar10-npz"``.
+        root: data folder for adapters with ``needs_root=True``; ignored otherwise.
+        split: one of the adapter's ``splits``.
+        limit: keep only the first ``limit`` samples of the split (None keeps all).
+
+    Returns:
+        The split as an :class:`ImageSet`.
+
+    Raises:
+        VitbenchError: unknown dataset, unknown split, or a missing/nonexistent root.
+    """
+    if name not in DATASETS:
+        raise VitbenchError(DATASETS.unknown_message(name))
+    loader = DATASETS.get(name)
+    meta = DATASETS.info(name)
+    splits = tuple(meta.get("splits", ()))
+    if splits and split not in splits:
+        raise VitbenchError(f"dataset '{name}' has no split '{split}'; valid splits: {', '.join(splits)}")
+    if limit is not None and limit < 0:
+        raise VitbenchError(f"data limit must be >= 0, got {limit}")
+    if meta.get("needs_root", False):
+        if root is None or str(root) == "":
+            raise VitbenchError(
+                f"dataset '{name}' needs a data path; "
+                "pass --set data.root=PATH or set root in its dataset card"
+            )
+        if not Path(root).expanduser().exists():
+            raise VitbenchError(
+                f"data path {root} does not exist; "
+                f"pass --set data.root=PATH or fix the dataset card of '{name}'"
+            )
+        root = str(Path(root).expanduser())
+    return loader(root, split, limit)

@@ -1,0 +1,400 @@
+"""The embedded demo model: a small 12-block ViT trained on the packaged MNIST digits.
+
+``vitbench_demo_vit`` is registered as a timm architecture so every method sees an ordinary
+``timm.models.VisionTransformer`` (12 blocks, 32x32 input, 4x4 patches -> 64 patches + CLS =
+65 tokens, width 96, 3 heads). Its trained weights ship in the package as float16 safetensors
+(``vitbench/assets/demo_vit.safetensors``); :func:`train_demo` recreates them from scratch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from vitbench.errors import VitbenchError
+
+__all__ = [
+    "ARCH",
+    "DEMO_MEAN",
+    "DEMO_STD",
+    "augment",
+    "default_weights_path",
+    "evaluate_top1",
+    "load_demo_model",
+    "to_model_input",
+    "train_demo",
+]  # register_model appends "vitbench_demo_vit"
+
+ARCH = "vitbench_demo_vit"
+DEMO_DATASET = "mnist-demo"
+IMG_SIZE = 32
+PATCH_SIZE = 4
+DEPTH = 12
+EMBED_DIM = 96
+NUM_HEADS = 3
+NUM_CLASSES = 10
+
+# Per-channel mean/std of the mnist-demo *train* split (4,000 digits, zero-padded to 32x32, the
+# gray value replicated to R, G and B), on pixel values scaled to [0, 1]; computed once with
+#   x = load_dataset("mnist-demo", split="train").images / 255.0; x.mean(), x.std()
+# which gives 0.10026 and 0.27519 (identical for the three channels).
+DEMO_MEAN = (0.1003, 0.1003, 0.1003)
+DEMO_STD = (0.2752, 0.2752, 0.2752)
+
+DEFAULT_EPOCHS = 30
+DEFAULT_LR = 1.5e-3
+
+
+def _pretrained_cfg() -> dict[str, Any]:
+    return {
+        "url": "",
+        "num_classes": NUM_CLASSES,
+        "input_size": (3, IMG_SIZE, IMG_SIZE),
+        "pool_size": None,
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+        "interpolation": "bicubic",
+        "fixed_input_size": True,
+        "mean": DEMO_MEAN,
+        "std": DEMO_STD,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+        "license": "apache-2.0",
+    }
+
+
+# timm's register_model reads the module attribute ``default_cfgs`` to attach the pretrained cfg,
+# so that ``timm.data.resolve_model_data_config(model)`` gives 32x32 input and the MNIST mean/std.
+default_cfgs = generate_default_cfgs({ARCH: _pretrained_cfg()})
+
+
+@register_model
+def vitbench_demo_vit(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """Demo ViT: depth 12, width 96, 3 heads, 32x32 input, 4x4 patches (64 patches + CLS = 65 tokens).
+
+    Args:
+        pretrained: load the packaged demo weights (a local file; nothing is downloaded).
+        **kwargs: passed to timm's ``build_model_with_cfg`` (``pretrained_cfg``,
+            ``pretrained_cfg_overlay``, ``cache_dir``, ``drop_path_rate``, ...).
+
+    Returns:
+        ``VisionTransformer`` mapping ``[B, 3, 32, 32]`` to logits ``[B, 10]``.
+    """
+    model_args: dict[str, Any] = dict(
+        img_size=IMG_SIZE,
+        patch_size=PATCH_SIZE,
+        in_chans=3,
+        num_classes=NUM_CLASSES,
+        embed_dim=EMBED_DIM,
+        depth=DEPTH,
+        num_heads=NUM_HEADS,
+        mlp_ratio=4.0,
+        class_token=True,
+        global_pool="token",
+        init_values=None,  # no LayerScale
+    )
+    model_args.update(kwargs)
+    model = build_model_with_cfg(VisionTransformer, ARCH, pretrained=False, **model_args)
+    if pretrained:
+        _load_weights(model, default_weights_path())
+    return model
+
+
+def default_weights_path() -> Path:
+    """Path of the packaged demo weights (``vitbench/assets/demo_vit.safetensors``)."""
+    return Path(str(resources.files("vitbench") / "assets" / "demo_vit.safetensors"))
+
+
+def _load_weights(model: nn.Module, path: Path) -> dict[str, str]:
+    """Load float16/float32 safetensors into ``model`` (cast to the model's dtype); returns metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise VitbenchError(
+            f"demo model weights {path} are missing; run `vitbench train-demo` to recreate them"
+        )
+    state = load_file(str(path))
+    ref = model.state_dict()
+    state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return dict(meta)
+
+
+def load_demo_model(weights: str | Path | None = None) -> nn.Module:
+    """The trained demo ViT in eval mode, float32, on CPU.
+
+    Args:
+        weights: safetensors file to load; defaults to the packaged ``demo_vit.safetensors``.
+
+    Returns:
+        ``timm.models.VisionTransformer``; input ``[B, 3, 32, 32]`` normalised with
+        ``DEMO_MEAN``/``DEMO_STD`` (see ``timm.data.resolve_model_data_config``), output logits ``[B, 10]``.
+
+    Raises:
+        VitbenchError: the weights file does not exist.
+    """
+    import timm
+
+    model = timm.create_model(ARCH, pretrained=False)
+    _load_weights(model, Path(weights) if weights is not None else default_weights_path())
+    return model.eval()
+
+
+def to_model_input(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Convert uint8 images ``[N, H, W, 3]`` to a normalised float tensor ``[N, 3, H, W]``."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+@torch.inference_mode()
+def evaluate_top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> float:
+    """Top-1 accuracy in percent.
+
+    Args:
+        model: classifier returning logits ``[B, C]``.
+        x: normalised images ``[N, 3, H, W]``.
+        y: int64 labels ``[N]``.
+        batch_size: evaluation batch size.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        logits = model(x[i : i + batch_size].to(device))
+        correct += int((logits.argmax(-1).cpu() == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return 100.0 * correct / max(len(y), 1)
+
+
+def augment(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    max_shift: int = 2,
+    max_rot_deg: float = 10.0,
+    max_scale: float = 0.1,
+) -> torch.Tensor:
+    """Random small affine warp (rotation, scale, translation) of a batch, one draw per image.
+
+    Args:
+        x: normalised images ``[B, C, H, W]`` (background must map to the padding value, see below).
+        gen: CPU generator all random draws come from.
+        max_shift: largest translation in pixels along each axis.
+        max_rot_deg: largest rotation in degrees.
+        max_scale: largest relative zoom in or out.
+
+    Returns:
+        Warped images ``[B, C, H, W]``; pixels moved in from outside take the value of the top-left
+        corner of each image (the background of a digit).
+    """
+    b, _, h, w = x.shape
+    u = torch.rand(b, 4, generator=gen) * 2 - 1  # [B, 4] in [-1, 1)
+    angle = u[:, 0] * math.radians(max_rot_deg)
+    scale = 1.0 + u[:, 1] * max_scale
+    tx = torch.round(u[:, 2] * (max_shift + 0.5)).clamp(-max_shift, max_shift) * 2.0 / w
+    ty = torch.round(u[:, 3] * (max_shift + 0.5)).clamp(-max_shift, max_shift) * 2.0 / h
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], -1), torch.stack([sin, cos, ty], -1)], 1).to(
+        x.device, x.dtype
+    )  # [B, 2, 3]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    bg = x[:, :, :1, :1]
+    out = F.grid_sample(x - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + bg
+
+
+def train_demo(
+    out_path: Path,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = 128,
+    lr: float = DEFAULT_LR,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+    limit: int | None = None,
+    weight_decay: float = 0.05,
+    warmup_epochs: float = 2.0,
+    drop_path_rate: float = 0.05,
+    label_smoothing: float = 0.1,
+    progress: bool = True,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """Train the demo ViT from scratch on the ``mnist-demo`` train split and save fp16 safetensors.
+
+    Uses accelerate's ``Accelerator`` (CPU is fine), AdamW with linear warmup then cosine decay,
+    label smoothing, stochastic depth, and random affine augmentation drawn from an explicit
+    ``torch.Generator``. Weight init uses ``torch.manual_seed(seed)``.
+
+    Args:
+        out_path: where to write the safetensors file (parent folders are created).
+        epochs: passes over the training images.
+        batch_size: images per optimiser step.
+        lr: peak learning rate.
+        seed: seeds weight init, shuffling and augmentation.
+        log: receives one progress line per epoch and a summary; None is silent.
+        limit: train on only the first ``limit`` training images (smoke tests).
+        weight_decay: AdamW weight decay (not applied to biases, norms, tokens, pos-embed).
+        warmup_epochs: length of the linear warmup.
+        drop_path_rate: stochastic depth rate during training (does not change the weights' shapes).
+        label_smoothing: cross-entropy label smoothing.
+        progress: show a tqdm bar over optimiser steps.
+        num_threads: torch intra-op threads while training (None keeps torch's default); on a
+            CPU shared with other work, 1 thread can be faster than oversubscribing.
+
+    Returns:
+        ``{"test_top1", "train_wall_s", "epochs", "seed", "n_train", "n_test", "path"}``; top-1 in
+        percent on the ``mnist-demo`` test split, measured with the fp16-rounded saved weights.
+    """
+    cfg = DemoTrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        limit=limit,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        drop_path_rate=drop_path_rate,
+        label_smoothing=label_smoothing,
+    )
+    old_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _train(Path(out_path), cfg, log, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+@dataclass(frozen=True)
+class DemoTrainConfig:
+    """Hyper-parameters of :func:`train_demo` (see there)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    limit: int | None
+    weight_decay: float
+    warmup_epochs: float
+    drop_path_rate: float
+    label_smoothing: float
+
+
+def _train(
+    out_path: Path, cfg: DemoTrainConfig, log: Callable[[str], None] | None, progress: bool
+) -> dict[str, Any]:
+    import timm
+    from accelerate import Accelerator
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from vitbench.data import load_dataset
+
+    epochs, batch_size, seed = cfg.epochs, cfg.batch_size, cfg.seed
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    train = load_dataset(DEMO_DATASET, split="train", limit=cfg.limit)
+    test = load_dataset(DEMO_DATASET, split="test")
+    x_train = to_model_input(train.images, DEMO_MEAN, DEMO_STD)
+    y_train = torch.from_numpy(train.labels.copy())
+    x_test = to_model_input(test.images, DEMO_MEAN, DEMO_STD)
+    y_test = torch.from_numpy(test.labels.copy())
+
+    accelerator = Accelerator()
+    torch.manual_seed(seed)
+    model = timm.create_model(ARCH, pretrained=False, drop_path_rate=cfg.drop_path_rate)
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name in ("cls_token", "pos_embed") else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.999),
+    )
+    steps_per_epoch = math.ceil(len(y_train) / batch_size)
+    total = max(epochs * steps_per_epoch, 1)
+    warm = min(max(int(cfg.warmup_epochs * steps_per_epoch), 1), total)
+
+    def lr_lambda(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    bar = tqdm(total=total, desc="train-demo", unit="step", disable=not progress)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(y_train), generator=gen)
+        running, seen = 0.0, 0
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i : i + batch_size]
+            xb = augment(x_train[idx], gen).to(accelerator.device)
+            yb = y_train[idx].to(accelerator.device)
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            running += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / seen:.3f}")
+        if epoch == epochs - 1 or (epoch + 1) % 5 == 0:
+            acc = evaluate_top1(model, x_test, y_test)
+            say(f"epoch {epoch + 1}/{epochs}  loss {running / max(seen, 1):.4f}  test top-1 {acc:.2f}%")
+    bar.close()
+
+    unwrapped = accelerator.unwrap_model(model)
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in unwrapped.state_dict().items()}
+    # Measure what ships: the fp16-rounded weights, loaded back into a float32 model.
+    check = timm.create_model(ARCH, pretrained=False)
+    check.load_state_dict({k: v.float() for k, v in state.items()})
+    test_top1 = evaluate_top1(check, x_test, y_test)
+    wall = time.perf_counter() - t0
+    meta = {
+        **{k: str(v) for k, v in dataclasses.asdict(cfg).items()},
+        "architecture": ARCH,
+        "dataset": DEMO_DATASET,
+        "n_train": str(len(y_train)),
+        "test_top1": f"{test_top1:.2f}",
+        "mean": json.dumps(DEMO_MEAN),
+        "std": json.dumps(DEMO_STD),
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out_path), metadata=meta)
+    say(
+        f"saved {out_path} ({out_path.stat().st_size / 1e6:.2f} MB): "
+        f"test top-1 {test_top1:.2f}% in {wall:.0f} s"
+    )
+    return {
+        "test_top1": test_top1,
+        "train_wall_s": wall,
+        "epochs": epochs,
+        "seed": seed,
+        "n_train": len(y_train),
+        "n_test": len(y_test),
+        "path": str(out_path),
+    }

@@ -1,0 +1,295 @@
+"""Suite -> cells -> evaluate -> records, with resume, per-cell error capture and accelerate.
+
+Each cell builds (or reuses) its model, applies its method through the method contract,
+evaluates the dataset under its noise, measures GMACs on a real batch-1 forward and throughput
+on a synthetic batch, and writes one record. A failing cell is recorded with its error and the
+sweep goes on; re-running a suite skips cells already recorded without error. With
+``accelerate launch`` the data is split across processes, predictions are gathered with
+``gather_for_metrics`` and only the main process writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vitbench.data import ImageSet, load_dataset
+from vitbench.errors import VitbenchError
+from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
+from vitbench.methods import METHODS
+from vitbench.models import create_model, data_config
+from vitbench.noise import apply_noise
+from vitbench.specs import Cell, ModelSpec, SuiteSpec
+from vitbench.store import ResultsStore, config_hash, provenance
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a run did: cells evaluated, skipped (already recorded) and failed."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+def prepare_images(images: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """Resize/center-crop uint8 [N, H, W, 3] to the model's input size (timm crop_pct rule)."""
+    _, h, w = cfg["input_size"]
+    if images.shape[1:3] == (h, w):
+        return images
+    from PIL import Image
+
+    crop_pct = float(cfg.get("crop_pct", 1.0) or 1.0)
+    scale = int(np.floor(max(h, w) / crop_pct))
+    interp = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}.get(
+        str(cfg.get("interpolation", "bicubic")), Image.BICUBIC
+    )
+    out = np.empty((len(images), h, w, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        pil = Image.fromarray(img)
+        sw, sh = pil.size
+        ratio = scale / min(sw, sh)
+        pil = pil.resize((max(w, round(sw * ratio)), max(h, round(sh * ratio))), interp)
+        left, top = (pil.size[0] - w) // 2, (pil.size[1] - h) // 2
+        out[i] = np.asarray(pil.crop((left, top, left + w, top + h)).convert("RGB"))
+    return out
+
+
+def to_tensor(images: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> normalised float32 [N, 3, H, W] with the model's mean/std."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(cfg["mean"], dtype=torch.float32)[None, :, None, None]
+    std = torch.tensor(cfg["std"], dtype=torch.float32)[None, :, None, None]
+    return (x - mean) / std
+
+
+class Harness:
+    """Runs the cells of one suite into one results store.
+
+    Args:
+        suite: the validated suite.
+        results: path of the SQLite results store.
+        accelerator: an ``accelerate.Accelerator`` (created when ``None``).
+        progress: show tqdm bars on the main process.
+        log: where one-line messages go (main process only).
+    """
+
+    def __init__(
+        self,
+        suite: SuiteSpec,
+        results: str,
+        accelerator: Any = None,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        from accelerate import Accelerator
+
+        self.suite = suite
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.main = self.acc.is_main_process
+        self.progress = progress and self.main
+        self.log = log if self.main else (lambda _msg: None)
+        self.store = ResultsStore(results) if self.main else None
+        self.acc.wait_for_everyone()
+        self.results = results
+        self._models: dict[ModelSpec, nn.Module] = {}
+        self._data: ImageSet | None = None
+        self._inputs: dict[tuple, np.ndarray] = {}
+        self._cost: dict[tuple, dict[str, Any]] = {}
+        self._prov = provenance()
+        self._hash = config_hash(suite.to_dict())
+
+    # -- inputs -------------------------------------------------------------------------------
+    def dataset(self) -> ImageSet:
+        """The suite's dataset split (loaded once)."""
+        if self._data is None:
+            d = self.suite.dataset
+            self._data = load_dataset(d.name, root=d.root, split=d.split, limit=d.limit)
+            if len(self._data) == 0:
+                raise VitbenchError(f"dataset '{d.name}' split '{d.split}' is empty; check its root and limit")
+        return self._data
+
+    def model(self, spec: ModelSpec) -> nn.Module:
+        """The model of ``spec`` on the accelerator's device (created once, reused by every cell)."""
+        if spec not in self._models:
+            self._models.clear()  # one model in memory at a time
+            model = create_model(spec.name, spec.weights).to(self.acc.device).eval()
+            self._models[spec] = model
+        return self._models[spec]
+
+    def images(self, cell: Cell, cfg: dict[str, Any]) -> np.ndarray:
+        """uint8 [N, h, w, 3] of the dataset at the model's input size with the cell's noise."""
+        data = self.dataset()
+        key = (tuple(cfg["input_size"]), cell.noise, cell.seed)
+        if key not in self._inputs:
+            if len(self._inputs) > 8:
+                self._inputs.clear()
+            clean = prepare_images(data.images, cfg)
+            self._inputs[key] = apply_noise(clean, data.sample_ids, cell.noise.name, cell.noise.level, cell.seed)
+        return self._inputs[key]
+
+    # -- one cell -----------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, handle: Any, images: np.ndarray, cfg: dict[str, Any]) -> tuple:
+        """Logits, labels and sample ids of the whole split, gathered across processes."""
+        data = self.dataset()
+        loader = torch.utils.data.DataLoader(
+            _ArraySet(images, data.labels, data.sample_ids), batch_size=self.suite.batch_size, shuffle=False
+        )
+        loader = self.acc.prepare_data_loader(loader)
+        outs: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
+        ids: list[torch.Tensor] = []
+        bar = _bar(loader, self.progress, "batches", leave=False, position=1)
+        with torch.inference_mode():
+            for raw, y, sid in bar:
+                x = to_tensor(raw.numpy(), cfg).to(self.acc.device)
+                handle.set_sample_ids(sid.to(self.acc.device))
+                logits = model(x)
+                g_logits, g_y, g_id = self.acc.gather_for_metrics((logits, y.to(logits.device), sid.to(logits.device)))
+                outs.append(g_logits.float().cpu())
+                labels.append(g_y.cpu())
+                ids.append(g_id.cpu())
+        order = torch.argsort(torch.cat(ids))
+        return torch.cat(outs)[order], torch.cat(labels)[order], torch.cat(ids)[order]
+
+    def costs(self, cell: Cell, model: nn.Module, handle: Any, params: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+        """GMACs (batch 1, real forward), params, tokens per block and throughput; cached per setting."""
+        key = (cell.model, cell.method.name, json.dumps(dataclasses.asdict(params), sort_keys=True), cell.selection)
+        if key not in self._cost:
+            input_size = tuple(cfg["input_size"])
+            handle.set_sample_ids(None)
+            gmacs = count_gmacs(model, input_size, device=str(self.acc.device))
+            tokens = handle.tokens_per_block
+            out: dict[str, Any] = {
+                "gmacs": gmacs,
+                "params_m": count_params_m(model),
+                "tokens_per_block": tokens,
+                "tokens_kept_frac": float(np.mean(tokens) / tokens[0]) if tokens and tokens[0] else None,
+            }
+            tp = self.suite.throughput
+            if tp.enabled:
+                res = measure_throughput(
+                    model, input_size, tp.batch_size, device=self.acc.device, warmup=tp.warmup, repeats=tp.repeats
+                )
+                out.update(
+                    img_per_s=res.img_per_s,
+                    ms_per_batch=res.ms_per_batch,
+                    batch_size=res.batch_size,
+                    throughput_dtype=res.dtype,
+                    threads=res.threads,
+                )
+            self._cost[key] = out
+        return self._cost[key]
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        """Evaluate one cell and return its record (without provenance)."""
+        start = time.perf_counter()
+        cls = METHODS.get(cell.method.name)
+        model = self.model(cell.model)
+        reason = cls.supported(model)
+        if reason:
+            raise VitbenchError(f"method '{cls.name}' cannot run on {cell.model.name}: {reason}")
+        params = cls.params_for(cell.keep_ratio, model, cell.method.overrides)
+        cfg = data_config(model)
+        data = self.dataset()
+        images = self.images(cell, cfg)
+        with cls.apply(model, params, cell.selection, cell.seed) as handle:
+            logits, labels, ids = self.evaluate(model, handle, images, cfg)
+            cost = self.costs(cell, model, handle, params, cfg)
+        metrics = classification_metrics(logits, labels, n_bootstrap=self.suite.bootstrap, seed=cell.seed)
+        return {
+            "family": cls.family,
+            "params_json": dataclasses.asdict(params),
+            "setting": cls.setting(params),
+            "n_samples": int(labels.numel()),
+            "sample_ids_hash": data.ids_hash(),
+            **metrics,
+            **cost,
+            "wall_s": time.perf_counter() - start,
+        }
+
+    def identity(self, cell: Cell) -> dict[str, Any]:
+        """Record fields that identify the cell."""
+        return {
+            "cell_key": cell.key(),
+            "suite": self.suite.name,
+            "model": cell.model.name,
+            "weights": cell.model.weights,
+            "method": cell.method.name,
+            "keep_ratio": cell.keep_ratio,
+            "selection": cell.selection,
+            "noise": cell.noise.name,
+            "level": cell.noise.level,
+            "calib_noise": cell.calib_noise.name,
+            "calib_level": cell.calib_noise.level,
+            "seed": cell.seed,
+            "dataset": cell.dataset.name,
+            "split": cell.dataset.split,
+            "config_hash": self._hash,
+            **self._prov,
+        }
+
+    # -- the sweep ----------------------------------------------------------------------------
+    def run(self, cells: list[Cell]) -> RunSummary:
+        """Evaluate every cell not yet recorded; record failures and go on."""
+        summary = RunSummary()
+        done = self._done_keys()
+        todo = [c for c in cells if c.key() not in done]
+        summary.skipped = len(cells) - len(todo)
+        if summary.skipped:
+            self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
+        self.dataset()  # fail fast on a bad dataset before any cell
+        for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
+            record = self.identity(cell)
+            try:
+                record.update(self.run_cell(cell))
+                summary.done += 1
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one failing cell must not stop the sweep
+                line = " ".join(f"{type(exc).__name__}: {exc}".split())
+                record["error"] = line
+                summary.failed += 1
+                summary.errors.append(f"{cell.label()}: {line}")
+                self.log(f"cell failed ({cell.label()}): {line}")
+            if self.store is not None:
+                self.store.write(record)
+        return summary
+
+    def _done_keys(self) -> set[str]:
+        keys = self.store.done_keys() if self.store is not None else set()
+        from accelerate.utils import broadcast_object_list
+
+        box = [sorted(keys)]
+        if self.acc.num_processes > 1:
+            broadcast_object_list(box, from_process=0)
+        return set(box[0])
+
+
+class _ArraySet(torch.utils.data.Dataset):
+    """Map-style dataset over in-memory arrays: (uint8 [H, W, 3], label, sample id)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> None:
+        self.images, self.labels, self.ids = images, labels, ids
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        return torch.from_numpy(self.images[i]), int(self.labels[i]), int(self.ids[i])
+
+
+def _bar(items: Any, enabled: bool, desc: str, leave: bool, position: int) -> Iterator[Any]:
+    if not enabled:
+        return iter(items)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(items, desc=desc, leave=leave, position=position, dynamic_ncols=True))

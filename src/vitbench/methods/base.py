@@ -1,0 +1,180 @@
+"""Method contracts: token methods patch a model reversibly, channel methods return a new model.
+
+Every method is a class registered in :data:`METHODS` with a frozen ``Params`` dataclass holding
+its native knobs. The harness axis ``keep_ratio`` is translated into native parameters by
+``params_for``; values given with ``--set name=value`` override the translation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from vitbench.errors import VitbenchError
+from vitbench.registry import Registry
+
+#: All compression methods (token and channel). Plugins: entry-point group ``vitbench.methods``.
+METHODS: Registry[type[Method]] = Registry("method", entry_point_group="vitbench.methods")
+
+Selection = Literal["scored", "random"]
+SELECTIONS: tuple[str, ...] = ("scored", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """Native parameters of a method without knobs."""
+
+
+class Method(ABC):
+    """Common part of both contracts.
+
+    Class attributes:
+        name: registry key.
+        family: ``"token"`` or ``"channel"`` (``"baseline"`` methods declare the family they stand in).
+        Params: frozen dataclass of native parameters with defaults.
+        selections: selection modes the method supports (``scored`` = its own criterion,
+            ``random`` = same counts and same merge/fuse step with seeded uniform scores).
+        knob: name of the native knob the keep ratio maps to (documentation and tables).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = "token"
+    Params: ClassVar[type] = NoParams
+    selections: ClassVar[tuple[str, ...]] = SELECTIONS
+    knob: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Default native parameters as a plain dict."""
+        return dataclasses.asdict(cls.Params())
+
+    @classmethod
+    def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:
+        """Native parameters realising ``keep_ratio`` on ``model`` (default: no mapping)."""
+        return {}
+
+    @classmethod
+    def params_for(
+        cls, keep_ratio: float, model: nn.Module, overrides: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Build ``Params`` from the keep ratio, then apply user ``overrides`` (they win)."""
+        check_keep_ratio(keep_ratio)
+        values = cls.map_keep_ratio(keep_ratio, model)
+        values.update(overrides or {})
+        return make_params(cls, values)
+
+    @classmethod
+    def setting(cls, params: Any) -> str:
+        """Short human-readable native setting, e.g. ``r=13``."""
+        items = dataclasses.asdict(params)
+        if cls.knob and cls.knob in items:
+            v = items[cls.knob]
+            return f"{cls.knob}={_fmt(v)}"
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in items.items()) or "-"
+
+    @classmethod
+    def supported(cls, model: nn.Module) -> str | None:
+        """``None`` when the method can run on ``model``, else the reason it cannot."""
+        return None
+
+
+class TokenMethod(Method):
+    """Token reduction: changes the forward of a loaded timm model, reversibly.
+
+    ``apply`` returns a :class:`~vitbench.methods.patch.Handle`; leaving its context restores the
+    original classes bit-for-bit. ``schedule`` gives the tokens entering each block (prefix
+    tokens included) for the model's native input size.
+    """
+
+    family: ClassVar[str] = "token"
+
+    @classmethod
+    @abstractmethod
+    def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Any:
+        """Patch ``model`` in place and return the undo handle."""
+
+    @classmethod
+    @abstractmethod
+    def schedule(cls, model: nn.Module, params: Any) -> list[int]:
+        """Tokens entering each block, prefix tokens included."""
+
+
+class ChannelMethod(Method):
+    """Channel pruning: returns a new, physically smaller model; never mutates its input."""
+
+    family: ClassVar[str] = "channel"
+    selections: ClassVar[tuple[str, ...]] = ("scored",)
+
+    @classmethod
+    @abstractmethod
+    def prune(
+        cls, model: nn.Module, params: Any, calib: Iterable[tuple[torch.Tensor, torch.Tensor]] | None
+    ) -> nn.Module:
+        """Return a pruned copy of ``model``; ``calib`` yields ``(images [B,3,H,W], labels [B])``."""
+
+
+def check_keep_ratio(keep_ratio: float) -> None:
+    """Raise a one-line error unless ``keep_ratio`` is in (0, 1]."""
+    if not isinstance(keep_ratio, (int, float)) or not 0.0 < float(keep_ratio) <= 1.0:
+        raise VitbenchError(f"keep ratio {keep_ratio!r} is outside (0, 1]; use a value such as 0.7")
+
+
+def make_params(cls: type[Method], values: Mapping[str, Any]) -> Any:
+    """Instantiate ``cls.Params`` from ``values``, coercing types and rejecting unknown names."""
+    fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        known = ", ".join(fields) or "none"
+        raise VitbenchError(
+            f"method '{cls.name}' has no parameter {', '.join(repr(u) for u in unknown)}; "
+            f"its parameters are: {known}"
+        )
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(cls.Params(), key)
+        kwargs[key] = _coerce(cls.name, key, value, default)
+    try:
+        return cls.Params(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise VitbenchError(f"method '{cls.name}': {exc}") from None
+
+
+def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
+    if default is None or value is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                value = [v for v in value.strip("[]()").split(",") if v.strip()]
+            return tuple(type(default[0])(v) if default else int(v) for v in value)
+    except (TypeError, ValueError):
+        raise VitbenchError(
+            f"method '{method}': parameter {key}={value!r} is not a {type(default).__name__}"
+        ) from None
+    return value
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (tuple, list)):
+        return "[" + ",".join(_fmt(x) for x in v) + "]"
+    return str(v)

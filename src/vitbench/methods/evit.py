@@ -1,0 +1,168 @@
+"""EViT: keep the image tokens the CLS token attends to most; fuse the rest into one token.
+
+Liang et al., "Not All Patches are What You Need: Expediting Vision Transformers via Token
+Reorganizations", ICLR 2022 (official code: youweiliang/evit). Inside blocks depth/4, depth/2
+and 3*depth/4, after the attention residual: a_j = mean over heads of A_h[CLS, j];
+keep ceil(rho * n) image tokens by top-k of a (descending attention order); the inattentive
+tokens are fused into one extra token sum_j a_j x_j (not normalised); then the MLP runs on the
+shorter sequence. Timm's fused attention stays in use: only the CLS row of the attention
+matrix is computed beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from vitbench.errors import VitbenchError
+from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.patch import (
+    CountingMixin,
+    ForwardState,
+    Handle,
+    check_vit,
+    input_tokens,
+    patch_blocks,
+    prefix_tokens,
+)
+from vitbench.methods.stages import evit_keep, stage_blocks, stage_schedule
+
+
+def cls_attention(qkv: torch.Tensor, attn: nn.Module, prefix: int) -> torch.Tensor:
+    """Head-mean attention of the first (CLS) token to every image token.
+
+    Args:
+        qkv: [B, N, 3 * H * d] captured output of ``attn.qkv``.
+        attn: the timm ``Attention`` module (heads, head_dim, scale, q_norm, k_norm).
+        prefix: prefix tokens; their columns are dropped from the result.
+
+    Returns:
+        [B, N - prefix]: mean_h softmax_j(q_0 . k_j * scale)[j] for image tokens j; the softmax
+        runs over all N keys as in the official code.
+    """
+    b, n, _ = qkv.shape
+    qkv = qkv.reshape(b, n, 3, attn.num_heads, attn.head_dim)
+    q0 = attn.q_norm(qkv[:, :1, 0].transpose(1, 2))  # [B, H, 1, d]
+    k = attn.k_norm(qkv[:, :, 1].transpose(1, 2))  # [B, H, N, d]
+    logits = (q0 @ k.transpose(-2, -1)) * attn.scale  # [B, H, 1, N]
+    return logits.softmax(dim=-1).mean(dim=1)[:, 0, prefix:]  # [B, N - prefix]
+
+
+def reduce_tokens(x: torch.Tensor, st: ForwardState, index: int, attn: nn.Module) -> torch.Tensor:
+    """Keep the top ``ceil(rho * n)`` image tokens of ``x`` [B, N, C]; optionally fuse the rest.
+
+    Scores are CLS attention (``selection="scored"``) or seeded uniform numbers (``"random"``,
+    same counts, same fusion weighted by the real CLS attention).
+    """
+    p = st.prefix
+    b, n_all, c = x.shape
+    n = n_all - p
+    fuse = bool(getattr(st.params, "fuse_token", False))
+    left = evit_keep(st.params.keep_rate, n)
+    if left >= n:
+        st.qkv.pop(index, None)
+        return x
+    cls_attn = None
+    if fuse or st.selection == "scored":
+        cls_attn = cls_attention(st.qkv.pop(index), attn, p)  # [B, n]
+    scores = cls_attn if st.selection == "scored" else st.uniform(index, (n,), x)
+    assert scores is not None
+    idx = scores.topk(left, dim=1, largest=True, sorted=True).indices  # [B, left]
+    img = x[:, p:]
+    parts = [x[:, :p], img.gather(1, idx[..., None].expand(-1, -1, c))]
+    if fuse:
+        assert cls_attn is not None
+        pruned = torch.ones(b, n, dtype=torch.bool, device=x.device).scatter_(1, idx, False)
+        compl = pruned.nonzero()[:, 1].view(b, n - left)  # [B, n - left], ascending
+        non_topk = img.gather(1, compl[..., None].expand(-1, -1, c))
+        weights = cls_attn.gather(1, compl)[..., None]  # [B, n - left, 1]
+        parts.append((non_topk * weights).sum(dim=1, keepdim=True))
+    return torch.cat(parts, dim=1)
+
+
+class EViTMixin(CountingMixin):
+    """EViT block (used at the pruning stages only).
+
+    Modifications to timm's ``Block.forward``:
+        - between the attention residual and the MLP, image tokens are reduced by
+          :func:`reduce_tokens` (CLS-attention top-k, optional fused token);
+        - prefix tokens (CLS, distillation, registers) are never pruned (the official code
+          treats a distillation token as an image token);
+        - an external ``attn_mask`` is not supported.
+        LayerScale, drop-path, q/k norms and fused attention are timm's own.
+    """
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:  # noqa: D102
+        st = self._vb_enter(x)
+        if attn_mask is not None:
+            raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
+        blk: Any = self
+        x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), **kw)))
+        x = reduce_tokens(x, st, self._vb_index, blk.attn)
+        return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+
+
+@dataclasses.dataclass(frozen=True)
+class EViTParams:
+    """EViT native parameters.
+
+    Attributes:
+        keep_rate: fraction rho of image tokens kept at each stage (the paper's keep rate).
+        fuse_token: fuse the pruned tokens into one extra token (the paper's default).
+        drop_loc: pruning blocks; empty = depth/4, depth/2, 3*depth/4 (3, 6, 9 for 12 blocks).
+    """
+
+    keep_rate: float = 0.7
+    fuse_token: bool = True
+    drop_loc: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.keep_rate <= 1.0:
+            raise ValueError(f"keep_rate {self.keep_rate} is outside (0, 1]")
+
+
+class StageMethod(TokenMethod):
+    """A method that reduces tokens inside the stage blocks (EViT-style schedule)."""
+
+    mixin: ClassVar[type] = EViTMixin
+    needs_attention: ClassVar[bool] = True
+    knob: ClassVar[str] = "keep_rate"
+
+    @classmethod
+    def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:
+        """The keep ratio is the per-stage keep rate rho."""
+        return {"keep_rate": float(keep_ratio)}
+
+    @classmethod
+    def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
+        """Patch ``model``: stage blocks get the reduction, the others only count tokens."""
+        blocks = check_vit(model, cls.name)
+        locs = stage_blocks(len(blocks), params.drop_loc)
+        st = ForwardState(cls.name, prefix_tokens(model), selection, seed, len(blocks), params=params)
+        fuse = bool(getattr(params, "fuse_token", False))
+        capture = set(locs) if (cls.needs_attention and (fuse or selection == "scored")) else set()
+        return patch_blocks(model, st, lambda i: cls.mixin if i in locs else CountingMixin, capture)
+
+    @classmethod
+    def schedule(cls, model: nn.Module, params: Any) -> list[int]:
+        """Tokens entering each block at the model's native input size."""
+        depth = len(check_vit(model, cls.name))
+        locs = stage_blocks(depth, params.drop_loc)
+        fuse = bool(getattr(params, "fuse_token", False))
+        attn, _ = stage_schedule(input_tokens(model), prefix_tokens(model), depth, locs, params.keep_rate, fuse)
+        return attn
+
+
+@METHODS.register("evit", family="token")
+class EViT(StageMethod):
+    """EViT (ICLR'22): CLS-attention top-k at 3 stages, inattentive tokens fused into one."""
+
+    name = "evit"
+    Params = EViTParams
+    summary = "CLS-attention top-k at depth/4, depth/2, 3depth/4; pruned tokens fused (Liang et al. 2022)"
+
+
+__all__ = ["EViT", "EViTParams", "StageMethod", "cls_attention", "evit_keep", "reduce_tokens"]

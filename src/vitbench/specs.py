@@ -1,0 +1,104 @@
+"""Frozen, typed specs: what to run. Built from YAML by :mod:`vitbench.config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A timm model and where its weights come from (``random``, ``demo``, ``hub`` or a file path)."""
+
+    name: str
+    weights: str = "random"
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """A registered method with native-parameter overrides (sorted key/value pairs)."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """Overrides as a dict."""
+        return dict(self.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """A registered dataset adapter, its root (if it needs one), split and sample limit."""
+
+    name: str = "mnist-demo"
+    split: str = "test"
+    root: str | None = None
+    limit: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseSpec:
+    """A noise and one level (``clean`` has level 0)."""
+
+    name: str = "clean"
+    level: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputSpec:
+    """Throughput measurement settings; ``enabled=False`` skips it."""
+
+    enabled: bool = True
+    batch_size: int = 64
+    warmup: int = 2
+    repeats: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteSpec:
+    """A sweep: models x methods x keep ratios x noises x selections x seeds on one dataset."""
+
+    name: str
+    models: tuple[ModelSpec, ...]
+    methods: tuple[MethodSpec, ...]
+    dataset: DataSpec = DataSpec()
+    keep_ratios: tuple[float, ...] = (1.0,)
+    noises: tuple[NoiseSpec, ...] = (NoiseSpec(),)
+    selections: tuple[str, ...] = ("scored",)
+    seeds: tuple[int, ...] = (0,)
+    calib_noise: NoiseSpec = NoiseSpec()
+    batch_size: int = 128
+    bootstrap: int = 1000
+    throughput: ThroughputSpec = ThroughputSpec()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for hashing and provenance)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One evaluation: the unit of resume and of error capture."""
+
+    model: ModelSpec
+    method: MethodSpec
+    keep_ratio: float
+    noise: NoiseSpec
+    selection: str
+    seed: int
+    dataset: DataSpec
+    calib_noise: NoiseSpec = NoiseSpec()
+
+    def key(self) -> str:
+        """Stable unique key (sha256 of the cell's identity, 24 hex chars)."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def label(self) -> str:
+        """Short human-readable description for progress bars and error lines."""
+        extra = f" {dict(self.method.params)}" if self.method.params else ""
+        noise = "clean" if self.noise.name == "clean" else f"{self.noise.name}@{self.noise.level:g}"
+        return f"{self.model.name} {self.method.name}{extra} keep={self.keep_ratio:g} {noise} {self.selection} s{self.seed}"
