@@ -1,0 +1,38 @@
+"""Test helpers: tiny timm ViTs built offline (pretrained=False) and small inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+
+import vitbench.demo  # noqa: F401  (registers the demo architecture)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+#: name -> (timm name, kwargs): plain, LayerScale + avg pool, register tokens, distilled, 12 blocks.
+TINY_MODELS = {
+    "vit": ("test_vit", {}),
+    "layerscale": ("test_vit2", {}),
+    "registers": ("test_vit", {"reg_tokens": 3}),
+    "distilled": ("deit_tiny_distilled_patch16_224", {"img_size": 64, "depth": 4}),
+    "depth12": ("vitbench_demo_vit", {}),
+}
+
+
+def make_model(key: str) -> torch.nn.Module:
+    name, kwargs = TINY_MODELS[key]
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    # random init gives near-uniform attention; sharpen it so selections are not ties
+    with torch.no_grad():
+        for blk in model.blocks:
+            blk.attn.qkv.weight.mul_(4.0)
+    return model
+
+
+def model_input(model: torch.nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """Seeded standard-normal images [batch, 3, H, W] at the model's input size."""
+    h, w = model.patch_embed.img_size
+    return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
