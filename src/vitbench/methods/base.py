@@ -71,12 +71,12 @@ class Method(ABC):
 
     @classmethod
     def setting(cls, params: Any) -> str:
-        """Short human-readable native setting, e.g. ``r=13``."""
+        """Short human-readable native setting: the knob, then any non-default parameter."""
         items = dataclasses.asdict(params)
-        if cls.knob and cls.knob in items:
-            v = items[cls.knob]
-            return f"{cls.knob}={_fmt(v)}"
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in items.items()) or "-"
+        defaults = cls.defaults()
+        parts = [f"{cls.knob}={_fmt(items[cls.knob])}"] if cls.knob in items else []
+        parts += [f"{k}={_fmt(v)}" for k, v in items.items() if k != cls.knob and v != defaults.get(k)]
+        return ", ".join(parts) or "-"
 
     @classmethod
     def supported(cls, model: nn.Module) -> str | None:

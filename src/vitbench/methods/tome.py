@@ -184,10 +184,10 @@ class ToMe(TokenMethod):
 
     @classmethod
     def setting(cls, params: Any) -> str:
-        """``r=13`` or the explicit list."""
-        if params.r_per_block and len(set(params.r_per_block)) > 1:
-            return "r=[" + ",".join(map(str, params.r_per_block)) + "]"
-        return f"r={params.r_per_block[0] if params.r_per_block else params.r}"
+        """``r=13``, or the explicit per-block list; ``prop_attn=False`` when switched off."""
+        rs = params.r_per_block
+        text = "r=[" + ",".join(map(str, rs)) + "]" if rs and len(set(rs)) > 1 else f"r={rs[0] if rs else params.r}"
+        return text if params.prop_attn else f"{text}, prop_attn=False"
 
     @classmethod
     def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:
