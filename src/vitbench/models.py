@@ -65,7 +65,9 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
                 "pass a local file with weights=/path/to.pth or .safetensors"
             ) from None
         return model.eval()
-    model = timm.create_model(name, pretrained=False, **kwargs)  # type: ignore[attr-defined]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # "random" weights are the same in every process and every run
+        model = timm.create_model(name, pretrained=False, **kwargs)  # type: ignore[attr-defined]
     if weights != "random":
         load_checkpoint(model, Path(weights))
     return model.eval()
