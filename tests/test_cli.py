@@ -56,8 +56,12 @@ def test_run_resume_and_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_failed_cell_is_recorded_and_sweep_goes_on(tmp_path: Path) -> None:
-    suite = write_suite(tmp_path, methods=["dense", {"name": "evit", "params": {"drop_loc": [40]}}],
-                        noises=["clean"], selections=["scored"])
+    suite = write_suite(
+        tmp_path,
+        methods=["dense", {"name": "evit", "params": {"drop_loc": [40]}}],
+        noises=["clean"],
+        selections=["scored"],
+    )
     results = str(tmp_path / "r.sqlite")
     assert run([str(suite), "--results", results]) == 0
     assert run([str(suite), "--results", results, "--strict"]) == 1  # the failed cell is retried
@@ -97,7 +101,22 @@ def test_interrupted_run_keeps_finished_cells(tmp_path: Path, monkeypatch: pytes
 def test_set_overrides_method_params(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, noises=["clean"], selections=["scored"])
     results = str(tmp_path / "r.sqlite")
-    assert run([str(suite), "--results", results, "--method", "tome", "--set", "r=5", "--set", "dataset.limit=16"]) == 0
+    assert (
+        run(
+            [
+                str(suite),
+                "--results",
+                results,
+                "--method",
+                "tome",
+                "--set",
+                "r=5",
+                "--set",
+                "dataset.limit=16",
+            ]
+        )
+        == 0
+    )
     df = load_results(results)
     assert df["setting"].tolist() == ["r=5"] and df["n_samples"].tolist() == [16]
 

@@ -23,8 +23,20 @@ SUITE = {
     "bootstrap": 100,
     "throughput": False,
 }
-COMPARED = ["cell_key", "top1", "top5", "nll", "ece", "top1_ci_low", "top1_ci_high", "gmacs", "n_samples",
-            "tokens_per_block", "setting", "error"]
+COMPARED = [
+    "cell_key",
+    "top1",
+    "top5",
+    "nll",
+    "ece",
+    "top1_ci_low",
+    "top1_ci_high",
+    "gmacs",
+    "n_samples",
+    "tokens_per_block",
+    "setting",
+    "error",
+]
 
 
 @pytest.mark.distributed
@@ -34,12 +46,24 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
     base = ["-m", "vitbench.cli", "run", str(suite), "--no-progress", "--results"]
     subprocess.run([sys.executable, *base, str(one)], check=True, capture_output=True, cwd=tmp_path)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     proc = subprocess.run([*launch, *base, str(two)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a = load_results(one).sort_values("cell_key").reset_index(drop=True)[COMPARED]
     b = load_results(two).sort_values("cell_key").reset_index(drop=True)[COMPARED]
     assert len(a) == 12 and a["n_samples"].eq(45).all()
     assert a["error"].isna().all()
-    assert a.equals(b), (a.compare(b) if a.shape == b.shape else (a.shape, b.shape))
+    assert a.equals(b), a.compare(b) if a.shape == b.shape else (a.shape, b.shape)

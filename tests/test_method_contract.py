@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vbtest import TINY_MODELS, make_model, model_input
 
+from vbtest import TINY_MODELS, make_model, model_input
 from vitbench.methods import METHODS, TokenMethod
 from vitbench.methods.patch import prefix_tokens
 
@@ -102,8 +102,11 @@ def test_prefix_tokens_survive(method: str, key: str) -> None:
         assert torch.equal(sizes[:, :p], torch.ones_like(sizes[:, :p])), "a prefix token was merged"
 
 
-@pytest.mark.parametrize(("method", "key"), [c for c in CASES if "random" in METHODS.get(c[0]).selections],
-                         ids=[i for c, i in zip(CASES, IDS) if "random" in METHODS.get(c[0]).selections])
+@pytest.mark.parametrize(
+    ("method", "key"),
+    [c for c in CASES if "random" in METHODS.get(c[0]).selections],
+    ids=[i for c, i in zip(CASES, IDS) if "random" in METHODS.get(c[0]).selections],
+)
 def test_random_selection_seeded(method: str, key: str) -> None:
     model, cls = _model(key), METHODS.get(method)
     x = model_input(model, batch=3)

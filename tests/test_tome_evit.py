@@ -134,9 +134,14 @@ def test_evit_gmacs_deit_s(rho: float, published: float) -> None:
 
 @pytest.mark.parametrize(
     ("name", "c", "r", "published"),
-    [("deit_small_patch16_224", 384, 8, 3.4), ("deit_small_patch16_224", 384, 13, 2.7),
-     ("deit_small_patch16_224", 384, 16, 2.3), ("deit_tiny_patch16_224", 192, 8, 0.9),
-     ("deit_tiny_patch16_224", 192, 12, 0.8), ("deit_tiny_patch16_224", 192, 16, 0.6)],
+    [
+        ("deit_small_patch16_224", 384, 8, 3.4),
+        ("deit_small_patch16_224", 384, 13, 2.7),
+        ("deit_small_patch16_224", 384, 16, 2.3),
+        ("deit_tiny_patch16_224", 192, 8, 0.9),
+        ("deit_tiny_patch16_224", 192, 12, 0.8),
+        ("deit_tiny_patch16_224", 192, 16, 0.6),
+    ],
 )
 def test_tome_gmacs(name: str, c: int, r: int, published: float) -> None:
     model = timm.create_model(name, pretrained=False)
@@ -152,5 +157,6 @@ def test_tome_keep_ratio_maps_to_evit_gmacs() -> None:
     tome = METHODS.get("tome")
     r = tome.params_for(0.7, model).r
     assert abs(tome_closed(384, r) - evit_closed(384, 0.7)) <= min(
-        abs(tome_closed(384, r + 1) - evit_closed(384, 0.7)), abs(tome_closed(384, r - 1) - evit_closed(384, 0.7))
+        abs(tome_closed(384, r + 1) - evit_closed(384, 0.7)),
+        abs(tome_closed(384, r - 1) - evit_closed(384, 0.7)),
     )

@@ -1,4 +1,4 @@
-"""Command line: vitbench run | leaderboard | plot | methods | flops | throughput | train-demo | bench-eval."""
+"""The vitbench command line (run, leaderboard, plot, methods, flops, throughput, train-demo, ...)."""
 
 from __future__ import annotations
 
@@ -31,17 +31,23 @@ def _sets(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _method_arg(name: str, sets: dict[str, Any], keep: float, model: Any) -> tuple[Any, Any]:
-    from vitbench.methods import METHODS
+    from vitbench.methods.base import token_method
 
-    cls = METHODS.get(name)
+    cls = token_method(name)
     return cls, cls.params_for(keep, model, sets)
 
 
 def _dtype(name: str) -> Any:
     import torch
 
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if name not in table:
         raise VitbenchError(f"unknown dtype '{name}'; use float32, bfloat16 or float16")
     return table[name]
@@ -112,7 +118,9 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
         out.append(MethodSpec(m.name, tuple(sorted({**m.overrides, **mine}.items()))))
     unused = sorted(set(sets) - used)
     if unused:
-        raise VitbenchError(f"--set {', '.join(unused)}: no method in this run has such a parameter (see `vitbench methods`)")
+        raise VitbenchError(
+            f"--set {', '.join(unused)}: no method in this run has such a parameter (see `vitbench methods`)"
+        )
     return tuple(out)
 
 
@@ -160,8 +168,13 @@ def cmd_methods(args: argparse.Namespace) -> int:
         cls = METHODS.get(name)
         params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "-"
         rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), params, cls.summary])
-    print(tabulate(rows, headers=["method", "family", "keep knob", "selection", "parameters (defaults)", "what"],
-                   tablefmt="github"))
+    print(
+        tabulate(
+            rows,
+            headers=["method", "family", "keep knob", "selection", "parameters (defaults)", "what"],
+            tablefmt="github",
+        )
+    )
     return 0
 
 
@@ -193,7 +206,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from vitbench.measure import count_gmacs, measure_throughput
-    from vitbench.methods import METHODS
+    from vitbench.methods.base import token_method
     from vitbench.models import create_model, data_config
 
     model = create_model(args.model, "random")
@@ -206,7 +219,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         dense_g = count_gmacs(model, size)
         rows.append(["dense", "-", bs, f"{dense_g:.3f}", f"{base.img_per_s:.1f}", "1.00", "1.00", "-"])
         for name in args.method:
-            cls = METHODS.get(name)
+            cls = token_method(name)
             for keep in args.keep:
                 params = cls.params_for(keep, model, {k: v for k, v in sets.items() if k in cls.defaults()})
                 with cls.apply(model, params, args.selection):
@@ -214,11 +227,35 @@ def cmd_throughput(args: argparse.Namespace) -> int:
                     res = measure_throughput(model, size, bs, args.device, dtype, args.warmup, args.repeats)
                 ideal = dense_g / g
                 real = res.img_per_s / base.img_per_s
-                rows.append([name, cls.setting(params), bs, f"{g:.3f}", f"{res.img_per_s:.1f}",
-                             f"{ideal:.2f}", f"{real:.2f}", f"{real / ideal:.2f}"])
+                rows.append(
+                    [
+                        name,
+                        cls.setting(params),
+                        bs,
+                        f"{g:.3f}",
+                        f"{res.img_per_s:.1f}",
+                        f"{ideal:.2f}",
+                        f"{real:.2f}",
+                        f"{real / ideal:.2f}",
+                    ]
+                )
     print(f"{args.model}, random weights, {base.device}, dtype {base.dtype}, threads {base.threads}")
-    print(tabulate(rows, headers=["method", "setting", "batch", "GMACs", "img/s", "GMACs speedup",
-                                  "measured speedup", "realized/ideal"], tablefmt="github"))
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "method",
+                "setting",
+                "batch",
+                "GMACs",
+                "img/s",
+                "GMACs speedup",
+                "measured speedup",
+                "realized/ideal",
+            ],
+            tablefmt="github",
+        )
+    )
     return 0
 
 
@@ -248,13 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a suite (default: the embedded demo)")
     r.add_argument("suite", nargs="?", default=DEMO_SUITE, help="suite YAML path or name (default: demo)")
-    r.add_argument("--results", default=DEFAULT_RESULTS, help=f"SQLite results store (default {DEFAULT_RESULTS})")
+    r.add_argument(
+        "--results", default=DEFAULT_RESULTS, help=f"SQLite results store (default {DEFAULT_RESULTS})"
+    )
     r.add_argument("--model", action="append", help="replace the suite's models (repeatable)")
     r.add_argument("--weights", default="random", help="weights for --model: random | demo | hub | PATH")
     r.add_argument("--method", action="append", help="replace the suite's methods (repeatable)")
     r.add_argument("--keep", action="append", type=float, help="replace the suite's keep ratios (repeatable)")
-    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="method parameter (r=13) or dotted suite field (dataset.limit=200)")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="method parameter (r=13) or dotted suite field (dataset.limit=200)",
+    )
     r.add_argument("--output-dir", default=None, help="also write leaderboard.md and pareto.png here")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
@@ -284,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--keep", type=float, default=1.0)
     fl.add_argument("--selection", default="scored", choices=["scored", "random"])
     fl.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    fl.add_argument("--paper", action="store_true", help="table of every published GMACs value in methods/*.yaml")
+    fl.add_argument(
+        "--paper", action="store_true", help="table of every published GMACs value in methods/*.yaml"
+    )
     fl.add_argument("--output", default=None, help="with --paper: also write the table here")
     fl.set_defaults(fn=cmd_flops)
 

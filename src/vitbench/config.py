@@ -47,9 +47,13 @@ def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None) ->
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise VitbenchError(f"{path}{where}: malformed YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise VitbenchError(
+            f"{path}{where}: malformed YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+        ) from None
     if not isinstance(raw, dict):
-        raise VitbenchError(f"{path}: a suite must be a YAML mapping with keys like models, methods, keep_ratios")
+        raise VitbenchError(
+            f"{path}: a suite must be a YAML mapping with keys like models, methods, keep_ratios"
+        )
     raw.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)

@@ -23,7 +23,7 @@ from torch import nn
 from vitbench.data import ImageSet, load_dataset
 from vitbench.errors import VitbenchError
 from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
-from vitbench.methods import METHODS
+from vitbench.methods.base import token_method
 from vitbench.models import create_model, data_config
 from vitbench.noise import apply_noise
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
@@ -49,9 +49,8 @@ def prepare_images(images: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
 
     crop_pct = float(cfg.get("crop_pct", 1.0) or 1.0)
     scale = int(np.floor(max(h, w) / crop_pct))
-    interp = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}.get(
-        str(cfg.get("interpolation", "bicubic")), Image.BICUBIC
-    )
+    modes = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+    interp = modes.get(str(cfg.get("interpolation", "bicubic")), Image.Resampling.BICUBIC)
     out = np.empty((len(images), h, w, 3), dtype=np.uint8)
     for i, img in enumerate(images):
         pil = Image.fromarray(img)
@@ -114,7 +113,9 @@ class Harness:
             d = self.suite.dataset
             self._data = load_dataset(d.name, root=d.root, split=d.split, limit=d.limit)
             if len(self._data) == 0:
-                raise VitbenchError(f"dataset '{d.name}' split '{d.split}' is empty; check its root and limit")
+                raise VitbenchError(
+                    f"dataset '{d.name}' split '{d.split}' is empty; check its root and limit"
+                )
         return self._data
 
     def model(self, spec: ModelSpec) -> nn.Module:
@@ -133,7 +134,9 @@ class Harness:
             if len(self._inputs) > 8:
                 self._inputs.clear()
             clean = prepare_images(data.images, cfg)
-            self._inputs[key] = apply_noise(clean, data.sample_ids, cell.noise.name, cell.noise.level, cell.seed)
+            self._inputs[key] = apply_noise(
+                clean, data.sample_ids, cell.noise.name, cell.noise.level, cell.seed
+            )
         return self._inputs[key]
 
     # -- one cell -----------------------------------------------------------------------------
@@ -153,16 +156,25 @@ class Harness:
                 x = to_tensor(raw.numpy(), cfg).to(self.acc.device)
                 handle.set_sample_ids(sid.to(self.acc.device))
                 logits = model(x)
-                g_logits, g_y, g_id = self.acc.gather_for_metrics((logits, y.to(logits.device), sid.to(logits.device)))
+                g_logits, g_y, g_id = self.acc.gather_for_metrics(
+                    (logits, y.to(logits.device), sid.to(logits.device))
+                )
                 outs.append(g_logits.float().cpu())
                 labels.append(g_y.cpu())
                 ids.append(g_id.cpu())
         order = torch.argsort(torch.cat(ids))
         return torch.cat(outs)[order], torch.cat(labels)[order], torch.cat(ids)[order]
 
-    def costs(self, cell: Cell, model: nn.Module, handle: Any, params: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    def costs(
+        self, cell: Cell, model: nn.Module, handle: Any, params: Any, cfg: dict[str, Any]
+    ) -> dict[str, Any]:
         """GMACs (batch 1, real forward), params, tokens per block and throughput; cached per setting."""
-        key = (cell.model, cell.method.name, json.dumps(dataclasses.asdict(params), sort_keys=True), cell.selection)
+        key = (
+            cell.model,
+            cell.method.name,
+            json.dumps(dataclasses.asdict(params), sort_keys=True),
+            cell.selection,
+        )
         if key not in self._cost:
             input_size = tuple(cfg["input_size"])
             handle.set_sample_ids(None)
@@ -177,7 +189,12 @@ class Harness:
             tp = self.suite.throughput
             if tp.enabled:
                 res = measure_throughput(
-                    model, input_size, tp.batch_size, device=self.acc.device, warmup=tp.warmup, repeats=tp.repeats
+                    model,
+                    input_size,
+                    tp.batch_size,
+                    device=self.acc.device,
+                    warmup=tp.warmup,
+                    repeats=tp.repeats,
                 )
                 out.update(
                     img_per_s=res.img_per_s,
@@ -192,7 +209,7 @@ class Harness:
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         """Evaluate one cell and return its record (without provenance)."""
         start = time.perf_counter()
-        cls = METHODS.get(cell.method.name)
+        cls = token_method(cell.method.name)
         model = self.model(cell.model)
         reason = cls.supported(model)
         if reason:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,9 @@ def check_model_name(name: str) -> None:
     if arch not in timm.list_models():  # type: ignore[attr-defined]
         close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)  # type: ignore[attr-defined]
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise VitbenchError(f"unknown model '{name}'{hint} (any timm ViT/DeiT name works, see timm.list_models())")
+        raise VitbenchError(
+            f"unknown model '{name}'{hint} (any timm ViT/DeiT name works, see timm.list_models())"
+        )
 
 
 def create_model(name: str, weights: str = "random", num_classes: int | None = None) -> nn.Module:
@@ -50,12 +53,15 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
         from vitbench.demo import load_demo_model
 
         if name.split(".")[0] != DEMO_MODEL:
-            raise VitbenchError(f"weights 'demo' exist only for {DEMO_MODEL}; use weights: random, hub or a file")
+            raise VitbenchError(
+                f"weights 'demo' exist only for {DEMO_MODEL}; use weights: random, hub or a file"
+            )
         return load_demo_model()
     if weights == "hub":
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise VitbenchError(
-                f"model '{name}' needs hub weights but HF_HUB_OFFLINE=1; pass a local file with weights=/path/to.pth"
+                f"model '{name}' needs hub weights but HF_HUB_OFFLINE=1; "
+                "pass a local file with weights=/path/to.pth"
             )
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)  # type: ignore[attr-defined]
@@ -82,7 +88,7 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        state: Any = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
         for key in ("model", "state_dict", "model_ema"):
@@ -105,7 +111,7 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
 
 
 def data_config(model: nn.Module) -> dict:
-    """timm data config (input_size, mean, std, crop_pct, interpolation) of ``model``."""
+    """Timm data config (input_size, mean, std, crop_pct, interpolation) of ``model``."""
     from timm.data import resolve_model_data_config
 
     return dict(resolve_model_data_config(model))

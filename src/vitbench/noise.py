@@ -127,9 +127,7 @@ def check_noise(name: str, level: float) -> Noise:
     return noise
 
 
-def apply_noise(
-    images: np.ndarray, sample_ids: np.ndarray, name: str, level: float, seed: int
-) -> np.ndarray:
+def apply_noise(images: np.ndarray, sample_ids: np.ndarray, name: str, level: float, seed: int) -> np.ndarray:
     """Corrupt a stack of images.
 
     Args:
@@ -147,7 +145,8 @@ def apply_noise(
         return images
     if min(images.shape[1:3]) < noise.min_size:
         raise VitbenchError(
-            f"'{name}' needs images of at least {noise.min_size}px; these are {images.shape[1]}x{images.shape[2]}"
+            f"'{name}' needs images of at least {noise.min_size}px; "
+            f"these are {images.shape[1]}x{images.shape[2]}"
         )
     out = np.empty_like(images)
     for i, (img, sid) in enumerate(zip(images, sample_ids)):

@@ -43,7 +43,7 @@ def paper_flops_table() -> str:
     from tabulate import tabulate
 
     from vitbench.measure import count_gmacs
-    from vitbench.methods import METHODS
+    from vitbench.methods.base import token_method
     from vitbench.models import create_model
 
     rows = []
@@ -55,14 +55,33 @@ def paper_flops_table() -> str:
                 continue
             arch = pub["model"].split(".")[0]
             model = models.setdefault(arch, create_model(arch, "random"))
-            cls = METHODS.get(name)
+            cls = token_method(name)
             params = cls.params_for(1.0, model, pub.get("params") or {})
             with cls.apply(model, params):
                 g = count_gmacs(model)
             shown = paper_round(g, mode)
-            rows.append([arch, name, cls.setting(params) if name != "dense" else "-", f"{pub['gmacs']:.1f}",
-                         f"{g:.3f}", f"{shown:.1f}", "yes" if abs(shown - pub["gmacs"]) < 1e-6 else "NO"])
-    head = ["Model", "Method", "Setting", "Published GFLOPs (MACs)", "vitbench GMACs", "rounded as paper", "match"]
-    note = ("GMACs counted by vitbench on a real batch-1 forward (random weights, eval mode) in the papers' "
-            "convention (fvcore MACs, attention matmuls included, LayerNorm 5/element).")
+            rows.append(
+                [
+                    arch,
+                    name,
+                    cls.setting(params) if name != "dense" else "-",
+                    f"{pub['gmacs']:.1f}",
+                    f"{g:.3f}",
+                    f"{shown:.1f}",
+                    "yes" if abs(shown - pub["gmacs"]) < 1e-6 else "NO",
+                ]
+            )
+    head = [
+        "Model",
+        "Method",
+        "Setting",
+        "Published GFLOPs (MACs)",
+        "vitbench GMACs",
+        "rounded as paper",
+        "match",
+    ]
+    note = (
+        "GMACs counted by vitbench on a real batch-1 forward (random weights, eval mode) in the papers' "
+        "convention (fvcore MACs, attention matmuls included, LayerNorm 5/element)."
+    )
     return note + "\n\n" + tabulate(rows, headers=head, tablefmt="github")

@@ -94,9 +94,7 @@ class Registry(Generic[T]):
     def names(self, **filters: Any) -> list[str]:
         """Sorted names, optionally only those whose metadata matches ``filters``."""
         self._load_plugins()
-        return sorted(
-            n for n, m in self._meta.items() if all(m.get(k) == v for k, v in filters.items())
-        )
+        return sorted(n for n, m in self._meta.items() if all(m.get(k) == v for k, v in filters.items()))
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()

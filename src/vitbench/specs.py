@@ -101,4 +101,5 @@ class Cell:
         """Short human-readable description for progress bars and error lines."""
         extra = f" {dict(self.method.params)}" if self.method.params else ""
         noise = "clean" if self.noise.name == "clean" else f"{self.noise.name}@{self.noise.level:g}"
-        return f"{self.model.name} {self.method.name}{extra} keep={self.keep_ratio:g} {noise} {self.selection} s{self.seed}"
+        keep = f"keep={self.keep_ratio:g}"
+        return f"{self.model.name} {self.method.name}{extra} {keep} {noise} {self.selection} s{self.seed}"

@@ -8,7 +8,7 @@ its native knobs. The harness axis ``keep_ratio`` is translated into native para
 from __future__ import annotations
 
 import dataclasses
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -30,7 +30,7 @@ class NoParams:
     """Native parameters of a method without knobs."""
 
 
-class Method(ABC):
+class Method:
     """Common part of both contracts.
 
     Class attributes:
@@ -178,3 +178,11 @@ def _fmt(v: Any) -> str:
     if isinstance(v, (tuple, list)):
         return "[" + ",".join(_fmt(x) for x in v) + "]"
     return str(v)
+
+
+def token_method(name: str) -> type[TokenMethod]:
+    """The registered token method ``name`` (one-line error for unknown or non-token methods)."""
+    cls = METHODS.get(name)
+    if not issubclass(cls, TokenMethod):
+        raise VitbenchError(f"'{name}' is a {cls.family} method; this command takes token methods")
+    return cls

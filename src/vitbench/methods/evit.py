@@ -31,7 +31,7 @@ from vitbench.methods.patch import (
 from vitbench.methods.stages import evit_keep, stage_blocks, stage_schedule
 
 
-def cls_attention(qkv: torch.Tensor, attn: nn.Module, prefix: int) -> torch.Tensor:
+def cls_attention(qkv: torch.Tensor, attn: Any, prefix: int) -> torch.Tensor:
     """Head-mean attention of the first (CLS) token to every image token.
 
     Args:
@@ -51,7 +51,7 @@ def cls_attention(qkv: torch.Tensor, attn: nn.Module, prefix: int) -> torch.Tens
     return logits.softmax(dim=-1).mean(dim=1)[:, 0, prefix:]  # [B, N - prefix]
 
 
-def reduce_tokens(x: torch.Tensor, st: ForwardState, index: int, attn: nn.Module) -> torch.Tensor:
+def reduce_tokens(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> torch.Tensor:
     """Keep the top ``ceil(rho * n)`` image tokens of ``x`` [B, N, C]; optionally fuse the rest.
 
     Scores are CLS attention (``selection="scored"``) or seeded uniform numbers (``"random"``,
@@ -152,7 +152,9 @@ class StageMethod(TokenMethod):
         depth = len(check_vit(model, cls.name))
         locs = stage_blocks(depth, params.drop_loc)
         fuse = bool(getattr(params, "fuse_token", False))
-        attn, _ = stage_schedule(input_tokens(model), prefix_tokens(model), depth, locs, params.keep_rate, fuse)
+        attn, _ = stage_schedule(
+            input_tokens(model), prefix_tokens(model), depth, locs, params.keep_rate, fuse
+        )
         return attn
 
 

@@ -85,7 +85,7 @@ class CountingMixin:
         return super().forward(x, **kwargs)  # type: ignore[misc]
 
 
-def split_qkv(qkv: torch.Tensor, attn: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def split_qkv(qkv: torch.Tensor, attn: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split a captured qkv projection into normalised heads.
 
     Args:
@@ -105,9 +105,9 @@ def check_vit(model: nn.Module, method: str, unpatched: bool = False) -> nn.Sequ
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or len(blocks) == 0:
         raise VitbenchError(
-            f"method '{method}' needs a timm VisionTransformer with `.blocks`; "
-            f"got {type(model).__name__}"
+            f"method '{method}' needs a timm VisionTransformer with `.blocks`; got {type(model).__name__}"
         )
+    blk: Any
     for i, blk in enumerate(blocks):
         missing = [p for p in _BLOCK_PARTS if not hasattr(blk, p)]
         attn = getattr(blk, "attn", None)
@@ -187,6 +187,7 @@ def patch_blocks(
     """
     blocks = check_vit(model, state.method, unpatched=True)
     handle = Handle(model, state)
+    blk: Any
     for i, blk in enumerate(blocks):
         original = blk.__class__
         blk.__class__ = _subclass(mixin_for(i), original)
@@ -204,7 +205,7 @@ def patch_blocks(
             qkv._vb_slot = (state, i)
             removable = qkv.register_forward_hook(_capture_qkv)
 
-            def unhook(qkv: nn.Module = qkv, removable: Any = removable) -> None:
+            def unhook(qkv: Any = qkv, removable: Any = removable) -> None:
                 removable.remove()
                 del qkv._vb_slot
 
@@ -218,7 +219,7 @@ def _capture_qkv(module: nn.Module, _inp: Any, out: torch.Tensor) -> None:
     The (state, block index) slot lives on the module, so a deep copy of a patched model
     captures into its own copied state.
     """
-    state, index = module._vb_slot
+    state, index = module._vb_slot  # type: ignore[misc]
     state.qkv[index] = out
 
 

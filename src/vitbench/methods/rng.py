@@ -30,7 +30,11 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 
 
 def keyed_uniform(
-    seed: int, sample_ids: torch.Tensor, stream: int, shape: tuple[int, ...], device: torch.device | None = None
+    seed: int,
+    sample_ids: torch.Tensor,
+    stream: int,
+    shape: tuple[int, ...],
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Uniform numbers in [0, 1) that depend only on the key.
 

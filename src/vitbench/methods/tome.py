@@ -84,7 +84,9 @@ def bipartite_soft_matching(
         dst = dst.scatter_reduce(-2, dst_idx.expand(bsz, r, c), src, reduce=mode)
         if not prefix:
             return torch.cat([unm, dst], dim=1)
-        head = [unm[:, j // 2 : j // 2 + 1] if j % 2 == 0 else dst[:, j // 2 : j // 2 + 1] for j in range(prefix)]
+        head = [
+            unm[:, j // 2 : j // 2 + 1] if j % 2 == 0 else dst[:, j // 2 : j // 2 + 1] for j in range(prefix)
+        ]
         return torch.cat([*head, unm[:, pa:], dst[:, pb:]], dim=1)
 
     return merge
@@ -171,14 +173,18 @@ class ToMe(TokenMethod):
     name = "tome"
     Params = ToMeParams
     knob: ClassVar[str] = "r"
-    summary = "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"
+    summary = (
+        "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"
+    )
 
     @classmethod
     def _resolve(cls, model: nn.Module, params: ToMeParams) -> ToMeParams:
         depth = len(check_vit(model, cls.name))
         if params.r_per_block:
             if len(params.r_per_block) != depth:
-                raise VitbenchError(f"tome r_per_block has {len(params.r_per_block)} entries; the model has {depth} blocks")
+                raise VitbenchError(
+                    f"tome r_per_block has {len(params.r_per_block)} entries; the model has {depth} blocks"
+                )
             return params
         return dataclasses.replace(params, r_per_block=(params.r,) * depth)
 
@@ -186,7 +192,11 @@ class ToMe(TokenMethod):
     def setting(cls, params: Any) -> str:
         """``r=13``, or the explicit per-block list; ``prop_attn=False`` when switched off."""
         rs = params.r_per_block
-        text = "r=[" + ",".join(map(str, rs)) + "]" if rs and len(set(rs)) > 1 else f"r={rs[0] if rs else params.r}"
+        text = (
+            "r=[" + ",".join(map(str, rs)) + "]"
+            if rs and len(set(rs)) > 1
+            else f"r={rs[0] if rs else params.r}"
+        )
         return text if params.prop_attn else f"{text}, prop_attn=False"
 
     @classmethod
