@@ -14,3 +14,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_corruption_cache(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Corrupted-image cache in a temporary folder for the whole session, never ~/.cache/vitbench."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VITBENCH_CACHE", str(tmp_path_factory.mktemp("vitbench-cache")))
+    yield
+    patch.undo()

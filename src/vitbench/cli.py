@@ -34,6 +34,8 @@ def _method_arg(name: str, sets: dict[str, Any], keep: float, model: Any) -> tup
     from vitbench.methods.base import token_method
 
     cls = token_method(name)
+    if cls.trainable:  # costs do not depend on trained weights: untrained parts unless given
+        sets = {"artifact": "init", **sets}
     return cls, cls.params_for(keep, model, sets)
 
 
@@ -88,8 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     df = df[df["suite"] == suite.name]
     text = render_all(df, fmt="github")
     print(text)
-    if args.output_dir:
-        out = Path(args.output_dir)
+    if args.output_dir != "":
+        out = Path(args.output_dir or Path(args.results).parent / suite.name)
         out.mkdir(parents=True, exist_ok=True)
         (out / "leaderboard.md").write_text(text + "\n")
         plot_pareto(df, out / "pareto.png")
@@ -138,6 +140,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         "matched": lambda: report.matched_gmacs_table(df, fmt=args.format, model=args.model),
         "selection": lambda: report.selection_table(df, fmt=args.format, model=args.model),
         "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
+        "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
     }
     text = views[args.view]()
     if args.output:
@@ -221,7 +224,10 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         for name in args.method:
             cls = token_method(name)
             for keep in args.keep:
-                params = cls.params_for(keep, model, {k: v for k, v in sets.items() if k in cls.defaults()})
+                mine = {k: v for k, v in sets.items() if k in cls.defaults()}
+                if cls.trainable:  # random weights: untrained parts cost the same
+                    mine = {"artifact": "init", **mine}
+                params = cls.params_for(keep, model, mine)
                 with cls.apply(model, params, args.selection):
                     g = count_gmacs(model, size)
                     res = measure_throughput(model, size, bs, args.device, dtype, args.warmup, args.repeats)
@@ -277,6 +283,126 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_for(args: argparse.Namespace, suite_dir: str | None = None) -> Any:
+    from vitbench.cache import CorruptionCache, resolve_dir
+
+    root = resolve_dir(args.cache_dir or suite_dir)
+    if root is None:
+        raise VitbenchError(
+            "the corruption cache is off (VITBENCH_CACHE=off or cache_dir: off); pass --cache-dir DIR"
+        )
+    workers = getattr(args, "workers", None)
+    return CorruptionCache(root, workers=workers, progress=not getattr(args, "no_progress", True))
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Corrupted-image cache: build a suite's entries, show size and entries, or clear it."""
+    from tabulate import tabulate
+
+    if args.action == "build":
+        from vitbench.cache import build_suite
+        from vitbench.config import load_suite
+
+        if not args.suite:
+            raise VitbenchError("cache build needs a suite, e.g. `vitbench cache build noise-robustness`")
+        suite = load_suite(args.suite, _sets(args.set))
+        cache = _cache_for(args, suite.cache_dir)
+        stats = build_suite(suite, cache)
+        print(
+            f"cache {cache.root}: built {stats.built} entries ({stats.images} images) "
+            f"in {stats.wall_s:.1f} s "
+            f"with {stats.workers} processes; {stats.reused} already there"
+        )
+        return 0
+    cache = _cache_for(args)
+    if args.action == "clear":
+        n = cache.clear()
+        print(f"removed {n} entries from {cache.root}")
+        return 0
+    entries = cache.entries()
+    groups: dict[tuple, list] = {}
+    for e in entries:
+        k = e.key
+        size = "x".join(str(v) for v in k.get("input_size", []))
+        groups.setdefault((k.get("dataset"), k.get("split"), size, k.get("noise")), []).append(e)
+    rows = [
+        [
+            ds,
+            split,
+            size,
+            noise,
+            ",".join(f"{lv:g}" for lv in sorted({float(e.key.get("level", 0)) for e in es})),
+            ",".join(str(sd) for sd in sorted({int(e.key.get("seed", 0)) for e in es})),
+            len(es),
+            f"{sum(e.size_bytes for e in es) / 2**20:.1f}",
+        ]
+        for (ds, split, size, noise), es in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0])))
+    ]
+    print(f"cache {cache.root}: {len(entries)} entries, {cache.size_bytes() / 2**20:.1f} MiB")
+    if rows:
+        headers = ["dataset", "split", "size", "noise", "levels", "seeds", "entries", "MiB"]
+        print(tabulate(rows, headers=headers, tablefmt="github"))
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """Robustness tables (mCE, severities, corruptions, noise levels, selection) and their plots."""
+    from vitbench import report_robust as rr
+    from vitbench.store import load_results
+
+    df = load_results(args.results)
+    if args.suite:
+        df = df[df["suite"] == args.suite]
+    sel = None if args.selection == "both" else args.selection
+    common = {"fmt": args.format, "model": args.model}
+    views = {
+        "mce": lambda: rr.robustness_table(
+            df, selection=sel, reference=args.reference, split=args.split, **common
+        ),
+        "severity": lambda: rr.severity_table(df, selection=sel, **common),
+        "corruptions": lambda: rr.corruption_table(
+            df, severity=args.severity, selection=sel, reference=args.reference, **common
+        ),
+        "levels": lambda: rr.level_table(df, args.noise, selection=sel, **common),
+        "selection": lambda: rr.selection_summary_table(df, **common),
+    }
+    text = views[args.view]()
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    if args.plot:
+        plots = {
+            "mce": lambda p: rr.plot_heatmap(df, p, model=args.model, reference=args.reference),
+            "corruptions": lambda p: rr.plot_heatmap(df, p, model=args.model, reference=args.reference),
+            "severity": lambda p: rr.plot_severities(df, p, model=args.model),
+            "levels": lambda p: rr.plot_levels(df, p, noise=args.noise, model=args.model),
+            "selection": lambda p: rr.plot_selection(df, p, model=args.model),
+        }
+        print(f"wrote {plots[args.view](Path(args.plot))}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML page (tables + embedded plots) for a whole results store."""
+    from vitbench.report_robust import write_html_report
+    from vitbench.store import load_results
+
+    df = load_results(args.results)
+    if args.suite:
+        df = df[df["suite"] == args.suite]
+    path = write_html_report(df, args.output, title=args.title, model=args.model)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_bench_cache(args: argparse.Namespace) -> int:
+    """Corruption-cache build time with 1 vs N processes, and the data share of a cached sweep."""
+    from vitbench.bench_cache import bench_cache
+
+    bench_cache(limit=args.limit, workers=args.workers, method=args.method, keep=args.keep)
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree."""
@@ -299,7 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="method parameter (r=13) or dotted suite field (dataset.limit=200)",
     )
-    r.add_argument("--output-dir", default=None, help="also write leaderboard.md and pareto.png here")
+    r.add_argument(
+        "--output-dir",
+        default=None,
+        help="where leaderboard.md and pareto.png go (default: <results dir>/<suite name>; '' to skip)",
+    )
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
     r.set_defaults(fn=cmd_run)
@@ -307,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="render leaderboards from a results store")
     lb.add_argument("--results", default=DEFAULT_RESULTS)
     lb.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
-    lb.add_argument("--view", default="all", choices=["all", "paper", "matched", "selection", "noise"])
+    lb.add_argument("--view", default="all", choices=["all", "paper", "matched", "selection", "noise", "squeeze"])
     lb.add_argument("--model", default=None)
     lb.add_argument("--suite", default=None)
     lb.add_argument("--output", default=None)
@@ -357,6 +487,60 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--batch-size", type=int, default=250)
     be.add_argument("--repeats", type=int, default=3)
     be.set_defaults(fn=cmd_bench_eval)
+
+    ca = sub.add_parser("cache", help="corrupted-image cache: build SUITE | info | clear")
+    ca.add_argument("action", choices=["build", "info", "clear"])
+    ca.add_argument("suite", nargs="?", default=None, help="with build: suite YAML path or name")
+    ca.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache folder (default: suite cache_dir, $VITBENCH_CACHE, ~/.cache/vitbench)",
+    )
+    ca.add_argument("--workers", type=int, default=None, help="build processes (default: CPU cores)")
+    ca.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="dotted suite field")
+    ca.add_argument("--no-progress", action="store_true")
+    ca.set_defaults(fn=cmd_cache)
+
+    ro = sub.add_parser(
+        "robustness", help="robustness tables (mCE, severities, corruptions, levels, selection)"
+    )
+    ro.add_argument("--results", default=DEFAULT_RESULTS)
+    ro.add_argument(
+        "--view", default="mce", choices=["mce", "severity", "corruptions", "levels", "selection"]
+    )
+    ro.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
+    ro.add_argument("--reference", default="dense", choices=["dense", "alexnet"], help="mCE reference")
+    ro.add_argument(
+        "--split", default="test", choices=["test", "validation", "all"], help="corruptions in mCE"
+    )
+    ro.add_argument("--severity", type=int, default=None, help="corruptions view: errors at this severity")
+    ro.add_argument("--noise", default="gaussian-sigma", help="levels view: the swept noise")
+    ro.add_argument("--selection", default="scored", choices=["scored", "random", "both"])
+    ro.add_argument("--model", default=None)
+    ro.add_argument("--suite", default=None)
+    ro.add_argument("--output", default=None, help="also write the table here")
+    ro.add_argument("--plot", default=None, help="also save the view's plot (.png or .svg)")
+    ro.set_defaults(fn=cmd_robustness)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page for a whole results store")
+    rp.add_argument("--results", default=DEFAULT_RESULTS)
+    rp.add_argument("--output", default="results/report.html", help=".html file")
+    rp.add_argument("--suite", default=None)
+    rp.add_argument("--model", default=None)
+    rp.add_argument("--title", default=None)
+    rp.set_defaults(fn=cmd_report)
+
+    bc = sub.add_parser(
+        "bench-cache", help="cache build speed-up (1 vs N processes) and data share of a sweep"
+    )
+    bc.add_argument("--limit", type=int, default=None, help="demo test images (default all 1,000)")
+    bc.add_argument("--workers", type=int, default=2)
+    bc.add_argument("--method", default="evit")
+    bc.add_argument("--keep", type=float, default=0.7)
+    bc.set_defaults(fn=cmd_bench_cache)
+    from vitbench.cli_train import add_train_commands
+
+    add_train_commands(sub)  # finetune, bench-train
     return p
 
 

@@ -12,7 +12,16 @@ from typing import Any
 import yaml
 
 from vitbench.errors import VitbenchError
-from vitbench.specs import Cell, DataSpec, MethodSpec, ModelSpec, NoiseSpec, SuiteSpec, ThroughputSpec
+from vitbench.specs import (
+    Cell,
+    DataSpec,
+    MethodSpec,
+    ModelSpec,
+    NoiseSpec,
+    SuiteSpec,
+    ThroughputSpec,
+    TrainSpec,
+)
 
 SUITE_KEYS = {f.name for f in dataclasses.fields(SuiteSpec)}
 DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)}
@@ -91,9 +100,13 @@ def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
             batch_size=_positive_int(raw.get("batch_size", 128), "batch_size", where),
             bootstrap=_positive_int(raw.get("bootstrap", 1000), "bootstrap", where),
             throughput=_throughput(raw.get("throughput", {}), where),
+            cache_dir=_cache_dir(raw.get("cache_dir"), where),
+            train=_train(raw.get("train"), where),
         )
     except (TypeError, ValueError) as exc:
         raise VitbenchError(f"{where}: {exc}") from None
+    if spec.train is not None:
+        _check_train_split(spec.train_data(), where)
     return spec
 
 
@@ -187,6 +200,14 @@ def _single_noise(item: Any, where: str) -> NoiseSpec:
     return noises[0]
 
 
+def _cache_dir(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise VitbenchError(f"{where}: cache_dir must be a folder path or 'off', got {value!r}")
+    return value
+
+
 def _throughput(item: Any, where: str) -> ThroughputSpec:
     if item is False:
         return ThroughputSpec(enabled=False)
@@ -194,6 +215,37 @@ def _throughput(item: Any, where: str) -> ThroughputSpec:
         raise VitbenchError(f"{where}: throughput must be a mapping or false")
     _unknown(f"{where} throughput", list(item), THROUGHPUT_KEYS)
     return ThroughputSpec(**item)
+
+
+def _train(item: Any, where: str) -> TrainSpec | None:
+    """``train:`` -> :class:`TrainSpec`: ``true``/``{}`` for defaults, options, optional ``dataset``."""
+    if item is None or item is False:
+        return None
+    if item is True:
+        item = {}
+    if not isinstance(item, dict):
+        raise VitbenchError(f"{where}: train must be a mapping of training options (e.g. {{epochs: 3}}) or true")
+    from vitbench.train import coerce_options
+
+    options = dict(item)
+    data = options.pop("dataset", None)
+    dataset = None
+    if data is not None:
+        dataset = _dataset(data, f"{where} train")
+        if not isinstance(data, dict) or "split" not in data:
+            dataset = dataclasses.replace(dataset, split="train")
+    return TrainSpec(dataset, tuple(sorted(coerce_options(options, f"{where} train").items())))
+
+
+def _check_train_split(data: DataSpec, where: str) -> None:
+    from vitbench.data import DATASETS
+
+    splits = tuple(DATASETS.info(data.name).get("splits", ()))
+    if splits and data.split not in splits:
+        raise VitbenchError(
+            f"{where}: training needs data, but dataset '{data.name}' has no split '{data.split}' "
+            f"(splits: {', '.join(splits)}); set train.dataset"
+        )
 
 
 def expand(suite: SuiteSpec) -> list[Cell]:

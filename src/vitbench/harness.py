@@ -14,18 +14,19 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from vitbench.cache import CacheKey, CorruptionCache, content_hash, prep_rule, resolve_dir
 from vitbench.data import ImageSet, load_dataset
 from vitbench.errors import VitbenchError
 from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
 from vitbench.methods.base import token_method
 from vitbench.models import create_model, data_config
-from vitbench.noise import apply_noise
+from vitbench.noise import NOISES, apply_noise
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
 from vitbench.store import ResultsStore, config_hash, provenance
 
@@ -79,6 +80,12 @@ class Harness:
         accelerator: an ``accelerate.Accelerator`` (created when ``None``).
         progress: show tqdm bars on the main process.
         log: where one-line messages go (main process only).
+        cache: the corrupted-image cache; ``None`` opens the one named by the suite key
+            ``cache_dir`` / ``$VITBENCH_CACHE`` / ``~/.cache/vitbench`` (``off`` disables it);
+            ``False`` disables it. Noisy images come from it: every (noise, level, seed) of the
+            run is built once, in parallel, the first time a cell needs one, then every method
+            and keep ratio reads the same memory-mapped entry. When the cache cannot be written
+            (read-only or full) the run warns once and corrupts in memory instead (same images).
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class Harness:
         accelerator: Any = None,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        cache: CorruptionCache | Literal[False] | None = None,
     ) -> None:
         from accelerate import Accelerator
 
@@ -102,6 +110,14 @@ class Harness:
         self._models: dict[ModelSpec, nn.Module] = {}
         self._data: ImageSet | None = None
         self._inputs: dict[tuple, np.ndarray] = {}
+        self._clean: dict[tuple, np.ndarray] = {}
+        if cache is None:
+            root = resolve_dir(suite.cache_dir)
+            cache = CorruptionCache(root, progress=self.progress, log=self.log) if root else False
+        self.cache: CorruptionCache | Literal[False] = cache
+        self._content_hash: str | None = None
+        self._prebuilt: set[tuple] = set()
+        self._conditions: set[tuple[str, float, int]] = set()
         self._cost: dict[tuple, dict[str, Any]] = {}
         self._prov = provenance()
         self._hash = config_hash(suite.to_dict())
@@ -127,17 +143,102 @@ class Harness:
         return self._models[spec]
 
     def images(self, cell: Cell, cfg: dict[str, Any]) -> np.ndarray:
-        """uint8 [N, h, w, 3] of the dataset at the model's input size with the cell's noise."""
+        """uint8 [N, h, w, 3] of the dataset at the model's input size with the cell's noise.
+
+        Clean images are prepared in memory; noisy ones come from the corruption cache (a
+        memory-mapped entry shared by every method of the sweep), or are corrupted in memory
+        when the cache is off or cannot be written.
+        """
         data = self.dataset()
-        key = (tuple(cfg["input_size"]), cell.noise, cell.seed)
+        prep = (tuple(cfg["input_size"]), prep_rule(cfg))
+        if prep not in self._clean:
+            if len(self._clean) >= 2:
+                self._clean.clear()
+            self._clean[prep] = prepare_images(data.images, cfg)
+        clean = self._clean[prep]
+        noise = cell.noise
+        if noise.name == "clean":
+            return clean
+        if self.cache is not False:
+            if prep not in self._prebuilt:
+                self._prebuilt.add(prep)
+                self._prebuild(clean, prep, cell)
+            cached = self._from_cache(clean, prep, noise.name, noise.level, cell.seed)
+            if cached is not None:
+                return cached
+        key = (prep, noise, cell.seed)
         if key not in self._inputs:
             if len(self._inputs) > 8:
                 self._inputs.clear()
-            clean = prepare_images(data.images, cfg)
-            self._inputs[key] = apply_noise(
-                clean, data.sample_ids, cell.noise.name, cell.noise.level, cell.seed
-            )
+            self._inputs[key] = apply_noise(clean, data.sample_ids, noise.name, noise.level, cell.seed)
         return self._inputs[key]
+
+    def cache_key(self, cfg: dict[str, Any], noise: str, level: float, seed: int) -> CacheKey:
+        """Cache key of this run's dataset at the input size of ``cfg`` under (noise, level, seed)."""
+        return self._cache_key((tuple(cfg["input_size"]), prep_rule(cfg)), noise, level, seed)
+
+    def _cache_key(self, prep: tuple, noise: str, level: float, seed: int) -> CacheKey:
+        data = self.dataset()
+        if self._content_hash is None:
+            self._content_hash = content_hash(data.images)
+        size, rule = prep
+        return CacheKey(
+            data.name,
+            data.split,
+            data.ids_hash(),
+            self._content_hash,
+            tuple(size[1:]),
+            rule,
+            noise,
+            level,
+            seed,
+        )
+
+    def _prebuild(self, clean: np.ndarray, prep: tuple, cell: Cell) -> None:
+        """Build every noisy (noise, level, seed) of this run for this input size, once, in parallel.
+
+        Only the main process writes; the others wait and then read. Noises that cannot handle
+        the image size are left out (their cells fail with the size error).
+        """
+        conditions = self._conditions or {(cell.noise.name, cell.noise.level, cell.seed)}
+        h, w = clean.shape[1:3]
+        keys = [
+            self._cache_key(prep, n, lv, sd)
+            for n, lv, sd in sorted(conditions)
+            if n != "clean" and min(h, w) >= NOISES.get(n).min_size
+        ]
+        if self.main and self.cache is not False and keys:
+            try:
+                stats = self.cache.build(clean, self.dataset().sample_ids, keys)
+                if stats.built:
+                    self.log(
+                        f"cache: corrupted {stats.built} entries ({stats.images} images) in "
+                        f"{stats.wall_s:.1f} s with {stats.workers} processes, reused {stats.reused}"
+                    )
+            except VitbenchError as exc:
+                self.log(f"warning: {exc}; corrupting images in memory instead")
+                self.cache = False
+        if self.acc.num_processes > 1:
+            self.acc.wait_for_everyone()
+
+    def _from_cache(
+        self, clean: np.ndarray, prep: tuple, noise: str, level: float, seed: int
+    ) -> np.ndarray | None:
+        """The cached entry, built now when missing (main process); ``None`` -> in memory."""
+        if self.cache is False:
+            return None
+        key = self._cache_key(prep, noise, level, seed)
+        found = self.cache.lookup(key)
+        if found is not None or not self.main:
+            return found
+        if min(clean.shape[1:3]) < NOISES.get(noise).min_size:
+            return None  # the in-memory path raises the size error for this cell
+        try:
+            return self.cache.get(key, clean, self.dataset().sample_ids)
+        except VitbenchError as exc:
+            self.log(f"warning: {exc}; corrupting images in memory instead")
+            self.cache = False
+            return None
 
     # -- one cell -----------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, handle: Any, images: np.ndarray, cfg: dict[str, Any]) -> tuple:
@@ -215,6 +316,10 @@ class Harness:
         if reason:
             raise VitbenchError(f"method '{cls.name}' cannot run on {cell.model.name}: {reason}")
         params = cls.params_for(cell.keep_ratio, model, cell.method.overrides)
+        if cls.trainable:  # look the artifact up by key; train it if the suite says so
+            from vitbench.train import trained_params
+
+            params = trained_params(self.suite, cell, cls, params, self.acc, self.progress, self.log)
         cfg = data_config(model)
         data = self.dataset()
         images = self.images(cell, cfg)
@@ -260,6 +365,7 @@ class Harness:
         summary = RunSummary()
         done = self._done_keys()
         todo = [c for c in cells if c.key() not in done]
+        self._conditions = {(c.noise.name, c.noise.level, c.seed) for c in todo if c.noise.name != "clean"}
         summary.skipped = len(cells) - len(todo)
         if summary.skipped:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")

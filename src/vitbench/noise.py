@@ -1,8 +1,27 @@
-"""Image noises: corruptions x severity on uint8 HWC images, seeded per sample.
+"""Image noises: corruptions x severity and continuous noise levels on uint8 HWC images.
 
 Every draw comes from a generator seeded by (seed, sample id, noise name, level) — never a
-global RNG — so a corrupted image is the same whatever the batch, process or order. Noises act
-on uint8 RGB images after resize/crop and before normalisation, as ImageNet-C was made.
+global RNG — so a corrupted image is the same whatever the batch, process, chunking or order.
+Noises act on uint8 RGB images after resize/crop and before normalisation, as ImageNet-C was
+made (``make_imagenet_c.py`` corrupts the 224 px centre crop).
+
+Registered noises (``NOISES``), with registry metadata ``family``, ``split`` and ``levels``:
+
+* the 19 ``imagecorruptions`` corruptions (package ``imagecorruptions-imaug``, the maintained
+  fork of bethgelab/imagecorruptions) at severities 1-5, hyphenated
+  (``gaussian-noise``, ``jpeg-compression``, ...). ``split='test'``: the 15 ImageNet-C test
+  corruptions that enter mCE, in the families of Hendrycks & Dietterich (ICLR 2019):
+  noise = gaussian, shot, impulse; blur = defocus, glass, motion, zoom; weather = snow, frost,
+  fog, brightness; digital = contrast, elastic, pixelate, jpeg. ``split='validation'``
+  (``Noise.extra``): the 4 held-out ones, speckle-noise (noise), gaussian-blur (blur),
+  spatter (weather), saturate (digital); they never enter mCE.
+* continuous sweeps (``split='sweep'``, family ``noise``): ``gaussian-sigma`` (additive
+  Gaussian, std = level x 255), and VTC-LFC's ``salt-pepper`` (density d) and
+  ``uniform-noise`` (density d) as its ``datasets.py`` defines them.
+
+Images smaller than a noise supports (``Noise.min_size``; 32 px for ``imagecorruptions``)
+raise a one-line :class:`VitbenchError`; in a sweep that cell is recorded as failed with that
+line and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +38,9 @@ from vitbench.registry import Registry
 
 NoiseFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
+FAMILIES = ("noise", "blur", "weather", "digital")
+SPLITS = ("test", "validation", "sweep")
+
 
 @dataclasses.dataclass(frozen=True)
 class Noise:
@@ -26,10 +48,13 @@ class Noise:
 
     Attributes:
         name: registry key (hyphenated, e.g. ``gaussian-noise``).
-        family: ``noise`` | ``blur`` | ``weather`` | ``digital`` | ``extra``.
+        family: ``noise`` | ``blur`` | ``weather`` | ``digital`` (``clean`` for no noise).
         fn: ``(image uint8 [H, W, 3], level, rng) -> uint8 [H, W, 3]``.
         levels: ``"severity"`` (integers 1-5) or ``"continuous"`` (a real level >= 0).
         min_size: smallest image side the noise supports.
+        split: ``test`` (the 15 ImageNet-C corruptions of mCE), ``validation`` (the 4 extra
+            ImageNet-C corruptions) or ``sweep`` (continuous noise levels).
+        max_level: largest valid continuous level (``None``: unbounded).
     """
 
     name: str
@@ -37,9 +62,26 @@ class Noise:
     fn: NoiseFn
     levels: str = "severity"
     min_size: int = 1
+    split: str = "test"
+    max_level: float | None = None
+
+    @property
+    def extra(self) -> bool:
+        """True for the 4 ImageNet-C validation corruptions (excluded from mCE)."""
+        return self.split == "validation"
+
+    @property
+    def imagenet_c_name(self) -> str:
+        """The ImageNet-C / imagecorruptions spelling (``gaussian_noise``)."""
+        return self.name.replace("-", "_")
 
 
 NOISES: Registry[Noise] = Registry("noise")
+
+
+def _register(noise: Noise) -> None:
+    NOISES.add(noise.name, noise, family=noise.family, split=noise.split, levels=noise.levels)
+
 
 # ImageNet-C Gaussian noise standard deviations (fraction of the 0-255 range) for severities 1-5.
 GAUSSIAN_SEVERITY_STD = (0.08, 0.12, 0.18, 0.26, 0.38)
@@ -61,15 +103,65 @@ def gaussian_sigma(img: np.ndarray, level: float, rng: np.random.Generator) -> n
     return _gaussian_std(img, float(level), rng)
 
 
-NOISES.add("gaussian-noise", Noise("gaussian-noise", "noise", gaussian_noise))
-NOISES.add("gaussian-sigma", Noise("gaussian-sigma", "extra", gaussian_sigma, levels="continuous"))
+def salt_pepper(img: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """VTC-LFC ``AddSaltPepperNoise``: a pixel becomes 0 w.p. d/2 and 255 w.p. d/2.
 
-_FAMILIES = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur"),
-    "weather": ("snow", "frost", "fog", "brightness", "spatter"),
-    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate"),
+    One mask per pixel, shared by the three channels (``d = level`` in [0, 1]).
+
+    Args:
+        img: uint8 [H, W, 3].
+        level: density d.
+        rng: the per-sample generator.
+
+    Returns:
+        uint8 [H, W, 3].
+    """
+    u = rng.random(img.shape[:2])
+    out = img.copy()
+    out[u < level / 2.0] = 0
+    out[(u >= level / 2.0) & (u < level)] = 255
+    return out
+
+
+def uniform_noise(img: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """VTC-LFC ``AddUniformNoise``: add U(0, d x 255) per pixel (same on all channels), clip.
+
+    Args:
+        img: uint8 [H, W, 3].
+        level: density d >= 0.
+        rng: the per-sample generator.
+
+    Returns:
+        uint8 [H, W, 3] (clipped to [0, 255], then truncated as ``astype('uint8')``).
+    """
+    n = rng.uniform(0.0, float(level) * 255.0, size=(*img.shape[:2], 1))
+    return np.clip(img.astype(np.float64) + n, 0.0, 255.0).astype(np.uint8)
+
+
+#: imagecorruptions name -> (family, split), in ImageNet-C order within each split.
+CORRUPTIONS: dict[str, tuple[str, str]] = {
+    "gaussian_noise": ("noise", "test"),
+    "shot_noise": ("noise", "test"),
+    "impulse_noise": ("noise", "test"),
+    "defocus_blur": ("blur", "test"),
+    "glass_blur": ("blur", "test"),
+    "motion_blur": ("blur", "test"),
+    "zoom_blur": ("blur", "test"),
+    "snow": ("weather", "test"),
+    "frost": ("weather", "test"),
+    "fog": ("weather", "test"),
+    "brightness": ("weather", "test"),
+    "contrast": ("digital", "test"),
+    "elastic_transform": ("digital", "test"),
+    "pixelate": ("digital", "test"),
+    "jpeg_compression": ("digital", "test"),
+    "speckle_noise": ("noise", "validation"),
+    "gaussian_blur": ("blur", "validation"),
+    "spatter": ("weather", "validation"),
+    "saturate": ("digital", "validation"),
 }
+#: corruptions whose randomness imagecorruptions draws from a ``seed=`` argument, not np.random.
+_SEED_KWARG = ("impulse_noise", "glass_blur")
 
 
 @contextlib.contextmanager
@@ -91,20 +183,42 @@ def _imagecorruption(name: str) -> NoiseFn:
     def fn(img: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
         from imagecorruptions import corrupt
 
-        seed = int(rng.integers(2**32))
-        with _scoped_global_seed(seed):
-            return corrupt(img, severity=int(level), corruption_name=name)
+        seed = int(rng.integers(2**31))
+        kwargs = {"seed": seed} if name in _SEED_KWARG else {}
+        # np.errstate: e.g. spatter divides by the max of an all-black region (0/0 -> NaN -> 0);
+        # that is the reference behaviour, only its RuntimeWarnings are silenced.
+        with _scoped_global_seed(seed), np.errstate(divide="ignore", invalid="ignore"):
+            return corrupt(img, severity=int(level), corruption_name=name, **kwargs)
 
     fn.__name__ = name
     fn.__doc__ = f"imagecorruptions '{name}' at severity 1-5 (ImageNet-C definition)."
     return fn
 
 
-for _family, _names in _FAMILIES.items():
-    for _n in _names:
-        _key = _n.replace("_", "-")
-        if _key not in NOISES:
-            NOISES.add(_key, Noise(_key, _family, _imagecorruption(_n), min_size=32))
+_register(Noise("gaussian-noise", "noise", gaussian_noise))
+for _n, (_family, _split) in CORRUPTIONS.items():
+    _key = _n.replace("_", "-")
+    if _key not in NOISES:
+        _register(Noise(_key, _family, _imagecorruption(_n), min_size=32, split=_split))
+_register(Noise("gaussian-sigma", "noise", gaussian_sigma, levels="continuous", split="sweep"))
+_register(Noise("salt-pepper", "noise", salt_pepper, levels="continuous", split="sweep", max_level=1.0))
+_register(Noise("uniform-noise", "noise", uniform_noise, levels="continuous", split="sweep"))
+
+CLEAN = Noise("clean", "clean", lambda img, lv, rng: img, levels="continuous", split="clean")
+
+
+def corruption_names(split: str = "test") -> list[str]:
+    """Registry names of the ImageNet-C corruptions of ``split`` (``test``, ``validation``, ``all``).
+
+    Returns:
+        Names in ImageNet-C order (noise, blur, weather, digital).
+
+    Raises:
+        VitbenchError: unknown ``split``.
+    """
+    if split not in ("test", "validation", "all"):
+        raise VitbenchError(f"unknown corruption split '{split}'; use test, validation or all")
+    return [n.replace("_", "-") for n, (_, s) in CORRUPTIONS.items() if split in ("all", s)]
 
 
 def noise_seed(seed: int, sample_id: int, name: str, level: float) -> np.random.Generator:
@@ -115,16 +229,40 @@ def noise_seed(seed: int, sample_id: int, name: str, level: float) -> np.random.
 
 
 def check_noise(name: str, level: float) -> Noise:
-    """Validate a (noise, level) pair; return the registered noise."""
+    """Validate a (noise, level) pair; return the registered noise.
+
+    Raises:
+        UnknownNameError: unknown noise (the message suggests close matches).
+        VitbenchError: severity outside 1-5, negative or too large continuous level.
+    """
     if name == "clean":
-        return Noise("clean", "clean", lambda img, lv, rng: img)
+        return CLEAN
     noise = NOISES.get(name)
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        raise VitbenchError(f"level {level!r} of '{name}' is not a number") from None
     if noise.levels == "severity":
-        if float(level) not in (1.0, 2.0, 3.0, 4.0, 5.0):
+        if value not in (1.0, 2.0, 3.0, 4.0, 5.0):
             raise VitbenchError(f"severity {level!r} of '{name}' is outside 1-5; use an integer 1..5")
-    elif not float(level) >= 0.0:
+    elif not value >= 0.0:
         raise VitbenchError(f"level {level!r} of '{name}' is negative; use a value >= 0")
+    elif noise.max_level is not None and value > noise.max_level:
+        raise VitbenchError(
+            f"level {level!r} of '{name}' is above {noise.max_level:g}; "
+            f"use a value in [0, {noise.max_level:g}]"
+        )
     return noise
+
+
+def check_size(name: str, height: int, width: int) -> None:
+    """Raise a one-line error when ``name`` cannot corrupt images of ``height x width``."""
+    noise = NOISES.get(name) if name != "clean" else CLEAN
+    if min(height, width) < noise.min_size:
+        raise VitbenchError(
+            f"'{name}' needs images of at least {noise.min_size}px; these are {height}x{width} "
+            "(use a model with a larger input size or drop this noise)"
+        )
 
 
 def apply_noise(images: np.ndarray, sample_ids: np.ndarray, name: str, level: float, seed: int) -> np.ndarray:
@@ -139,15 +277,14 @@ def apply_noise(images: np.ndarray, sample_ids: np.ndarray, name: str, level: fl
 
     Returns:
         uint8 [N, H, W, 3] (the input itself for ``clean``).
+
+    Raises:
+        VitbenchError: bad level, or images smaller than the noise supports.
     """
     noise = check_noise(name, level)
     if name == "clean":
         return images
-    if min(images.shape[1:3]) < noise.min_size:
-        raise VitbenchError(
-            f"'{name}' needs images of at least {noise.min_size}px; "
-            f"these are {images.shape[1]}x{images.shape[2]}"
-        )
+    check_size(name, images.shape[1], images.shape[2])
     out = np.empty_like(images)
     for i, (img, sid) in enumerate(zip(images, sample_ids)):
         out[i] = noise.fn(img, level, noise_seed(seed, int(sid), name, level))

@@ -38,6 +38,13 @@ def paper_round(value: float, mode: str = "round") -> float:
     return round(value, 1)
 
 
+def _untagged(params: Any) -> Any:
+    """``params`` without an ``artifact`` tag (the table's settings do not depend on weights)."""
+    import dataclasses
+
+    return dataclasses.replace(params, artifact="") if hasattr(params, "artifact") else params
+
+
 def paper_flops_table() -> str:
     """Markdown table: every published GMACs value of every card next to vitbench's count."""
     from tabulate import tabulate
@@ -56,7 +63,10 @@ def paper_flops_table() -> str:
             arch = pub["model"].split(".")[0]
             model = models.setdefault(arch, create_model(arch, "random"))
             cls = token_method(name)
-            params = cls.params_for(1.0, model, pub.get("params") or {})
+            overrides = dict(pub.get("params") or {})
+            if cls.trainable:  # GMACs do not depend on trained weights
+                overrides = {"artifact": "init", **overrides}
+            params = cls.params_for(1.0, model, overrides)
             with cls.apply(model, params):
                 g = count_gmacs(model)
             shown = paper_round(g, mode)
@@ -64,7 +74,7 @@ def paper_flops_table() -> str:
                 [
                     arch,
                     name,
-                    cls.setting(params) if name != "dense" else "-",
+                    cls.setting(_untagged(params)) if name != "dense" else "-",
                     f"{pub['gmacs']:.1f}",
                     f"{g:.3f}",
                     f"{shown:.1f}",

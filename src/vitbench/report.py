@@ -584,3 +584,79 @@ def render_all(df: pd.DataFrame, fmt: str = "github") -> str:
         ]
         parts.append(f"## Failed cells ({len(failed)})\n\n{_render(cols, fmt)}")
     return "\n\n".join(parts) + "\n"
+
+
+#: (method that squeezes, the same pruning without the squeeze). ``random-tokens`` is EViT's
+#: schedule without fusion and draws exactly eTPS's keep sets under random selection.
+SQUEEZE_PAIRS: tuple[tuple[str, str], ...] = (("etps", "evit"), ("etps", "random-tokens"), ("dtps", "dynamicvit"))
+
+
+def _label(method: str, setting: str) -> str:
+    """``method`` plus its non-knob settings, e.g. ``evit (fuse_token=False)``."""
+    extra = [p for p in str(setting).split(", ") if p and p != "-" and not p.startswith("keep_rate=")]
+    return f"{method} ({', '.join(extra)})" if extra else method
+
+
+def squeeze_table(
+    df: pd.DataFrame,
+    fmt: str = "github",
+    model: str | None = None,
+    noise: str = "clean",
+    level: float = 0.0,
+    pairs: Sequence[tuple[str, str]] = SQUEEZE_PAIRS,
+) -> str:
+    """Pruning + squeezing (TPS) vs the same pruning without it, at equal keep ratio and selection.
+
+    The TPS robustness comparison: one row per (pair, keep ratio, selection) where both methods
+    have successful records. Columns: ``Keep | Selection | Squeeze | Top-1 (squeeze) |
+    Pruning only | Top-1 (prune) | Δ (squeeze − prune) | GFLOPs (squeeze) | GFLOPs (prune)``
+    (``Model``/``Dataset`` first when several). Methods with several settings (e.g. EViT with
+    and without its fused token) get one row per setting.
+
+    Raises:
+        VitbenchError: unknown ``fmt``, no successful records, or no pair with records.
+    """
+    _check_fmt(fmt)
+    ok = _select(df, model, noise, level, selection=None)
+    keys = ["model", "dataset", "keep_ratio", "selection"]
+    stats = _stats(ok, [*keys, "method", "setting"])
+    merged = []
+    for squeezer, base in pairs:
+        a = stats.loc[stats["method"] == squeezer]
+        b = stats.loc[stats["method"] == base]
+        merged.append(a.merge(b, on=keys, suffixes=("", "_base")))
+    both = pd.concat(merged, ignore_index=True) if merged else pd.DataFrame()
+    if both.empty:
+        names = ", ".join(f"{s} vs {b}" for s, b in pairs)
+        raise VitbenchError(
+            f"no squeeze/pruning pair ({names}) has records at the same keep ratio and selection in "
+            f"{_source(df)} for {_where(model, noise, level, None)}; run a suite with both methods"
+        )
+    both = both.sort_values(
+        ["model", "dataset", "keep_ratio", "selection", "method", "method_base"],
+        ascending=[True, True, False, False, True, True],
+        kind="mergesort",
+    )
+    delta = list(both["top1"] - both["top1_base"])
+    squeeze_names = [_label(m, s) for m, s in zip(both["method"], both["setting"])]
+    base_names = [_label(m, s) for m, s in zip(both["method_base"], both["setting_base"])]
+    cols = _lead_cols(both) + [
+        _Col("Keep", list(both["keep_ratio"]), [_num(v) for v in both["keep_ratio"]]),
+        _Col("Selection", list(both["selection"]), list(both["selection"]), numeric=False),
+        _Col("Squeeze", squeeze_names, squeeze_names, numeric=False),
+        _Col(
+            "Top-1 (squeeze)",
+            list(both["top1"]),
+            [_top1_text(m, s, n) for m, s, n in zip(both["top1"], both["top1_std"], both["n"])],
+        ),
+        _Col("Pruning only", base_names, base_names, numeric=False),
+        _Col(
+            "Top-1 (prune)",
+            list(both["top1_base"]),
+            [_top1_text(m, s, n) for m, s, n in zip(both["top1_base"], both["top1_std_base"], both["n_base"])],
+        ),
+        _Col("Δ (squeeze − prune)", delta, [_signed(v) for v in delta]),
+        _Col("GFLOPs (squeeze)", list(both["gmacs"]), [_num(v, 3) for v in both["gmacs"]]),
+        _Col("GFLOPs (prune)", list(both["gmacs_base"]), [_num(v, 3) for v in both["gmacs_base"]]),
+    ]
+    return _render(cols, fmt)

@@ -58,6 +58,19 @@ class ThroughputSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """How a suite trains missing artifacts of trainable methods (its ``train:`` key).
+
+    Attributes:
+        dataset: training data; ``None`` = the suite's dataset with split ``train``.
+        options: ``vitbench.train.TrainConfig`` hyper-parameters as sorted (name, value) pairs.
+    """
+
+    dataset: DataSpec | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class SuiteSpec:
     """A sweep: models x methods x keep ratios x noises x selections x seeds on one dataset."""
 
@@ -73,10 +86,20 @@ class SuiteSpec:
     batch_size: int = 128
     bootstrap: int = 1000
     throughput: ThroughputSpec = ThroughputSpec()
+    cache_dir: str | None = None  # corrupted-image cache; None: $VITBENCH_CACHE or ~/.cache/vitbench
+    train: TrainSpec | None = None  # lets the harness train missing artifacts of trainable methods
+
+    def train_data(self) -> DataSpec:
+        """Data that trainable methods' artifacts are (or would be) trained on."""
+        if self.train is not None and self.train.dataset is not None:
+            return self.train.dataset
+        return DataSpec(name=self.dataset.name, split="train", root=self.dataset.root)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (for hashing and provenance)."""
-        return dataclasses.asdict(self)
+        """Plain-data form (for hashing and provenance); ``cache_dir`` is left out (it is not a result)."""
+        d = dataclasses.asdict(self)
+        d.pop("cache_dir", None)
+        return d
 
 
 @dataclasses.dataclass(frozen=True)

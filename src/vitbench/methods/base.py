@@ -40,6 +40,8 @@ class Method:
         selections: selection modes the method supports (``scored`` = its own criterion,
             ``random`` = same counts and same merge/fuse step with seeded uniform scores).
         knob: name of the native knob the keep ratio maps to (documentation and tables).
+        trainable: the method has learned parts (a predictor, a fine-tuned backbone) that come
+            from a safetensors artifact made by ``vitbench finetune`` (see ``vitbench.train``).
     """
 
     name: ClassVar[str] = ""
@@ -48,6 +50,7 @@ class Method:
     selections: ClassVar[tuple[str, ...]] = SELECTIONS
     knob: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    trainable: ClassVar[bool] = False
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -1,0 +1,145 @@
+"""TPS: joint token pruning and squeezing — eTPS (EViT selection) and dTPS (DynamicViT selection).
+
+Wei et al., CVPR 2023 (official code: megvii-research/TPS-CVPR2023); ``references/methods.md``
+section 3. The pruning half is EViT's (eTPS: CLS attention inside blocks depth/4, depth/2,
+3*depth/4 after the attention residual, keep ceil(rho * n), no fused token) or DynamicViT's
+(dTPS: trained predictor before those blocks, keep int(n0 * rho^s)); the squeezing half fuses
+every pruned token into its most cosine-similar kept token (:mod:`vitbench.methods.squeeze`).
+``selection: random`` draws the pruned set at random with the same counts and keeps the squeeze
+(the TPS robustness protocol); the draws equal those of ``random-tokens`` (eTPS) and of
+``dynamicvit`` (dTPS), so squeeze vs plain pruning is compared on identical keep sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+
+from vitbench.errors import VitbenchError
+from vitbench.methods.base import METHODS
+from vitbench.methods.dynamicvit import DynamicViT
+from vitbench.methods.evit import StageMethod, cls_attention
+from vitbench.methods.patch import CountingMixin, ForwardState
+from vitbench.methods.squeeze import squeeze
+from vitbench.methods.stages import evit_keep
+
+
+def etps_reduce(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> torch.Tensor:
+    """Keep the top ``ceil(rho * n)`` image tokens of ``x`` [B, N, C]; squeeze the others into them.
+
+    Scores are the head-mean CLS attention (``selection="scored"``) or the seeded uniform
+    numbers ``random-tokens`` uses (``"random"``). Kept tokens stay in descending score order.
+    """
+    p = st.prefix
+    b, n_all, c = x.shape
+    n = n_all - p
+    left = evit_keep(st.params.keep_rate, n)
+    if left >= n:
+        st.qkv.pop(index, None)
+        return x
+    if st.selection == "scored":
+        scores = cls_attention(st.qkv.pop(index), attn, p)  # [B, n]
+    else:
+        scores = st.uniform(index, (n,), x)
+    idx = scores.topk(left, dim=1, largest=True, sorted=True).indices  # [B, left]
+    img = x[:, p:]
+    pruned_mask = torch.ones(b, n, dtype=torch.bool, device=x.device).scatter_(1, idx, False)
+    compl = pruned_mask.nonzero()[:, 1].view(b, n - left)
+    kept = img.gather(1, idx[..., None].expand(-1, -1, c))
+    pruned = img.gather(1, compl[..., None].expand(-1, -1, c))
+    return torch.cat([x[:, :p], squeeze(kept, pruned, st.params.temperature)], dim=1)
+
+
+class ETPSMixin(CountingMixin):
+    """eTPS block (used at the pruning stages only).
+
+    Modifications to timm's ``Block.forward``:
+        - between the attention residual and the MLP, image tokens are reduced by
+          :func:`etps_reduce` (CLS-attention top-k, pruned tokens squeezed into hosts);
+        - prefix tokens are never pruned and never hosts;
+        - an external ``attn_mask`` is not supported.
+        LayerScale, drop-path, q/k norms and fused attention are timm's own.
+    """
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:  # noqa: D102
+        st = self._vb_enter(x)
+        if attn_mask is not None:
+            raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
+        blk: Any = self
+        x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), **kw)))
+        x = etps_reduce(x, st, self._vb_index, blk.attn)
+        return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+
+
+def _check_temperature(t: float) -> None:
+    if not t > 0:
+        raise ValueError(f"temperature {t} must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ETPSParams:
+    """eTPS native parameters.
+
+    Attributes:
+        keep_rate: fraction rho of image tokens kept at each stage (ceil(rho * n)).
+        drop_loc: pruning blocks; empty = depth/4, depth/2, 3*depth/4.
+        temperature: T dividing the cosine similarity of the squeeze.
+    """
+
+    keep_rate: float = 0.7
+    drop_loc: tuple[int, ...] = ()
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.keep_rate <= 1.0:
+            raise ValueError(f"keep_rate {self.keep_rate} is outside (0, 1]")
+        _check_temperature(self.temperature)
+
+
+@METHODS.register("etps", family="token")
+class ETPS(StageMethod):
+    """eTPS (CVPR'23): EViT's CLS-attention top-k without a fused token, pruned tokens squeezed."""
+
+    name = "etps"
+    Params = ETPSParams
+    mixin = ETPSMixin
+    summary = "CLS-attention top-k at 3 stages; pruned tokens squeezed into nearest kept host (Wei et al. 2023)"
+
+
+@dataclasses.dataclass(frozen=True)
+class DTPSParams:
+    """dTPS native parameters.
+
+    Attributes:
+        keep_rate: rho; stage s keeps int(n0 * rho^s) image tokens.
+        drop_loc: pruning locations; empty = depth/4, depth/2, 3*depth/4.
+        temperature: T dividing the cosine similarity of the squeeze.
+        artifact: trained parts: a file in the artifact folders, a path, or ``init`` (untrained).
+    """
+
+    keep_rate: float = 0.7
+    drop_loc: tuple[int, ...] = ()
+    temperature: float = 1.0
+    artifact: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.keep_rate <= 1.0:
+            raise ValueError(f"keep_rate {self.keep_rate} is outside (0, 1]")
+        _check_temperature(self.temperature)
+
+
+@METHODS.register("dtps", family="token")
+class DTPS(DynamicViT):
+    """dTPS (CVPR'23): DynamicViT's trained predictor; pruned tokens squeezed into hosts."""
+
+    name = "dtps"
+    Params = DTPSParams
+    squeeze = True
+    backbone_lr_scale = 1.0  # the official scripts train all parameters with one lr
+    token_loss = "kl"  # TPS's DistillKLLoss: KL over the channel softmax, not MSE
+    summary = "DynamicViT predictor + squeeze of pruned tokens into nearest kept host (Wei et al. 2023)"
+
+
+__all__ = ["DTPS", "DTPSParams", "ETPS", "ETPSMixin", "ETPSParams", "etps_reduce"]

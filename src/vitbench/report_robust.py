@@ -1,0 +1,557 @@
+"""Robustness leaderboards, plots and the one-page HTML report: pure functions of a records frame.
+
+Tables render in every format of :data:`vitbench.report.FORMATS` (``markdown``, ``github``,
+``latex``, ``csv`` with raw numbers, ``html``); plots use matplotlib's object API (no pyplot
+state) and save as PNG or SVG by suffix. Metrics come from :mod:`vitbench.robustness`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from vitbench import report, robustness
+from vitbench.errors import VitbenchError
+from vitbench.noise import FAMILIES, NOISES, corruption_names
+from vitbench.report import _check_fmt, _Col, _lead_cols, _num, _render, _signed
+from vitbench.robustness import CONFIG, DENSE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def _label(method: str, keep: float, selection: str = "scored") -> str:
+    """Legend/row label of a configuration: ``dense``, ``evit 0.7``, ``evit 0.7 (random)``."""
+    if method == DENSE:
+        return DENSE
+    return f"{method} {keep:g}" + (" (random)" if selection == "random" else "")
+
+
+def _config_cols(frame: pd.DataFrame, selection: str | None) -> list[_Col]:
+    cols = _lead_cols(frame) + [
+        _Col("Method", list(frame["method"]), list(frame["method"]), numeric=False),
+        _Col("Keep", list(frame["keep_ratio"]), [_num(v) for v in frame["keep_ratio"]]),
+    ]
+    if selection is None:
+        cols.append(_Col("Selection", list(frame["selection"]), list(frame["selection"]), numeric=False))
+    return cols
+
+
+def _caption(reference: str, split: str, frame: pd.DataFrame) -> str:
+    n = int(frame["n_corruptions"].max()) if len(frame) else 0
+    ref = (
+        "the dense model of the same architecture (= 100)"
+        if reference == "dense"
+        else "AlexNet on ImageNet-C"
+    )
+    return (
+        f"mCE and relative mCE (%) relative to {ref}, over {n} ImageNet-C {split} corruption(s) "
+        f"x severities; {robustness.IN_MEMORY_LABEL}."
+    )
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+
+def robustness_table(
+    df: pd.DataFrame,
+    fmt: str = "github",
+    model: str | None = None,
+    selection: str | None = "scored",
+    reference: str = "dense",
+    split: str = "test",
+) -> str:
+    """The robustness leaderboard: one row per configuration.
+
+    Columns: ``Method | Keep | GMACs | Clean | mCE | rel. mCE | noise | blur | weather |
+    digital`` (family columns are the mean CE of the family's corruptions; a leading ``Model``
+    / ``Dataset`` column when several). csv adds ``mCA``, ``Drop``, ``Retention`` and
+    ``Corruptions``. Lower mCE is better.
+
+    Args:
+        df: records frame.
+        fmt: one of :data:`vitbench.report.FORMATS`.
+        model: restrict to one model.
+        selection: ``scored`` / ``random`` (dense always shown); ``None`` lists both.
+        reference: ``dense`` or ``alexnet`` (ImageNet models on ImageNet images only).
+        split: corruptions averaged (``test``: the 15 of mCE).
+
+    Raises:
+        VitbenchError: bad format/reference/split, or no corruption records.
+    """
+    _check_fmt(fmt)
+    m = robustness.mce_table(df, model, selection, reference, split)
+    cols = _config_cols(m, selection) + [
+        _Col("GMACs", list(m["gmacs"]), [_num(v) for v in m["gmacs"]]),
+        _Col("Clean", list(m["clean_top1"]), [_num(v) for v in m["clean_top1"]]),
+        _Col("mCE", list(m["mce"]), [_num(v, 1) for v in m["mce"]]),
+        _Col("rel. mCE", list(m["rel_mce"]), [_num(v, 1) for v in m["rel_mce"]]),
+    ]
+    for fam in FAMILIES:
+        cols.append(_Col(fam, list(m[f"mce_{fam}"]), [_num(v, 1) for v in m[f"mce_{fam}"]]))
+    cols += [
+        _Col("mCA", list(m["mca"]), [], display=False),
+        _Col("Drop", list(m["drop"]), [], display=False),
+        _Col("Retention", list(m["retention"]), [], display=False),
+        _Col("Corruptions", list(m["n_corruptions"]), [], display=False),
+    ]
+    return _render(cols, fmt, caption=_caption(reference, split, m))
+
+
+def severity_table(
+    df: pd.DataFrame, fmt: str = "github", model: str | None = None, selection: str | None = "scored"
+) -> str:
+    """Mean top-1 over the ImageNet-C test corruptions at each severity.
+
+    Columns: ``Method | Keep | Clean | s1 | ... | s5 | Mean | Δ vs clean`` (mean − clean).
+
+    Raises:
+        VitbenchError: bad format or no test-corruption records.
+    """
+    _check_fmt(fmt)
+    curves = robustness.severity_curves(df, model, selection, "test")
+    every = curves.loc[curves["family"] == "all"]
+    wide = every.pivot_table(index=CONFIG, columns="level", values="top1", sort=False).reset_index()
+    wide = robustness.order_configs(wide)
+    cols = _config_cols(wide, selection)
+    clean = list(wide[0.0]) if 0.0 in wide else [math.nan] * len(wide)
+    cols.append(_Col("Clean", clean, [_num(v) for v in clean]))
+    present = [s for s in SEVERITIES if float(s) in wide]
+    for s in present:
+        cols.append(_Col(f"s{s}", list(wide[float(s)]), [_num(v) for v in wide[float(s)]]))
+    mean = list(wide[[float(s) for s in present]].mean(axis=1, skipna=False))
+    delta = [v - c for c, v in zip(clean, mean)]
+    cols.append(_Col("Mean", mean, [_num(v) for v in mean]))
+    cols.append(_Col("Δ vs clean", delta, [_signed(v) for v in delta]))
+    return _render(cols, fmt, caption="Top-1 (%) averaged over the ImageNet-C test corruptions per severity.")
+
+
+def corruption_table(
+    df: pd.DataFrame,
+    fmt: str = "github",
+    severity: int | None = None,
+    model: str | None = None,
+    selection: str | None = "scored",
+    reference: str = "dense",
+) -> str:
+    """One column per corruption: top-1 error (%) at ``severity``, or CE (%) when it is ``None``.
+
+    csv also carries the bootstrap CI of each error (``<corruption> CI low/high``).
+
+    Raises:
+        VitbenchError: bad format, severity outside 1-5, or no corruption records.
+    """
+    _check_fmt(fmt)
+    if severity is not None and severity not in SEVERITIES:
+        raise VitbenchError(f"severity {severity!r} is outside 1-5; use an integer 1..5 or none for CE")
+    if severity is None:
+        data = robustness.ce_table(df, model, selection, reference, "all")
+        value, caption = "ce", f"CE (%) per corruption relative to {reference}, summed over severities."
+    else:
+        data = robustness.corruption_errors(df, model, selection, "all")
+        data = data.loc[data["level"] == float(severity)]
+        value, caption = "err", f"Top-1 error (%) per corruption at severity {severity}."
+        if data.empty:
+            raise VitbenchError(f"no corruption records at severity {severity}; check the suite's levels")
+    order = {n: i for i, n in enumerate(corruption_names("all"))}
+    names = sorted(set(data["noise"]), key=lambda n: order[n])
+    wide = data.pivot_table(index=CONFIG, columns="noise", values=value, sort=False).reset_index()
+    wide = robustness.order_configs(wide)
+    cols = _config_cols(wide, selection)
+    for n in names:
+        header = n + ("*" if NOISES.get(n).extra else "")
+        cols.append(_Col(header, list(wide[n]), [_num(v, 1) for v in wide[n]]))
+    if severity is not None:
+        for bound in ("err_ci_low", "err_ci_high"):
+            ci = data.pivot_table(index=CONFIG, columns="noise", values=bound, sort=False)
+            ci = ci.reindex(pd.MultiIndex.from_frame(wide[CONFIG]))
+            for n in names:
+                label = "CI low" if bound == "err_ci_low" else "CI high"
+                cols.append(_Col(f"{n} {label}", list(ci[n]) if n in ci else [], [], display=False))
+    if any(NOISES.get(n).extra for n in names):
+        caption += " * validation corruption (not in mCE)."
+    return _render(cols, fmt, caption=caption)
+
+
+def level_table(
+    df: pd.DataFrame,
+    noise: str,
+    fmt: str = "github",
+    model: str | None = None,
+    selection: str | None = "scored",
+) -> str:
+    """Top-1 (%) per level of one noise; level 0 is the clean record (``Method | Keep | 0 | σ1 ...``).
+
+    Raises:
+        UnknownNameError: unknown noise. VitbenchError: bad format or no records of the noise.
+    """
+    _check_fmt(fmt)
+    curves = robustness.level_curves(df, noise, model, selection)
+    wide = curves.pivot_table(index=CONFIG, columns="level", values="top1", sort=False).reset_index()
+    wide = robustness.order_configs(wide)
+    cols = _config_cols(wide, selection)
+    for lv in sorted(c for c in wide.columns if isinstance(c, float)):
+        cols.append(_Col(f"{lv:g}", list(wide[lv]), [_num(v) for v in wide[lv]]))
+    return _render(cols, fmt, caption=f"Top-1 (%) vs {noise} level (0 = clean).")
+
+
+def selection_summary_table(
+    df: pd.DataFrame, fmt: str = "github", model: str | None = None, noise: str = "clean", level: float = 0.0
+) -> str:
+    """Random-selection study, one row per method: Δ = top-1 scored − top-1 random per keep ratio.
+
+    A positive Δ means the method's own token scores beat random selection of the same token
+    count (same schedule, same merge/squeeze step). Columns: ``Method | Δ@<keep> ... | Mean Δ``;
+    the per-keep detail is :func:`vitbench.report.selection_table`.
+
+    Raises:
+        VitbenchError: bad format or no scored/random pairs.
+    """
+    _check_fmt(fmt)
+    d = robustness.selection_deltas(df, model, noise, level)
+    keeps = sorted(set(d["keep_ratio"]), reverse=True)
+    rows = d.groupby(["model", "dataset", "method"], sort=True).size().reset_index()
+    cols = _lead_cols(rows) + [_Col("Method", list(rows["method"]), list(rows["method"]), numeric=False)]
+    table = d.set_index(["model", "dataset", "method", "keep_ratio"])["delta"]
+    keys = list(rows[["model", "dataset", "method"]].itertuples(index=False, name=None))
+    values = []
+    for k in keeps:
+        column = [float(table.get((*key, k), math.nan)) for key in keys]
+        values.append(column)
+        cols.append(_Col(f"Δ@{k:g}", column, [_signed(v) for v in column]))
+    mean = [float(pd.Series(r).mean()) for r in zip(*values)] if values else []
+    cols.append(_Col("Mean Δ", mean, [_signed(v) for v in mean]))
+    cond = "clean" if noise == "clean" else f"{noise}@{level:g}"
+    return _render(cols, fmt, caption=f"Δ top-1 = scored − random selection ({cond}); > 0: the scores help.")
+
+
+# -- plots -----------------------------------------------------------------------------------------
+
+
+def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in ("png", "svg"):
+        raise VitbenchError(f"cannot plot to '{out}': use a .png or .svg file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, format=kind, dpi=150)
+    except OSError as exc:
+        raise VitbenchError(
+            f"cannot write plot {out} ({exc.strerror or exc}); pass a writable path"
+        ) from None
+    return out
+
+
+def _style(method: str, selection: str) -> dict[str, Any]:
+    if method == DENSE:
+        return {"color": "black", "linewidth": 2.2, "marker": "*", "markersize": 9}
+    return {"marker": "o", "markersize": 3.5, "linestyle": "--" if selection == "random" else "-"}
+
+
+def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1") -> None:
+    multi = frame["model"].nunique() > 1 or frame["dataset"].nunique() > 1
+    for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
+        cfg = dict(zip(CONFIG, key))
+        label = _label(cfg["method"], cfg["keep_ratio"], cfg["selection"])
+        label = f"{cfg['model']}: {label}" if multi else label
+        grp = grp.sort_values(x)
+        ax.plot(grp[x], grp[y], label=label, **_style(cfg["method"], cfg["selection"]))
+
+
+def level_figure(
+    df: pd.DataFrame, noise: str, model: str | None = None, selection: str | None = "scored"
+) -> Figure:
+    """Top-1 vs level of ``noise`` (e.g. Gaussian σ), one line per configuration."""
+    curves = robustness.level_curves(df, noise, model, selection)
+    fig = _figure()
+    ax = fig.add_subplot()
+    _lines(ax, curves, "level")
+    ax.set_xlabel("σ (fraction of 255)" if noise == "gaussian-sigma" else f"{noise} level")
+    ax.set_ylabel("Top-1 accuracy (%)")
+    ax.set_title(f"Accuracy vs {noise} level")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def severity_figure(df: pd.DataFrame, model: str | None = None, selection: str | None = "scored") -> Figure:
+    """Top-1 vs severity (0 = clean) per corruption family (one panel each, plus ``all``)."""
+    curves = robustness.severity_curves(df, model, selection, "test")
+    fams = [f for f in (*FAMILIES, "all") if f in set(curves["family"])]
+    fig = _figure(3.2 * len(fams), 3.6)
+    axes = fig.subplots(1, len(fams), sharey=True, squeeze=False)[0]
+    for ax, fam in zip(axes, fams):
+        _lines(ax, curves.loc[curves["family"] == fam], "level")
+        ax.set_title(fam)
+        ax.set_xlabel("severity")
+        ax.set_xticks(range(0, 6))
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("Top-1 accuracy (%)")
+    axes[-1].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(
+    df: pd.DataFrame, model: str | None = None, selection: str | None = "scored", reference: str = "dense"
+) -> Figure:
+    """Method x corruption heatmap of CE (%) relative to ``reference`` (100 = as robust as it)."""
+    ce = robustness.ce_table(df, model, selection, reference, "all")
+    order = {n: i for i, n in enumerate(corruption_names("all"))}
+    names = sorted(set(ce["noise"]), key=lambda n: order[n])
+    wide = robustness.order_configs(
+        ce.pivot_table(index=CONFIG, columns="noise", values="ce", sort=False).reset_index()
+    )
+    labels = [_label(m, k, s) for m, k, s in zip(wide["method"], wide["keep_ratio"], wide["selection"])]
+    if wide["model"].nunique() > 1:
+        labels = [f"{m}: {lb}" for m, lb in zip(wide["model"], labels)]
+    values = wide[names].to_numpy(dtype=float)
+    fig = _figure(max(6.0, 0.45 * len(names) + 3), max(3.0, 0.35 * len(labels) + 1.8))
+    ax = fig.add_subplot()
+    from matplotlib.colors import TwoSlopeNorm
+
+    finite = values[~pd.isna(values)]
+    lo = min(99.0, float(finite.min())) if finite.size else 99.0
+    hi = max(101.0, float(finite.max())) if finite.size else 101.0
+    norm = TwoSlopeNorm(vcenter=100.0, vmin=lo, vmax=hi)  # green: more robust than the reference
+    im = ax.imshow(values, cmap="RdYlGn_r", aspect="auto", norm=norm)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([n + ("*" if NOISES.get(n).extra else "") for n in names], rotation=60, ha="right")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels)
+    if values.size <= 400:
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                if not math.isnan(values[i, j]):
+                    ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=ax, label=f"CE (%) vs {reference}")
+    ax.set_title("Corruption error per method and corruption (* validation)")
+    fig.tight_layout()
+    return fig
+
+
+def selection_figure(df: pd.DataFrame, model: str | None = None) -> Figure:
+    """Top-1 vs keep ratio with scored (solid) and random (dashed) selection per method."""
+    d = robustness.selection_deltas(df, model)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, (method, grp) in enumerate(d.groupby("method", sort=True)):
+        color = f"C{i}"
+        ax.plot(grp["keep_ratio"], grp["top1_scored"], marker="o", color=color, label=f"{method} scored")
+        ax.plot(
+            grp["keep_ratio"],
+            grp["top1_random"],
+            marker="x",
+            linestyle="--",
+            color=color,
+            label=f"{method} random",
+        )
+    ax.set_xlabel("keep ratio")
+    ax.set_ylabel("Top-1 accuracy (%)")
+    ax.set_title("Token selection: scored vs random (clean)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_levels(
+    df: pd.DataFrame, path: str | Path, noise: str = "gaussian-sigma", model: str | None = None
+) -> Path:
+    """Save :func:`level_figure` as PNG or SVG; returns the path."""
+    return _save(level_figure(df, noise, model), path)
+
+
+def plot_severities(df: pd.DataFrame, path: str | Path, model: str | None = None) -> Path:
+    """Save :func:`severity_figure` as PNG or SVG; returns the path."""
+    return _save(severity_figure(df, model), path)
+
+
+def plot_heatmap(
+    df: pd.DataFrame, path: str | Path, model: str | None = None, reference: str = "dense"
+) -> Path:
+    """Save :func:`heatmap_figure` as PNG or SVG; returns the path."""
+    return _save(heatmap_figure(df, model, reference=reference), path)
+
+
+def plot_selection(df: pd.DataFrame, path: str | Path, model: str | None = None) -> Path:
+    """Save :func:`selection_figure` as PNG or SVG; returns the path."""
+    return _save(selection_figure(df, model), path)
+
+
+# -- the HTML page ---------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{border:1px solid #ccc;padding:.2rem .45rem}th{background:#f3f3f3}
+tr:nth-child(even){background:#fafafa}img{max-width:100%;border:1px solid #eee}
+.note{color:#666;font-style:italic}.meta{color:#555;font-size:.9rem}
+"""
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def html_report(df: pd.DataFrame, title: str | None = None, model: str | None = None) -> str:
+    """One self-contained HTML page (inline CSS, plots as base64 PNG) for a whole results frame.
+
+    Sections appear when the records support them: clean leaderboard and Pareto plot; the
+    robustness leaderboard (dense-relative mCE, AlexNet-normalised too when the dataset name
+    contains ``imagenet``), per-severity tables, CE per corruption and its heatmap, accuracy vs
+    severity per family; accuracy vs level for every continuous noise (σ sweeps); the random
+    selection study; failed cells. A section with no matching records is left out.
+
+    Raises:
+        VitbenchError: no successful records at all.
+    """
+    ok = robustness.select_records(df, model)
+    src = str(df.attrs.get("source", "results frame"))
+    title = title or f"vitbench report: {Path(src).name}"
+    parts: list[str] = []
+
+    def section(heading: str, *blocks: Callable[[], str]) -> None:
+        body = []
+        for block in blocks:
+            try:
+                body.append(block())
+            except VitbenchError:
+                continue
+        if body:
+            parts.append(f"<h2>{html.escape(heading)}</h2>\n" + "\n".join(body))
+
+    def table(fn: Callable[..., str], **kw: Any) -> Callable[[], str]:
+        return lambda: fn(df, fmt="html", model=model, **kw)
+
+    def image(fn: Callable[..., Figure], alt: str, **kw: Any) -> Callable[[], str]:
+        return lambda: (
+            f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fn(df, model=model, **kw))}">'
+        )
+
+    def pareto() -> str:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = report.plot_pareto(df, Path(tmp) / "pareto.png", model=model)
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'<img alt="accuracy vs GMACs" src="data:image/png;base64,{data}">'
+
+    section("Leaderboard (clean, scored selection)", table(report.leaderboard), pareto)
+    section("Accuracy at matched GMACs (clean)", table(report.matched_gmacs_table))
+    noises = set(ok["noise"])
+    if noises & set(robustness.ALEXNET_ERROR) or noises & {
+        "speckle-noise",
+        "gaussian-blur",
+        "spatter",
+        "saturate",
+    }:
+        blocks = [table(robustness_table)]
+        if any("imagenet" in str(d).lower() for d in set(ok["dataset"])):
+            blocks.append(table(robustness_table, reference="alexnet"))
+        corrupted = ok["noise"].isin(set(corruption_names("all")))
+        if ((ok["selection"] == "random") & corrupted).any():
+            blocks.append(table(robustness_table, selection="random"))
+        section("Corruption robustness (mCE, lower is better)", *blocks)
+        section(
+            "Accuracy vs severity",
+            table(severity_table),
+            image(severity_figure, "accuracy vs severity per family"),
+        )
+        section(
+            "Corruption error per corruption",
+            table(corruption_table),
+            image(heatmap_figure, "CE heatmap"),
+            *[table(corruption_table, severity=s) for s in SEVERITIES],
+        )
+    for noise in sorted(n for n in noises if n in NOISES and NOISES.get(n).levels == "continuous"):
+        section(
+            f"Accuracy vs {noise} level",
+            table(level_table, noise=noise),
+            image(level_figure, f"accuracy vs {noise}", noise=noise),
+        )
+    if (ok["selection"] == "random").any():
+        section(
+            "Random token selection (Δ = scored − random)",
+            table(selection_summary_table),
+            table(report.selection_table),
+            image(selection_figure, "scored vs random selection"),
+        )
+    failed = report.failed_cells(df)
+    if not failed.empty:
+        rows = failed.astype(object).where(failed.notna(), "").astype(str)
+        parts.append(f"<h2>Failed cells ({len(failed)})</h2>\n" + rows.to_html(index=False, escape=True))
+    suites = ", ".join(sorted({str(s) for s in df.get("suite", pd.Series(dtype=object)).dropna()})) or "-"
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta = (
+        f"<p class='meta'>source {html.escape(src)} · {len(ok)} successful records, {len(failed)} failed · "
+        f"suites: {html.escape(suites)} · generated {stamp}</p>"
+        f"<p class='note'>{html.escape(robustness.IN_MEMORY_LABEL)}.</p>"
+    )
+    body = "\n".join(parts)
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{meta}\n{body}\n</body></html>\n"
+    )
+
+
+def write_html_report(
+    df: pd.DataFrame, path: str | Path, title: str | None = None, model: str | None = None
+) -> Path:
+    """Write :func:`html_report` to ``path`` (``.html``); returns the path.
+
+    Raises:
+        VitbenchError: the path does not end in ``.html``/``.htm`` or cannot be written.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise VitbenchError(f"cannot write report to '{out}': use a .html file name")
+    text = html_report(df, title, model)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise VitbenchError(
+            f"cannot write report {out} ({exc.strerror or exc}); pass a writable path"
+        ) from None
+    return out
+
+
+__all__: Sequence[str] = (
+    "corruption_table",
+    "heatmap_figure",
+    "html_report",
+    "level_figure",
+    "level_table",
+    "plot_heatmap",
+    "plot_levels",
+    "plot_selection",
+    "plot_severities",
+    "robustness_table",
+    "selection_figure",
+    "selection_summary_table",
+    "severity_figure",
+    "severity_table",
+    "write_html_report",
+)

@@ -1,0 +1,172 @@
+"""Robustness metrics on a hand-made records frame against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from vitbench.errors import VitbenchError
+from vitbench.noise import corruption_names
+from vitbench.records import RECORD_FIELDS
+from vitbench.robustness import (
+    ALEXNET_CLEAN_ERROR,
+    ALEXNET_ERROR,
+    alexnet_error,
+    ce_table,
+    corruption_errors,
+    level_curves,
+    mce_table,
+    selection_deltas,
+    severity_curves,
+)
+
+# top-1 error (%) per severity 1..5; clean error
+DENSE_ERR = {
+    "clean": 10.0,
+    "gaussian-noise": [20, 30, 40, 50, 60],
+    "fog": [15] * 5,
+    "speckle-noise": [12] * 5,
+}
+EVIT_ERR = {"clean": 20.0, "gaussian-noise": [30, 40, 50, 60, 70], "fog": [30] * 5, "speckle-noise": [99] * 5}
+KEY_FIELDS = ("method", "keep_ratio", "selection", "noise", "level", "seed")
+
+
+def rec(method: str, keep: float, noise: str, level: float, err: float, **extra: Any) -> dict[str, Any]:
+    r: dict[str, Any] = dict.fromkeys(RECORD_FIELDS)
+    r.update(
+        model="vit",
+        dataset="toy",
+        method=method,
+        setting="" if method == "dense" else f"keep_rate={keep}",
+        keep_ratio=keep,
+        selection="scored",
+        noise=noise,
+        level=level,
+        seed=0,
+        top1=100.0 - err,
+        top1_ci_low=100.0 - err - 1.0,
+        top1_ci_high=100.0 - err + 2.0,
+        gmacs=1.0 if method == "dense" else 0.6,
+    )
+    r.update(extra)
+    r["cell_key"] = "|".join(str(r[k]) for k in KEY_FIELDS)
+    return r
+
+
+def make_df(drop: tuple[str, float] | None = None) -> pd.DataFrame:
+    rows = []
+    for method, keep, table in (("dense", 1.0, DENSE_ERR), ("evit", 0.5, EVIT_ERR)):
+        rows.append(rec(method, keep, "clean", 0.0, table["clean"]))
+        for noise in ("gaussian-noise", "fog", "speckle-noise"):
+            for s, err in enumerate(table[noise], start=1):
+                if method == "evit" and drop == (noise, float(s)):
+                    continue
+                rows.append(rec(method, keep, noise, float(s), float(err)))
+    rows.append(rec("evit", 0.5, "fog", 3.0, 0.0, error="RuntimeError: boom", seed=7))  # failed: ignored
+    return pd.DataFrame(rows)
+
+
+def row_of(frame: pd.DataFrame, method: str) -> pd.Series:
+    return frame.loc[frame["method"] == method].iloc[0]
+
+
+def test_ce_and_relative_ce_against_hand_computed_values() -> None:
+    ce = ce_table(make_df()).set_index(["method", "noise"])
+    # CE = sum_s E_f / sum_s E_dense ; rCE = sum_s (E_f - E_f,clean) / sum_s (E_dense - E_dense,clean)
+    assert ce.loc[("evit", "gaussian-noise"), "ce"] == pytest.approx(100 * 250 / 200)
+    assert ce.loc[("evit", "gaussian-noise"), "rel_ce"] == pytest.approx(100 * (250 - 100) / (200 - 50))
+    assert ce.loc[("evit", "fog"), "ce"] == pytest.approx(100 * 150 / 75)
+    assert ce.loc[("evit", "fog"), "rel_ce"] == pytest.approx(100 * (150 - 100) / (75 - 50))
+    assert ce.loc[("dense", "fog"), "ce"] == pytest.approx(100.0)
+    assert ce.loc[("evit", "speckle-noise"), "split"] == "validation"
+
+
+def test_mce_uses_test_corruptions_only_and_families() -> None:
+    m = mce_table(make_df())
+    evit, dense = row_of(m, "evit"), row_of(m, "dense")
+    assert list(m["method"]) == ["dense", "evit"]
+    assert evit["n_corruptions"] == 2  # speckle-noise (validation) left out
+    assert evit["mce"] == pytest.approx((125.0 + 200.0) / 2)
+    assert evit["rel_mce"] == pytest.approx((100.0 + 200.0) / 2)
+    assert evit["mce_noise"] == pytest.approx(125.0) and evit["mce_weather"] == pytest.approx(200.0)
+    assert math.isnan(evit["mce_blur"]) and math.isnan(evit["mce_digital"])
+    assert dense["mce"] == pytest.approx(100.0) and dense["rel_mce"] == pytest.approx(100.0)
+    # mean corruption accuracy over the 10 test cells: gaussian 70..30 (mean 50), fog 70
+    assert evit["mca"] == pytest.approx(60.0)
+    assert evit["drop"] == pytest.approx(80.0 - 60.0) and evit["retention"] == pytest.approx(0.75)
+    every = mce_table(make_df(), split="all")
+    assert row_of(every, "evit")["mce"] == pytest.approx((125 + 200 + 100 * 99 * 5 / 60) / 3)
+
+
+def test_missing_severity_gives_no_ce_and_no_mce() -> None:
+    df = make_df(drop=("fog", 5.0))
+    ce = ce_table(df).set_index(["method", "noise"])
+    assert math.isnan(ce.loc[("evit", "fog"), "ce"])
+    evit = row_of(mce_table(df), "evit")
+    assert math.isnan(evit["mce"]) and evit["mce_noise"] == pytest.approx(125.0)
+
+
+def test_alexnet_normalised_mce_maps_constants_by_name() -> None:
+    assert len(ALEXNET_ERROR) == 15 and set(ALEXNET_ERROR) == set(corruption_names("test"))
+    assert alexnet_error("gaussian_noise") == 0.886428 and alexnet_error("jpeg-compression") == 0.6065
+    assert alexnet_error("brightness") == 0.564592 and alexnet_error("elastic_transform") == 0.646056
+    with pytest.raises(VitbenchError, match="no AlexNet error constant for 'speckle-noise'"):
+        alexnet_error("speckle-noise")
+    evit = row_of(mce_table(make_df(), reference="alexnet"), "evit")
+    ce_gauss, ce_fog = 0.50 / 0.886428, 0.30 / 0.819324
+    assert evit["mce"] == pytest.approx(100 * (ce_gauss + ce_fog) / 2)
+    r_gauss = (0.50 - 0.20) / (0.886428 - ALEXNET_CLEAN_ERROR)
+    r_fog = (0.30 - 0.20) / (0.819324 - ALEXNET_CLEAN_ERROR)
+    assert evit["rel_mce"] == pytest.approx(100 * (r_gauss + r_fog) / 2)
+
+
+def test_corruption_errors_carry_ci_and_drop() -> None:
+    errs = corruption_errors(make_df(), split="test")
+    evit = errs.loc[errs["method"] == "evit"]
+    g3 = evit.loc[(evit["noise"] == "gaussian-noise") & (evit["level"] == 3)].iloc[0]
+    assert g3["err"] == pytest.approx(50.0) and g3["drop"] == pytest.approx(80 - 50)
+    assert (g3["err_ci_low"], g3["err_ci_high"]) == pytest.approx((48.0, 51.0))
+    assert g3["family"] == "noise" and set(errs["split"]) == {"test"}
+
+
+def test_severity_and_level_curves() -> None:
+    curves = severity_curves(make_df())
+    evit = curves.loc[(curves["method"] == "evit") & (curves["family"] == "all")].set_index("level")["top1"]
+    assert list(evit.index) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert evit[0.0] == 80.0 and evit[1.0] == pytest.approx((70 + 70) / 2)
+    sigma = [rec("evit", 0.5, "gaussian-sigma", lv, 20 + 100 * lv) for lv in (0.1, 0.2)]
+    df = pd.concat([make_df(), pd.DataFrame(sigma)])
+    lv = level_curves(df, "gaussian-sigma")
+    assert list(lv["level"]) == [0.0, 0.1, 0.2] and list(lv["top1"]) == pytest.approx([80.0, 70.0, 60.0])
+
+
+def test_selection_deltas_sign_is_scored_minus_random() -> None:
+    rows = [rec("dense", 1.0, "clean", 0.0, 10.0)]
+    for keep, scored, random in ((0.7, 15.0, 25.0), (0.5, 20.0, 17.0)):  # error %
+        rows.append(rec("evit", keep, "clean", 0.0, scored))
+        rows.append(rec("evit", keep, "clean", 0.0, random, selection="random"))
+    d = selection_deltas(pd.DataFrame(rows))
+    assert list(d["keep_ratio"]) == [0.7, 0.5]
+    assert list(d["delta"]) == pytest.approx([+10.0, -3.0])
+
+
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda df: mce_table(df, reference="resnet"), "unknown mCE reference 'resnet'"),
+        (lambda df: mce_table(df, split="train"), "unknown corruption split 'train'"),
+        (lambda df: mce_table(df, model="deit"), "no successful records for model 'deit'"),
+        (lambda df: mce_table(df, selection="best"), "selection 'best'"),
+        (lambda df: level_curves(df, "gaussian-sigma"), "no records of noise 'gaussian-sigma'"),
+        (lambda df: selection_deltas(df), "no method has both scored and random"),
+        (lambda df: mce_table(df.assign(error="x")), "no successful records"),
+        (lambda df: mce_table(df.loc[df["noise"] == "clean"]), "no ImageNet-C corruption records"),
+    ],
+)
+def test_bad_inputs_one_line_errors(call: Any, needle: str) -> None:
+    with pytest.raises(VitbenchError) as info:
+        call(make_df())
+    assert needle in str(info.value) and "\n" not in str(info.value)
