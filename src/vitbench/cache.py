@@ -122,7 +122,7 @@ def implementation_versions() -> dict[str, str]:
 def content_hash(images: np.ndarray) -> str:
     """16 hex chars of sha256 over the shape and bytes of uint8 ``[N, H, W, 3]`` images."""
     h = hashlib.sha256(repr(tuple(images.shape)).encode())
-    h.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+    h.update(np.ascontiguousarray(images).data)
     return h.hexdigest()[:16]
 
 
@@ -500,7 +500,7 @@ class CorruptionCache:
     # -- listing ---------------------------------------------------------------------------------
     def entries(self) -> list[Entry]:
         """Every entry with a readable sidecar, sorted by dataset, noise, level, seed."""
-        out = []
+        out: list[Entry] = []
         if not self.dir.is_dir():
             return out
         for path in self.dir.glob("*.npy"):
@@ -578,7 +578,7 @@ class _Writer:
         if rows.dtype != np.uint8 or tuple(rows.shape[1:]) != self.shape[1:]:
             raise VitbenchError(f"noise '{self.key.noise}' returned {rows.dtype} {rows.shape[1:]}, not uint8")
         self.fh.seek(self.offset + start * self.row_bytes)
-        self.fh.write(memoryview(np.ascontiguousarray(rows)).cast("B"))
+        self.fh.write(np.ascontiguousarray(rows).data)
         self.remaining -= len(rows)
 
     def commit(self) -> None:
@@ -594,10 +594,12 @@ class _Writer:
             "impl": implementation_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        os.replace(self.tmp, self.path)
+        # sidecar first: a reader never sees new data without its sidecar (a sidecar without
+        # data reads as a missing entry, and a crash in between only costs a rebuild)
         side_tmp = self.tmp.with_suffix(".json")
         side_tmp.write_text(json.dumps(meta, indent=1) + "\n")
         os.replace(side_tmp, self.path.with_suffix(".json"))
+        os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         if not self.fh.closed:

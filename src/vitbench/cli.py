@@ -206,60 +206,21 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 def cmd_throughput(args: argparse.Namespace) -> int:
     """Throughput of methods x keep ratios x batch sizes on random weights, with realized speedup."""
-    from tabulate import tabulate
+    from vitbench.bench import throughput_table
 
-    from vitbench.measure import count_gmacs, measure_throughput
-    from vitbench.methods.base import token_method
-    from vitbench.models import create_model, data_config
-
-    model = create_model(args.model, "random")
-    size = tuple(data_config(model)["input_size"])
-    sets = _sets(args.set)
-    dtype = _dtype(args.dtype)
-    rows = []
-    for bs in args.batch_size:
-        base = measure_throughput(model, size, bs, args.device, dtype, args.warmup, args.repeats)
-        dense_g = count_gmacs(model, size)
-        rows.append(["dense", "-", bs, f"{dense_g:.3f}", f"{base.img_per_s:.1f}", "1.00", "1.00", "-"])
-        for name in args.method:
-            cls = token_method(name)
-            for keep in args.keep:
-                mine = {k: v for k, v in sets.items() if k in cls.defaults()}
-                if cls.trainable:  # random weights: untrained parts cost the same
-                    mine = {"artifact": "init", **mine}
-                params = cls.params_for(keep, model, mine)
-                with cls.apply(model, params, args.selection):
-                    g = count_gmacs(model, size)
-                    res = measure_throughput(model, size, bs, args.device, dtype, args.warmup, args.repeats)
-                ideal = dense_g / g
-                real = res.img_per_s / base.img_per_s
-                rows.append(
-                    [
-                        name,
-                        cls.setting(params),
-                        bs,
-                        f"{g:.3f}",
-                        f"{res.img_per_s:.1f}",
-                        f"{ideal:.2f}",
-                        f"{real:.2f}",
-                        f"{real / ideal:.2f}",
-                    ]
-                )
-    print(f"{args.model}, random weights, {base.device}, dtype {base.dtype}, threads {base.threads}")
     print(
-        tabulate(
-            rows,
-            headers=[
-                "method",
-                "setting",
-                "batch",
-                "GMACs",
-                "img/s",
-                "GMACs speedup",
-                "measured speedup",
-                "realized/ideal",
-            ],
-            tablefmt="github",
+        throughput_table(
+            args.model,
+            args.method,
+            args.keep,
+            args.batch_size,
+            _dtype(args.dtype),
+            args.device,
+            args.selection,
+            _sets(args.set),
+            args.warmup,
+            args.repeats,
+            args.rounds,
         )
     )
     return 0
@@ -311,7 +272,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(
             f"cache {cache.root}: built {stats.built} entries ({stats.images} images) "
             f"in {stats.wall_s:.1f} s "
-            f"with {stats.workers} processes; {stats.reused} already there"
+            f"with {stats.workers} process(es); {stats.reused} already there"
         )
         return 0
     cache = _cache_for(args)
@@ -437,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="render leaderboards from a results store")
     lb.add_argument("--results", default=DEFAULT_RESULTS)
     lb.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
-    lb.add_argument("--view", default="all", choices=["all", "paper", "matched", "selection", "noise", "squeeze"])
+    lb.add_argument(
+        "--view", default="all", choices=["all", "paper", "matched", "selection", "noise", "squeeze"]
+    )
     lb.add_argument("--model", default=None)
     lb.add_argument("--suite", default=None)
     lb.add_argument("--output", default=None)
@@ -474,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--selection", default="scored", choices=["scored", "random"])
     th.add_argument("--warmup", type=int, default=3)
     th.add_argument("--repeats", type=int, default=10)
+    th.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is reported")
     th.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     th.set_defaults(fn=cmd_throughput)
 

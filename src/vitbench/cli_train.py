@@ -12,7 +12,7 @@ _HELP = {
     "epochs": "passes over the training data (fractions allowed)",
     "max_steps": "stop after this many optimiser steps (default: all epochs)",
     "batch_size": "images per step, all processes together",
-    "lr": "peak learning rate of the new parts (predictors)",
+    "lr": "peak learning rate of the predictors (default: the method's; DynamicViT 1e-3, dTPS 2.5e-4)",
     "min_lr": "learning rate at the end of the cosine decay",
     "warmup_epochs": "linear warmup length in epochs",
     "weight_decay": "AdamW weight decay (not on norms, biases, tokens)",
@@ -29,6 +29,9 @@ _HELP = {
 }
 
 
+_INTS = ("max_steps", "batch_size", "checkpoint_every", "seed")
+
+
 def add_train_commands(sub: Any) -> None:
     """Register ``finetune`` and ``bench-train`` on the ``vitbench`` subparsers."""
     from vitbench.train import TRAIN_OPTIONS, TrainConfig
@@ -39,7 +42,9 @@ def add_train_commands(sub: Any) -> None:
         description="Fine-tune with distillation from the dense model; resumes from its last checkpoint.",
     )
     ft.add_argument("--model", default="vitbench_demo_vit", help="timm model name")
-    ft.add_argument("--weights", default=None, help="random | demo | hub | PATH (default: demo for the demo model)")
+    ft.add_argument(
+        "--weights", default=None, help="random | demo | hub | PATH (default: demo for the demo model)"
+    )
     ft.add_argument("--method", required=True, help="trainable method: dynamicvit | dtps")
     ft.add_argument("--keep", type=float, default=0.7, help="keep ratio (the method's rho)")
     ft.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
@@ -52,16 +57,25 @@ def add_train_commands(sub: Any) -> None:
         flag, default = "--" + name.replace("_", "-"), defaults[name]
         if isinstance(default, bool):
             if default:
-                ft.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=_HELP[name])
+                ft.add_argument(
+                    f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=_HELP[name]
+                )
             else:
                 ft.add_argument(flag, dest=name, action="store_true", help=_HELP[name])
             continue
-        kind = str if isinstance(default, str) else int if name in ("max_steps", "batch_size", "checkpoint_every", "seed") else float
+        kind = (
+            str
+            if isinstance(default, str)
+            else int
+            if name in ("max_steps", "batch_size", "checkpoint_every", "seed")
+            else float
+        )
         shown = "" if default is None or "default" in _HELP[name] else f" (default {default})"
         ft.add_argument(flag, dest=name, type=kind, default=default, help=_HELP[name] + shown)
     ft.add_argument("--out", default=None, help="artifact path (default: the artifact folder, named by key)")
     ft.add_argument("--work-dir", default=None, help="checkpoint folder (default: <out>.ckpt)")
     ft.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    ft.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy CPU)")
     ft.add_argument("--no-progress", action="store_true")
     ft.set_defaults(fn=cmd_finetune)
 
@@ -69,6 +83,7 @@ def add_train_commands(sub: Any) -> None:
     bt.add_argument("--method", default="dynamicvit")
     bt.add_argument("--batch-size", type=int, default=64)
     bt.add_argument("--steps", type=int, default=20)
+    bt.add_argument("--threads", type=int, default=None, help="torch threads for both loops")
     bt.set_defaults(fn=cmd_bench_train)
 
 
@@ -107,10 +122,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             work_dir=Path(args.work_dir) if args.work_dir else None,
             restart=args.restart,
             progress=not args.no_progress,
+            threads=args.threads,
         )
     except TrainingInterrupted as exc:
         print(f"stopped: {exc}")
         return 130
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
     losses = ", ".join(f"{k} {v:.4f}" for k, v in res.losses.items())
     resumed = f", resumed at step {res.resumed_from}" if res.resumed_from else ""
     print(
@@ -125,7 +145,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     """Training img/s of ``vitbench finetune`` vs a bare PyTorch loop on the demo model."""
     from vitbench.bench import bench_train
 
-    bench_train(args.method, args.batch_size, args.steps)
+    bench_train(args.method, args.batch_size, args.steps, args.threads)
     return 0
 
 

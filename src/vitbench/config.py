@@ -224,7 +224,9 @@ def _train(item: Any, where: str) -> TrainSpec | None:
     if item is True:
         item = {}
     if not isinstance(item, dict):
-        raise VitbenchError(f"{where}: train must be a mapping of training options (e.g. {{epochs: 3}}) or true")
+        raise VitbenchError(
+            f"{where}: train must be a mapping of training options (e.g. {{epochs: 3}}) or true"
+        )
     from vitbench.train import coerce_options
 
     options = dict(item)

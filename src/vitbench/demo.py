@@ -32,11 +32,13 @@ __all__ = [
     "DEMO_MEAN",
     "DEMO_STD",
     "augment",
+    "default_record_path",
     "default_weights_path",
     "evaluate_top1",
     "load_demo_model",
     "to_model_input",
     "train_demo",
+    "write_demo_record",
 ]  # register_model appends "vitbench_demo_vit"
 
 ARCH = "vitbench_demo_vit"
@@ -157,6 +159,33 @@ def load_demo_model(weights: str | Path | None = None) -> nn.Module:
     return model.eval()
 
 
+def default_record_path() -> Path:
+    """Path of the JSON training record next to the packaged weights (``assets/demo_vit.json``)."""
+    return default_weights_path().with_suffix(".json")
+
+
+def write_demo_record(result: dict[str, Any], path: Path, command: str) -> dict[str, Any]:
+    """Write the training record of :func:`train_demo` as JSON.
+
+    Args:
+        result: the dict returned by :func:`train_demo`.
+        path: JSON file to write (e.g. :func:`default_record_path`).
+        command: the command line that produced the weights.
+
+    Returns:
+        The record written: ``test_top1``, ``train_wall_s``, ``epochs``, ``seed``, ``command``,
+        ``n_train``, ``n_test`` and the remaining hyper-parameters.
+    """
+    keys = ("test_top1", "train_wall_s", "epochs", "seed", "n_train", "n_test")
+    record: dict[str, Any] = {k: result[k] for k in keys}
+    record["test_top1"] = round(float(record["test_top1"]), 2)
+    record["train_wall_s"] = round(float(record["train_wall_s"]), 1)
+    record["command"] = command
+    record.update({k: v for k, v in result.items() if k not in record and k != "path"})
+    Path(path).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def to_model_input(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """Convert uint8 images ``[N, H, W, 3]`` to a normalised float tensor ``[N, 3, H, W]``."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -230,12 +259,14 @@ def train_demo(
     seed: int = 0,
     log: Callable[[str], None] | None = print,
     limit: int | None = None,
+    test_limit: int | None = None,
     weight_decay: float = 0.05,
     warmup_epochs: float = 2.0,
     drop_path_rate: float = 0.05,
     label_smoothing: float = 0.1,
     progress: bool = True,
     num_threads: int | None = None,
+    eval_every: int = 5,
 ) -> dict[str, Any]:
     """Train the demo ViT from scratch on the ``mnist-demo`` train split and save fp16 safetensors.
 
@@ -251,11 +282,13 @@ def train_demo(
         seed: seeds weight init, shuffling and augmentation.
         log: receives one progress line per epoch and a summary; None is silent.
         limit: train on only the first ``limit`` training images (smoke tests).
+        test_limit: evaluate on only the first ``test_limit`` test images (smoke tests).
         weight_decay: AdamW weight decay (not applied to biases, norms, tokens, pos-embed).
         warmup_epochs: length of the linear warmup.
         drop_path_rate: stochastic depth rate during training (does not change the weights' shapes).
         label_smoothing: cross-entropy label smoothing.
         progress: show a tqdm bar over optimiser steps.
+        eval_every: log test top-1 every this many epochs (and after the last).
         num_threads: torch intra-op threads while training (None keeps torch's default); on a
             CPU shared with other work, 1 thread can be faster than oversubscribing.
 
@@ -269,6 +302,7 @@ def train_demo(
         lr=lr,
         seed=seed,
         limit=limit,
+        test_limit=test_limit,
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs,
         drop_path_rate=drop_path_rate,
@@ -278,7 +312,7 @@ def train_demo(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        return _train(Path(out_path), cfg, log, progress)
+        return _train(Path(out_path), cfg, log, progress, eval_every)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -292,6 +326,7 @@ class DemoTrainConfig:
     lr: float
     seed: int
     limit: int | None
+    test_limit: int | None
     weight_decay: float
     warmup_epochs: float
     drop_path_rate: float
@@ -299,7 +334,11 @@ class DemoTrainConfig:
 
 
 def _train(
-    out_path: Path, cfg: DemoTrainConfig, log: Callable[[str], None] | None, progress: bool
+    out_path: Path,
+    cfg: DemoTrainConfig,
+    log: Callable[[str], None] | None,
+    progress: bool,
+    eval_every: int,
 ) -> dict[str, Any]:
     import timm
     from accelerate import Accelerator
@@ -312,7 +351,7 @@ def _train(
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     train = load_dataset(DEMO_DATASET, split="train", limit=cfg.limit)
-    test = load_dataset(DEMO_DATASET, split="test")
+    test = load_dataset(DEMO_DATASET, split="test", limit=cfg.test_limit)
     x_train = to_model_input(train.images, DEMO_MEAN, DEMO_STD)
     y_train = torch.from_numpy(train.labels.copy())
     x_test = to_model_input(test.images, DEMO_MEAN, DEMO_STD)
@@ -362,7 +401,7 @@ def _train(
             seen += len(idx)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / seen:.3f}")
-        if epoch == epochs - 1 or (epoch + 1) % 5 == 0:
+        if epoch == epochs - 1 or (epoch + 1) % max(eval_every, 1) == 0:
             acc = evaluate_top1(model, x_test, y_test)
             say(f"epoch {epoch + 1}/{epochs}  loss {running / max(seen, 1):.4f}  test top-1 {acc:.2f}%")
     bar.close()
@@ -397,4 +436,7 @@ def _train(
         "n_train": len(y_train),
         "n_test": len(y_test),
         "path": str(out_path),
+        "batch_size": batch_size,
+        "lr": cfg.lr,
+        "num_threads": torch.get_num_threads(),
     }

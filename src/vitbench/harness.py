@@ -207,19 +207,20 @@ class Harness:
             for n, lv, sd in sorted(conditions)
             if n != "clean" and min(h, w) >= NOISES.get(n).min_size
         ]
-        if self.main and self.cache is not False and keys:
-            try:
+        try:
+            if self.main and self.cache is not False and keys:
                 stats = self.cache.build(clean, self.dataset().sample_ids, keys)
                 if stats.built:
                     self.log(
                         f"cache: corrupted {stats.built} entries ({stats.images} images) in "
-                        f"{stats.wall_s:.1f} s with {stats.workers} processes, reused {stats.reused}"
+                        f"{stats.wall_s:.1f} s with {stats.workers} process(es), reused {stats.reused}"
                     )
-            except VitbenchError as exc:
-                self.log(f"warning: {exc}; corrupting images in memory instead")
-                self.cache = False
-        if self.acc.num_processes > 1:
-            self.acc.wait_for_everyone()
+        except Exception as exc:  # unwritable/full cache, or a noise failing in a worker
+            self.log(f"warning: {_one_line(exc)}; corrupting images in memory instead")
+            self.cache = False  # every process then corrupts (and fails, if it must) the same way
+        finally:
+            if self.acc.num_processes > 1:
+                self.acc.wait_for_everyone()
 
     def _from_cache(
         self, clean: np.ndarray, prep: tuple, noise: str, level: float, seed: int
@@ -235,8 +236,8 @@ class Harness:
             return None  # the in-memory path raises the size error for this cell
         try:
             return self.cache.get(key, clean, self.dataset().sample_ids)
-        except VitbenchError as exc:
-            self.log(f"warning: {exc}; corrupting images in memory instead")
+        except Exception as exc:  # as in _prebuild: the in-memory path gives the same images
+            self.log(f"warning: {_one_line(exc)}; corrupting images in memory instead")
             self.cache = False
             return None
 
@@ -408,6 +409,12 @@ class _ArraySet(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         return torch.from_numpy(self.images[i]), int(self.labels[i]), int(self.ids[i])
+
+
+def _one_line(exc: BaseException) -> str:
+    """A one-line message: a VitbenchError's own text, otherwise ``Type: message``."""
+    text = str(exc) if isinstance(exc, VitbenchError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 def _bar(items: Any, enabled: bool, desc: str, leave: bool, position: int) -> Iterator[Any]:

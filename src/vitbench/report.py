@@ -588,7 +588,11 @@ def render_all(df: pd.DataFrame, fmt: str = "github") -> str:
 
 #: (method that squeezes, the same pruning without the squeeze). ``random-tokens`` is EViT's
 #: schedule without fusion and draws exactly eTPS's keep sets under random selection.
-SQUEEZE_PAIRS: tuple[tuple[str, str], ...] = (("etps", "evit"), ("etps", "random-tokens"), ("dtps", "dynamicvit"))
+SQUEEZE_PAIRS: tuple[tuple[str, str], ...] = (
+    ("etps", "evit"),
+    ("etps", "random-tokens"),
+    ("dtps", "dynamicvit"),
+)
 
 
 def _label(method: str, setting: str) -> str:
@@ -653,7 +657,10 @@ def squeeze_table(
         _Col(
             "Top-1 (prune)",
             list(both["top1_base"]),
-            [_top1_text(m, s, n) for m, s, n in zip(both["top1_base"], both["top1_std_base"], both["n_base"])],
+            [
+                _top1_text(m, s, n)
+                for m, s, n in zip(both["top1_base"], both["top1_std_base"], both["n_base"])
+            ],
         ),
         _Col("Δ (squeeze − prune)", delta, [_signed(v) for v in delta]),
         _Col("GFLOPs (squeeze)", list(both["gmacs"]), [_num(v, 3) for v in both["gmacs"]]),

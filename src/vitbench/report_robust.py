@@ -268,11 +268,12 @@ def _style(method: str, selection: str) -> dict[str, Any]:
 def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1") -> None:
     multi = frame["model"].nunique() > 1 or frame["dataset"].nunique() > 1
     for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
-        cfg = dict(zip(CONFIG, key))
-        label = _label(cfg["method"], cfg["keep_ratio"], cfg["selection"])
+        cfg: dict[str, Any] = dict(zip(CONFIG, key))
+        method, selection = str(cfg["method"]), str(cfg["selection"])
+        label = _label(method, float(cfg["keep_ratio"]), selection)
         label = f"{cfg['model']}: {label}" if multi else label
         grp = grp.sort_values(x)
-        ax.plot(grp[x], grp[y], label=label, **_style(cfg["method"], cfg["selection"]))
+        ax.plot(grp[x], grp[y], label=label, **_style(method, selection))
 
 
 def level_figure(

@@ -27,6 +27,7 @@ them so (:data:`IN_MEMORY_LABEL`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -319,8 +320,13 @@ def mce_table(
     means = _means(ok)
     clean = means.loc[means["noise"] == "clean"].set_index(CONFIG)
     # the corruptions each (model, dataset) was evaluated on define what mCE averages
-    present = errs.groupby(["model", "dataset"])["noise"].agg(lambda s: set(s)).to_dict()
-    mca_of = {tuple(k): float(v) for k, v in errs.groupby(CONFIG, sort=False)["top1"].mean().items()}
+    present: dict[tuple[str, str], set[str]] = {}
+    for m, d, n in zip(errs["model"], errs["dataset"], errs["noise"]):
+        present.setdefault((str(m), str(d)), set()).add(str(n))
+    mca_of: dict[tuple[Any, ...], float] = {
+        tuple(k): float(v)  # type: ignore[arg-type]
+        for k, v in errs.groupby(CONFIG, sort=False)["top1"].mean().items()
+    }
     rows = []
     for key, grp in ce.groupby(CONFIG, sort=False, dropna=False):
         cfg = tuple(key)

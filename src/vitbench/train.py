@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,8 @@ class TrainConfig:
         dataset, split, root, limit: training data (a registered dataset adapter).
         epochs: passes over the data (fractions allowed); max_steps: cap on optimiser steps.
         batch_size: images per optimiser step (all processes together).
-        lr: peak learning rate of the new parts; min_lr: end of the cosine decay.
+        lr: peak learning rate of the new parts (``None`` = the method's: DynamicViT 1e-3, dTPS
+            2.5e-4, the official scripts' values); min_lr: end of the cosine decay.
         warmup_epochs: linear warmup length; weight_decay: AdamW decay (not on norms/biases/tokens).
         backbone_lr_scale, ratio_weight, distill_weight, token_weight: ``None`` = the method's default.
         clip_grad: gradient-norm clip (``None`` = off); augment: random affine warp of the inputs.
@@ -67,7 +67,7 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int | None = None
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None
     min_lr: float = 1e-6
     warmup_epochs: float = 0.0
     weight_decay: float = 0.05
@@ -83,7 +83,11 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": 1.0 if self.lr is None else self.lr,
+        }
         positive["checkpoint_every"] = self.checkpoint_every
         for name, value in positive.items():
             if not value > 0:
@@ -91,9 +95,13 @@ class TrainConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise VitbenchError(f"finetune: max_steps must be >= 1, got {self.max_steps!r}")
         if self.limit is not None and self.limit < 1:
-            raise VitbenchError(f"finetune: limit must be >= 1 (no training data otherwise), got {self.limit}")
+            raise VitbenchError(
+                f"finetune: limit must be >= 1 (no training data otherwise), got {self.limit}"
+            )
         if self.artifact_dtype not in ("float16", "float32"):
-            raise VitbenchError(f"finetune: artifact_dtype must be float16 or float32, got {self.artifact_dtype!r}")
+            raise VitbenchError(
+                f"finetune: artifact_dtype must be float16 or float32, got {self.artifact_dtype!r}"
+            )
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a checkpoint to be resumed (everything but I/O-only ones)."""
@@ -106,9 +114,10 @@ class TrainConfig:
 
 #: Hyper-parameter fields a suite may set under ``train:`` (identity fields come from the cell).
 TRAIN_OPTIONS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(TrainConfig) if f.name not in {"model", "method", "weights", "keep_ratio",
-                                                                         "method_params", "dataset", "split",
-                                                                         "root", "limit"}
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if f.name
+    not in {"model", "method", "weights", "keep_ratio", "method_params", "dataset", "split", "root", "limit"}
 )
 
 
@@ -122,7 +131,9 @@ def coerce_options(options: dict[str, Any], where: str) -> dict[str, Any]:
         if key not in TRAIN_OPTIONS:
             close = difflib.get_close_matches(key, TRAIN_OPTIONS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise VitbenchError(f"{where}: unknown training option '{key}'{hint} allowed: {', '.join(TRAIN_OPTIONS)}")
+            raise VitbenchError(
+                f"{where}: unknown training option '{key}'{hint} allowed: {', '.join(TRAIN_OPTIONS)}"
+            )
         default = defaults[key]
         try:
             if value is None or isinstance(default, str):
@@ -181,7 +192,12 @@ def training_losses(
     """One training forward: the weighted total loss and its unweighted terms.
 
     Args:
-        x: normalised images [B, 3, H, W]; y: int64 labels [B].
+        cls: the trainable method (its ``aux_losses``).
+        handle: the method's handle on the student (decisions of the forward).
+        student: :class:`Student` (or its accelerate wrapper) giving (logits, tokens).
+        teacher: the frozen dense model.
+        x: normalised images [B, 3, H, W].
+        y: int64 labels [B].
         weights: from :func:`loss_weights`.
     """
     logits, feats = student(x)
@@ -192,6 +208,11 @@ def training_losses(
     terms.update(cls.aux_losses(handle, feats, t_feats))
     total = terms["ce"] + sum(weights[k] * terms[k] for k in ("ratio", "distill", "token"))
     return total, terms
+
+
+def peak_lr(cfg: TrainConfig, cls: type[TrainableMethod]) -> float:
+    """The parts' peak learning rate: the config's, else the method's default."""
+    return float(cfg.lr if cfg.lr is not None else cls.default_lr)
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig, cls: type[TrainableMethod]) -> list[dict[str, Any]]:
@@ -209,7 +230,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig, cls: type[TrainableMethod])
     return [
         {
             "params": ps,
-            "lr": cfg.lr * (1.0 if part else scale),
+            "lr": peak_lr(cfg, cls) * (1.0 if part else scale),
             "weight_decay": cfg.weight_decay if decay else 0.0,
         }
         for (part, decay), ps in sorted(groups.items())
@@ -234,6 +255,7 @@ def finetune(
     log: Callable[[str], None] = print,
     accelerator: Any = None,
     should_stop: Callable[[int], bool] | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train the parts of ``cfg.method`` and write the artifact.
 
@@ -246,6 +268,8 @@ def finetune(
         log: one-line messages (main process only).
         accelerator: an ``accelerate.Accelerator`` (created when ``None``).
         should_stop: called with the number of completed steps; ``True`` stops like Ctrl-C.
+        threads: torch intra-op threads while training (``None`` keeps torch's setting); on a
+            CPU shared with other work, 1 thread can be several times faster than 2.
 
     Returns:
         :class:`TrainResult`.
@@ -254,6 +278,25 @@ def finetune(
         TrainingInterrupted: stopped by Ctrl-C or ``should_stop``; a checkpoint was saved.
         VitbenchError: bad configuration, no training data, foreign checkpoint.
     """
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _finetune(cfg, out, work_dir, restart, progress, log, accelerator, should_stop)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _finetune(
+    cfg: TrainConfig,
+    out: Path | None,
+    work_dir: Path | None,
+    restart: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    accelerator: Any,
+    should_stop: Callable[[int], bool] | None,
+) -> TrainResult:
     from accelerate import Accelerator
 
     from vitbench.methods.base import token_method
@@ -268,14 +311,28 @@ def finetune(
     model = create_model(cfg.model, cfg.weights).to(acc.device)
     _check_classes(model, data, cfg)
     params = cls.params_for(cfg.keep_ratio, model, {**dict(cfg.method_params), "artifact": INIT})
-    key = artifacts.artifact_key(cfg.model, cfg.weights, cls.name, params, (cfg.dataset, cfg.split, cfg.limit))
+    key = artifacts.artifact_key(
+        cfg.model, cfg.weights, cls.name, params, (cfg.dataset, cfg.split, cfg.limit)
+    )
     out = Path(out) if out is not None else artifacts.user_dir() / key.filename
     work_dir = Path(work_dir) if work_dir is not None else out.with_name(out.stem + ".ckpt")
     teacher = _frozen_copy(model)
     handle = cls.apply(model, params, "scored", cfg.seed)
     try:
         state = run_loop(
-            cfg, cls, handle, model, teacher, data, acc, work_dir, key.digest, restart, progress, log, should_stop
+            cfg,
+            cls,
+            handle,
+            model,
+            teacher,
+            data,
+            acc,
+            work_dir,
+            key.digest,
+            restart,
+            progress,
+            log,
+            should_stop,
         )
         if acc.is_main_process:
             meta = {
@@ -296,6 +353,8 @@ def finetune(
         acc.wait_for_everyone()
     finally:
         handle.close()
+        if accelerator is not None:  # drop the references prepare() kept (student, optimiser)
+            acc.free_memory()
     img_s = state.images / state.train_s if state.train_s > 0 else 0.0
     return TrainResult(out, key.digest, state.steps, state.resumed_from, state.losses, state.train_s, img_s)
 
@@ -312,7 +371,8 @@ def _training_data(cfg: TrainConfig) -> Any:
     data = load_dataset(cfg.dataset, root=cfg.root, split=cfg.split, limit=cfg.limit)
     if len(data) == 0:
         raise VitbenchError(
-            f"no training data: dataset '{cfg.dataset}' split '{cfg.split}' is empty; check its root and limit"
+            f"no training data: dataset '{cfg.dataset}' split '{cfg.split}' is empty; "
+            "check its root and limit"
         )
     return data
 
@@ -353,6 +413,7 @@ __all__ = [
     "loss_weights",
     "lr_factor",
     "param_groups",
+    "peak_lr",
     "training_losses",
 ]
 
@@ -394,7 +455,8 @@ def trained_params(
     if path is None and suite.train is None:
         raise VitbenchError(
             f"no trained artifact for {cls.name} ({cls.setting(params)}) on {cell.model.name} "
-            f"(key {key.digest[:16]}); make it with `{finetune_command(cell, data)}` or add train: to the suite"
+            f"(key {key.digest[:16]}); make it with `{finetune_command(cell, data)}` "
+            "or add train: to the suite"
         )
     if path is None:
         cfg = TrainConfig(

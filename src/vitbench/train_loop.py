@@ -1,7 +1,8 @@
 """The finetune step loop: seeded batches, optimisation, checkpoints, resume, graceful Ctrl-C.
 
-Used by :func:`vitbench.train.finetune`; everything random is a function of (seed, step), so a
-run resumed from a checkpoint reproduces the uninterrupted run exactly.
+Used by :func:`vitbench.train.finetune`; everything random is a function of (seed, step) (the
+Gumbel noise of (seed, step, sample id)), so a run resumed from a checkpoint reproduces the
+uninterrupted run exactly.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class LoopState:
 
 
 def step_seed(seed: int, step: int) -> int:
-    """Seed of every draw of one step (Gumbel noise, augmentation)."""
+    """Seed of the augmentation draws of one step."""
     return (seed * 1_000_003 + step * 7_919 + 1) % (2**63 - 1)
 
 
@@ -111,6 +112,68 @@ def _resume(path: Path, model: nn.Module, opt: Any, sched: Any, ident: dict, key
     return int(blob["step"])
 
 
+@dataclasses.dataclass
+class _Setup:
+    """Everything one run's steps need (built by :func:`_setup`)."""
+
+    images: np.ndarray
+    labels: torch.Tensor
+    ids: np.ndarray
+    dcfg: dict[str, Any]
+    total: int
+    opt: Any
+    sched: Any
+    student: nn.Module
+    weights: dict[str, float]
+
+
+def _setup(cfg: Any, cls: Any, model: nn.Module, data: Any, acc: Any) -> _Setup:
+    """Inputs at the model's size, step count, AdamW + warmup/cosine schedule, prepared student."""
+    from vitbench.harness import prepare_images
+    from vitbench.models import data_config
+    from vitbench.train import Student, loss_weights, lr_factor, param_groups, peak_lr
+
+    dcfg = data_config(model)
+    labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
+    per_epoch = math.ceil(len(labels) / cfg.batch_size)
+    total = math.ceil(cfg.epochs * per_epoch)
+    total = min(total, cfg.max_steps) if cfg.max_steps else total
+    warm = min(int(cfg.warmup_epochs * per_epoch), total)
+    min_ratio = min(cfg.min_lr / peak_lr(cfg, cls), 1.0)
+    opt = torch.optim.AdamW(param_groups(model, cfg, cls), betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, min_ratio))
+    student, opt = acc.prepare(Student(model), opt)
+    images = prepare_images(data.images, dcfg)
+    ids = np.asarray(data.sample_ids, dtype=np.int64)
+    return _Setup(images, labels, ids, dcfg, total, opt, sched, student, loss_weights(cfg, cls))
+
+
+def _step(cfg: Any, cls: Any, handle: Any, teacher: nn.Module, run: _Setup, acc: Any, step: int) -> tuple:
+    """One optimiser step on the seeded batch of ``step``; returns (loss, terms, global batch size)."""
+    from vitbench.harness import to_tensor
+    from vitbench.train import training_losses
+
+    idx = batch_indices(len(run.labels), cfg.batch_size, cfg.seed, step)
+    local = idx[acc.process_index :: acc.num_processes]
+    x = to_tensor(run.images[local], run.dcfg)
+    if cfg.augment:
+        from vitbench.demo import augment
+
+        x = augment(x, torch.Generator().manual_seed(step_seed(cfg.seed, step)))
+    x, y = x.to(acc.device), run.labels[local].to(acc.device)
+    handle.set_sample_ids(torch.from_numpy(run.ids[local]).to(acc.device))
+    handle.state.noise_step = step
+    run.student.train()
+    loss, terms = training_losses(cls, handle, run.student, teacher, x, y, run.weights)
+    run.opt.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    if cfg.clip_grad:
+        acc.clip_grad_norm_(run.student.parameters(), cfg.clip_grad)
+    run.opt.step()
+    run.sched.step()
+    return loss, terms, len(idx)
+
+
 def run_loop(
     cfg: Any,
     cls: Any,
@@ -126,67 +189,38 @@ def run_loop(
     log: Callable[[str], None],
     should_stop: Callable[[int], bool] | None,
 ) -> LoopState:
-    """Optimise ``model``'s parameters (patched by ``handle``) on ``data``; see :func:`vitbench.train.finetune`."""
+    """Optimise ``model`` (patched by ``handle``) on ``data``; see :func:`vitbench.train.finetune`."""
     from tqdm.auto import tqdm
 
-    from vitbench.harness import prepare_images, to_tensor
-    from vitbench.models import data_config
-    from vitbench.train import Student, loss_weights, lr_factor, param_groups, training_losses
-
     say = log if acc.is_main_process else (lambda _m: None)
-    dcfg = data_config(model)
-    images = prepare_images(data.images, dcfg)
-    labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
-    per_epoch = math.ceil(len(labels) / cfg.batch_size)
-    total = math.ceil(cfg.epochs * per_epoch)
-    total = min(total, cfg.max_steps) if cfg.max_steps else total
-    warm = min(int(cfg.warmup_epochs * per_epoch), total)
-    opt = torch.optim.AdamW(param_groups(model, cfg, cls), betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.min_lr / cfg.lr))
-    student, opt = acc.prepare(Student(model), opt)
+    run = _setup(cfg, cls, model, data, acc)
     ident, ckpt = cfg.identity(), work_dir / "last.pt"
     start = 0
     if ckpt.is_file() and not restart:
-        start = _resume(ckpt, model, opt, sched, ident, key)
-        say(f"resuming from {ckpt} at step {start}/{total}")
-    weights = loss_weights(cfg, cls)
+        start = _resume(ckpt, model, run.opt, run.sched, ident, key)
+        say(f"resuming from {ckpt} at step {start}/{run.total}")
     state = LoopState(steps=start, resumed_from=start)
-    bar = tqdm(total=total, initial=start, desc=f"finetune {cls.name}", unit="step", disable=not (progress and acc.is_main_process))
+    show = progress and acc.is_main_process
+    bar = tqdm(total=run.total, initial=start, desc=f"finetune {cls.name}", unit="step", disable=not show)
     t0 = time.perf_counter()
     with _StopFlag(say) as stop:
-        for step in range(start, total):
-            idx = batch_indices(len(labels), cfg.batch_size, cfg.seed, step)
-            local = idx[acc.process_index :: acc.num_processes]
-            x = to_tensor(images[local], dcfg)
-            if cfg.augment:
-                from vitbench.demo import augment
-
-                x = augment(x, torch.Generator().manual_seed(step_seed(cfg.seed, step)))
-            x, y = x.to(acc.device), labels[local].to(acc.device)
-            handle.state.generator(acc.device).manual_seed(step_seed(cfg.seed, step))
-            student.train()
-            loss, terms = training_losses(cls, handle, student, teacher, x, y, weights)
-            opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            if cfg.clip_grad:
-                acc.clip_grad_norm_(student.parameters(), cfg.clip_grad)
-            opt.step()
-            sched.step()
+        for step in range(start, run.total):
+            loss, terms, n = _step(cfg, cls, handle, teacher, run, acc, step)
             done = step + 1
-            state.steps, state.images = done, state.images + len(idx)
+            state.steps, state.images = done, state.images + n
             state.losses = {k: round(float(v.detach()), 5) for k, v in terms.items()}
             state.losses["total"] = round(float(loss.detach()), 5)
             bar.update(1)
             bar.set_postfix(loss=f"{state.losses['total']:.3f}", ce=f"{state.losses['ce']:.3f}")
             stopping = stop.requested(acc) or (should_stop is not None and should_stop(done))
-            if done < total and (stopping or done % cfg.checkpoint_every == 0):
+            if done < run.total and (stopping or done % cfg.checkpoint_every == 0):
                 if acc.is_main_process:
-                    _save(ckpt, done, model, opt, sched, ident, key)
+                    _save(ckpt, done, model, run.opt, run.sched, ident, key)
                 acc.wait_for_everyone()
-            if stopping and done < total:
+            if stopping and done < run.total:
                 bar.close()
                 raise TrainingInterrupted(
-                    f"finetune interrupted after step {done}/{total}; checkpoint saved in {ckpt}; "
+                    f"finetune interrupted after step {done}/{run.total}; checkpoint saved in {ckpt}; "
                     "run the same command again to resume"
                 )
     bar.close()

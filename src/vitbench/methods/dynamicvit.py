@@ -45,7 +45,8 @@ class DynamicState(ForwardState):
         targets: keep-ratio loss targets ``rho^(s+1)``.
         squeeze: squeeze pruned tokens into hosts (dTPS) instead of dropping them.
         temperature: TPS similarity temperature.
-        gen: generator of the Gumbel noise (training); reseed it per step for exact resume.
+        noise_step: training step; the Gumbel noise is keyed by (seed, sample id, step, block),
+            so it does not depend on batching or processes and a resumed run redraws it exactly.
         policy: training-mode decisions: ``"gumbel"`` (hard Gumbel-softmax, the papers'
             training) or ``"topk"`` (the inference top-k among kept tokens, as a dense mask;
             deterministic, for checking the masked path against physical dropping).
@@ -56,14 +57,8 @@ class DynamicState(ForwardState):
     targets: tuple[float, ...] = ()
     squeeze: bool = False
     temperature: float = 1.0
-    gen: torch.Generator | None = None
+    noise_step: int = 0
     policy: str = "gumbel"
-
-    def generator(self, device: torch.device) -> torch.Generator:
-        """The Gumbel generator on ``device`` (created from ``seed`` on first use)."""
-        if self.gen is None or self.gen.device != device:
-            self.gen = torch.Generator(device=device).manual_seed(self.seed)
-        return self.gen
 
 
 def decide(
@@ -92,7 +87,8 @@ def decide(
             top = score.topk(k, dim=1).indices
             keep = torch.zeros_like(prev).scatter_(1, top[..., None], 1.0)
         else:
-            keep = gumbel_keep(log_probs, st.generator(x.device)) * prev  # [B, n, 1]
+            u = st.uniform(st.noise_step * st.depth + index, (n, 2), log_probs)
+            keep = gumbel_keep(log_probs, u) * prev  # [B, n, 1]
         if st.squeeze:
             img = squeeze_dense(img, keep, (1.0 - keep) * prev, st.temperature)
             x = torch.cat([x[:, :p], img], dim=1)
@@ -123,14 +119,12 @@ class DynamicViTMixin(CountingMixin):
         - an external ``attn_mask`` is not supported.
     """
 
-    _vb_state: DynamicState
-
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:  # noqa: D102
-        st = self._vb_enter(x)
+        st: Any = self._vb_enter(x)  # a DynamicState
         if attn_mask is not None:
             raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
         blk: Any = self
-        policy = st.extra.get("policy") if self.training else None
+        policy = st.extra.get("policy") if blk.training else None
         if policy is None:
             x = super(CountingMixin, self).forward(x, **kw)  # type: ignore[misc]
         else:
@@ -139,7 +133,7 @@ class DynamicViTMixin(CountingMixin):
         stage = st.decide.get(self._vb_index)
         if stage is None:
             return x
-        return decide(x, st, stage, getattr(blk, PART), self._vb_index, self.training)
+        return decide(x, st, stage, getattr(blk, PART), self._vb_index, blk.training)
 
 
 def keep_counts(n0: int, keep_rate: float, stages: int, method: str) -> tuple[int, ...]:
@@ -183,6 +177,7 @@ class DynamicViT(TrainableMethod):
     summary = "learned PredictorLG before depth/4, depth/2, 3depth/4; keep int(n0*rho^s) (Rao et al. 2021)"
     mixin: ClassVar[type] = DynamicViTMixin
     squeeze: ClassVar[bool] = False
+    default_lr: ClassVar[float] = 1e-3  # --lr 1e-3 (absolute), predictors
     backbone_lr_scale: ClassVar[float] = 0.01
     token_loss: ClassVar[str] = "mse"
 
@@ -251,7 +246,7 @@ class DynamicViT(TrainableMethod):
     @classmethod
     def aux_losses(cls, handle: Handle, feats: torch.Tensor, teacher_feats: torch.Tensor) -> dict[str, Any]:
         """Keep-ratio loss over the stages' decisions; token distillation over last-stage keeps."""
-        st = handle.state
+        st: Any = handle.state  # a DynamicState
         decisions = st.extra.get("decisions", [])
         p = st.prefix
         if not decisions:

@@ -40,7 +40,7 @@ class PredictorLG(nn.Module):
         )
 
     def reset(self, gen: torch.Generator) -> PredictorLG:
-        """Official initialisation from ``gen``: Linear weights trunc-normal(std 0.02), biases 0, LN (1, 0)."""
+        """Official init from ``gen``: Linear weights trunc-normal(std 0.02), biases 0, LayerNorm (1, 0)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02, generator=gen)
@@ -71,22 +71,23 @@ class PredictorLG(nn.Module):
         return self.out_conv(torch.cat([local, glob.expand(b, n, c - c // 2)], dim=-1))
 
 
-def gumbel_keep(log_probs: torch.Tensor, gen: torch.Generator | None, tau: float = 1.0) -> torch.Tensor:
+def gumbel_keep(log_probs: torch.Tensor, uniform: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     """Hard Gumbel-softmax keep decision with the straight-through gradient.
 
-    Forward: one-hot ``argmax((log_probs + g) / tau)`` with ``g ~ Gumbel(0, 1)`` drawn from ``gen``;
+    Forward: one-hot ``argmax((log_probs + g) / tau)`` with ``g = -log(-log(u)) ~ Gumbel(0, 1)``;
     backward: the gradient of the soft sample ``softmax((log_probs + g) / tau)``.
 
     Args:
         log_probs: [B, n, 2] (keep, drop) log-probabilities.
-        gen: generator of the Gumbel noise (on the tensor's device).
+        uniform: [B, n, 2] uniform numbers in [0, 1) (seeded by the caller).
         tau: temperature (1 in DynamicViT and TPS).
 
     Returns:
         [B, n, 1] keep decisions: exactly 0 or 1 in the forward pass.
     """
-    expo = torch.empty_like(log_probs).exponential_(generator=gen)
-    gumbels = -expo.clamp_min_(torch.finfo(expo.dtype).tiny).log()  # the official code redraws infs
+    tiny = torch.finfo(log_probs.dtype).tiny
+    expo = -uniform.to(log_probs.dtype).clamp_min(tiny).log()  # Exp(1); the official code redraws infs
+    gumbels = -expo.clamp_min(tiny).log()
     soft = ((log_probs + gumbels) / tau).softmax(dim=-1)
     hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
     return (hard - soft.detach() + soft)[..., :1]
@@ -117,7 +118,7 @@ def softmax_with_policy(logits: torch.Tensor, policy: torch.Tensor, eps: float =
 
 
 def policy_attention(attn: Any, x: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
-    """timm ``Attention.forward`` (non-fused path) with :func:`softmax_with_policy` as the softmax.
+    """Timm ``Attention.forward`` (non-fused path) with :func:`softmax_with_policy` as the softmax.
 
     Uses the module's own ``qkv``, ``q_norm``/``k_norm``, ``scale``, ``attn_drop``, ``norm``,
     optional ``gate``, ``proj`` and ``proj_drop``.

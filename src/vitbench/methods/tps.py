@@ -13,7 +13,7 @@ every pruned token into its most cosine-similar kept token (:mod:`vitbench.metho
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -105,7 +105,9 @@ class ETPS(StageMethod):
     name = "etps"
     Params = ETPSParams
     mixin = ETPSMixin
-    summary = "CLS-attention top-k at 3 stages; pruned tokens squeezed into nearest kept host (Wei et al. 2023)"
+    summary = (
+        "CLS-attention top-k at 3 stages; pruned tokens squeezed into nearest kept host (Wei et al. 2023)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,7 @@ class DTPS(DynamicViT):
     name = "dtps"
     Params = DTPSParams
     squeeze = True
+    default_lr = 2.5e-4  # dtps_deit_s_30e.sh: --lr 2.5e-4 --unscale-lr
     backbone_lr_scale = 1.0  # the official scripts train all parameters with one lr
     token_loss = "kl"  # TPS's DistillKLLoss: KL over the channel softmax, not MSE
     summary = "DynamicViT predictor + squeeze of pruned tokens into nearest kept host (Wei et al. 2023)"

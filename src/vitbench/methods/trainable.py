@@ -49,6 +49,7 @@ class TrainableMethod(TokenMethod):
     """A token method with learned parts (see the module docstring).
 
     Class attributes:
+        default_lr: peak learning rate of the parts when the run does not set one.
         backbone_lr_scale: learning-rate factor of the backbone relative to the parts.
         loss_weights: default weights of ``ratio`` (keep-ratio loss), ``distill`` (KL on
             logits) and ``token`` (token distillation) in ``vitbench finetune``.
@@ -56,6 +57,7 @@ class TrainableMethod(TokenMethod):
     """
 
     trainable: ClassVar[bool] = True
+    default_lr: ClassVar[float] = 1e-3
     backbone_lr_scale: ClassVar[float] = 1.0
     loss_weights: ClassVar[dict[str, float]] = {"ratio": 2.0, "distill": 0.5, "token": 0.5}
     token_loss: ClassVar[str] = "mse"
@@ -146,7 +148,9 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -
     own = module.state_dict()
     bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
     if bad or set(state) - set(own):
-        raise VitbenchError(f"{what} does not fit this model (e.g. '{(bad or sorted(state))[0]}'); retrain it")
+        raise VitbenchError(
+            f"{what} does not fit this model (e.g. '{(bad or sorted(state))[0]}'); retrain it"
+        )
     module.load_state_dict(state)
 
 
@@ -192,7 +196,8 @@ def token_distill_loss(
     """Distillation of the final-normed image tokens kept at the last stage.
 
     Args:
-        feats: student tokens [B, n, C]; teacher_feats: teacher tokens [B, n, C].
+        feats: student tokens [B, n, C].
+        teacher_feats: teacher tokens [B, n, C].
         keep: last-stage keep decisions [B, n]; tokens with ``keep > 0.5`` count.
         kind: ``"mse"`` (DynamicViT-DeiT) or ``"kl"`` over the channel softmax (TPS).
 
