@@ -52,7 +52,7 @@ def test_tome_r_clipped_per_block_and_trace() -> None:
     with tome.apply(model, params) as h, torch.inference_mode():
         model(torch.randn(1, 3, 160, 160))
         assert h.tokens_per_block == [101, 61, 31, 16, 9, 5]  # r_l = min(40, (N - 1) // 2)
-        assert h.state.extra["size"].sum().item() == 101  # every token ends up somewhere
+        assert h.token_sizes.sum().item() == 101  # every token ends up somewhere
 
 
 def test_evit_cls_attention_equals_timm_probabilities() -> None:

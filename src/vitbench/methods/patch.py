@@ -141,6 +141,11 @@ class Handle:
         """Tokens (prefix included) entering each block in the last forward."""
         return list(self.state.tokens_in)
 
+    @property
+    def token_sizes(self) -> torch.Tensor | None:
+        """Merging methods: patches represented by each final token, [B, N_final, 1] (else None)."""
+        return self.state.extra.get("size")
+
     def set_sample_ids(self, sample_ids: torch.Tensor | None) -> None:
         """Key random selection to dataset ids of the next batch (int64 [B])."""
         self.state.sample_ids = sample_ids
