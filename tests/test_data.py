@@ -130,9 +130,9 @@ def test_demo_model_is_trained() -> None:
     test = load_dataset("mnist-demo", split="test")
     x = to_model_input(test.images, cfg["mean"], cfg["std"])
     with torch.inference_mode():
-        assert model.forward_features(x[:2]).shape == (2, 65, 96)
+        assert model.forward_features(x[:2]).shape == (2, 17, 64)  # 16 patches of 8x8 + CLS
     top1 = evaluate_top1(model, x, torch.from_numpy(test.labels.copy()))
-    assert top1 >= 95.0
+    assert top1 >= 90.0  # a trained model, not chance (10 %)
     assert top1 >= recorded["test_top1"] - 0.5
 
 

@@ -129,7 +129,7 @@ def _bare_train_ips(cfg: Any, steps: int) -> float:
     from vitbench.harness import to_tensor
     from vitbench.methods.base import token_method
     from vitbench.models import create_model, data_config
-    from vitbench.train import Student, loss_weights, param_groups, training_losses
+    from vitbench.train_steps import Student, loss_weights, param_groups, training_losses
 
     cls: Any = token_method(cfg.method)
     model = create_model(cfg.model, cfg.weights)

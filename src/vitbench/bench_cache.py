@@ -13,6 +13,7 @@ Figures printed (and returned):
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ def bench_cache(
     keep: float = 0.7,
     batch_size: int = 250,
     weights: str | None = None,
+    sweep: bool = True,
 ) -> dict[str, float]:
     """Measure cache build speed-up and the data share of a cached sweep; print the figures.
 
@@ -61,19 +63,19 @@ def bench_cache(
         keep: its keep ratio.
         batch_size: evaluation batch size.
         weights: demo model weights (default ``demo`` when the packaged file exists, else ``random``).
+        sweep: also time the sweep of ``method`` over the cached conditions (part 2).
 
     Returns:
         ``build_1_s``, ``build_n_s``, ``speedup``, ``sweep_s``, ``data_s``, ``data_share``,
         ``passes`` (corruption passes during the sweep).
     """
+    from vitbench.config import expand
     from vitbench.demo import default_weights_path
     from vitbench.harness import Harness, _ArraySet, prepare_images, to_tensor
     from vitbench.models import data_config
 
     weights = weights or ("demo" if default_weights_path().is_file() else "random")
     suite = _suite(method, keep, limit, batch_size, weights)
-    from vitbench.config import expand
-
     cells = expand(suite)
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vitbench-bench-cache-") as tmp:
@@ -87,21 +89,36 @@ def bench_cache(
         n_img = len(clean) * len(keys)
         print(
             f"corruption cache: {len(keys)} entries (19 corruptions x 5 severities) x {len(clean)} demo "
-            f"images {clean.shape[1]}x{clean.shape[2]} = {n_img} corrupted images; {_cores()} CPU cores"
+            f"images {clean.shape[1]}x{clean.shape[2]} = {n_img} corrupted images; {_cores()} CPU cores, "
+            f"load average {_load()}"
         )
-        times = {}
+        times, cpu = {}, {}
         for w in (1, workers):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             caches[w].build(clean, data.sample_ids, keys)
-            times[w] = time.perf_counter() - t0
+            times[w], cpu[w] = time.perf_counter() - t0, time.process_time() - c0
+            workers_cpu = caches[w].worker_cpu_s
             print(
-                f"  build, {w} process{'es' if w > 1 else ''}: {times[w]:7.2f} s "
-                f"({n_img / times[w]:,.0f} img/s)"
+                f"  build, {w} process{'es' if w > 1 else ''}: {times[w]:7.2f} s wall "
+                f"({n_img / times[w]:,.0f} img/s); CPU s: main {cpu[w]:.1f}"
+                + (f", workers {' + '.join(f'{c:.1f}' for c in workers_cpu)}" if workers_cpu else "")
             )
         same = all(caches[1].path(k).read_bytes() == caches[workers].path(k).read_bytes() for k in keys)
         out.update(build_1_s=times[1], build_n_s=times[workers], speedup=times[1] / times[workers])
-        print(f"  speed-up {workers} vs 1 processes: {out['speedup']:.2f}x  (byte-identical entries: {same})")
+        print(f"  load average after the builds: {_load()}")
+        print(f"  speed-up {workers} vs 1 processes (wall): {out['speedup']:.2f}x  (byte-identical: {same})")
+        wcpu = caches[workers].worker_cpu_s
+        if wcpu:
+            # wall time on `workers` idle cores: the busiest worker, or all CPU spread evenly
+            ideal = max(max(wcpu), (sum(wcpu) + cpu[workers]) / workers)
+            out["speedup_cpu"] = cpu[1] / ideal
+            print(
+                f"  speed-up on {workers} idle cores (from CPU seconds, load-independent): "
+                f"{out['speedup_cpu']:.2f}x  (= 1-process CPU {cpu[1]:.1f} s / {ideal:.1f} s)"
+            )
 
+        if not sweep:
+            return out
         # the sweep of a second method over the cached conditions
         built_before = caches[workers].built_total
         data_s, loader_s, wall_s = 0.0, 0.0, 0.0
@@ -134,14 +151,35 @@ def bench_cache(
 
 
 class _CountingCache(CorruptionCache):
-    """A cache that counts the entries it corrupts (the corruption passes)."""
+    """A cache that counts the entries it corrupts and the CPU seconds of its worker processes."""
 
     built_total = 0
+    worker_cpu_s: tuple[float, ...] = ()
+
+    def _pool_done(self, pool: Any) -> None:
+        """CPU seconds (user + system, start-up included) of each live worker, from /proc."""
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        found = []
+        for pid in list(getattr(pool, "_processes", {}) or {}):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found.append((int(fields[11]) + int(fields[12])) / ticks)  # utime + stime
+        self.worker_cpu_s = tuple(found)
 
     def build(self, *args: Any, **kwargs: Any) -> BuildStats:
         stats = super().build(*args, **kwargs)
         self.built_total += stats.built
         return stats
+
+
+def _load() -> str:
+    """1-minute load average (other processes on the machine distort the timings)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # pragma: no cover - not available on every platform
+        return "n/a"
 
 
 def _cores() -> int:

@@ -6,13 +6,17 @@ size and resize/crop rule, noise, level, seed, implementation versions). It is s
 ``<dir>/v1/<digest>.npy`` (opened with a copy-on-write ``numpy.memmap``) plus a JSON sidecar
 ``<digest>.json`` holding the key, shape, dtype and the sha256 of the ``.npy`` file. An entry
 whose sidecar is missing or does not match its file (truncated, corrupted, half-written) is
-detected, deleted and rebuilt. Writes go to a temporary file that is renamed into place, so
-readers never see a partial entry and concurrent writers cannot corrupt one.
+detected, deleted and rebuilt; each process hashes an entry once (sha256 over the file, about
+1 s per GB) and then trusts it while its size, mtime and inode are unchanged. Writes go to a
+temporary file that is renamed into place (sidecar first), so readers never see a partial entry
+and concurrent writers cannot corrupt one (at worst they corrupt the same images twice).
 
 Missing entries are built in worker processes (``concurrent.futures.ProcessPoolExecutor``
 over chunks of samples of every missing entry at once, a tqdm bar over images). Every image is
 corrupted by its own generator keyed by (seed, sample id, noise, level), so the bytes do not
-depend on the number of workers or the chunking.
+depend on the number of workers or the chunking. Workers start with ``forkserver`` (``spawn``
+where it is missing), never ``fork`` of a process that runs torch threads; as with any such
+pool, a script that builds a cache must guard its entry point with ``if __name__ == "__main__"``.
 
 Where the cache lives (first that is set): ``vitbench cache --cache-dir``, the suite key
 ``cache_dir``, the environment variable ``VITBENCH_CACHE``, else ``~/.cache/vitbench``. The
@@ -481,10 +485,14 @@ class CorruptionCache:
                                 _corrupt_chunk, clean_file, ids[na:nb], na, nkey.noise, nkey.level, nkey.seed
                             )
                             pending[nfut] = (nkey, na)
+                self._pool_done(pool)
             except BaseException:
                 for fut in pending:
                     fut.cancel()
                 raise
+
+    def _pool_done(self, pool: ProcessPoolExecutor) -> None:
+        """Hook called with the worker pool after its last task, before it shuts down."""
 
     def get(self, key: CacheKey, clean: np.ndarray, sample_ids: np.ndarray) -> np.ndarray:
         """The entry of ``key``, built first when missing (see :meth:`build` for errors)."""

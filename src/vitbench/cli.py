@@ -228,11 +228,14 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
 def cmd_train_demo(args: argparse.Namespace) -> int:
     """Re-train the embedded demo model from scratch (writes safetensors)."""
-    from vitbench.demo import default_weights_path, train_demo
+    from vitbench.demo import default_weights_path, train_demo, write_demo_record
 
     out = Path(args.output) if args.output else default_weights_path()
-    info = train_demo(out, epochs=args.epochs, seed=args.seed)
-    print(f"wrote {out}: {info}")
+    kwargs = {} if args.epochs is None else {"epochs": args.epochs}
+    info = train_demo(out, seed=args.seed, **kwargs)
+    command = "vitbench train-demo" + ("" if args.epochs is None else f" --epochs {args.epochs}")
+    record = write_demo_record(info, out.with_suffix(".json"), command)
+    print(f"wrote {out} and {out.with_suffix('.json')}: test top-1 {record['test_top1']:.2f}%")
     return 0
 
 
@@ -360,7 +363,9 @@ def cmd_bench_cache(args: argparse.Namespace) -> int:
     """Corruption-cache build time with 1 vs N processes, and the data share of a cached sweep."""
     from vitbench.bench_cache import bench_cache
 
-    bench_cache(limit=args.limit, workers=args.workers, method=args.method, keep=args.keep)
+    bench_cache(
+        limit=args.limit, workers=args.workers, method=args.method, keep=args.keep, sweep=not args.build_only
+    )
     return 0
 
 
@@ -501,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--workers", type=int, default=2)
     bc.add_argument("--method", default="evit")
     bc.add_argument("--keep", type=float, default=0.7)
+    bc.add_argument(
+        "--build-only", action="store_true", help="skip the timed sweep over the cached conditions"
+    )
     bc.set_defaults(fn=cmd_bench_cache)
     from vitbench.cli_train import add_train_commands
 

@@ -21,7 +21,7 @@ _HELP = {
     "distill_weight": "KL(teacher||student) logit distillation weight (default 0.5)",
     "token_weight": "token distillation weight (default 0.5)",
     "clip_grad": "clip the gradient norm to this value (default: no clipping)",
-    "augment": "random affine warp of the training images",
+    "augment": "random whole-batch shift of the training images",
     "save_backbone": "store the fine-tuned backbone in the artifact",
     "artifact_dtype": "float16 or float32 storage",
     "checkpoint_every": "steps between checkpoints (resume after an interruption)",
@@ -137,7 +137,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f"{cfg.method} keep {cfg.keep_ratio:g}: {res.steps} steps{resumed}, {res.train_s:.1f} s "
         f"({res.img_per_s:.1f} img/s); last losses: {losses}"
     )
-    print(f"artifact {res.path} (key {res.key[:16]}); suites on {cfg.model}/{cfg.weights} now find it")
+    print(f"artifact {res.path} (key {res.key[:16]}); suites with {cfg.model}, weights {cfg.weights} find it")
     return 0
 
 

@@ -318,7 +318,7 @@ class Harness:
             raise VitbenchError(f"method '{cls.name}' cannot run on {cell.model.name}: {reason}")
         params = cls.params_for(cell.keep_ratio, model, cell.method.overrides)
         if cls.trainable:  # look the artifact up by key; train it if the suite says so
-            from vitbench.train import trained_params
+            from vitbench.train_suite import trained_params
 
             params = trained_params(self.suite, cell, cls, params, self.acc, self.progress, self.log)
         cfg = data_config(model)

@@ -85,6 +85,14 @@ def _num(x: Any, digits: int = 2) -> str:
     return f"{float(x):.{digits}f}"
 
 
+def gmacs_digits(values: Any) -> int:
+    """Decimals that show GMACs with at least 3 significant digits (2 for DeiT-sized models)."""
+    vals = [abs(float(v)) for v in values if v is not None and not math.isnan(float(v)) and float(v) != 0]
+    if not vals:
+        return 2
+    return max(2, 2 - math.floor(math.log10(max(vals))))
+
+
 def _signed(x: Any, digits: int = 2) -> str:
     if x is None or pd.isna(x):
         return ""
@@ -297,7 +305,11 @@ def leaderboard(
         _Col("Top-1 std", list(stats["top1_std"]), [], display=False),
         _Col("Seeds", list(stats["n"]), [], display=False),
         _Col("ΔTop-1", delta, [_signed(v) for v in delta]),
-        _Col("GFLOPs (MACs)", list(stats["gmacs"]), [_num(v) for v in stats["gmacs"]]),
+        _Col(
+            "GFLOPs (MACs)",
+            list(stats["gmacs"]),
+            [_num(v, gmacs_digits(stats["gmacs"])) for v in stats["gmacs"]],
+        ),
         _Col("Params (M)", list(stats["params_m"]), [_num(v) for v in stats["params_m"]]),
         _Col("img/s", list(stats["img_per_s"]), [_num(v, 0) for v in stats["img_per_s"]]),
     ]
@@ -305,18 +317,18 @@ def leaderboard(
 
 
 def _default_grid(points: pd.Series) -> list[float]:
-    values = sorted({round(float(v), 2) for v in points.dropna()})
+    values = sorted({round(float(v), gmacs_digits(points)) for v in points.dropna()})
     if len(values) > MAX_GRID_POINTS:
         picks = np.unique(np.round(np.linspace(0, len(values) - 1, MAX_GRID_POINTS)).astype(int))
         values = [values[i] for i in picks]
     return values
 
 
-def _interp(x: np.ndarray, y: np.ndarray, grid: Sequence[float]) -> list[float]:
-    """Linear interpolation of y(x) on ``grid``; NaN outside [min x, max x] (no extrapolation)."""
+def _interp(x: np.ndarray, y: np.ndarray, grid: Sequence[float], tol: float = _GRID_TOL) -> list[float]:
+    """Linear interpolation of y(x) on ``grid``; NaN outside [min x, max x] ± tol (no extrapolation)."""
     order = np.argsort(x, kind="mergesort")
     xs, ys = x[order], y[order]
-    lo, hi = xs[0] - _GRID_TOL, xs[-1] + _GRID_TOL
+    lo, hi = xs[0] - tol, xs[-1] + tol
     return [float(np.interp(g, xs, ys)) if lo <= g <= hi else math.nan for g in grid]
 
 
@@ -359,12 +371,14 @@ def matched_gmacs_table(
             f"{_where(model, noise, level, selection)}; only the dense baseline was found"
         )
     budgets = sorted(float(g) for g in grid) if grid is not None else _default_grid(methods["gmacs"])
+    gd = gmacs_digits(methods["gmacs"])
+    tol = _GRID_TOL * 10.0 ** (2 - gd)  # half a unit of the shown precision
     curves = _order(methods.groupby(["model", "dataset", "method"], sort=False).size().reset_index())
     values: list[list[float]] = []
     for m, d, meth in zip(curves["model"], curves["dataset"], curves["method"]):
         pts = methods.loc[(methods["model"] == m) & (methods["dataset"] == d) & (methods["method"] == meth)]
         by_gmacs = pts.groupby("gmacs")["top1"].mean()
-        values.append(_interp(by_gmacs.index.to_numpy(float), by_gmacs.to_numpy(float), budgets))
+        values.append(_interp(by_gmacs.index.to_numpy(float), by_gmacs.to_numpy(float), budgets, tol))
     dense_top1, dense_gmacs = _dense_top1(ok), _dense_gmacs(ok)
     keys = list(zip(curves["model"], curves["dataset"]))
     cols = _lead_cols(curves) + [
@@ -372,13 +386,13 @@ def matched_gmacs_table(
     ]
     for j, g in enumerate(budgets):
         column = [row[j] for row in values]
-        cols.append(_Col(f"{g:.2f} G", column, [_num(v) for v in column]))
+        cols.append(_Col(f"{g:.{gd}f} G", column, [_num(v) for v in column]))
     cols.append(_Col("Dense Top-1", [dense_top1.get(k, math.nan) for k in keys], [], display=False))
     cols.append(_Col("Dense GMACs", [dense_gmacs.get(k, math.nan) for k in keys], [], display=False))
     several = curves["model"].nunique() > 1 or curves["dataset"].nunique() > 1
     refs = [
         f"{'/'.join(x for x in k if x) + ' ' if several else ''}Top-1 {dense_top1[k]:.2f} "
-        f"at {_num(dense_gmacs.get(k))} GMACs"
+        f"at {_num(dense_gmacs.get(k), gd)} GMACs"
         for k in dict.fromkeys(keys)
         if k in dense_top1
     ]
@@ -419,7 +433,7 @@ def selection_table(
     cols = _lead_cols(both) + [
         _Col("Method", list(both["method"]), list(both["method"]), numeric=False),
         _Col("Keep", list(both["keep_ratio"]), [_num(v) for v in both["keep_ratio"]]),
-        _Col("GFLOPs", list(both["gmacs"]), [_num(v) for v in both["gmacs"]]),
+        _Col("GFLOPs", list(both["gmacs"]), [_num(v, gmacs_digits(both["gmacs"])) for v in both["gmacs"]]),
         _Col(
             "Top-1 scored",
             list(both["top1"]),

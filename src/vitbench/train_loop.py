@@ -131,7 +131,7 @@ def _setup(cfg: Any, cls: Any, model: nn.Module, data: Any, acc: Any) -> _Setup:
     """Inputs at the model's size, step count, AdamW + warmup/cosine schedule, prepared student."""
     from vitbench.harness import prepare_images
     from vitbench.models import data_config
-    from vitbench.train import Student, loss_weights, lr_factor, param_groups, peak_lr
+    from vitbench.train_steps import Student, loss_weights, lr_factor, param_groups, peak_lr
 
     dcfg = data_config(model)
     labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
@@ -151,15 +151,15 @@ def _setup(cfg: Any, cls: Any, model: nn.Module, data: Any, acc: Any) -> _Setup:
 def _step(cfg: Any, cls: Any, handle: Any, teacher: nn.Module, run: _Setup, acc: Any, step: int) -> tuple:
     """One optimiser step on the seeded batch of ``step``; returns (loss, terms, global batch size)."""
     from vitbench.harness import to_tensor
-    from vitbench.train import training_losses
+    from vitbench.train_steps import training_losses
 
     idx = batch_indices(len(run.labels), cfg.batch_size, cfg.seed, step)
     local = idx[acc.process_index :: acc.num_processes]
     x = to_tensor(run.images[local], run.dcfg)
     if cfg.augment:
-        from vitbench.demo import augment
+        from vitbench.demo import shift_batch
 
-        x = augment(x, torch.Generator().manual_seed(step_seed(cfg.seed, step)))
+        x = shift_batch(x, torch.Generator().manual_seed(step_seed(cfg.seed, step)))
     x, y = x.to(acc.device), run.labels[local].to(acc.device)
     handle.set_sample_ids(torch.from_numpy(run.ids[local]).to(acc.device))
     handle.state.noise_step = step

@@ -1,0 +1,78 @@
+"""Suites and artifacts: find the artifact a trainable cell needs, or train it when the suite asks.
+
+Called by the harness for every cell of a trainable method (DynamicViT, dTPS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from vitbench import artifacts
+from vitbench.errors import VitbenchError
+
+
+def finetune_command(cell: Any, data: Any) -> str:
+    """The ``vitbench finetune`` command that makes the artifact ``cell`` needs."""
+    parts = [
+        "vitbench finetune",
+        f"--model {cell.model.name}",
+        f"--weights {cell.model.weights}",
+        f"--method {cell.method.name}",
+        f"--keep {cell.keep_ratio:g}",
+        *(f"--set {k}={v}" for k, v in cell.method.params),
+        f"--data {data.name}",
+        f"--split {data.split}",
+    ]
+    if data.root:
+        parts.append(f"--root {data.root}")
+    if data.limit:
+        parts.append(f"--limit {data.limit}")
+    return " ".join(parts)
+
+
+def trained_params(
+    suite: Any, cell: Any, cls: Any, params: Any, acc: Any, progress: bool, log: Callable[[str], None]
+) -> Any:
+    """``params`` with ``artifact`` set to the trained artifact of ``cell`` (found, or trained now).
+
+    The key is (model, weights, method, params, the suite's training data). Without an artifact
+    and without ``train:`` in the suite this fails with the exact ``vitbench finetune`` command.
+    """
+    if params.artifact:
+        return params
+    data = suite.train_data()
+    key = artifacts.artifact_key(
+        cell.model.name, cell.model.weights, cls.name, params, (data.name, data.split, data.limit)
+    )
+    path = artifacts.find_artifact(key)
+    if path is None and suite.train is None:
+        raise VitbenchError(
+            f"no trained artifact for {cls.name} ({cls.setting(params)}) on {cell.model.name} "
+            f"(key {key.digest[:16]}); make it with `{finetune_command(cell, data)}` "
+            "or add train: to the suite"
+        )
+    if path is None:
+        from vitbench.train import TrainConfig, finetune
+
+        cfg = TrainConfig(
+            model=cell.model.name,
+            method=cls.name,
+            weights=cell.model.weights,
+            keep_ratio=cell.keep_ratio,
+            method_params=tuple(cell.method.params),
+            dataset=data.name,
+            split=data.split,
+            root=data.root,
+            limit=data.limit,
+            **dict(suite.train.options),
+        )
+        log(f"training {cls.name} ({cls.setting(params)}) on {data.name}/{data.split} -> {key.filename}")
+        path = finetune(cfg, progress=progress, log=log, accelerator=acc).path
+        if path.name != key.filename:
+            raise VitbenchError(f"internal: trained artifact {path.name} does not match key {key.filename}")
+    return dataclasses.replace(params, artifact=path.name)
+
+
+__all__ = ["finetune_command", "trained_params"]
