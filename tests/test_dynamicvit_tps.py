@@ -160,19 +160,19 @@ def test_gumbel_path_reaches_predictor_through_attention_masking() -> None:
 
 @pytest.mark.parametrize("method", ["dynamicvit", "dtps"])
 def test_attention_masking_equals_physical_dropping(method: str) -> None:
-    model, x = tiny(), images(4)
+    model, x = tiny("test_vit"), images(4, size=160)  # 100 image tokens, decisions after blocks 0, 2, 3
     cls = METHODS.get(method)
     with cls.apply(model, cls.params_for(0.6, model, {"artifact": "init"})) as h, torch.no_grad():
         for blk in model.blocks:  # spread the keep scores so no two tokens tie
             if hasattr(blk, "vb_part"):
                 blk.vb_part.out_conv[4].weight.mul_(10.0)
         dropped = model(x)
-        assert h.tokens_per_block[-1] == 1 + int(64 * 0.6**3)
+        assert h.tokens_per_block[-1] == 1 + int(100 * 0.6**3)
         h.state.policy = "topk"  # the inference decision as a dense mask in the training path
         model.train()
         masked = model(x)
         model.eval()
-        assert h.tokens_per_block[-1] == 65
+        assert h.tokens_per_block[-1] == 101
     torch.testing.assert_close(masked, dropped, rtol=0, atol=1e-5)
 
 
@@ -187,11 +187,11 @@ def test_two_step_finetune_changes_predictor_and_artifact_loads(tmp_path: Path) 
     assert res.steps == 2 and set(res.losses) == {"ce", "distill", "ratio", "token", "total"}
     tensors, meta = artifacts.load(res.path)
     assert meta["method"] == "dynamicvit" and meta["sha256"] == res.key
-    assert meta["model_shape"]["patches"] == 64 and meta["train"]["max_steps"] == 2
-    fresh = METHODS.get("dynamicvit").new_part(96, torch.Generator().manual_seed(0)).state_dict()
+    model = tiny()
+    assert meta["model_shape"]["patches"] == model.patch_embed.num_patches and meta["train"]["max_steps"] == 2
+    fresh = METHODS.get("dynamicvit").new_part(model.embed_dim, torch.Generator().manual_seed(0)).state_dict()
     assert not torch.allclose(tensors["part.0.out_conv.0.weight"], fresh["out_conv.0.weight"])
-    model, x = tiny(), images(2)
-    cls = METHODS.get("dynamicvit")
+    x, cls = images(2), METHODS.get("dynamicvit")
     with cls.apply(model, cls.params_for(0.7, model, {"artifact": "init"})), torch.inference_mode():
         untrained = model(x)
     with (
@@ -225,7 +225,7 @@ def test_artifact_for_another_model_shape_is_rejected(tmp_path: Path) -> None:
     res = finetune(_cfg(max_steps=1), out=tmp_path / "a.safetensors", progress=False, log=lambda _m: None)
     model = tiny("test_vit")
     cls = METHODS.get("dynamicvit")
-    with pytest.raises(VitbenchError, match="another model shape .*embed_dim 96.*embed_dim 64"):
+    with pytest.raises(VitbenchError, match="another model shape .*patches 16.*patches 100"):
         cls.apply(model, cls.params_for(0.7, model, {"artifact": str(res.path)}))
     assert all(type(b).__name__ == "Block" and not hasattr(b, "vb_part") for b in model.blocks)
     dtps = METHODS.get("dtps")
@@ -235,7 +235,7 @@ def test_artifact_for_another_model_shape_is_rejected(tmp_path: Path) -> None:
 
 def test_bad_inputs_one_line_errors(tmp_path: Path) -> None:
     model, cls = tiny(), METHODS.get("dynamicvit")
-    with pytest.raises(VitbenchError, match=r"int\(64 \* 0.2\^3\) = 0 of 64"):
+    with pytest.raises(VitbenchError, match=r"int\(16 \* 0.2\^3\) = 0 of 16"):
         cls.params_for(0.2, model)
     with pytest.raises(VitbenchError, match="needs trained parts"):
         cls.apply(model, cls.params_for(0.7, model))
@@ -281,7 +281,7 @@ def test_harness_names_the_finetune_command_then_trains_when_asked(
     assert len(trained) == 1 and json.loads(row["params_json"])["artifact"] == trained[0].name
     tokens = row["tokens_per_block"]
     tokens = json.loads(tokens) if isinstance(tokens, str) else tokens
-    assert row["setting"] == "keep_rate=0.7" and tokens[-1] == 1 + int(64 * 0.7**3)
+    assert row["setting"] == "keep_rate=0.7" and tokens[-1] == 1 + int(16 * 0.7**3)
 
 
 def test_cli_finetune_writes_artifact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

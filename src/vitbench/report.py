@@ -174,6 +174,13 @@ def _where(model: str | None, noise: str | None, level: float | None, selection:
     return ", ".join(parts)
 
 
+def _selections(method: str) -> tuple[str, ...]:
+    """Selection modes a registered method supports (both when it is not registered here)."""
+    from vitbench.methods import METHODS
+
+    return tuple(METHODS.get(method).selections) if method in METHODS else ("scored", "random")
+
+
 def _select(
     df: pd.DataFrame,
     model: str | None,
@@ -196,7 +203,10 @@ def _select(
         else:
             ok = ok.loc[(ok["noise"] == noise) & np.isclose(ok["level"].to_numpy(), level)]
     if selection is not None:
-        ok = ok.loc[(ok["selection"] == selection) | (ok["method"] == DENSE)]
+        # methods that cannot run in the requested mode (dense; random-tokens is random by
+        # construction) are shown in the mode they have, so baselines stay in every table
+        fixed = {m for m in set(ok["method"]) if selection not in _selections(m)}
+        ok = ok.loc[(ok["selection"] == selection) | (ok["method"] == DENSE) | ok["method"].isin(fixed)]
     if ok.empty:
         raise VitbenchError(
             f"no successful records in {_source(df)} match {_where(model, noise, level, selection)}; "
