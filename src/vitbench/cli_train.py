@@ -84,6 +84,7 @@ def add_train_commands(sub: Any) -> None:
     bt.add_argument("--batch-size", type=int, default=64)
     bt.add_argument("--steps", type=int, default=20)
     bt.add_argument("--threads", type=int, default=None, help="torch threads for both loops")
+    bt.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     bt.set_defaults(fn=cmd_bench_train)
 
 
@@ -145,7 +146,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     """Training img/s of ``vitbench finetune`` vs a bare PyTorch loop on the demo model."""
     from vitbench.bench import bench_train
 
-    bench_train(args.method, args.batch_size, args.steps, args.threads)
+    bench_train(args.method, args.batch_size, args.steps, args.threads, args.rounds)
     return 0
 
 

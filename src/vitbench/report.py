@@ -666,6 +666,7 @@ def squeeze_table(
         kind="mergesort",
     )
     delta = list(both["top1"] - both["top1_base"])
+    gd = gmacs_digits(pd.concat([both["gmacs"], both["gmacs_base"]]))
     squeeze_names = [_label(m, s) for m, s in zip(both["method"], both["setting"])]
     base_names = [_label(m, s) for m, s in zip(both["method_base"], both["setting_base"])]
     cols = _lead_cols(both) + [
@@ -687,7 +688,7 @@ def squeeze_table(
             ],
         ),
         _Col("Δ (squeeze − prune)", delta, [_signed(v) for v in delta]),
-        _Col("GFLOPs (squeeze)", list(both["gmacs"]), [_num(v, 3) for v in both["gmacs"]]),
-        _Col("GFLOPs (prune)", list(both["gmacs_base"]), [_num(v, 3) for v in both["gmacs_base"]]),
+        _Col("GFLOPs (squeeze)", list(both["gmacs"]), [_num(v, gd) for v in both["gmacs"]]),
+        _Col("GFLOPs (prune)", list(both["gmacs_base"]), [_num(v, gd) for v in both["gmacs_base"]]),
     ]
     return _render(cols, fmt)
