@@ -81,7 +81,7 @@ def test_bad_split_and_unknown_dataset() -> None:
 
 
 def test_cifar_missing_root(tmp_path: Path) -> None:
-    with pytest.raises(VitbenchError, match="data.root"):
+    with pytest.raises(VitbenchError, match="dataset.root"):
         load_dataset("cifar10-npz")
     missing = tmp_path / "nope"
     with pytest.raises(VitbenchError, match="does not exist"):

@@ -21,11 +21,12 @@ import torch
 from torch import nn
 
 from vitbench.cache import CacheKey, CorruptionCache, content_hash, prep_rule, resolve_dir
-from vitbench.data import ImageSet, load_dataset
+from vitbench.data import FileImageSet, ImageSet, default_workers, load_dataset
+from vitbench.data.files import skip_summary
 from vitbench.errors import VitbenchError
 from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
 from vitbench.methods.base import token_method
-from vitbench.models import create_model, data_config
+from vitbench.models import check_classes, create_model, data_config
 from vitbench.noise import NOISES, apply_noise
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
 from vitbench.store import ResultsStore, config_hash, provenance
@@ -108,7 +109,7 @@ class Harness:
         self.acc.wait_for_everyone()
         self.results = results
         self._models: dict[ModelSpec, nn.Module] = {}
-        self._data: ImageSet | None = None
+        self._data: ImageSet | FileImageSet | None = None
         self._inputs: dict[tuple, np.ndarray] = {}
         self._clean: dict[tuple, np.ndarray] = {}
         if cache is None:
@@ -123,8 +124,8 @@ class Harness:
         self._hash = config_hash(suite.to_dict())
 
     # -- inputs -------------------------------------------------------------------------------
-    def dataset(self) -> ImageSet:
-        """The suite's dataset split (loaded once)."""
+    def dataset(self) -> ImageSet | FileImageSet:
+        """The suite's dataset split (loaded once; folder datasets are decoded on demand)."""
         if self._data is None:
             d = self.suite.dataset
             self._data = load_dataset(d.name, root=d.root, split=d.split, limit=d.limit)
@@ -132,6 +133,8 @@ class Harness:
                 raise VitbenchError(
                     f"dataset '{d.name}' split '{d.split}' is empty; check its root and limit"
                 )
+            if isinstance(self._data, FileImageSet) and (line := skip_summary(self._data)):
+                self.log(line)
         return self._data
 
     def model(self, spec: ModelSpec) -> nn.Module:
@@ -139,6 +142,7 @@ class Harness:
         if spec not in self._models:
             self._models.clear()  # one model in memory at a time
             model = create_model(spec.name, spec.weights).to(self.acc.device).eval()
+            check_classes(model, spec, self.suite.dataset.name, self.dataset().classes)
             self._models[spec] = model
         return self._models[spec]
 
@@ -150,6 +154,8 @@ class Harness:
         when the cache is off or cannot be written.
         """
         data = self.dataset()
+        if isinstance(data, FileImageSet):  # decoded, resized and corrupted in DataLoader workers
+            return data.samples(cfg, cell.noise.name, cell.noise.level, cell.seed)  # type: ignore[return-value]
         prep = (tuple(cfg["input_size"]), prep_rule(cfg))
         if prep not in self._clean:
             if len(self._clean) >= 2:
@@ -245,8 +251,13 @@ class Harness:
     def evaluate(self, model: nn.Module, handle: Any, images: np.ndarray, cfg: dict[str, Any]) -> tuple:
         """Logits, labels and sample ids of the whole split, gathered across processes."""
         data = self.dataset()
+        streamed = isinstance(images, torch.utils.data.Dataset)  # files: FileSamples from images()
         loader = torch.utils.data.DataLoader(
-            _ArraySet(images, data.labels, data.sample_ids), batch_size=self.suite.batch_size, shuffle=False
+            images if streamed else _ArraySet(images, data.labels, data.sample_ids),
+            batch_size=self.suite.batch_size,
+            shuffle=False,
+            num_workers=default_workers() if streamed else 0,
+            pin_memory=streamed and self.acc.device.type == "cuda",
         )
         loader = self.acc.prepare_data_loader(loader)
         outs: list[torch.Tensor] = []

@@ -42,7 +42,8 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
     Args:
         name: timm model name, optionally with a pretrained tag (``deit_small_patch16_224.fb_in1k``).
         weights: ``random`` (GMACs/throughput only), ``demo`` (the packaged demo weights),
-            ``hub`` (timm pretrained download; needs network), or a path to ``.pth``/``.safetensors``.
+            ``hub`` (timm pretrained weights; with ``HF_HUB_OFFLINE`` set, only from the local
+            Hugging Face cache), or a path to ``.pth``/``.safetensors``.
         num_classes: override the classifier size (random weights only).
     """
     timm = _timm()
@@ -58,13 +59,18 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
             )
         return load_demo_model()
     if weights == "hub":
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise VitbenchError(
-                f"model '{name}' needs hub weights but HF_HUB_OFFLINE=1; "
-                "pass a local file with weights=/path/to.pth"
-            )
+        overlay = {}
+        if hub_offline():
+            cached = cached_hub_file(name)
+            if cached is None:
+                raise VitbenchError(
+                    f"model '{name}' needs hub weights but the hub is offline (HF_HUB_OFFLINE) and they are "
+                    "not in the local cache; pass a local file instead: weights: /path/to/model.safetensors "
+                    "(or .pth; --weights PATH on the command line)"
+                )
+            overlay = {"pretrained_cfg_overlay": {"file": cached}}
         try:
-            model = timm.create_model(name, pretrained=True, **kwargs)  # type: ignore[attr-defined]
+            model = timm.create_model(name, pretrained=True, **overlay, **kwargs)  # type: ignore[attr-defined]
         except Exception as exc:  # network/hub failures come in many types
             raise VitbenchError(
                 f"could not fetch hub weights for '{name}' ({type(exc).__name__}); "
@@ -77,6 +83,54 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
     if weights != "random":
         load_checkpoint(model, Path(weights))
     return model.eval()
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (read now, as huggingface_hub spells truth) disables the hub."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def cached_hub_file(name: str) -> str | None:
+    """Path of ``name``'s pretrained weights in the local Hugging Face cache, or ``None``.
+
+    Looks only at the cache (no network): the ``hf_hub_id`` of the model's pretrained cfg,
+    ``model.safetensors`` then ``pytorch_model.bin``.
+    """
+    from huggingface_hub import try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    arch, _, tag = name.partition(".")
+    cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch, allow_unregistered=False)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return None
+    for fname in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, fname)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def check_classes(model: nn.Module, spec: Any, dataset: str, classes: tuple[str, ...]) -> None:
+    """Raise when the classifier cannot score the dataset's labels.
+
+    Trained weights need exactly one output per class; random weights (costs only) need at
+    least as many outputs as classes so that every label is a valid index.
+    """
+    n_model = int(getattr(model, "num_classes", 0) or 0)
+    n_data = len(classes)
+    if not n_model or not n_data:
+        return
+    random = getattr(spec, "weights", "random") == "random"
+    if n_model < n_data or (not random and n_model != n_data):
+        raise VitbenchError(
+            f"model '{getattr(spec, 'name', '?')}' has {n_model} output classes but dataset '{dataset}' has "
+            f"{n_data}; use weights trained on '{dataset}' (a checkpoint with a {n_data}-class head) "
+            "or a dataset with the model's classes"
+        )
+
+
+_PREFIXES = ("module.", "_orig_mod.")
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> None:
@@ -95,6 +149,11 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
                 break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise VitbenchError(f"{path.name} holds no state dict of tensors; save model.state_dict()")
+    for prefix in _PREFIXES:  # DDP / torch.compile wrappers
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     own = model.state_dict()
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:

@@ -125,11 +125,11 @@ def load_cifar10_npz(root: str | None, split: str, limit: int | None) -> ImageSe
         ``CIFAR10_ORDER_SEED``); sample ids are the row indices in the file.
     """
     if root is None:
-        raise VitbenchError("dataset 'cifar10-npz' needs a data path; pass --set data.root=PATH")
+        raise VitbenchError("dataset 'cifar10-npz' needs a data path; pass --set dataset.root=PATH")
     path = Path(root) / f"{split}.npz"
     if not path.is_file():
         raise VitbenchError(
-            f"data file {path} does not exist; pass --set data.root=PATH to a folder with {split}.npz"
+            f"data file {path} does not exist; pass --set dataset.root=PATH to a folder with {split}.npz"
         )
     with np.load(path) as z:
         if "x" not in z.files or "y" not in z.files:

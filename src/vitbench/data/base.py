@@ -12,14 +12,15 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vitbench.errors import VitbenchError
 from vitbench.registry import Registry
 
-Loader = Callable[[str | None, str, int | None], "ImageSet"]
-"""Adapter signature: ``load(root, split, limit) -> ImageSet``."""
+Loader = Callable[[str | None, str, int | None], Any]
+"""Adapter signature: ``load(root, split, limit) -> ImageSet`` (or a ``FileImageSet`` read from files)."""
 
 DATASETS: Registry[Loader] = Registry("dataset")
 
@@ -79,7 +80,7 @@ class ImageSet:
 
 def load_dataset(
     name: str, root: str | None = None, split: str = "test", limit: int | None = None
-) -> ImageSet:
+) -> Any:
     """Load a registered dataset after checking the split and the data root.
 
     Args:
@@ -89,10 +90,12 @@ def load_dataset(
         limit: keep only the first ``limit`` samples of the split (None keeps all).
 
     Returns:
-        The split as an :class:`ImageSet`.
+        The split as an :class:`ImageSet`, or a :class:`vitbench.data.files.FileImageSet` for
+        folder datasets (decoded on demand).
 
     Raises:
-        VitbenchError: unknown dataset, unknown split, or a missing/nonexistent root.
+        VitbenchError: unknown dataset, unknown split, a missing/nonexistent root, or a split
+            whose files were all skipped as unusable.
     """
     if name not in DATASETS:
         raise VitbenchError(DATASETS.unknown_message(name))
@@ -107,12 +110,19 @@ def load_dataset(
         if root is None or str(root) == "":
             raise VitbenchError(
                 f"dataset '{name}' needs a data path; "
-                "pass --set data.root=PATH or set root in its dataset card"
+                "pass --set dataset.root=PATH or set root in its dataset card"
             )
         if not Path(root).expanduser().exists():
             raise VitbenchError(
                 f"data path {root} does not exist; "
-                f"pass --set data.root=PATH or fix the dataset card of '{name}'"
+                f"pass --set dataset.root=PATH or fix the dataset card of '{name}'"
             )
         root = str(Path(root).expanduser())
-    return loader(root, split, limit)
+    data = loader(root, split, limit)
+    if len(data) == 0 and getattr(data, "skipped", ()):
+        path, reason = data.skipped[0]
+        raise VitbenchError(
+            f"dataset '{name}' split '{split}': all {len(data.skipped)} image files are unusable "
+            f"(e.g. {path}: {reason}); check the files under {root}"
+        )
+    return data

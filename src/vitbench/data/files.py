@@ -1,0 +1,422 @@
+"""Image sets read from files: listing checks, robust decoding, timm preprocessing, DataLoader input.
+
+A :class:`FileImageSet` holds paths, labels and sample ids; images are decoded on demand in
+DataLoader workers (:class:`FileSamples`), resized and centre-cropped by timm's eval transform
+of the model's data config, optionally corrupted (per-sample seeded, as in memory), and handed
+to the harness as uint8 ``[H, W, 3]``. Normalisation stays the harness's business.
+
+Robust loading: every listed file is checked once when the set is built (:func:`check_file`).
+Grayscale, palette, 16-bit and CMYK images and files whose content does not match their suffix
+(a PNG named ``.JPEG``) are decoded by content and converted to RGB, with a note; empty,
+non-image, truncated or undecodable files are skipped with a recorded reason
+(``FileImageSet.skipped``), so a sweep never stops on a bad file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vitbench.errors import VitbenchError
+
+#: File suffixes listed as images (case-insensitive); anything else in a folder is ignored.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
+#: Environment variable overriding the default number of DataLoader workers.
+WORKERS_ENV = "VITBENCH_WORKERS"
+_SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}
+_CONVERTED = {
+    "L": "grayscale",
+    "LA": "grayscale",
+    "I": "16/32-bit grayscale",
+    "I;16": "16-bit grayscale",
+    "1": "1-bit",
+    "P": "palette",
+    "PA": "palette",
+    "CMYK": "CMYK",
+    "RGBA": "RGBA",
+    "YCbCr": "YCbCr",
+}
+
+
+def default_workers() -> int:
+    """DataLoader workers: ``$VITBENCH_WORKERS``, else usable cores / local processes (at most 16)."""
+    env = os.environ.get(WORKERS_ENV)
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise VitbenchError(
+                f"{WORKERS_ENV}={env!r} is not an integer; set a worker count like 8"
+            ) from None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(16, cores // max(local, 1)))
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursive, sorted), as paths relative to it."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, folder)
+        for f in sorted(filenames):
+            if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."):
+                out.append(f if rel == "." else os.path.join(rel, f))
+    return out
+
+
+def check_file(path: str | Path) -> tuple[str | None, str | None]:
+    """Check that ``path`` decodes to an image.
+
+    Cheap in the common case: the header is read, and a JPEG/PNG that ends with its end marker
+    is taken as complete; anything else is decoded fully.
+
+    Returns:
+        ``(skip_reason, note)``: ``skip_reason`` is ``None`` for a usable file; ``note`` says
+        what will be converted (grayscale/CMYK/... to RGB, content/suffix mismatch), or ``None``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})", None
+    if size == 0:
+        return "empty file", None
+    try:
+        with Image.open(path) as im:
+            fmt, mode = im.format, im.mode
+            complete = _ends_with_marker(path, fmt, size)
+            if not complete:
+                im.load()  # raises on truncated / corrupt data
+    except UnidentifiedImageError:
+        return "not an image (PIL cannot identify the content)", None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, corrupt, unsupported
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return f"cannot be decoded ({'truncated' if 'truncated' in text else text})", None
+    notes = []
+    expected = _SUFFIX_FORMAT.get(path.suffix.lower())
+    if expected and fmt and fmt != expected and not (expected == "JPEG" and fmt == "MPO"):
+        notes.append(f"{fmt} content named {path.suffix}, decoded by content")
+    if mode in _CONVERTED:
+        notes.append(f"{_CONVERTED[mode]} converted to RGB")
+    return None, "; ".join(notes) or None
+
+
+def _ends_with_marker(path: Path, fmt: str | None, size: int) -> bool:
+    """True when a JPEG ends with EOI (``FF D9``, trailing zero padding allowed) or a PNG with IEND."""
+    if fmt not in ("JPEG", "MPO", "PNG"):
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 64))
+        tail = fh.read()
+    if fmt == "PNG":
+        return b"IEND" in tail[-12:]
+    return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def check_files(
+    root: Path, rel: Sequence[str], workers: int | None = None
+) -> list[tuple[str | None, str | None]]:
+    """:func:`check_file` on every ``root / rel[i]``, in parallel threads, in order."""
+    n = workers or max(4, 2 * default_workers())
+    if len(rel) < 64:
+        return [check_file(root / r) for r in rel]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(lambda r: check_file(root / r), rel, chunksize=64))
+
+
+def decode_rgb(path: str | Path) -> Any:
+    """Decode ``path`` by content into an RGB ``PIL.Image`` (grayscale, palette, CMYK converted)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I", "I;16", "I;16B", "F"):  # 16/32-bit: scale to 8 bit before RGB
+                arr = np.asarray(im, dtype=np.float64)
+                hi = 65535.0 if arr.max() > 255 else 255.0
+                im8 = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8))
+                return im8.convert("RGB")
+            return im.convert("RGB")
+    except Exception as exc:  # a file that passed the listing check but fails now (changed on disk)
+        raise VitbenchError(
+            f"image {path} failed to decode ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+            "remove or replace it and re-run (vitbench data check lists bad files)"
+        ) from None
+
+
+def eval_transform(cfg: dict[str, Any]) -> Callable[[Any], Any]:
+    """Timm's eval transform of a data config up to the crop (PIL in, PIL out; no tensor, no normalise).
+
+    Resize of the shorter side to ``size / crop_pct`` with the config's interpolation, then a
+    ``crop_mode`` crop (centre by default) to ``input_size``: ``timm.data.create_transform``
+    without its ``ToTensor``/``Normalize`` steps, which the harness does after any noise.
+    """
+    from timm.data import create_transform
+    from torchvision import transforms
+
+    full = create_transform(
+        input_size=tuple(cfg["input_size"]),
+        is_training=False,
+        interpolation=str(cfg.get("interpolation", "bicubic")),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        crop_pct=cfg.get("crop_pct"),
+        crop_mode=cfg.get("crop_mode"),
+    )
+    steps = [t for t in full.transforms if type(t).__name__ not in ("ToTensor", "MaybeToTensor", "Normalize")]
+    return transforms.Compose(steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileImageSet:
+    """A labelled split of image files (decoded on demand).
+
+    Attributes:
+        name: registry key of the dataset.
+        split: split name.
+        root: folder the ``files`` are relative to.
+        files: relative paths of the usable images, length ``N``.
+        labels: int64 class indices, shape ``[N]``.
+        sample_ids: int64 stable ids (position in the sorted listing of the split), ``[N]``.
+        classes: class names in label order.
+        skipped: ``(relative path, reason)`` of listed files left out.
+        notes: ``(relative path, note)`` of files converted while decoding (grayscale, CMYK, ...).
+        variants: for pre-corrupted datasets (ImageNet-C): ``(noise, level) -> FileImageSet``
+            of the same samples under that corruption, or ``None`` when not on disk.
+        clean_error: when set, clean images are not available and this is the error message.
+    """
+
+    name: str
+    split: str
+    root: str
+    files: tuple[str, ...]
+    labels: np.ndarray
+    sample_ids: np.ndarray
+    classes: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+    notes: tuple[tuple[str, str], ...] = ()
+    variants: Callable[[str, float], FileImageSet | None] | None = dataclasses.field(
+        default=None, compare=False
+    )
+    clean_error: str | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.files)
+        if self.labels.shape != (n,) or self.sample_ids.shape != (n,):
+            raise ValueError(
+                f"labels {self.labels.shape} and sample_ids {self.sample_ids.shape} must be ({n},)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> Path:
+        """Absolute path of sample ``i``."""
+        return Path(self.root) / self.files[i]
+
+    def ids_hash(self) -> str:
+        """Short sha256 (16 hex chars) of the sample ids (same rule as :class:`ImageSet`)."""
+        ids = np.ascontiguousarray(self.sample_ids, dtype="<i8")
+        return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
+
+    def subset(self, n: int | None) -> FileImageSet:
+        """The first ``n`` samples in stored order."""
+        if n is None or n >= len(self):
+            return self
+        keep = set(self.files[:n])
+        return dataclasses.replace(
+            self,
+            files=self.files[:n],
+            labels=self.labels[:n],
+            sample_ids=self.sample_ids[:n],
+            notes=tuple(x for x in self.notes if x[0] in keep),
+        )
+
+    @property
+    def images(self) -> np.ndarray:
+        """All images decoded at their own size, uint8 ``[N, H, W, 3]`` (every file must share one size).
+
+        For in-memory consumers (training, the corruption cache); evaluation streams instead.
+        """
+        first = None
+        out: np.ndarray | None = None
+        for i in range(len(self)):
+            arr = np.asarray(decode_rgb(self.path(i)))
+            if out is None:
+                first = self.files[i]
+                out = np.empty((len(self), *arr.shape), dtype=np.uint8)
+            elif arr.shape != out.shape[1:]:
+                raise VitbenchError(
+                    f"dataset '{self.name}' has mixed image sizes ({first}: {out.shape[2]}x{out.shape[1]}, "
+                    f"{self.files[i]}: {arr.shape[1]}x{arr.shape[0]}); in-memory use needs one size, "
+                    "so resize the files first (evaluation resizes them itself)"
+                )
+            out[i] = arr
+        if out is None:
+            raise VitbenchError(f"dataset '{self.name}' split '{self.split}' has no images")
+        return out
+
+    def samples(
+        self, cfg: dict[str, Any], noise: str = "clean", level: float = 0.0, seed: int = 0
+    ) -> FileSamples:
+        """A torch Dataset of this split at the model's input size under (noise, level, seed).
+
+        Pre-corrupted datasets (ImageNet-C) read the matching corruption folder; others corrupt
+        each decoded, cropped image in memory with its own seeded generator.
+        """
+        source, computed = self, noise
+        if self.variants is not None and noise != "clean":
+            found = self.variants(noise, float(level))
+            if found is None:
+                raise VitbenchError(
+                    f"dataset '{self.name}' under {self.root} has no folder for '{noise}' level {level:g}; "
+                    "it holds pre-corrupted images only for the corruptions and severities on disk"
+                )
+            source, computed = found, "clean"
+        elif noise == "clean" and self.clean_error:
+            raise VitbenchError(self.clean_error)
+        if computed != "clean":
+            from vitbench.noise import check_noise
+
+            check_noise(computed, level)
+        return FileSamples(
+            [str(source.path(i)) for i in range(len(source))],
+            source.labels,
+            source.sample_ids,
+            eval_transform(cfg),
+            computed,
+            float(level),
+            seed,
+        )
+
+
+class FileSamples(torch.utils.data.Dataset):
+    """Map-style dataset: decode, resize/crop, corrupt -> (uint8 ``[H, W, 3]``, label, sample id).
+
+    Picklable, so DataLoader workers do the decoding. The noise draw of sample ``i`` comes from
+    ``noise_seed(seed, sample_id, noise, level)``, as :func:`vitbench.noise.apply_noise` does.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        labels: np.ndarray,
+        ids: np.ndarray,
+        transform: Callable[[Any], Any],
+        noise: str = "clean",
+        level: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.paths, self.labels, self.ids = paths, labels, ids
+        self.transform, self.noise, self.level, self.seed = transform, noise, level, seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        img = np.array(self.transform(decode_rgb(self.paths[i])), dtype=np.uint8)  # writable copy
+        if self.noise != "clean":
+            from vitbench.noise import NOISES, check_size, noise_seed
+
+            check_size(self.noise, img.shape[0], img.shape[1])
+            rng = noise_seed(self.seed, int(self.ids[i]), self.noise, self.level)
+            img = NOISES.get(self.noise).fn(img, self.level, rng)
+        return torch.from_numpy(np.ascontiguousarray(img)), int(self.labels[i]), int(self.ids[i])
+
+
+def build_file_set(
+    name: str,
+    split: str,
+    root: Path,
+    files: Sequence[str],
+    labels: Sequence[int],
+    classes: Sequence[str],
+    limit: int | None,
+    order_seed: int | None = 0,
+    check: bool = True,
+) -> FileImageSet:
+    """Check files, assign sample ids (position in ``files``), apply a seeded order and ``limit``.
+
+    Args:
+        name: dataset registry key.
+        split: split name.
+        root: folder the ``files`` are relative to.
+        files: relative paths in a stable (sorted) order; sample id = position here.
+        labels: class index per file.
+        classes: class names in label order.
+        limit: keep this many usable files (after the shuffle), ``None`` for all.
+        order_seed: seed of the fixed shuffle that makes every ``limit`` prefix class-balanced in
+            expectation (``None`` keeps the listing order).
+        check: run :func:`check_file` on the kept files (skips and notes recorded).
+
+    Raises:
+        VitbenchError: no images at all.
+    """
+    if not files:
+        raise VitbenchError(
+            f"no image files ({', '.join(IMAGE_SUFFIXES[:3])}, ...) under {root}; "
+            f"check dataset.root and the layout in the '{name}' dataset card"
+        )
+    ids = np.arange(len(files), dtype=np.int64)
+    if order_seed is not None:
+        ids = np.random.default_rng(order_seed).permutation(len(files)).astype(np.int64)
+    lab = np.asarray(labels, dtype=np.int64)
+    skipped: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
+    kept: list[int] = []
+    want = len(ids) if limit is None else limit
+    pos = 0
+    while len(kept) < want and pos < len(ids):  # top up past skipped files so limit is honoured
+        chunk = ids[pos : pos + max(64, want - len(kept))]
+        pos += len(chunk)
+        results = check_files(root, [files[i] for i in chunk]) if check else [(None, None)] * len(chunk)
+        for i, (reason, note) in zip(chunk, results):
+            if reason is not None:
+                skipped.append((files[i], reason))
+            elif len(kept) < want:
+                kept.append(int(i))
+                if note:
+                    notes.append((files[i], note))
+    sel = np.asarray(kept, dtype=np.int64)
+    return FileImageSet(
+        name=name,
+        split=split,
+        root=str(root),
+        files=tuple(files[i] for i in sel),
+        labels=lab[sel] if len(sel) else np.zeros(0, dtype=np.int64),
+        sample_ids=sel,
+        classes=tuple(classes),
+        skipped=tuple(skipped),
+        notes=tuple(notes),
+    )
+
+
+def skip_summary(data: FileImageSet, show: int = 3) -> str | None:
+    """One line about skipped/converted files (``None`` when there are none)."""
+    parts = []
+    if data.skipped:
+        eg = "; ".join(f"{f}: {r}" for f, r in data.skipped[:show])
+        more = "; ..." if len(data.skipped) > show else ""
+        parts.append(f"skipped {len(data.skipped)} unusable file(s) ({eg}{more})")
+    if data.notes:
+        parts.append(
+            f"converted {len(data.notes)} file(s) to RGB (e.g. {data.notes[0][0]}: {data.notes[0][1]})"
+        )
+    if not parts:
+        return None
+    return (
+        f"dataset '{data.name}' {data.split}: " + ", ".join(parts) + "; `vitbench data check` lists them all"
+    )

@@ -1,0 +1,325 @@
+"""Folder datasets: any ImageFolder, ImageNet-1k (ImageFolder or flat folder + label file), ImageNet-C.
+
+Layouts (see the cards in ``datasets/``):
+
+* ``image-folder``: ``<root>/<split>/<class>/<image>`` or, when there is no ``<split>`` folder,
+  ``<root>/<class>/<image>``; classes are the sorted sub-folder names (torchvision's rule).
+* ``imagenet``: the same ImageFolder layout with WordNet-id class folders (``n01440764``), or a
+  flat folder of images plus a label file (:func:`parse_label_file`). Labels index timm's
+  sorted 1000 ImageNet-1k synsets (the order every timm/DeiT classifier uses).
+* ``imagenet-c``: ``<root>/<corruption>/<severity>/<wnid>/<image>`` read as is; each
+  (corruption, severity) folder is the pre-corrupted source of that noise cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from vitbench.data.base import DATASETS
+from vitbench.data.files import FileImageSet, build_file_set, list_images
+from vitbench.errors import VitbenchError
+
+IMAGENET_CLASSES = 1000
+_WNID = re.compile(r"^n\d{8}$")
+#: Label files looked for next to a flat ImageNet folder, in this order.
+LABEL_FILES = ("labels.txt", "val.txt", "LOC_val_solution.csv", "val_labels.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_synsets() -> tuple[str, ...]:
+    """Timm's 1000 ImageNet-1k WordNet ids in classifier order (sorted)."""
+    from timm.data import ImageNetInfo
+
+    return tuple(ImageNetInfo().label_names())
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the sub-folders of ``folder`` (hidden ones excluded)."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    return root / split if (root / split).is_dir() else root
+
+
+def scan_image_folder(folder: Path) -> tuple[list[str], list[int], list[str]]:
+    """``(relative files, labels, classes)`` of an ImageFolder tree (class = first path part)."""
+    classes = class_folders(folder)
+    if not classes:
+        raise VitbenchError(
+            f"{folder} has no class sub-folders; an ImageFolder needs <root>/<class>/<image> "
+            "(or use the 'imagenet' dataset with a label file for a flat folder)"
+        )
+    files: list[str] = []
+    labels: list[int] = []
+    for k, c in enumerate(classes):
+        rel = [os.path.join(c, f) for f in list_images(folder / c)]
+        files += rel
+        labels += [k] * len(rel)
+    if not files:
+        raise VitbenchError(f"{folder} has {len(classes)} class folders but no image files in them")
+    return files, labels, classes
+
+
+@DATASETS.register(
+    "image-folder",
+    num_classes=None,
+    splits=(),
+    needs_root=True,
+    description="any ImageFolder tree <root>/[<split>/]<class>/<image>; classes = sorted folder names",
+)
+def load_image_folder(root: str | None, split: str, limit: int | None) -> FileImageSet:
+    """Load an ImageFolder tree (see module docstring); images decoded on demand."""
+    assert root is not None
+    folder = _split_folder(Path(root), split)
+    files, labels, classes = scan_image_folder(folder)
+    return build_file_set("image-folder", split, folder, files, labels, classes, limit)
+
+
+# -- label files ------------------------------------------------------------------------------------
+
+
+def parse_label_file(path: Path) -> dict[str, str]:
+    """Image name -> label token from a label file.
+
+    Formats: ``LOC_val_solution.csv`` (``ImageId,PredictionString``; the first token of the
+    prediction string is the WordNet id), any ``name,label`` CSV, or whitespace-separated
+    ``<file> <label>`` lines (Caffe ``val.txt``). Labels are class indices or WordNet ids.
+    Names are matched without folder and suffix (``ILSVRC2012_val_00000001``).
+
+    Raises:
+        VitbenchError: empty file, malformed line, or a name given twice.
+    """
+    text = path.read_text(errors="replace").splitlines()
+    rows: list[tuple[int, str, str]] = []
+    if path.suffix.lower() == ".csv" or (text and "," in text[0]):
+        reader = csv.reader(text)
+        for n, row in enumerate(reader, 1):
+            if not row or not "".join(row).strip():
+                continue
+            if n == 1 and not _looks_like_label(row[-1].split()[0] if row[-1].split() else ""):
+                continue  # header
+            if len(row) < 2 or not row[1].split():
+                raise VitbenchError(f"{path} line {n}: expected 'name,label', got {','.join(row)!r}")
+            rows.append((n, row[0].strip(), row[1].split()[0]))
+    else:
+        for n, line in enumerate(text, 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) != 2:
+                raise VitbenchError(f"{path} line {n}: expected '<file> <label>', got {line.strip()!r}")
+            rows.append((n, parts[0], parts[1]))
+    if not rows:
+        raise VitbenchError(f"label file {path} has no '<file> <label>' lines")
+    out: dict[str, str] = {}
+    for n, name, label in rows:
+        key = _stem(name)
+        if key in out:
+            raise VitbenchError(f"{path} line {n}: image '{name}' is listed twice; fix the label file")
+        out[key] = label
+    return out
+
+
+def _looks_like_label(tok: str) -> bool:
+    return tok.isdigit() or bool(_WNID.match(tok))
+
+
+def _stem(name: str) -> str:
+    base = os.path.basename(name.strip())
+    stem, ext = os.path.splitext(base)
+    return stem if ext else base
+
+
+def imagenet_label_index(label: str, where: str) -> int:
+    """Class index of a label token: an integer 0..999 or a WordNet id of ImageNet-1k."""
+    syn = imagenet_synsets()
+    if label.isdigit():
+        k = int(label)
+        if not 0 <= k < IMAGENET_CLASSES:
+            raise VitbenchError(
+                f"{where}: label {k} is outside 0..{IMAGENET_CLASSES - 1}; ImageNet-1k has "
+                f"{IMAGENET_CLASSES} classes (0-based, sorted WordNet ids)"
+            )
+        return k
+    if label in _synset_index():
+        return _synset_index()[label]
+    raise VitbenchError(
+        f"{where}: label '{label}' is neither a class index nor one of the {len(syn)} ImageNet-1k WordNet ids"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _synset_index() -> dict[str, int]:
+    return {s: i for i, s in enumerate(imagenet_synsets())}
+
+
+def find_label_file(folder: Path) -> Path | None:
+    """The first of :data:`LABEL_FILES` in ``folder`` or its parent."""
+    for base in (folder, folder.parent):
+        for name in LABEL_FILES:
+            if (base / name).is_file():
+                return base / name
+    return None
+
+
+def imagenet_labels_for(folder: Path, files: list[str], label_file: Path) -> list[int]:
+    """Labels of a flat folder's ``files`` from ``label_file``; every image must be labelled.
+
+    Raises:
+        VitbenchError: images without a label, or a label file that names none of the images.
+    """
+    table = parse_label_file(label_file)
+    missing = [f for f in files if _stem(f) not in table]
+    if missing:
+        raise VitbenchError(
+            f"label file {label_file} does not match {folder}: {len(missing)} of {len(files)} images "
+            f"have no label (e.g. {missing[0]}); use the label file of this folder"
+        )
+    extra = len(table) - len(files)
+    if extra > 0 and extra == len(table):
+        raise VitbenchError(f"label file {label_file} names none of the images in {folder}")
+    return [imagenet_label_index(table[_stem(f)], f"{label_file.name} '{_stem(f)}'") for f in files]
+
+
+def scan_imagenet(folder: Path) -> tuple[list[str], list[int]]:
+    """``(relative files, labels)`` of an ImageNet split folder (ImageFolder or flat + label file)."""
+    if not folder.is_dir():
+        raise VitbenchError(f"ImageNet folder {folder} does not exist; pass --set dataset.root=PATH")
+    subdirs = class_folders(folder)
+    if subdirs:
+        wnids = [d for d in subdirs if _WNID.match(d)]
+        if len(wnids) == len(subdirs):
+            unknown = [d for d in wnids if d not in _synset_index()]
+            if unknown:
+                raise VitbenchError(
+                    f"{folder}: class folder '{unknown[0]}' is not an ImageNet-1k WordNet id; "
+                    "use the 'image-folder' dataset for other class sets"
+                )
+            index = {d: _synset_index()[d] for d in wnids}
+        elif len(subdirs) == IMAGENET_CLASSES:
+            index = {d: k for k, d in enumerate(subdirs)}  # 1000 folders in sorted order
+        else:
+            raise VitbenchError(
+                f"{folder} has {len(subdirs)} class folders but ImageNet-1k has {IMAGENET_CLASSES}; "
+                "name them by WordNet id (n01440764, ...) or use the 'image-folder' dataset"
+            )
+        files: list[str] = []
+        labels: list[int] = []
+        for d in subdirs:
+            rel = [os.path.join(d, f) for f in list_images(folder / d)]
+            files += rel
+            labels += [index[d]] * len(rel)
+        return files, labels
+    files = list_images(folder)
+    if not files:
+        raise VitbenchError(f"{folder} holds no images and no class folders; check dataset.root")
+    label_file = find_label_file(folder)
+    if label_file is None:
+        raise VitbenchError(
+            f"{folder} is a flat folder of images without a label file; put one of "
+            f"{', '.join(LABEL_FILES)} ('<file> <label>' lines) in it or its parent"
+        )
+    return files, imagenet_labels_for(folder, files, label_file)
+
+
+@DATASETS.register(
+    "imagenet",
+    num_classes=IMAGENET_CLASSES,
+    splits=("val", "train"),
+    needs_root=True,
+    description="ImageNet-1k: <root>/<split>/<wnid>/<image> or a flat folder + label file",
+)
+def load_imagenet(root: str | None, split: str, limit: int | None) -> FileImageSet:
+    """Load an ImageNet-1k split; ``root`` is the ImageNet folder or the split folder itself."""
+    assert root is not None
+    folder = _split_folder(Path(root), split)
+    files, labels = scan_imagenet(folder)
+    return build_file_set("imagenet", split, folder, files, labels, imagenet_synsets(), limit)
+
+
+# -- ImageNet-C -------------------------------------------------------------------------------------
+
+
+def scan_imagenet_c(root: Path) -> dict[tuple[str, float], Path]:
+    """``(noise registry name, severity) -> folder`` of an ImageNet-C tree.
+
+    Folders whose name is not an ImageNet-C corruption (``clean``, README files, ...) and
+    severity folders other than 1-5 are ignored.
+
+    Raises:
+        VitbenchError: no ``<corruption>/<severity>`` folder at all.
+    """
+    from vitbench.noise import NOISES
+
+    found: dict[tuple[str, float], Path] = {}
+    for name in class_folders(root):
+        key = name.replace("_", "-")
+        if key not in NOISES or NOISES.info(key).get("levels") != "severity":
+            continue
+        for sev in class_folders(root / name):
+            if sev in ("1", "2", "3", "4", "5"):
+                found[(key, float(sev))] = root / name / sev
+    if not found:
+        raise VitbenchError(
+            f"{root} has no ImageNet-C folders; expected <root>/<corruption>/<severity>/<wnid>/<image> "
+            "(e.g. gaussian_noise/3/n01440764/ILSVRC2012_val_00000293.JPEG)"
+        )
+    return found
+
+
+@DATASETS.register(
+    "imagenet-c",
+    num_classes=IMAGENET_CLASSES,
+    splits=("val",),
+    needs_root=True,
+    precorrupted=True,
+    description="ImageNet-C files <root>/<corruption>/<severity>/<wnid>/<image>, read as is",
+)
+def load_imagenet_c(root: str | None, split: str, limit: int | None) -> FileImageSet:
+    """Load ImageNet-C; noise cells read their (corruption, severity) folder instead of corrupting.
+
+    Sample ids and labels come from the first corruption folder (or ``<root>/clean`` when it
+    exists: link your ImageNet val ImageFolder there to get the clean cells); every other
+    folder is matched to them by relative path, so a sample keeps its id across corruptions.
+    """
+    assert root is not None
+    base = Path(root)
+    folders = scan_imagenet_c(base)
+    clean = base / "clean"
+    ref_folder = clean if clean.is_dir() else folders[min(folders)]
+    files, labels = scan_imagenet(ref_folder)
+    data = build_file_set("imagenet-c", split, ref_folder, files, labels, imagenet_synsets(), limit)
+    clean_error = None
+    if not clean.is_dir():
+        clean_error = (
+            f"ImageNet-C at {base} has no clean images; link your ImageNet val ImageFolder as {clean} "
+            "or drop 'clean' from the suite's noises"
+        )
+    variant = functools.lru_cache(maxsize=None)(functools.partial(_variant, data, folders))
+    return dataclasses.replace(data, variants=variant, clean_error=clean_error)
+
+
+def _variant(
+    data: FileImageSet, folders: dict[tuple[str, float], Path], noise: str, level: float
+) -> FileImageSet | None:
+    """``data``'s samples read from the (noise, level) folder, same ids and labels."""
+    folder = folders.get((noise, float(level)))
+    if folder is None:
+        return None
+    missing = [f for f in data.files if not (folder / f).is_file()]
+    if missing:
+        raise VitbenchError(
+            f"ImageNet-C folder {folder} lacks {len(missing)} of the {len(data)} evaluated images "
+            f"(e.g. {missing[0]}); the corruption folders must hold the same files"
+        )
+    return dataclasses.replace(
+        data, root=str(folder), variants=None, clean_error=None, labels=np.asarray(data.labels)
+    )
