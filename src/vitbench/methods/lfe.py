@@ -45,10 +45,10 @@ from vitbench.methods.stages import evit_keep, stage_blocks
 
 
 def attention_dims(attn: Any) -> tuple[int, int, int]:
-    """(heads, per-head q/k dim, per-head v dim) of a timm or slimmed attention module."""
+    """(heads, per-head q/k dim, per-head v dim) of a timm ``Attention`` or a ``SlimAttention``."""
     heads = int(attn.num_heads)
-    d_qk = int(getattr(attn, "qk_head_dim", None) or attn.head_dim)
-    d_v = int(getattr(attn, "v_head_dim", None) or attn.head_dim)
+    d_qk = int(getattr(attn, "qk_dim", None) or attn.head_dim)
+    d_v = int(getattr(attn, "v_dim", None) or attn.head_dim)
     return heads, d_qk, d_v
 
 
@@ -72,11 +72,12 @@ def attention_with_probs(attn: Any, x: torch.Tensor) -> tuple[torch.Tensor, torc
     gate = gate_mod(x).sigmoid() if gate_mod is not None else None
     qkv = attn.qkv(x)
     qk = qkv[..., : 2 * heads * d_qk].reshape(b, n, 2, heads, d_qk).permute(2, 0, 3, 1, 4)
-    q, k = attn.q_norm(qk[0]), attn.k_norm(qk[1])  # [B, H, N, d_qk]
+    ident = nn.Identity()
+    q, k = getattr(attn, "q_norm", ident)(qk[0]), getattr(attn, "k_norm", ident)(qk[1])  # [B, H, N, d_qk]
     v = qkv[..., 2 * heads * d_qk :].reshape(b, n, heads, d_v).transpose(1, 2)  # [B, H, N, d_v]
     probs = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
     out = (attn.attn_drop(probs) @ v).transpose(1, 2).reshape(b, n, heads * d_v)
-    out = getattr(attn, "norm", nn.Identity())(out)
+    out = getattr(attn, "norm", ident)(out)
     if gate is not None:
         out = out * gate
     return attn.proj_drop(attn.proj(out)), probs

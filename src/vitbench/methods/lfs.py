@@ -1,0 +1,459 @@
+"""LFS channel pruning (VTC-LFC) and its spatial-domain first-order Taylor baseline.
+
+Wang et al., "VTC-LFC: Vision Transformer Compression with Low-Frequency Components",
+NeurIPS 2022 (official code: Daner-Wang/VTC-LFC, ``pruning/tools/deit_pruning_tools.py``:
+``filtering``, ``Pruning.get_weight_mgrad``, ``taylor_score``, ``get_mask_and_newcfg``; see
+``references/methods.md`` section 2.2).
+
+Low-frequency sensitivity of a weight ``W_ji`` is the first-order Taylor term of a loss on
+low-pass images: for every calibration batch (x, y) the student (the model in train mode) sees
+``G(x)`` (:func:`vitbench.lowpass.lowpass_images`) and a frozen copy (eval mode) sees ``x``;
+
+    L = lambda * CE(student(G(x)), y) + (1 - lambda) * KL(teacher_feat(x) || student_feat(G(x)))
+
+with ``lambda = 0.1`` and the KL over the channel softmax (temperature 1, summed, divided by the
+feature's numel) of the CLS feature: the final normalised CLS token in one-shot pruning, the CLS
+token after block ``l`` when the cascade prunes block ``l``. One backward per batch; the
+gradients are averaged over batches (Gbar) and ``S_j = sum_i (W_ji * Gbar_ji)^2`` per output
+channel of ``qkv`` and ``fc1``; a q channel and the k channel with the same index share
+``S_q + S_k``.
+
+Structure (``get_mask_and_newcfg``): channels with ``S >= threshold`` survive (threshold = the
+``P``-th smallest score, ``P`` channels to remove); in each block the MLP keeps its surviving
+units (at least one) and the attention is rebuilt with ``h`` heads of uniform widths: with
+``c_qk``/``c_v`` the surviving q+k / v channels, every ``h`` from ``ceil(max(c_q, c_k, c_v) / d)``
+to ``H`` gives ``d_qk = max(round(c_qk / 2h), 1)`` and ``d_v = max(round(c_v / h), 1)``; each
+head keeps its top-``d_qk`` q/k and top-``d_v`` v channels; the head subset with the highest
+retained score is chosen (the official exhaustive search over combinations; the best subset is
+the ``h`` heads with the highest per-head retained score, which is what is computed), and the
+``h`` with the smallest lost score wins (the smallest ``h`` on ties). The attention scale stays
+at the original ``head_dim**-0.5`` (``--keep-qk-scale``).
+
+``taylor``: the same pipeline in the spatial domain (plain first-order Taylor importance,
+Molchanov et al. 2019, as the VTC-LFC paper's "Taylor" criterion): CE on the original images,
+no low-pass filter, no distillation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitbench.errors import VitbenchError
+from vitbench.lowpass import check_cutoff, lowpass_images
+from vitbench.methods.base import METHODS, ChannelMethod
+from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, supported
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """How channel scores are computed.
+
+    Attributes:
+        lowpass: feed the student ``G(x)`` (LFS) instead of ``x`` (Taylor).
+        cutoff: low-pass cutoff factor (sigma = side * cutoff / 2).
+        lfs_lambda: weight of the CE term; the distillation term gets ``1 - lfs_lambda``.
+        tau: distillation temperature.
+        num_samples: at most this many calibration images are used (0 = all the loader gives).
+    """
+
+    lowpass: bool = True
+    cutoff: float = 0.1
+    lfs_lambda: float = 0.1
+    tau: float = 1.0
+    num_samples: int = 2000
+
+    def __post_init__(self) -> None:
+        check_cutoff(self.cutoff)
+        if not 0.0 <= self.lfs_lambda <= 1.0:
+            raise VitbenchError(
+                f"lfs_lambda {self.lfs_lambda} is outside [0, 1] (loss = lambda*CE + (1-lambda)*KD); use 0.1"
+            )
+        if not self.tau > 0:
+            raise VitbenchError(f"distillation temperature tau {self.tau} must be positive; use 1.0")
+        if self.num_samples < 0:
+            raise VitbenchError(f"num_samples {self.num_samples} is negative; use 0 (all) or e.g. 2000")
+
+
+TAYLOR = Criterion(lowpass=False, lfs_lambda=1.0)
+
+
+def _feature_hook(model: nn.Module, block: int | None, store: dict[str, torch.Tensor]) -> Any:
+    """Hook that stores the CLS feature: after ``block`` (pre-norm), or after the final norm."""
+    module = model.blocks[block] if block is not None else model.norm  # type: ignore[index]
+
+    def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        store["feat"] = out[:, 0]
+
+    return module.register_forward_hook(hook)
+
+
+def distill_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
+    """Sum of KL(softmax(t / tau) || softmax(s / tau)) * tau^2 / numel(s) over [B, C] features."""
+    return (
+        F.kl_div(
+            F.log_softmax(student / tau, dim=1),
+            F.log_softmax(teacher / tau, dim=1),
+            reduction="sum",
+            log_target=True,
+        )
+        * tau
+        * tau
+        / student.numel()
+    )
+
+
+def mean_gradients(
+    model: nn.Module,
+    calib: Batches | None,
+    crit: Criterion,
+    names: list[str],
+    feature_block: int | None = None,
+    teacher: nn.Module | None = None,
+) -> dict[str, torch.Tensor]:
+    """Mean over calibration batches of dL/dW for the parameters ``names`` of ``model``.
+
+    ``model`` is not modified: a deep copy runs in train mode as the student, a second frozen
+    copy (or ``teacher``) in eval mode gives the distillation targets on the original images.
+
+    Args:
+        model: the model to score.
+        calib: yields ``(images [B, 3, H, W] normalised, labels [B])``.
+        crit: loss definition.
+        names: parameter names to collect (e.g. ``blocks.0.attn.qkv.weight``).
+        feature_block: CLS feature after this block; ``None`` = after the final norm.
+        teacher: frozen model for the distillation target (default: a copy of ``model``).
+
+    Returns:
+        name -> mean gradient (same shape as the parameter, float32).
+    """
+    if calib is None:
+        raise VitbenchError(
+            "this channel criterion needs calibration data; the calibration loader is missing"
+        )
+    first = next(model.parameters())
+    device, dtype = first.device, first.dtype
+    student = copy.deepcopy(model).train()
+    distill = crit.lfs_lambda < 1.0
+    if distill and teacher is None:
+        teacher = copy.deepcopy(model).eval()
+    params = dict(student.named_parameters())
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise VitbenchError(f"model has no parameter {missing[0]}; cannot score it")
+    for n, p in params.items():
+        p.requires_grad_(n in names)
+    sums = {n: torch.zeros_like(params[n], dtype=torch.float32) for n in names}
+    s_store: dict[str, torch.Tensor] = {}
+    t_store: dict[str, torch.Tensor] = {}
+    hooks = [_feature_hook(student, feature_block, s_store)]
+    if distill:
+        assert teacher is not None
+        hooks.append(_feature_hook(teacher, feature_block, t_store))
+    batches = seen = 0
+    try:
+        for images, labels in calib:
+            if crit.num_samples and seen >= crit.num_samples:
+                break
+            if crit.num_samples:
+                images, labels = images[: crit.num_samples - seen], labels[: crit.num_samples - seen]
+            x, y = images.to(device=device, dtype=dtype), labels.to(device)
+            if distill:
+                assert teacher is not None
+                with torch.no_grad():
+                    teacher(x)
+            x_in = lowpass_images(x, crit.cutoff) if crit.lowpass else x
+            student.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(student(x_in), y)
+            if distill:
+                kd = distill_kl(s_store["feat"], t_store["feat"].detach(), crit.tau)
+                loss = crit.lfs_lambda * loss + (1.0 - crit.lfs_lambda) * kd
+            loss.backward()
+            for n in names:
+                grad = params[n].grad
+                if grad is not None:
+                    sums[n] += grad.float()
+            batches += 1
+            seen += int(x.shape[0])
+    finally:
+        for h in hooks:
+            h.remove()
+    if batches == 0:
+        raise VitbenchError("the calibration loader is empty; give the channel criterion at least one batch")
+    return {n: s / batches for n, s in sums.items()}
+
+
+def channel_scores(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``S_j = sum_i (W_ji * G_ji)^2`` per output row of a Linear weight [out, in] -> [out]."""
+    return (weight.detach().float() * grad.float()).pow(2).flatten(1).sum(dim=1)
+
+
+def qkv_scores(weight: torch.Tensor, grad: torch.Tensor, heads: int, d_qk: int) -> torch.Tensor:
+    """Row scores of a ``[q | k | v]`` qkv weight with q and k channel ``i`` sharing ``S_q + S_k``."""
+    s = channel_scores(weight, grad)
+    c = heads * d_qk
+    qk = s[:c] + s[c : 2 * c]
+    return torch.cat([qk, qk, s[2 * c :]])
+
+
+def block_score_names(block: int) -> list[str]:
+    """Parameter names scored in ``block`` (qkv and fc1 weights)."""
+    return [f"blocks.{block}.attn.qkv.weight", f"blocks.{block}.mlp.fc1.weight"]
+
+
+def lfs_scores(
+    model: nn.Module,
+    calib: Batches | None,
+    crit: Criterion,
+    blocks: list[int] | None = None,
+    feature_block: int | None = None,
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-block (qkv row scores [h*(2 d_qk + d_v)], fc1 row scores [m]) of ``blocks`` (default all).
+
+    One backward per calibration batch (see :func:`mean_gradients`).
+    """
+    dims = model_dims(model)
+    blocks = list(range(len(dims.blocks))) if blocks is None else blocks
+    names = [n for b in blocks for n in block_score_names(b)]
+    grads = mean_gradients(model, calib, crit, names, feature_block)
+    weights = dict(model.named_parameters())
+    out = {}
+    for b in blocks:
+        h, dqk, _dv, _m = dims.blocks[b]
+        qn, fn = block_score_names(b)
+        out[b] = (qkv_scores(weights[qn], grads[qn], h, dqk), channel_scores(weights[fn], grads[fn]))
+    return out
+
+
+def structure_block(
+    qkv_score: torch.Tensor, fc1_score: torch.Tensor, threshold: float, heads: int, d_qk: int, d_v: int
+) -> BlockPlan:
+    """The kept heads, per-head q/k and v channels and MLP units of one block (official search).
+
+    Args:
+        qkv_score: [h*(2 d_qk + d_v)] scores in qkv row order (q/k pairs already shared).
+        fc1_score: [m] scores.
+        threshold: channels with score >= threshold survive the first cut.
+        heads: the block's current head count.
+        d_qk: its current per-head q/k width.
+        d_v: its current per-head v width.
+    """
+    c = heads * d_qk
+    s_q = qkv_score[:c].reshape(heads, d_qk)
+    s_k = qkv_score[c : 2 * c].reshape(heads, d_qk)
+    s_v = qkv_score[2 * c :].reshape(heads, d_v)
+    m_q, m_k, m_v = s_q >= threshold, s_k >= threshold, s_v >= threshold
+    if not bool(m_v.any()):  # the official code keeps the single best v channel
+        m_v = torch.zeros_like(m_v).flatten()
+        m_v[s_v.flatten().argmax()] = True
+        m_v = m_v.view(heads, d_v)
+    if not bool(m_q.any() or m_k.any()):  # ... and the two best q/k channels (one q/k pair)
+        best = torch.cat([s_q, s_k]).flatten().topk(2).indices
+        m = torch.zeros(2 * c, dtype=torch.bool)
+        m[best] = True
+        m_q, m_k = m[:c].view(heads, d_qk), m[c:].view(heads, d_qk)
+    c_q, c_k, c_v = int(m_q.sum()), int(m_k.sum()), int(m_v.sum())
+    c_qk = c_q + c_k
+    kept_total = float(s_q[m_q].sum() + s_k[m_k].sum() + s_v[m_v].sum())
+    order_qk = torch.argsort(s_q, dim=1, descending=True, stable=True)  # s_q == s_k by construction
+    order_v = torch.argsort(s_v, dim=1, descending=True, stable=True)
+    sorted_q, sorted_k = s_q.gather(1, order_qk), s_k.gather(1, order_qk)
+    sorted_v = s_v.gather(1, order_v)
+    h_min = max(1, math.ceil(max(c_q / d_qk, c_k / d_qk, c_v / d_v)))
+    best: tuple[float, int, list[int], int, int] | None = None
+    for h in range(h_min, heads + 1):
+        dq = min(max(round(c_qk / h / 2), 1), d_qk)
+        dv = min(max(round(c_v / h), 1), d_v)
+        per_head = sorted_q[:, :dq].sum(1) + sorted_k[:, :dq].sum(1) + sorted_v[:, :dv].sum(1)  # [H]
+        top = torch.topk(per_head, h, sorted=True, largest=True).indices
+        loss = kept_total - float(per_head[top].sum())
+        if best is None or loss < best[0]:
+            best = (loss, h, sorted(int(t) for t in top), dq, dv)
+    assert best is not None
+    _, _h, chosen, dq, dv = best
+    qk = tuple(tuple(sorted(int(i) for i in order_qk[hd, :dq])) for hd in chosen)
+    v = tuple(tuple(sorted(int(i) for i in order_v[hd, :dv])) for hd in chosen)
+    mlp_mask = fc1_score >= threshold
+    if not bool(mlp_mask.any()):
+        mlp_mask[fc1_score.argmax()] = True
+    mlp = tuple(int(i) for i in mlp_mask.nonzero().flatten())
+    return BlockPlan(tuple(chosen), qk, v, mlp)
+
+
+def plan_from_scores(
+    model: nn.Module, scores: dict[int, tuple[torch.Tensor, torch.Tensor]], threshold: float
+) -> SlimPlan:
+    """Slim plan: blocks in ``scores`` structured at ``threshold``, the others kept whole."""
+    dims = model_dims(model)
+    base = SlimPlan.identity(model)
+    blocks = list(base.blocks)
+    for b, (sq, sf) in scores.items():
+        h, dqk, dv, _m = dims.blocks[b]
+        blocks[b] = structure_block(sq, sf, threshold, h, dqk, dv)
+    return SlimPlan(base.embed, tuple(blocks))
+
+
+def threshold_for(scores: torch.Tensor, n_remove: int) -> float:
+    """The official threshold: the ``n_remove``-th smallest score (0-based); ``S >= t`` survive."""
+    if n_remove <= 0:
+        return float("-inf")
+    ordered = torch.sort(scores.flatten()).values
+    if n_remove >= ordered.numel():
+        return float("inf")
+    return float(ordered[n_remove])
+
+
+def prunable_channels(model: nn.Module) -> int:
+    """Output channels of every block's qkv and fc1 (what LFS may remove)."""
+    dims = model_dims(model)
+    return sum(h * (2 * dqk + dv) + m for h, dqk, dv, m in dims.blocks)
+
+
+def one_shot_prune(
+    model: nn.Module, keep: float, calib: Batches | None, crit: Criterion
+) -> tuple[nn.Module, SlimPlan]:
+    """Global one-shot pruning (the official non-cascade mode).
+
+    Removes ``round((1 - keep) * P)`` of the ``P`` prunable channels with the lowest scores over
+    all blocks, then structures every block (:func:`structure_block`).
+    """
+    if keep >= 1.0:
+        plan = SlimPlan.identity(model)
+        return slim_model(model, plan), plan
+    scores = lfs_scores(model, calib, crit, None, None)
+    everything = torch.cat([torch.cat([sq, sf]) for sq, sf in scores.values()])
+    n_remove = round((1.0 - keep) * prunable_channels(model))
+    plan = plan_from_scores(model, scores, threshold_for(everything, n_remove))
+    return slim_model(model, plan), plan
+
+
+@dataclasses.dataclass(frozen=True)
+class LFSParams:
+    """LFS native parameters.
+
+    Attributes:
+        keep_channels: fraction of the prunable channels (qkv and fc1 outputs of every block)
+            that survive the threshold (before the per-head structuring rounds it).
+        cutoff: low-pass cutoff factor (``--cutoff-channel``, 0.1); sigma = side * cutoff / 2.
+        lfs_lambda: CE weight (``--lfs-lambda``, 0.1); the CLS-feature distillation gets 1 - lambda.
+        tau: distillation temperature (1.0).
+        num_samples: calibration images used at most (``--num-samples``, 2000; 0 = all).
+    """
+
+    keep_channels: float = 0.7
+    cutoff: float = 0.1
+    lfs_lambda: float = 0.1
+    tau: float = 1.0
+    num_samples: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.keep_channels <= 1.0:
+            raise ValueError(f"keep_channels {self.keep_channels} is outside (0, 1]")
+        self.criterion()  # one-line errors for sigma <= 0, lambda outside [0, 1], ...
+
+    def criterion(self) -> Criterion:
+        """The score definition."""
+        return Criterion(True, self.cutoff, self.lfs_lambda, self.tau, self.num_samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaylorParams:
+    """Spatial first-order Taylor native parameters.
+
+    Attributes:
+        keep_channels: fraction of the prunable channels (qkv and fc1 outputs) kept.
+        num_samples: calibration images used at most (0 = all).
+    """
+
+    keep_channels: float = 0.7
+    num_samples: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.keep_channels <= 1.0:
+            raise ValueError(f"keep_channels {self.keep_channels} is outside (0, 1]")
+        self.criterion()
+
+    def criterion(self) -> Criterion:
+        """CE on the original images, no low-pass, no distillation."""
+        return dataclasses.replace(TAYLOR, num_samples=self.num_samples)
+
+
+def plan_of(pruned: nn.Module) -> SlimPlan:
+    """The slim plan (indices into the input model) recorded on a model this module pruned."""
+    text = getattr(pruned, "vb_slim_plan", None)
+    if not isinstance(text, str):
+        raise VitbenchError("this model carries no slim plan; it was not pruned by lfs/taylor/vtc-lfc")
+    return SlimPlan.from_json(text)
+
+
+class TaylorFamily(ChannelMethod):
+    """One-shot channel pruning of qkv and fc1 by a first-order Taylor criterion."""
+
+    knob: ClassVar[str] = "keep_channels"
+    needs_calibration: ClassVar[bool] = True
+
+    @classmethod
+    def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:
+        """The keep ratio is the fraction of prunable channels kept."""
+        return {"keep_channels": float(keep_ratio)}
+
+    @classmethod
+    def supported(cls, model: nn.Module) -> str | None:  # noqa: D102
+        return supported(model)
+
+    @classmethod
+    def prune(cls, model: nn.Module, params: Any, calib: Batches | None) -> nn.Module:
+        """A slimmed copy of ``model`` (``model`` is not modified)."""
+        pruned, plan = one_shot_prune(model, params.keep_channels, calib, params.criterion())
+        pruned.vb_slim_plan = plan.to_json()  # type: ignore[assignment]
+        return pruned
+
+
+@METHODS.register("lfs", family="channel")
+class LFS(TaylorFamily):
+    """VTC-LFC's LFS: Taylor importance of a low-pass CE + CLS distillation loss (qkv, fc1)."""
+
+    name = "lfs"
+    Params = LFSParams
+    summary = (
+        "low-frequency sensitivity (Taylor on low-pass images + CLS distillation), qkv/fc1 (Wang et al. 2022)"
+    )
+
+
+@METHODS.register("taylor", family="channel")
+class Taylor(TaylorFamily):
+    """Spatial-domain first-order Taylor importance (CE on original images), qkv/fc1."""
+
+    name = "taylor"
+    Params = TaylorParams
+    summary = "first-order Taylor importance (CE on original images), qkv/fc1; LFS's spatial baseline"
+
+
+__all__ = [
+    "LFS",
+    "TAYLOR",
+    "Criterion",
+    "LFSParams",
+    "Taylor",
+    "TaylorParams",
+    "channel_scores",
+    "distill_kl",
+    "lfs_scores",
+    "mean_gradients",
+    "one_shot_prune",
+    "plan_of",
+    "plan_from_scores",
+    "prunable_channels",
+    "qkv_scores",
+    "structure_block",
+    "threshold_for",
+]
