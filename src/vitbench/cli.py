@@ -73,7 +73,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.keep:
         from vitbench.config import _keep
 
-        suite = dataclasses.replace(suite, keep_ratios=tuple(_keep(k, "--keep") for k in args.keep))
+        suite = dataclasses.replace(
+            suite,
+            keep_ratios=tuple(_keep(k, "--keep") for k in args.keep),
+            methods=tuple(dataclasses.replace(m, keep_ratios=None) for m in suite.methods),
+        )
     if method_sets:
         suite = dataclasses.replace(suite, methods=_with_params(suite.methods, method_sets))
     cells = expand(suite)
@@ -117,7 +121,7 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
         mine = {k: v for k, v in sets.items() if k in fields}
         used |= set(mine)
         make_params(cls, {**cls.defaults(), **m.overrides, **mine})
-        out.append(MethodSpec(m.name, tuple(sorted({**m.overrides, **mine}.items()))))
+        out.append(MethodSpec(m.name, tuple(sorted({**m.overrides, **mine}.items())), m.keep_ratios))
     unused = sorted(set(sets) - used)
     if unused:
         raise VitbenchError(

@@ -136,11 +136,16 @@ def _method(item: Any, where: str) -> MethodSpec:
 
     if isinstance(item, str):
         item = {"name": item}
-    _unknown(f"{where} methods", list(item), {"name", "params"})
+    _unknown(f"{where} methods", list(item), {"name", "params", "keep_ratios"})
     cls = METHODS.get(str(item["name"]))
     params = dict(item.get("params") or {})
     make_params(cls, {**cls.defaults(), **params})  # validates names and types now, not mid-sweep
-    return MethodSpec(cls.name, tuple(sorted(params.items())))
+    keeps = item.get("keep_ratios")
+    if keeps is not None:
+        keeps = tuple(_keep(k, where) for k in _as_list(keeps))
+        if not keeps:
+            raise VitbenchError(f"{where}: methods '{cls.name}' keep_ratios is empty; list at least one")
+    return MethodSpec(cls.name, tuple(sorted(params.items())), keeps)
 
 
 def _dataset(item: Any, where: str) -> DataSpec:
@@ -253,8 +258,9 @@ def _check_train_split(data: DataSpec, where: str) -> None:
 def expand(suite: SuiteSpec) -> list[Cell]:
     """All cells of a suite, in a stable order (model, method, keep, selection, noise, seed).
 
-    Methods without a keep-ratio knob (``dense``) run once at keep 1.0; each method runs only
-    the selection modes it supports (``random-tokens`` is random by construction).
+    Methods without a keep-ratio knob (``dense``) run once at keep 1.0, a method with its own
+    ``keep_ratios`` runs at those instead of the suite's; each method runs only the selection
+    modes it supports (``random-tokens`` is random by construction).
     """
     from vitbench.methods import METHODS
 
@@ -262,7 +268,7 @@ def expand(suite: SuiteSpec) -> list[Cell]:
     for model in suite.models:
         for method in suite.methods:
             cls = METHODS.get(method.name)
-            keeps = suite.keep_ratios if cls.knob else (1.0,)
+            keeps = (method.keep_ratios or suite.keep_ratios) if cls.knob else (1.0,)
             sels = [s for s in suite.selections if s in cls.selections] or [cls.selections[0]]
             for keep in keeps:
                 for sel in sels:

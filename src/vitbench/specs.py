@@ -18,10 +18,15 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
-    """A registered method with native-parameter overrides (sorted key/value pairs)."""
+    """A registered method with native-parameter overrides (sorted key/value pairs).
+
+    ``keep_ratios`` (optional) replaces the suite's keep ratios for this method only, e.g. a
+    trained method whose artifacts exist at a few ratios; it is not part of a cell's identity.
+    """
 
     name: str
     params: tuple[tuple[str, Any], ...] = ()
+    keep_ratios: tuple[float, ...] | None = None
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -117,7 +122,9 @@ class Cell:
 
     def key(self) -> str:
         """Stable unique key (sha256 of the cell's identity, 24 hex chars)."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        ident = dataclasses.asdict(self)
+        ident["method"].pop("keep_ratios", None)  # the keep ratio itself is in the key
+        blob = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def label(self) -> str:
