@@ -370,3 +370,15 @@ def test_torchvision_cifar_from_local_root(tmp_path: Path, monkeypatch: pytest.M
     assert data.images.shape == (5, 32, 32, 3) and data.classes[0] == "airplane"
     first = x[data.sample_ids[0]].reshape(3, 32, 32).transpose(1, 2, 0)
     assert np.array_equal(data.images[0], first) and data.labels[0] == y[data.sample_ids[0]]
+
+
+def test_cli_data_lists_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vitbench.cli import main
+
+    _tree(tmp_path, ("a", "b"))
+    (tmp_path / "b" / "bad.jpg").write_bytes(b"GIF89a broken")
+    assert main(["data", "image-folder", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "image-folder val: 4 images, 2 classes (a, b)" in out
+    assert "skipped   b/bad.jpg: cannot be decoded" in out or "skipped   b/bad.jpg: not an image" in out
+    assert main(["data", "imagenet", "--root", str(tmp_path / "nope")]) == 2

@@ -230,6 +230,20 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """Load a dataset as a suite would and list its size, classes and every skipped/converted file."""
+    from vitbench.data import load_dataset
+
+    data = load_dataset(args.name, root=args.root, split=args.split, limit=args.limit)
+    classes = ", ".join(data.classes[:5]) + (", ..." if len(data.classes) > 5 else "")
+    print(f"{args.name} {args.split}: {len(data)} images, {len(data.classes)} classes ({classes})")
+    for path, reason in getattr(data, "skipped", ()):
+        print(f"skipped   {path}: {reason}")
+    for path, note in getattr(data, "notes", ()):
+        print(f"converted {path}: {note}")
+    return 0
+
+
 def cmd_train_demo(args: argparse.Namespace) -> int:
     """Re-train the embedded demo model from scratch (writes safetensors)."""
     from vitbench.demo import default_weights_path, train_demo, write_demo_record
@@ -449,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is reported")
     th.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     th.set_defaults(fn=cmd_throughput)
+
+    da = sub.add_parser("data", help="check a dataset: size, classes, skipped and converted files")
+    da.add_argument("name", help="dataset registry key (imagenet, imagenet-c, image-folder, cifar10, ...)")
+    da.add_argument("--root", default=None, help="data folder")
+    da.add_argument("--split", default="val")
+    da.add_argument("--limit", type=int, default=None)
+    da.set_defaults(fn=cmd_data)
 
     td = sub.add_parser("train-demo", help="re-train the embedded demo ViT from scratch")
     td.add_argument("--output", default=None, help="default: the packaged asset path")
