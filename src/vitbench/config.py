@@ -13,6 +13,7 @@ import yaml
 
 from vitbench.errors import VitbenchError
 from vitbench.specs import (
+    CalibSpec,
     Cell,
     DataSpec,
     MethodSpec,
@@ -26,6 +27,7 @@ from vitbench.specs import (
 SUITE_KEYS = {f.name for f in dataclasses.fields(SuiteSpec)}
 DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)}
 THROUGHPUT_KEYS = {f.name for f in dataclasses.fields(ThroughputSpec)}
+CALIB_KEYS = {f.name for f in dataclasses.fields(CalibSpec)}
 
 
 def _unknown(where: str, keys: Sequence[str], allowed: set[str]) -> None:
@@ -97,6 +99,7 @@ def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
             selections=tuple(_selection(s, where) for s in _as_list(raw.get("selections", ["scored"]))),
             seeds=tuple(int(s) for s in _as_list(raw.get("seeds", [0]))),
             calib_noise=_single_noise(raw.get("calib_noise", "clean"), where),
+            calib=_calib(raw.get("calib", {}), where),
             batch_size=_positive_int(raw.get("batch_size", 128), "batch_size", where),
             bootstrap=_positive_int(raw.get("bootstrap", 1000), "bootstrap", where),
             throughput=_throughput(raw.get("throughput", {}), where),
@@ -220,6 +223,15 @@ def _throughput(item: Any, where: str) -> ThroughputSpec:
         raise VitbenchError(f"{where}: throughput must be a mapping or false")
     _unknown(f"{where} throughput", list(item), THROUGHPUT_KEYS)
     return ThroughputSpec(**item)
+
+
+def _calib(item: Any, where: str) -> CalibSpec:
+    """``calib:`` -> :class:`CalibSpec` (images and batch of channel methods' calibration)."""
+    if not isinstance(item, dict):
+        raise VitbenchError(f"{where}: calib must be a mapping such as {{n_images: 256, batch_size: 64}}")
+    _unknown(f"{where} calib", list(item), CALIB_KEYS)
+    out = {k: _positive_int(v, f"calib.{k}", where) for k, v in item.items() if k != "split"}
+    return CalibSpec(**out, split=str(item.get("split", "train")))
 
 
 def _train(item: Any, where: str) -> TrainSpec | None:

@@ -287,6 +287,8 @@ class Harness:
             cell.method.name,
             json.dumps(dataclasses.asdict(params), sort_keys=True),
             cell.selection,
+            # a pruned model also depends on its calibration images
+            (cell.calib_noise, cell.seed) if cell.method.name in _CHANNEL else None,
         )
         if key not in self._cost:
             input_size = tuple(cfg["input_size"])
@@ -320,29 +322,46 @@ class Harness:
         return self._cost[key]
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
-        """Evaluate one cell and return its record (without provenance)."""
-        start = time.perf_counter()
-        cls = token_method(cell.method.name)
-        model = self.model(cell.model)
-        reason = cls.supported(model)
-        if reason:
-            raise VitbenchError(f"method '{cls.name}' cannot run on {cell.model.name}: {reason}")
-        params = cls.params_for(cell.keep_ratio, model, cell.method.overrides)
-        if cls.trainable:  # look the artifact up by key; train it if the suite says so
-            from vitbench.train_suite import trained_params
+        """Evaluate one cell and return its record (without provenance).
 
-            params = trained_params(self.suite, cell, cls, params, self.acc, self.progress, self.log)
+        Token methods patch the shared model; channel methods get their pruned model from
+        :func:`vitbench.prune_run.channel_model` (pruned once per calibration setting, cached
+        as an artifact, fine-tuned when asked) and run under the ``dense`` token counter.
+        """
+        from vitbench.methods import METHODS
+        from vitbench.methods.base import ChannelMethod, NoParams
+
+        start = time.perf_counter()
+        method: Any = METHODS.get(cell.method.name)
+        model = self.model(cell.model)
+        reason = method.supported(model)
+        if reason:
+            raise VitbenchError(f"method '{method.name}' cannot run on {cell.model.name}: {reason}")
+        params = method.params_for(cell.keep_ratio, model, cell.method.overrides)
+        if issubclass(method, ChannelMethod):
+            from vitbench.prune_run import channel_model
+
+            model = channel_model(self, cell, method, params, model)
+            cls: Any = METHODS.get("dense")
+            apply = cls.apply(model, NoParams(), "scored", cell.seed)
+        else:
+            cls = token_method(cell.method.name)
+            if cls.trainable:  # look the artifact up by key; train it if the suite says so
+                from vitbench.train_suite import trained_params
+
+                params = trained_params(self.suite, cell, cls, params, self.acc, self.progress, self.log)
+            apply = cls.apply(model, params, cell.selection, cell.seed)
         cfg = data_config(model)
         data = self.dataset()
         images = self.images(cell, cfg)
-        with cls.apply(model, params, cell.selection, cell.seed) as handle:
+        with apply as handle:
             logits, labels, ids = self.evaluate(model, handle, images, cfg)
             cost = self.costs(cell, model, handle, params, cfg)
         metrics = classification_metrics(logits, labels, n_bootstrap=self.suite.bootstrap, seed=cell.seed)
         return {
-            "family": cls.family,
+            "family": method.family,
             "params_json": dataclasses.asdict(params),
-            "setting": cls.setting(params),
+            "setting": method.setting(params),
             "n_samples": int(labels.numel()),
             "sample_ids_hash": data.ids_hash(),
             **metrics,
@@ -407,6 +426,19 @@ class Harness:
         if self.acc.num_processes > 1:
             broadcast_object_list(box, from_process=0)
         return set(box[0])
+
+
+class _ChannelNames:
+    """``name in _CHANNEL``: is ``name`` a registered channel method (looked up when asked)."""
+
+    def __contains__(self, name: object) -> bool:
+        from vitbench.methods import METHODS
+        from vitbench.methods.base import ChannelMethod
+
+        return isinstance(name, str) and name in METHODS and issubclass(METHODS.get(name), ChannelMethod)
+
+
+_CHANNEL = _ChannelNames()
 
 
 class _ArraySet(torch.utils.data.Dataset):

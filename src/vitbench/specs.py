@@ -63,6 +63,21 @@ class ThroughputSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CalibSpec:
+    """Calibration data of channel methods (its ``calib:`` key).
+
+    Attributes:
+        n_images: images drawn (seeded by the cell's seed) from the dataset's ``split``.
+        batch_size: images per calibration batch.
+        split: split the images come from (``train``: never the evaluation split).
+    """
+
+    n_images: int = 256
+    batch_size: int = 64
+    split: str = "train"
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainSpec:
     """How a suite trains missing artifacts of trainable methods (its ``train:`` key).
 
@@ -88,6 +103,7 @@ class SuiteSpec:
     selections: tuple[str, ...] = ("scored",)
     seeds: tuple[int, ...] = (0,)
     calib_noise: NoiseSpec = NoiseSpec()
+    calib: CalibSpec = CalibSpec()  # calibration images of channel methods (noise: calib_noise)
     batch_size: int = 128
     bootstrap: int = 1000
     throughput: ThroughputSpec = ThroughputSpec()

@@ -15,7 +15,10 @@ API (stable; channel methods and the harness build on it):
   (a fused ``qkv`` Linear whose rows are ``[q (h*d_qk) | k (h*d_qk) | v (h*d_v)]``, each
   head-major, then ``proj`` Linear(h*d_v, E)); blocks stay timm ``Block`` objects, so LayerScale,
   drop-path and the token methods' block patches keep working. Works on timm ``Attention`` and on
-  already slimmed models (iterative pruning).
+  already slimmed models (iterative pruning). ``source_plan(slimmed)`` is the plan relative to
+  the original model (composed across repeated slimming); the harness stores it with the
+  weights (:mod:`vitbench.prune_run`), so a ``ChannelMethod.prune`` must return a model built
+  by :func:`slim_model`.
 * :func:`model_dims(model) <model_dims>` reads :class:`ModelDims` (E and per block h, d_qk, d_v,
   m) from a timm or slimmed model; :func:`dims_macs` is the closed-form fvcore-convention MAC
   count of those dims (tested against the real counter).
@@ -482,6 +485,16 @@ def _slice_block(blk: Any, bp: BlockPlan, eidx: torch.Tensor, i: int) -> None:
             mod.gamma = _param(mod.gamma, eidx, 0)
 
 
+#: Attribute of a slimmed model holding its :class:`SlimPlan` relative to the unslimmed model.
+PLAN_ATTR = "vb_slim_plan"
+
+
+def source_plan(model: nn.Module) -> SlimPlan | None:
+    """The plan that turns the original (unslimmed) model into ``model``; ``None`` if never slimmed."""
+    plan = getattr(model, PLAN_ATTR, None)
+    return plan if isinstance(plan, SlimPlan) else None
+
+
 def slim_model(model: nn.Module, plan: SlimPlan) -> nn.Module:
     """A physically slimmed deep copy of ``model`` (``model`` itself is not modified).
 
@@ -496,9 +509,14 @@ def slim_model(model: nn.Module, plan: SlimPlan) -> nn.Module:
         every norm, qkv input columns, proj output rows, LayerScale, fc1 input, fc2 output,
         final norm / fc_norm, head and head_dist input columns); per block the heads, q/k, v and
         MLP units of its :class:`BlockPlan`. ``embed_dim`` / ``num_features`` follow.
+        ``source_plan(new)`` is the plan relative to the original model (``plan`` composed
+        with the input's own, when the input was already slimmed): save it with the weights,
+        rebuild with ``slim_model(original, source_plan(new))`` then ``load_state_dict``.
     """
     plan.validate(model)
+    base = source_plan(model)
     new = copy.deepcopy(model)
+    setattr(new, PLAN_ATTR, base.compose(plan) if base is not None else plan)
     blocks = _blocks(new)
     dev = blocks[0].mlp.fc1.weight.device
     eidx = torch.tensor(plan.embed, dtype=torch.long, device=dev)
@@ -528,9 +546,11 @@ __all__ = [
     "BlockPlan",
     "ModelDims",
     "SlimAttention",
+    "PLAN_ATTR",
     "SlimPlan",
     "dims_macs",
     "model_dims",
     "slim_model",
+    "source_plan",
     "supported",
 ]

@@ -1,0 +1,126 @@
+"""Channel cells in the harness: calibration loader, prune once (artifact reuse), fine-tune, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitbench.config import expand, suite_from_dict
+from vitbench.errors import VitbenchError
+from vitbench.harness import Harness
+from vitbench.methods import METHODS
+from vitbench.models import create_model, data_config
+from vitbench.prune_run import calibration_batches, load_pruned
+from vitbench.store import load_results
+
+SUITE = {
+    "name": "channel-tiny",
+    "dataset": {"name": "mnist-demo", "split": "test", "limit": 40},
+    "models": [{"name": "vitbench_demo_vit", "weights": "demo"}],
+    "methods": [
+        "random-channels",
+        "magnitude",
+        {"name": "nvit", "params": {"steps": 1, "latency_weight": 0}},
+    ],
+    "keep_ratios": [0.6],
+    "noises": ["clean", {"name": "gaussian-noise", "levels": [2]}],
+    "calib": {"n_images": 24, "batch_size": 8},
+    "batch_size": 20,
+    "bootstrap": 20,
+    "throughput": False,
+    "cache_dir": "off",
+}
+
+
+@pytest.fixture()
+def artifacts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    out = tmp_path / "artifacts"
+    monkeypatch.setenv("VITBENCH_ARTIFACTS", str(out))
+    monkeypatch.setenv("VITBENCH_CACHE", str(tmp_path / "cache"))
+    return out
+
+
+def _harness(tmp_path: Path, raw: dict, logs: list[str]) -> tuple[Harness, list]:
+    suite = suite_from_dict(raw)
+    return Harness(suite, str(tmp_path / "r.sqlite"), progress=False, log=logs.append, cache=False), expand(
+        suite
+    )
+
+
+def test_channel_cells_prune_once_and_reuse_artifact(tmp_path: Path, artifacts_dir: Path) -> None:
+    logs: list[str] = []
+    h, cells = _harness(tmp_path, SUITE, logs)
+    summary = h.run(cells)
+    assert summary.failed == 0, summary.errors
+    df = load_results(str(tmp_path / "r.sqlite"))
+    assert set(df["family"]) == {"baseline", "channel"}
+    dense_gmacs = 0.010804  # the demo model, batch 1 (tests/test_gmacs)
+    for _, row in df.iterrows():
+        assert abs(row["gmacs"] / dense_gmacs - 0.6) <= 0.02 * 0.6 + 1e-4, (row["method"], row["gmacs"])
+        assert row["tokens_kept_frac"] == 1.0
+    # one pruning per method: both noise levels reuse it; artifacts written and reloadable
+    assert sum("pruned " in line for line in logs) == 3
+    files = sorted(artifacts_dir.glob("*.safetensors"))
+    assert len(files) == 3
+    dense = create_model("vitbench_demo_vit", "demo")
+    model = load_pruned(files[0], dense)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in dense.parameters())
+    # a new harness (new process) finds the artifacts instead of pruning again
+    logs2: list[str] = []
+    h2, cells2 = _harness(tmp_path / "again", SUITE, logs2)
+    assert h2.run(cells2).failed == 0
+    assert not any("pruned " in line for line in logs2)
+    again = load_results(str(tmp_path / "again" / "r.sqlite"))
+    assert list(again.sort_values("cell_key")["top1"]) == list(df.sort_values("cell_key")["top1"])
+
+
+def test_calibration_noise_changes_batches_and_is_seeded(tmp_path: Path) -> None:
+    suite = suite_from_dict({**SUITE, "calib_noise": {"name": "gaussian-noise", "level": 3}})
+    clean = suite_from_dict(SUITE)
+    model = create_model("vitbench_demo_vit", "random")
+    cfg = data_config(model)
+    cell = expand(suite)[0]
+    noisy = calibration_batches(suite, cell, cfg, False)
+    noisy2 = calibration_batches(suite, cell, cfg, False)
+    plain = calibration_batches(clean, expand(clean)[0], cfg, False)
+    assert [x.shape[0] for x, _ in noisy] == [8, 8, 8]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(noisy, noisy2))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(noisy, plain))  # same images, same labels
+    assert not torch.equal(noisy[0][0], plain[0][0])
+
+
+def test_finetune_after_pruning_changes_weights(tmp_path: Path, artifacts_dir: Path) -> None:
+    raw = {
+        **SUITE,
+        "methods": [{"name": "magnitude", "params": {"finetune_epochs": 0.02}}],
+        "noises": ["clean"],
+        "train": {"batch_size": 16, "dataset": {"name": "mnist-demo", "limit": 64}},
+    }
+    logs: list[str] = []
+    h, cells = _harness(tmp_path, raw, logs)
+    assert h.run(cells).failed == 0, logs
+    files = sorted(artifacts_dir.glob("*.safetensors"))
+    assert len(files) == 2  # pruned, then pruned + fine-tuned
+    dense = create_model("vitbench_demo_vit", "demo")
+    a, b = (load_pruned(f, dense) for f in files)
+    diffs = [not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values())]
+    assert any(diffs)
+    assert any("fine-tuning magnitude" in line for line in logs)
+
+
+def test_empty_calibration_and_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    model = create_model("vitbench_demo_vit", "random")
+    nvit = METHODS.get("nvit")
+    with pytest.raises(VitbenchError, match="calibration loader is empty") as err:
+        nvit.prune(model, nvit.params_for(0.5, model), [])
+    assert "\n" not in str(err.value)
+    with pytest.raises(VitbenchError, match="calib"):
+        suite_from_dict({**SUITE, "calib": {"n_images": 0}})
+    with pytest.raises(VitbenchError, match="unknown key"):
+        suite_from_dict({**SUITE, "calib": {"images": 3}})
+    suite = suite_from_dict({**SUITE, "calib": {"split": "validation"}})
+    with pytest.raises(VitbenchError, match="calibration loader") as err:
+        calibration_batches(suite, expand(suite)[0], data_config(model), False)
+    assert "\n" not in str(err.value)
