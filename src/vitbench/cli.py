@@ -146,7 +146,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
         "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
     }
-    text = views[args.view]()
+    if args.paper:
+        from vitbench.paper_table import paper_table
+
+        text = paper_table(df, fmt=args.format, model=args.model)
+    else:
+        text = views[args.view]()
     if args.output:
         Path(args.output).write_text(text + "\n")
     print(text)
@@ -423,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
     lb.add_argument(
         "--view", default="all", choices=["all", "paper", "matched", "selection", "noise", "squeeze"]
+    )
+    lb.add_argument(
+        "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
     )
     lb.add_argument("--model", default=None)
     lb.add_argument("--suite", default=None)
