@@ -163,18 +163,23 @@ def throughput_table(
     methods: list[str],
     keeps: list[float],
     batch_sizes: list[int],
-    dtype: torch.dtype,
+    dtype: torch.dtype | list[torch.dtype],
     device: str,
     selection: str,
     sets: dict,
     warmup: int,
     repeats: int,
     rounds: int,
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> str:
     """Markdown table of img/s, GMACs speedup and measured speedup vs dense (random weights).
 
-    Configurations are measured in interleaved rounds (dense, method 1, method 2, ..., dense, ...)
-    and each reports its median round, so slow drifts of a shared machine hit all alike.
+    One block per (dtype, batch size). Configurations are measured in interleaved rounds
+    (dense, method 1, method 2, ..., dense, ...) and each reports its median round, so slow
+    drifts of a shared machine hit all alike. ``realized/ideal`` is the measured speedup over
+    dense divided by the GMACs ratio (1.0: the method turns all its saved MACs into time).
+    Trainable methods run with untrained parts (``artifact=init``): costs do not depend on them.
     """
     from tabulate import tabulate
 
@@ -182,51 +187,61 @@ def throughput_table(
     from vitbench.methods.base import token_method
     from vitbench.models import create_model, data_config
 
+    dtypes = dtype if isinstance(dtype, list) else [dtype]
     model = create_model(model_name, "random")
     size = tuple(data_config(model)["input_size"])
     configs = [("dense", token_method("dense").params_for(1.0, model))]
     for name in methods:
         cls = token_method(name)
         own = {k: v for k, v in sets.items() if k in cls.defaults()}
+        if cls.trainable:
+            own = {"artifact": "init", **own}
         configs += [(name, cls.params_for(keep, model, own)) for keep in keeps]
     gmacs = {}
     for i, (name, params) in enumerate(configs):
         with token_method(name).apply(model, params, selection):
             gmacs[i] = count_gmacs(model, size)
     rows = []
-    for bs in batch_sizes:
-        runs: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-        info = None
-        for _ in range(rounds):
+    info = None
+    for dt in dtypes:
+        for bs in batch_sizes:
+            runs: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+            for _ in range(rounds):
+                for i, (name, params) in enumerate(configs):
+                    with token_method(name).apply(model, params, selection):
+                        info = measure_throughput(
+                            model, size, bs, device, dt, warmup, repeats, channels_last, compile
+                        )
+                    runs[i].append(info.img_per_s)
+            med = {i: sorted(v)[len(v) // 2] for i, v in runs.items()}
             for i, (name, params) in enumerate(configs):
-                with token_method(name).apply(model, params, selection):
-                    info = measure_throughput(model, size, bs, device, dtype, warmup, repeats)
-                runs[i].append(info.img_per_s)
-        med = {i: sorted(v)[len(v) // 2] for i, v in runs.items()}
-        for i, (name, params) in enumerate(configs):
-            ideal, real = gmacs[0] / gmacs[i], med[i] / med[0]
-            setting = token_method(name).setting(params)
-            rows.append(
-                [
-                    name,
-                    setting,
-                    bs,
-                    f"{gmacs[i]:.3f}",
-                    f"{med[i]:.1f}",
-                    f"{ideal:.2f}",
-                    f"{real:.2f}",
-                    "-" if i == 0 else f"{real / ideal:.2f}",
-                ]
-            )
+                ideal, real = gmacs[0] / gmacs[i], med[i] / med[0]
+                setting = token_method(name).setting(params)
+                setting = ", ".join(p for p in setting.split(", ") if p != "untrained")
+                rows.append(
+                    [
+                        name,
+                        setting,
+                        str(dt).removeprefix("torch."),
+                        bs,
+                        f"{gmacs[i]:.3f}",
+                        f"{med[i]:.1f}",
+                        f"{ideal:.2f}",
+                        f"{real:.2f}",
+                        "-" if i == 0 else f"{real / ideal:.2f}",
+                    ]
+                )
     assert info is not None
-    head = f"{model_name}, random weights, {info.device}, dtype {info.dtype}, {rounds} interleaved rounds"
+    extras = "".join([", channels_last" if channels_last else "", ", torch.compile" if compile else ""])
+    head = f"{model_name}, random weights, {info.device}{extras}, {rounds} interleaved rounds (median)"
     cols = [
         "method",
         "setting",
+        "dtype",
         "batch",
         "GMACs",
         "img/s",
-        "GMACs speedup",
+        "GMACs speedup (ideal)",
         "measured speedup",
         "realized/ideal",
     ]

@@ -223,13 +223,15 @@ def cmd_throughput(args: argparse.Namespace) -> int:
             args.method,
             args.keep,
             args.batch_size,
-            _dtype(args.dtype),
+            [_dtype(d) for d in args.dtype],
             args.device,
             args.selection,
             _sets(args.set),
             args.warmup,
             args.repeats,
             args.rounds,
+            channels_last=args.channels_last,
+            compile=args.compile,
         )
     )
     return 0
@@ -463,8 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--method", action="append", default=None)
     th.add_argument("--keep", action="append", type=float, default=None)
     th.add_argument("--batch-size", action="append", type=int, default=None)
-    th.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (CUDA)")
-    th.add_argument("--device", default="cpu")
+    th.add_argument(
+        "--dtype", action="append", default=None, help="float32 | bfloat16 | float16 (CUDA); repeatable"
+    )
+    th.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    th.add_argument("--channels-last", action="store_true", help="model and input in channels_last")
+    th.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up not timed)")
     th.add_argument("--selection", default="scored", choices=["scored", "random"])
     th.add_argument("--warmup", type=int, default=3)
     th.add_argument("--repeats", type=int, default=10)
@@ -559,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.method = args.method or ["evit", "tome"]
         args.keep = args.keep or [0.7]
         args.batch_size = args.batch_size or [64]
+        args.dtype = args.dtype or ["float32"]
     try:
         return int(args.fn(args))
     except VitbenchError as exc:

@@ -1,0 +1,42 @@
+"""`vitbench throughput`: methods x keep ratios x batch sizes x dtypes, realized speedup column."""
+
+from __future__ import annotations
+
+import pytest
+
+from vitbench.cli import main
+
+BASE = ["throughput", "--model", "test_vit", "--rounds", "1", "--repeats", "1", "--warmup", "0"]
+
+
+def test_throughput_grid(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*BASE, "--method", "tome", "--method", "dtps", "--keep", "0.7", "--keep", "0.5"]
+    args += [
+        "--batch-size",
+        "1",
+        "--batch-size",
+        "2",
+        "--dtype",
+        "float32",
+        "--dtype",
+        "bf16",
+        "--channels-last",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("test_vit, random weights, cpu") and "channels_last" in out
+    rows = [ln.split("|")[1:-1] for ln in out.splitlines() if ln.startswith("| ") and "method" not in ln]
+    assert len(rows) == 2 * 2 * (1 + 2 * 2)  # dtypes x batches x (dense + methods x keeps)
+    cells = [[c.strip() for c in r] for r in rows]
+    assert {c[2] for c in cells} == {"float32", "bfloat16"} and {c[3] for c in cells} == {"1", "2"}
+    for c in cells:
+        gmacs_ideal, measured, realized = float(c[6]), float(c[7]), c[8]
+        if c[0] == "dense":
+            assert gmacs_ideal == 1.0 and measured == 1.0 and realized == "-"
+        else:
+            assert gmacs_ideal > 1.0 and float(realized) == pytest.approx(measured / gmacs_ideal, abs=0.02)
+
+
+def test_throughput_fp16_on_cpu_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--method", "evit", "--dtype", "fp16"]) == 2
+    assert "float16 throughput on CPU is not supported" in capsys.readouterr().err
