@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--cpu",
+        # --multi_gpu: torchrun workers (gloo on CPU here). `--cpu` would launch ONE process.
+        "--multi_gpu",
         "--num_processes",
         "2",
         "--num_machines",
@@ -60,7 +62,8 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         "--dynamo_backend",
         "no",
     ]
-    proc = subprocess.run([*launch, *base, str(two)], capture_output=True, text=True, cwd=tmp_path)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # two CPU processes even on a GPU machine
+    proc = subprocess.run([*launch, *base, str(two)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a = load_results(one).sort_values("cell_key").reset_index(drop=True)[COMPARED]
     b = load_results(two).sort_values("cell_key").reset_index(drop=True)[COMPARED]

@@ -81,12 +81,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if method_sets:
         suite = dataclasses.replace(suite, methods=_with_params(suite.methods, method_sets))
     cells = expand(suite)
-    harness = Harness(suite, args.results, progress=not args.no_progress)
-    harness.log(f"suite '{suite.name}': {len(cells)} cells -> {args.results}")
+    acc, results, shard = None, args.results, ""
+    if args.shard:  # cell-parallel: this process runs every N-th cell on all the data, alone
+        from vitbench.scaleout import parse_shard, results_path, shard_cells, solo_accelerator
+
+        index, count, local = parse_shard(args.shard)
+        cells, results = shard_cells(cells, index, count), results_path(args.results, index, count)
+        shard = f" (shard {index}/{count})" if count > 1 else ""
+        acc = solo_accelerator(local) if count > 1 else None
+    harness = Harness(suite, results, accelerator=acc, progress=not args.no_progress)
+    harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
     summary = harness.run(cells)
     if not harness.main:
         return 0
-    print(f"done: {summary.done} evaluated, {summary.skipped} resumed, {summary.failed} failed")
+    print(f"done{shard}: {summary.done} evaluated, {summary.skipped} resumed, {summary.failed} failed")
+    if shard:
+        print(f"leaderboards: `vitbench leaderboard --results {results}` once every shard is done")
+        return 1 if summary.failed and args.strict else 0
     from vitbench.report import plot_pareto, render_all
     from vitbench.store import load_results
 
@@ -248,6 +259,20 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"skipped   {path}: {reason}")
     for path, note in getattr(data, "notes", ()):
         print(f"converted {path}: {note}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Merge results stores (e.g. from several machines or shards) into one."""
+    from vitbench.scaleout import merge_stores
+
+    res = merge_stores(args.output, args.sources)
+    print(
+        f"merged {len(args.sources)} store(s) into {args.output}: {res.added} added, "
+        f"{res.replaced} failed records replaced by successes, {res.kept} kept"
+    )
+    for line in res.disagreements[:10]:
+        print(f"warning: same cell, different result: {line}")
     return 0
 
 
@@ -422,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where leaderboard.md and pareto.png go (default: <results dir>/<suite name>; '' to skip)",
     )
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N|auto",
+        help="run cells I, I+N, ... on all the data (auto: I/N from RANK/WORLD_SIZE or SLURM); "
+        "'{shard}' in --results gives each shard its own store (join with `vitbench merge`)",
+    )
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
     r.set_defaults(fn=cmd_run)
 
@@ -477,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is reported")
     th.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     th.set_defaults(fn=cmd_throughput)
+
+    mg = sub.add_parser("merge", help="merge results stores (shards, machines) into one")
+    mg.add_argument("output", help="target store (created if missing; its records win ties)")
+    mg.add_argument("sources", nargs="+", help="stores to merge in")
+    mg.set_defaults(fn=cmd_merge)
 
     da = sub.add_parser("data", help="check a dataset: size, classes, skipped and converted files")
     da.add_argument("name", help="dataset registry key (imagenet, imagenet-c, image-folder, cifar10, ...)")
