@@ -297,6 +297,14 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    """Data pipeline on a folder of JPEGs: evaluation img/s vs bare forward img/s."""
+    from vitbench.bench import bench_data
+
+    bench_data(args.folder, args.model, args.batch_size, args.limit, args.repeats, args.device)
+    return 0
+
+
 def _cache_for(args: argparse.Namespace, suite_dir: str | None = None) -> Any:
     from vitbench.cache import CorruptionCache, resolve_dir
 
@@ -532,6 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--batch-size", type=int, default=250)
     be.add_argument("--repeats", type=int, default=3)
     be.set_defaults(fn=cmd_bench_eval)
+
+    bd = sub.add_parser("bench-data", help="evaluation img/s on a folder of JPEGs vs bare forward img/s")
+    bd.add_argument("--folder", default=None, help="ImageFolder of JPEGs (default: generated 500x375 JPEGs)")
+    bd.add_argument("--model", default="deit_small_patch16_224")
+    bd.add_argument("--batch-size", type=int, default=64)
+    bd.add_argument("--limit", type=int, default=256, help="images (also the generated count)")
+    bd.add_argument("--repeats", type=int, default=2)
+    bd.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    bd.set_defaults(fn=cmd_bench_data)
 
     ca = sub.add_parser("cache", help="corrupted-image cache: build SUITE | info | clear")
     ca.add_argument("action", choices=["build", "info", "clear"])
