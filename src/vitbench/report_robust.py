@@ -92,7 +92,7 @@ def robustness_table(
     _check_fmt(fmt)
     m = robustness.mce_table(df, model, selection, reference, split)
     cols = _config_cols(m, selection) + [
-        _Col("GMACs", list(m["gmacs"]), [_num(v) for v in m["gmacs"]]),
+        _Col("GMACs", list(m["gmacs"]), [_num(v, report.gmacs_digits(m["gmacs"])) for v in m["gmacs"]]),
         _Col("Clean", list(m["clean_top1"]), [_num(v) for v in m["clean_top1"]]),
         _Col("mCE", list(m["mce"]), [_num(v, 1) for v in m["mce"]]),
         _Col("rel. mCE", list(m["rel_mce"]), [_num(v, 1) for v in m["rel_mce"]]),
