@@ -251,9 +251,14 @@ class Harness:
     def evaluate(self, model: nn.Module, handle: Any, images: np.ndarray, cfg: dict[str, Any]) -> tuple:
         """Logits, labels and sample ids of the whole split, gathered across processes."""
         data = self.dataset()
-        streamed = isinstance(images, torch.utils.data.Dataset)  # files: FileSamples from images()
+        source: torch.utils.data.Dataset = (  # files: FileSamples from images(); arrays: in memory
+            images
+            if isinstance(images, torch.utils.data.Dataset)
+            else _ArraySet(images, data.labels, data.sample_ids)
+        )
+        streamed = source is images
         loader = torch.utils.data.DataLoader(
-            images if streamed else _ArraySet(images, data.labels, data.sample_ids),
+            source,
             batch_size=self.suite.batch_size,
             shuffle=False,
             num_workers=default_workers() if streamed else 0,
@@ -343,7 +348,8 @@ class Harness:
 
             model = channel_model(self, cell, method, params, model)
             cls: Any = METHODS.get("dense")
-            apply = cls.apply(model, NoParams(), "scored", cell.seed)
+            apply = method.token_handle(model, params, cell.seed)  # VTC-LFC: its token schedule
+            apply = apply or cls.apply(model, NoParams(), "scored", cell.seed)
         else:
             cls = token_method(cell.method.name)
             if cls.trainable:  # look the artifact up by key; train it if the suite says so

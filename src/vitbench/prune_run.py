@@ -36,6 +36,9 @@ from vitbench import artifacts
 from vitbench.errors import VitbenchError
 from vitbench.methods.slim import SlimPlan, slim_model, source_plan
 
+#: Attribute of a pruned model holding a per-block token schedule (VTC-LFC), kept with the artifact.
+TOKEN_CFG_ATTR = "vb_token_cfg"
+
 #: Default post-pruning fine-tune learning rate (NViT ``finetune_dense.py``: 2e-4, cosine).
 FINETUNE_LR = 2e-4
 
@@ -159,6 +162,9 @@ def save_pruned(path: Path, model: nn.Module, key: artifacts.ArtifactKey, extra:
         "plan": plan.to_dict(),
         **extra,
     }
+    tokens = getattr(model, TOKEN_CFG_ATTR, None)  # a token schedule that goes with the channels
+    if tokens is not None:
+        meta[TOKEN_CFG_ATTR] = [int(t) for t in tokens]
     return artifacts.save(path, model.state_dict(), meta, torch.float32)
 
 
@@ -174,6 +180,8 @@ def load_pruned(path: Path, dense: nn.Module) -> nn.Module:
             f"{path} does not fit its slim plan "
             f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
         )
+    if meta.get(TOKEN_CFG_ATTR) is not None:
+        setattr(model, TOKEN_CFG_ATTR, tuple(int(t) for t in meta[TOKEN_CFG_ATTR]))
     return model.eval()
 
 
@@ -219,6 +227,11 @@ def channel_model(harness: Any, cell: Any, cls: Any, params: Any, dense: nn.Modu
     memo.clear()  # one pruned model in memory at a time
     memo[final.digest] = pruned
     return pruned
+
+
+def params_of(cls: Any, cell: Any, dense: nn.Module) -> Any:
+    """The cell's native parameters of ``cls`` on ``dense``."""
+    return cls.params_for(cell.keep_ratio, dense, cell.method.overrides)
 
 
 class _PrunedTraining:
@@ -279,7 +292,7 @@ def finetune_pruned(
     teacher = copy.deepcopy(dense).eval().requires_grad_(False)
     out = artifacts.user_dir() / key.filename
     trainer = type(f"Finetune_{cls.name}", (_PrunedTraining,), {"name": cls.name})
-    handle = Dense.apply(student, NoParams())
+    handle = cls.token_handle(student, params_of(cls, cell, dense)) or Dense.apply(student, NoParams())
     try:
         log(f"fine-tuning {cls.name} (keep {cell.keep_ratio:g}) for {epochs:g} epochs on {data_spec.name}")
         work = out.with_name(out.stem + ".ckpt")

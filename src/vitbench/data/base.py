@@ -119,7 +119,7 @@ def load_dataset(
             )
         root = str(Path(root).expanduser())
     data = loader(root, split, limit)
-    if len(data) == 0 and getattr(data, "skipped", ()):
+    if len(data) == 0 and getattr(data, "skipped", None):
         path, reason = data.skipped[0]
         raise VitbenchError(
             f"dataset '{name}' split '{split}': all {len(data.skipped)} image files are unusable "

@@ -121,6 +121,15 @@ class ChannelMethod(Method):
     ) -> nn.Module:
         """Return a pruned copy of ``model``; ``calib`` yields ``(images [B,3,H,W], labels [B])``."""
 
+    @classmethod
+    def token_handle(cls, model: nn.Module, params: Any, seed: int = 0) -> Any:
+        """Token patch a pruned ``model`` runs under (VTC-LFC's token schedule); ``None``: none.
+
+        The harness evaluates, measures and fine-tunes a pruned model inside this handle, or
+        inside the ``dense`` token counter when it is ``None``.
+        """
+        return None
+
 
 def check_keep_ratio(keep_ratio: float) -> None:
     """Raise a one-line error unless ``keep_ratio`` is in (0, 1]."""

@@ -49,7 +49,7 @@ from torch import nn
 from vitbench.errors import VitbenchError
 from vitbench.lowpass import check_cutoff, lowpass_images
 from vitbench.methods.base import METHODS, ChannelMethod
-from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, supported
+from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan, supported
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -347,6 +347,8 @@ class LFSParams:
         lfs_lambda: CE weight (``--lfs-lambda``, 0.1); the CLS-feature distillation gets 1 - lambda.
         tau: distillation temperature (1.0).
         num_samples: calibration images used at most (``--num-samples``, 2000; 0 = all).
+        finetune_epochs: fine-tune after pruning with distillation from the dense model
+            (harness; 0 = none).
     """
 
     keep_channels: float = 0.7
@@ -354,6 +356,7 @@ class LFSParams:
     lfs_lambda: float = 0.1
     tau: float = 1.0
     num_samples: int = 2000
+    finetune_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.keep_channels <= 1.0:
@@ -372,10 +375,12 @@ class TaylorParams:
     Attributes:
         keep_channels: fraction of the prunable channels (qkv and fc1 outputs) kept.
         num_samples: calibration images used at most (0 = all).
+        finetune_epochs: fine-tune after pruning (harness; 0 = none).
     """
 
     keep_channels: float = 0.7
     num_samples: int = 2000
+    finetune_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.keep_channels <= 1.0:
@@ -389,10 +394,10 @@ class TaylorParams:
 
 def plan_of(pruned: nn.Module) -> SlimPlan:
     """The slim plan (indices into the input model) recorded on a model this module pruned."""
-    text = getattr(pruned, "vb_slim_plan", None)
-    if not isinstance(text, str):
-        raise VitbenchError("this model carries no slim plan; it was not pruned by lfs/taylor/vtc-lfc")
-    return SlimPlan.from_json(text)
+    plan = source_plan(pruned)
+    if plan is None:
+        raise VitbenchError("this model carries no slim plan; it was not built by slim_model")
+    return plan
 
 
 class TaylorFamily(ChannelMethod):
@@ -413,8 +418,7 @@ class TaylorFamily(ChannelMethod):
     @classmethod
     def prune(cls, model: nn.Module, params: Any, calib: Batches | None) -> nn.Module:
         """A slimmed copy of ``model`` (``model`` is not modified)."""
-        pruned, plan = one_shot_prune(model, params.keep_channels, calib, params.criterion())
-        pruned.vb_slim_plan = plan.to_json()  # type: ignore[assignment]
+        pruned, _plan = one_shot_prune(model, params.keep_channels, calib, params.criterion())
         return pruned
 
 

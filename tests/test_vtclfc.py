@@ -1,0 +1,181 @@
+"""VTC-LFC cascade: budget, schedule, artifacts, combined slim + token model, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vbtest import make_model, model_input
+from vitbench.errors import VitbenchError
+from vitbench.measure import count_gmacs
+from vitbench.methods import METHODS
+from vitbench.methods.lfe import lfe_schedule
+from vitbench.methods.slim import dims_macs, model_dims
+from vitbench.methods.vtclfc import (
+    VTCLFCParams,
+    cascade,
+    load_result,
+    save_result,
+    top1,
+    with_tokens,
+)
+
+
+def _calib(model: torch.nn.Module, n: int = 96) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Labels = the model's own predictions, so the dense model is 100 % right on them."""
+    x = model_input(model, batch=n, seed=3)
+    with torch.no_grad():
+        y = model(x).argmax(-1)
+    return [(x[i : i + 32], y[i : i + 32]) for i in range(0, n, 32)]
+
+
+@pytest.fixture(scope="module")
+def result():
+    model = make_model("depth12")
+    calib = _calib(model, 64)
+    params = VTCLFCParams(allowable_drop=18.0, num_samples=32, eval_samples=64)
+    return model, calib, params, cascade(model, calib, params, blocks=[0, 1, 2])
+
+
+def test_cascade_respects_budget(result) -> None:
+    model, calib, params, res = result
+    b = params.allowable_drop / 3
+    assert len(res.history) == 3
+    for rec in res.history:
+        assert rec["acc_after"] >= rec["acc0"] - b - 1e-9
+        assert rec["acc_after_tokens"] >= rec["acc0"] - b * params.drop_for_token - 1e-9
+    for prev, nxt in zip(res.history, res.history[1:]):
+        assert nxt["acc0"] == pytest.approx(prev["acc_after"])
+    x = torch.cat([c[0] for c in calib])
+    y = torch.cat([c[1] for c in calib])
+    with with_tokens(res.model, res.token_cfg):
+        acc = top1(res.model, x, y)
+    assert acc == pytest.approx(res.history[-1]["acc_after"])
+    assert acc >= 100.0 - params.allowable_drop - 1e-9
+    # something was pruned, blocks after 2 keep their channels
+    assert any(r["mlp"] < 256 or r["heads"] < 2 or r["d_qk"] < 32 for r in res.history)
+    assert res.token_cfg[0] >= 15  # block 0 keeps at least floor(16 * 190/196) tokens
+    assert list(res.token_cfg) == sorted(res.token_cfg, reverse=True)
+    assert model_dims(res.model).blocks[3:] == model_dims(model).blocks[3:]
+
+
+def _closed_form(dims, token_cfg, patches=16, patch_in=192, classes=10) -> int:
+    """fvcore-convention MACs with per-block token counts (selection between attention and MLP)."""
+    e, n = dims.embed, 1 + patches
+    total = patches * patch_in * e
+    for (h, dqk, dv, m), t in zip(dims.blocks, token_cfg):
+        total += 5 * n * e + n * e * h * (2 * dqk + dv) + n * n * h * (dqk + dv) + n * h * dv * e
+        n = min(n, 1 + t)
+        total += 5 * n * e + 2 * n * e * m
+    return total + 5 * n * e + e * classes
+
+
+def test_plan_and_gmacs_match_closed_form(result) -> None:
+    from vitbench.methods.slim import slim_model
+
+    model, _calib_, _params, res = result
+    x = model_input(model, batch=2)
+    torch.testing.assert_close(slim_model(model, res.plan)(x), res.model(x))
+    dims = model_dims(res.model)
+    assert count_gmacs(res.model, (3, 32, 32)) * 1e9 == pytest.approx(dims_macs(dims, 17, 16, 192, 10))
+    with with_tokens(res.model, res.token_cfg) as h:
+        gm = count_gmacs(res.model, (3, 32, 32))
+        assert h.tokens_per_block == lfe_schedule(res.model, tuple(res.token_cfg))
+    assert gm * 1e9 == pytest.approx(_closed_form(dims, res.token_cfg))
+    assert gm < count_gmacs(model, (3, 32, 32))
+
+
+def test_artifact_roundtrip_and_foreign_model(result, tmp_path) -> None:
+    model, _calib_, _params, res = result
+    path = save_result(tmp_path / "cascade.safetensors", res, "vitbench_demo_vit")
+    loaded, cfg, meta = load_result(model, path, "vitbench_demo_vit")
+    assert cfg == res.token_cfg and meta["history"] == res.history
+    x = model_input(model, batch=2)
+    with with_tokens(loaded, cfg), with_tokens(res.model, res.token_cfg):
+        torch.testing.assert_close(loaded(x), res.model(x))
+    with pytest.raises(VitbenchError, match="pruned from 'vitbench_demo_vit'"):
+        load_result(model, path, "test_vit")
+    other = make_model("vit")
+    with pytest.raises(VitbenchError, match="does not fit"):
+        load_result(other, path, "vitbench_demo_vit")
+
+
+def test_zero_budget_is_identity() -> None:
+    model = make_model("depth12")
+    calib = _calib(model, 32)
+    res = cascade(
+        model, calib, VTCLFCParams(allowable_drop=0.0, num_samples=8, eval_samples=32), blocks=[0, 1]
+    )
+    x = model_input(model, batch=2)
+    with with_tokens(res.model, res.token_cfg):
+        torch.testing.assert_close(res.model(x), model(x))
+
+
+def test_bad_inputs() -> None:
+    model = make_model("depth12")
+    cls = METHODS.get("vtc-lfc")
+    with pytest.raises(VitbenchError, match="empty"):
+        cls.prune(model, cls.params_for(0.5, model), [])
+    with pytest.raises(VitbenchError, match="allowable_drop"):
+        cls.params_for(0.5, model, {"allowable_drop": -1})
+    with pytest.raises(VitbenchError, match="positive"):
+        cls.params_for(0.5, model, {"cutoff": 0})
+    with pytest.raises(VitbenchError, match="lfs_lambda"):
+        cls.params_for(0.5, model, {"lfs_lambda": -0.5})
+    calib = _calib(model, 32)
+    params = cls.params_for(
+        0.5, model, {"allowable_drop": 0.0, "max_gmacs_frac": 0.5, "num_samples": 8, "eval_samples": 32}
+    )
+    with pytest.raises(VitbenchError, match=r"reached 100\.0% of dense GMACs .* raise allowable_drop"):
+        cls.prune(model, params, calib)
+
+
+def test_harness_runs_cascade_with_token_schedule(tmp_path, monkeypatch) -> None:
+    from vitbench.config import expand, suite_from_dict
+    from vitbench.harness import Harness
+    from vitbench.models import create_model
+    from vitbench.prune_run import load_pruned
+    from vitbench.store import load_results
+
+    monkeypatch.setenv("VITBENCH_ARTIFACTS", str(tmp_path / "artifacts"))
+    raw = {
+        "name": "vtc-tiny",
+        "dataset": {"name": "mnist-demo", "split": "test", "limit": 40},
+        "models": [{"name": "vitbench_demo_vit", "weights": "demo"}],
+        "methods": [
+            {
+                "name": "vtc-lfc",
+                "params": {
+                    "allowable_drop": 30,
+                    "num_samples": 16,
+                    "eval_samples": 32,
+                    "prune_blocks": [0, 1],
+                },
+            },
+            {"name": "lfs", "params": {"num_samples": 16}},
+        ],
+        "keep_ratios": [0.5],
+        "calib_noise": {"name": "gaussian-noise", "level": 2},
+        "calib": {"n_images": 32, "batch_size": 16},
+        "batch_size": 20,
+        "bootstrap": 20,
+        "throughput": False,
+        "cache_dir": "off",
+    }
+    suite = suite_from_dict(raw)
+    logs: list[str] = []
+    h = Harness(suite, str(tmp_path / "r.sqlite"), progress=False, log=logs.append, cache=False)
+    summary = h.run(expand(suite))
+    assert summary.failed == 0, summary.errors
+    df = load_results(str(tmp_path / "r.sqlite")).set_index("method")
+    assert set(df["calib_noise"]) == {"gaussian-noise"}
+    vtc = df.loc["vtc-lfc"]
+    arts = sorted((tmp_path / "artifacts").glob("vtc-lfc-*.safetensors"))
+    assert arts
+    pruned = load_pruned(arts[0], create_model("vitbench_demo_vit", "demo"))
+    cfg = pruned.vb_token_cfg
+    assert json.loads(vtc["tokens_per_block"]) == lfe_schedule(pruned, cfg)
+    assert vtc["gmacs"] < 0.010804
+    assert df.loc["lfs", "gmacs"] < 0.010804
