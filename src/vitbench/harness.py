@@ -359,7 +359,11 @@ class Harness:
             apply = cls.apply(model, params, cell.selection, cell.seed)
         cfg = data_config(model)
         data = self.dataset()
-        images = self.images(cell, cfg)
+        try:
+            images = self.images(cell, cfg)
+        except BaseException:
+            apply.__exit__(None, None, None)  # the method patched the model already: undo it
+            raise
         with apply as handle:
             logits, labels, ids = self.evaluate(model, handle, images, cfg)
             cost = self.costs(cell, model, handle, params, cfg)
