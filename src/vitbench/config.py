@@ -98,7 +98,8 @@ def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
             noises=tuple(n for item in _as_list(raw.get("noises", ["clean"])) for n in _noises(item, where)),
             selections=tuple(_selection(s, where) for s in _as_list(raw.get("selections", ["scored"]))),
             seeds=tuple(int(s) for s in _as_list(raw.get("seeds", [0]))),
-            calib_noise=_single_noise(raw.get("calib_noise", "clean"), where),
+            calib_noise=_calib_noises(raw.get("calib_noise", "clean"), where)[0],
+            calib_noises=_calib_noises(raw.get("calib_noise", "clean"), where),
             calib=_calib(raw.get("calib", {}), where),
             batch_size=_positive_int(raw.get("batch_size", 128), "batch_size", where),
             bootstrap=_positive_int(raw.get("bootstrap", 1000), "bootstrap", where),
@@ -197,6 +198,21 @@ def _noises(item: Any, where: str) -> list[NoiseSpec]:
     return out
 
 
+def _calib_noises(item: Any, where: str) -> tuple[NoiseSpec, ...]:
+    """``calib_noise``: one noise (``{name, level}``), or a list of noises with levels (an axis)."""
+    if not isinstance(item, list):
+        return (_single_noise(item, where),)
+    out: list[NoiseSpec] = []
+    for entry in item:
+        if isinstance(entry, dict) and "level" in entry:
+            out.append(_single_noise(entry, where))
+        else:
+            out.extend(_noises(entry, where))
+    if not out:
+        raise VitbenchError(f"{where}: calib_noise is an empty list; give at least one noise (e.g. clean)")
+    return tuple(dict.fromkeys(out))
+
+
 def _single_noise(item: Any, where: str) -> NoiseSpec:
     if isinstance(item, str):
         item = {"name": item, "levels": [1]} if item != "clean" else {"name": "clean"}
@@ -274,7 +290,7 @@ def expand(suite: SuiteSpec) -> list[Cell]:
     ``keep_ratios`` runs at those instead of the suite's; each method runs only the selection
     modes it supports (``random-tokens`` is random by construction).
     """
-    from vitbench.methods import METHODS
+    from vitbench.methods import METHODS, ChannelMethod
 
     cells: list[Cell] = []
     for model in suite.models:
@@ -282,11 +298,14 @@ def expand(suite: SuiteSpec) -> list[Cell]:
             cls = METHODS.get(method.name)
             keeps = (method.keep_ratios or suite.keep_ratios) if cls.knob else (1.0,)
             sels = [s for s in suite.selections if s in cls.selections] or [cls.selections[0]]
+            # only channel methods read calibration images: the others run at the first calib noise
+            calibs = suite.calib_noises or (suite.calib_noise,)
+            calibs = calibs if issubclass(cls, ChannelMethod) else calibs[:1]
             for keep in keeps:
                 for sel in sels:
-                    for noise in suite.noises:
-                        for seed in suite.seeds:
-                            cells.append(
-                                Cell(model, method, keep, noise, sel, seed, suite.dataset, suite.calib_noise)
-                            )
+                    for calib in calibs:
+                        for noise in suite.noises:
+                            for seed in suite.seeds:
+                                cell = Cell(model, method, keep, noise, sel, seed, suite.dataset, calib)
+                                cells.append(cell)
     return cells

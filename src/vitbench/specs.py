@@ -104,6 +104,9 @@ class SuiteSpec:
     seeds: tuple[int, ...] = (0,)
     calib_noise: NoiseSpec = NoiseSpec()
     calib: CalibSpec = CalibSpec()  # calibration images of channel methods (noise: calib_noise)
+    # calibration-noise axis (noisy-calibration study): channel methods run once per entry;
+    # empty = just ``calib_noise``. ``calib_noise`` is its first entry.
+    calib_noises: tuple[NoiseSpec, ...] = ()
     batch_size: int = 128
     bootstrap: int = 1000
     throughput: ThroughputSpec = ThroughputSpec()

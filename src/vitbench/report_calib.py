@@ -1,0 +1,134 @@
+"""Noisy-calibration tables and plot (VTC-LFC Fig. 1 / Fig. 4 protocol on any results store).
+
+Pure functions of the records: one table per evaluation condition (clean or noisy test images),
+rows = method x keep ratio, columns = calibration condition (the ``calib_noise`` axis), cells =
+top-1 and its change from clean calibration. Methods that read no calibration images (token
+methods, the dense model) have only the clean-calibration column; their scores are computed on
+the evaluation images themselves, so their noisy-criterion condition is the noisy-test table.
+
+Command line: ``python -m vitbench.report_calib RESULTS.sqlite OUT_DIR`` writes
+``calibration.md`` and ``calibration.png``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from vitbench.errors import VitbenchError
+
+
+def _cond(name: str, level: float) -> str:
+    return "clean" if name == "clean" else f"{name}@{level:g}"
+
+
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    ok = df[df["error"].isna()] if "error" in df else df
+    if ok.empty:
+        raise VitbenchError("no successful records to tabulate; run the suite first")
+    ok = ok.copy()
+    ok["calib"] = [
+        _cond(n, lv) for n, lv in zip(ok["calib_noise"].fillna("clean"), ok["calib_level"].fillna(0.0))
+    ]
+    ok["test"] = [_cond(n, lv) for n, lv in zip(ok["noise"], ok["level"])]
+    return ok
+
+
+def _calib_order(ok: pd.DataFrame) -> list[str]:
+    pairs = sorted(
+        {(n, float(lv)) for n, lv in zip(ok["calib_noise"].fillna("clean"), ok["calib_level"].fillna(0.0))}
+    )
+    pairs.sort(key=lambda p: (p[0] != "clean", p[0], p[1]))
+    return [_cond(n, lv) for n, lv in pairs]
+
+
+def calibration_tables(df: pd.DataFrame) -> str:
+    """Markdown: per test condition, top-1 (%) of every method x keep under every calibration noise."""
+    from tabulate import tabulate
+
+    ok = _prepare(df)
+    calibs = _calib_order(ok)
+    tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
+    out = []
+    for test in tests:
+        part = ok[ok["test"] == test]
+        rows = []
+        for (method, keep), grp in part.groupby(["method", "keep_ratio"], sort=True):
+            by = grp.groupby("calib")["top1"].mean()
+            gm = grp["gmacs"].mean()
+            base = by.get("clean")
+            row = [method, f"{keep:g}", f"{gm:.4f}"]
+            for c in calibs:
+                if c not in by:
+                    row.append("-")
+                elif c == "clean" or base is None:
+                    row.append(f"{by[c]:.1f}")
+                else:
+                    row.append(f"{by[c]:.1f} ({by[c] - base:+.1f})")
+            rows.append(row)
+        head = ["method", "keep", "GMACs (mean)"] + [f"calib {c}" for c in calibs]
+        out.append(f"### test images: {test}\n\n" + tabulate(rows, headers=head, tablefmt="github"))
+    note = (
+        "Top-1 (%) on the test images named in each heading; columns: the noise of the calibration "
+        "images the pruning criterion saw (in parentheses: change from clean calibration). '-': the "
+        "method reads no calibration images (token methods score the test images themselves)."
+    )
+    return note + "\n\n" + "\n\n".join(out) + "\n"
+
+
+def plot_calibration(df: pd.DataFrame, path: str | Path) -> Path:
+    """Top-1 vs calibration noise level: a line per calibrated method x keep, a panel per test condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = _prepare(df)
+    tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
+    fig, axes = plt.subplots(1, len(tests), figsize=(4.2 * len(tests), 3.6), squeeze=False)
+    for ax, test in zip(axes[0], tests):
+        part = ok[ok["test"] == test]
+        for (method, keep), grp in part.groupby(["method", "keep_ratio"], sort=True):
+            lv = grp.assign(x=grp["calib_level"].fillna(0.0)).groupby("x")["top1"].mean().sort_index()
+            if len(lv) > 1:
+                ax.plot(lv.index, lv.values, marker="o", label=f"{method} keep {keep:g}")
+            else:
+                ax.axhline(
+                    float(lv.iloc[0]), linestyle=":", linewidth=1, label=f"{method} keep {keep:g} (no calib)"
+                )
+        ax.set_title(f"test: {test}", fontsize=9)
+        ax.set_xlabel("calibration noise level")
+        ax.set_ylabel("top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vitbench.report_calib RESULTS.sqlite OUT_DIR``."""
+    from vitbench.store import load_results
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m vitbench.report_calib RESULTS.sqlite OUT_DIR", file=sys.stderr)
+        return 2
+    df = load_results(args[0])
+    out = Path(args[1])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.md").write_text(calibration_tables(df))
+    plot_calibration(df, out / "calibration.png")
+    print(f"wrote {out / 'calibration.md'} and {out / 'calibration.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["calibration_tables", "main", "plot_calibration"]
