@@ -89,7 +89,7 @@ TAYLOR = Criterion(lowpass=False, lfs_lambda=1.0)
 
 def _feature_hook(model: nn.Module, block: int | None, store: dict[str, torch.Tensor]) -> Any:
     """Hook that stores the CLS feature: after ``block`` (pre-norm), or after the final norm."""
-    module = model.blocks[block] if block is not None else model.norm  # type: ignore[index]
+    module: Any = model.blocks[block] if block is not None else model.norm  # type: ignore[index]
 
     def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
         store["feat"] = out[:, 0]
@@ -257,9 +257,9 @@ def structure_block(
         m_v[s_v.flatten().argmax()] = True
         m_v = m_v.view(heads, d_v)
     if not bool(m_q.any() or m_k.any()):  # ... and the two best q/k channels (one q/k pair)
-        best = torch.cat([s_q, s_k]).flatten().topk(2).indices
+        top2 = torch.cat([s_q, s_k]).flatten().topk(2).indices
         m = torch.zeros(2 * c, dtype=torch.bool)
-        m[best] = True
+        m[top2] = True
         m_q, m_k = m[:c].view(heads, d_qk), m[c:].view(heads, d_qk)
     c_q, c_k, c_v = int(m_q.sum()), int(m_k.sum()), int(m_v.sum())
     c_qk = c_q + c_k

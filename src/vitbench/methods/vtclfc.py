@@ -408,7 +408,8 @@ def check_target(model: nn.Module, result: CascadeResult, params: VTCLFCParams) 
     """GMACs fraction of the result (batch 1); one-line error when above ``max_gmacs_frac``."""
     from vitbench.measure import count_gmacs
 
-    size = (3, *model.patch_embed.img_size)  # type: ignore[union-attr]
+    pe: Any = model.patch_embed
+    size = (3, *pe.img_size)
     dense = count_gmacs(model, size)
     with with_tokens(result.model, result.token_cfg, params.cutoff_token):
         pruned = count_gmacs(result.model, size)
