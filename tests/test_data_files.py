@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ WNIDS = ("n01440764", "n01443537", "n01484850")  # ImageNet-1k classes 0, 1, 2
 
 def _img(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (40, 30)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(path.name.encode()))  # deterministic per file name
     arr = np.clip(np.array(color)[None, None] + rng.integers(-20, 20, (size[1], size[0], 3)), 0, 255)
     Image.fromarray(arr.astype(np.uint8)).save(path, format="PNG" if path.suffix == ".png" else "JPEG")
     return path
@@ -282,7 +283,12 @@ def test_imagenet_c_layout(tmp_path: Path) -> None:
     (
         tmp_path / "gaussian_noise" / "3" / WNIDS[0] / "ILSVRC2012_val_00.JPEG"
     ).unlink()  # ids come from brightness/2
+    bad = tmp_path / "gaussian_noise" / "1" / WNIDS[1] / "ILSVRC2012_val_11.JPEG"
+    bad.write_bytes(bad.read_bytes()[:300])  # truncated: skipped in that cell only, with a warning
     fresh = load_dataset("imagenet-c", root=str(tmp_path), split="val")  # folders are matched once per load
+    with pytest.warns(UserWarning, match="skipped 1 unusable file.*truncated.*other 3"):
+        sev1 = fresh.samples(cfg, "gaussian-noise", 1)
+    assert len(sev1) == 3 and len(fresh.samples(cfg, "brightness", 2)) == 4
     with pytest.raises(VitbenchError, match="lacks 1 of the 4"):
         fresh.samples(cfg, "gaussian-noise", 3)
 

@@ -105,7 +105,7 @@ def check_file(path: str | Path) -> tuple[str | None, str | None]:
         return "not an image (PIL cannot identify the content)", None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated, corrupt, unsupported
         text = " ".join(str(exc).split()) or type(exc).__name__
-        return f"cannot be decoded ({'truncated' if 'truncated' in text else text})", None
+        return f"cannot be decoded ({'truncated' if 'truncated' in text.lower() else text})", None
     notes = []
     expected = _SUFFIX_FORMAT.get(path.suffix.lower())
     if expected and fmt and fmt != expected and not (expected == "JPEG" and fmt == "MPO"):

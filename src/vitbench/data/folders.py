@@ -18,12 +18,13 @@ import dataclasses
 import functools
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from vitbench.data.base import DATASETS
-from vitbench.data.files import FileImageSet, build_file_set, list_images
+from vitbench.data.files import FileImageSet, build_file_set, check_files, list_images
 from vitbench.errors import VitbenchError
 
 IMAGENET_CLASSES = 1000
@@ -310,7 +311,11 @@ def load_imagenet_c(root: str | None, split: str, limit: int | None) -> FileImag
 def _variant(
     data: FileImageSet, folders: dict[tuple[str, float], Path], noise: str, level: float
 ) -> FileImageSet | None:
-    """``data``'s samples read from the (noise, level) folder, same ids and labels."""
+    """``data``'s samples read from the (noise, level) folder, same ids and labels.
+
+    Every file is checked as the clean set's were; unusable ones are left out of this
+    corruption's cell (a warning says how many and why; ``n_samples`` of the record shows it).
+    """
     folder = folders.get((noise, float(level)))
     if folder is None:
         return None
@@ -320,6 +325,24 @@ def _variant(
             f"ImageNet-C folder {folder} lacks {len(missing)} of the {len(data)} evaluated images "
             f"(e.g. {missing[0]}); the corruption folders must hold the same files"
         )
+    results = check_files(folder, data.files)
+    keep = np.array([reason is None for reason, _ in results], dtype=bool)
+    skipped = tuple((f, r) for f, (r, _) in zip(data.files, results) if r is not None)
+    notes = tuple((f, n) for f, (r, n) in zip(data.files, results) if r is None and n)
+    if skipped:
+        warnings.warn(
+            f"ImageNet-C {noise} severity {level:g}: skipped {len(skipped)} unusable file(s) "
+            f"(e.g. {skipped[0][0]}: {skipped[0][1]}); this cell evaluates the other {int(keep.sum())}",
+            stacklevel=2,
+        )
     return dataclasses.replace(
-        data, root=str(folder), variants=None, clean_error=None, labels=np.asarray(data.labels)
+        data,
+        root=str(folder),
+        files=tuple(f for f, k in zip(data.files, keep) if k),
+        labels=data.labels[keep],
+        sample_ids=data.sample_ids[keep],
+        skipped=skipped,
+        notes=notes,
+        variants=None,
+        clean_error=None,
     )
