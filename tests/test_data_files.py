@@ -388,3 +388,32 @@ def test_cli_data_lists_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "image-folder val: 4 images, 2 classes (a, b)" in out
     assert "skipped   b/bad.jpg: cannot be decoded" in out or "skipped   b/bad.jpg: not an image" in out
     assert main(["data", "imagenet", "--root", str(tmp_path / "nope")]) == 2
+
+
+def test_decode_failure_in_a_worker_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that breaks after loading fails its cell with one line; the sweep goes on."""
+    from vitbench.config import expand, suite_from_dict
+    from vitbench.harness import Harness
+
+    monkeypatch.setenv("VITBENCH_WORKERS", "1")
+    _tree(tmp_path / "t", tuple("abcdefghij"), per_class=1)
+    suite = suite_from_dict(
+        {
+            "name": "x",
+            "models": ["vitbench_demo_vit"],
+            "methods": ["dense", "evit"],
+            "keep_ratios": [0.5],
+            "dataset": {"name": "image-folder", "root": str(tmp_path / "t")},
+            "batch_size": 4,
+            "bootstrap": 10,
+            "throughput": False,
+        }
+    )
+    h = Harness(suite, str(tmp_path / "r.sqlite"), progress=False, log=lambda _m: None, cache=False)
+    h.dataset()
+    (tmp_path / "t" / "c" / "c_0.JPEG").write_text("replaced by garbage after the check")
+    summary = h.run(expand(suite))
+    assert summary.failed == 2 and all("\n" not in e and "Traceback" not in e for e in summary.errors)
+    assert (
+        "ImageDecodeError: image " in summary.errors[0] and "c_0.JPEG failed to decode" in summary.errors[0]
+    )

@@ -138,6 +138,21 @@ def check_files(
         return list(pool.map(lambda r: check_file(root / r), rel, chunksize=64))
 
 
+class ImageDecodeError(VitbenchError):
+    """A listed file that fails to decode; stays one line when a DataLoader worker re-raises it.
+
+    PyTorch re-raises a worker's exception as ``type(exc)("Caught ... Original Traceback ...")``;
+    the constructor keeps only the original one-line text (the traceback's last line).
+    """
+
+    def __init__(self, *args: object) -> None:
+        text = args[0] if len(args) == 1 else None
+        if isinstance(text, str) and text.startswith("Caught ") and "Traceback" in text:
+            last = text.strip().splitlines()[-1]
+            args = (last.split(": ", 1)[1] if ": " in last else last,)
+        super().__init__(*args)
+
+
 def decode_rgb(path: str | Path) -> Any:
     """Decode ``path`` by content into an RGB ``PIL.Image`` (grayscale, palette, CMYK converted)."""
     from PIL import Image
@@ -151,9 +166,9 @@ def decode_rgb(path: str | Path) -> Any:
                 return im8.convert("RGB")
             return im.convert("RGB")
     except Exception as exc:  # a file that passed the listing check but fails now (changed on disk)
-        raise VitbenchError(
+        raise ImageDecodeError(
             f"image {path} failed to decode ({type(exc).__name__}: {' '.join(str(exc).split())}); "
-            "remove or replace it and re-run (vitbench data check lists bad files)"
+            "remove or replace it and re-run (`vitbench data DATASET --root ...` lists bad files)"
         ) from None
 
 
