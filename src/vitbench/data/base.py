@@ -110,12 +110,12 @@ def load_dataset(
         if root is None or str(root) == "":
             raise VitbenchError(
                 f"dataset '{name}' needs a data path; "
-                "pass --set dataset.root=PATH or set root in its dataset card"
+                "pass --set dataset.root=PATH or set dataset: {root: PATH} in the suite"
             )
         if not Path(root).expanduser().exists():
             raise VitbenchError(
                 f"data path {root} does not exist; "
-                f"pass --set dataset.root=PATH or fix the dataset card of '{name}'"
+                "pass an existing folder with --set dataset.root=PATH or the suite's dataset.root"
             )
         root = str(Path(root).expanduser())
     data = loader(root, split, limit)
