@@ -90,13 +90,15 @@ def plot_calibration(df: pd.DataFrame, path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(tests), figsize=(4.2 * len(tests), 3.6), squeeze=False)
     for ax, test in zip(axes[0], tests):
         part = ok[ok["test"] == test]
+        x0, x1 = float(ok["calib_level"].fillna(0.0).min()), float(ok["calib_level"].fillna(0.0).max())
         for (method, keep), grp in part.groupby(["method", "keep_ratio"], sort=True):
             lv = grp.assign(x=grp["calib_level"].fillna(0.0)).groupby("x")["top1"].mean().sort_index()
             if len(lv) > 1:
                 ax.plot(lv.index, lv.values, marker="o", label=f"{method} keep {keep:g}")
             else:
-                ax.axhline(
-                    float(lv.iloc[0]), linestyle=":", linewidth=1, label=f"{method} keep {keep:g} (no calib)"
+                y = float(lv.iloc[0])
+                ax.plot(
+                    [x0, x1], [y, y], linestyle=":", linewidth=1.2, label=f"{method} keep {keep:g} (no calib)"
                 )
         ax.set_title(f"test: {test}", fontsize=9)
         ax.set_xlabel("calibration noise level")
