@@ -90,7 +90,7 @@ def group_sizes(dense: ModelDims) -> dict[str, int]:
     return {k: max(1, round(NVIT_GROUPS[k] * width[k] / DEIT_B_WIDTH[k])) for k in KINDS}
 
 
-def macs_function(model: nn.Module) -> Callable[[ModelDims], int]:
+def macs_function(model: nn.Module) -> Callable[[ModelDims], float]:
     """Closed-form MACs of ``model``'s geometry for any dims (tokens, stem and heads fixed)."""
     pe: Any = model.patch_embed
     fc = not isinstance(getattr(model, "fc_norm", nn.Identity()), nn.Identity)
@@ -99,7 +99,7 @@ def macs_function(model: nn.Module) -> Callable[[ModelDims], int]:
     n = int(pe.num_patches) + int(getattr(model, "num_prefix_tokens", 1))
     patch_in = int(pe.proj.in_channels) * int(pe.proj.kernel_size[0]) * int(pe.proj.kernel_size[1])
 
-    def macs(dims: ModelDims) -> int:
+    def macs(dims: ModelDims) -> float:
         return dims_macs(dims, n, int(pe.num_patches), patch_in, classes, heads, 0 if fc else None, fc)
 
     return macs
@@ -107,7 +107,8 @@ def macs_function(model: nn.Module) -> Callable[[ModelDims], int]:
 
 def tokens_of(model: nn.Module) -> int:
     """Tokens entering every block (patches + prefix tokens)."""
-    return int(model.patch_embed.num_patches) + int(getattr(model, "num_prefix_tokens", 1))  # type: ignore[union-attr]
+    pe: Any = model.patch_embed
+    return int(pe.num_patches) + int(getattr(model, "num_prefix_tokens", 1))
 
 
 def _remove(dims: ModelDims, layer: Layer, n: int) -> ModelDims:
@@ -162,7 +163,7 @@ def select(
     groups: dict[str, int],
     stop_macs: float,
     floor_macs: float,
-    macs: Callable[[ModelDims], int],
+    macs: Callable[[ModelDims], float],
 ) -> tuple[SlimPlan, ModelDims]:
     """Remove the globally lowest groups until MACs <= ``stop_macs``; never go below ``floor_macs``.
 
@@ -245,7 +246,7 @@ def unit_sums(model: nn.Module, values: Callable[[torch.Tensor], torch.Tensor | 
     blocks: Any = model.blocks
     pe: Any = model.patch_embed
     embed = rows(val(pe.proj.weight)) + rows(val(pe.proj.bias))
-    out: Scores = {}
+    out: dict[Layer, torch.Tensor] = {}
     for b, blk in enumerate(blocks):
         attn = blk.attn
         if not isinstance(attn, SlimAttention):

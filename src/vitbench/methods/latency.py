@@ -8,7 +8,8 @@ itself, for the model being pruned, on the device it runs on:
 * grid: embedding width ``E * {1/4, 1/2, 3/4, 1}``, heads ``{1, H/2, H}``, q/k and v widths
   ``{1, d/2, d}``, MLP ``{1, m/4, m/2, 3m/4, m}`` (deduplicated), the dense model's token count,
   a fixed batch; each point is one :class:`~vitbench.methods.slim.SlimAttention` block timed as
-  the median of ``repeats`` forwards under ``torch.inference_mode``;
+  the minimum of ``repeats`` forwards under ``torch.inference_mode`` (the least-disturbed run: on
+  a CPU shared with other processes a median still catches stalls of 100x the block's time);
 * the stem + tail (patch embedding, final norm, head) is timed over the E grid and added, so the
   prediction is the whole model's forward latency;
 * the table is cached as JSON under ``<cache>/latency/`` keyed by (device, geometry, batch,
@@ -23,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from torch import nn
 from vitbench.errors import VitbenchError
 from vitbench.methods.slim import ModelDims, SlimPlan, model_dims, slim_model
 
-FORMAT = 1
+FORMAT = 2  # 2: minimum over repeats (1: median, corrupted by interference on a shared CPU)
 
 
 def device_id(device: torch.device | str = "cpu") -> str:
@@ -170,6 +170,11 @@ def grid(dims: ModelDims) -> tuple[tuple[int, ...], ...]:
     )
 
 
+def _img_size(model: nn.Module) -> tuple[int, int]:
+    pe: Any = model.patch_embed
+    return int(pe.img_size[0]), int(pe.img_size[1])
+
+
 def _time_ms(fn: Any, x: torch.Tensor, warmup: int, repeats: int) -> float:
     with torch.inference_mode():
         for _ in range(warmup):
@@ -183,7 +188,7 @@ def _time_ms(fn: Any, x: torch.Tensor, warmup: int, repeats: int) -> float:
             if x.device.type == "cuda":
                 torch.cuda.synchronize(x.device)
             times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return min(times)
 
 
 def _sub_plan(dims: ModelDims, e: int, h: int, qk: int, v: int, m: int) -> SlimPlan:
@@ -208,7 +213,7 @@ def measure_table(
     h0, _, _, _ = dims.blocks[0]
     for ie, e in enumerate(axes[0]):
         slim = slim_model(model, _sub_plan(dims, e, 1, 1, 1, 1)).to(dev).eval()
-        img = torch.randn(batch, 3, *model.patch_embed.img_size, generator=gen).to(dev)  # type: ignore[union-attr]
+        img = torch.randn(batch, 3, *_img_size(model), generator=gen).to(dev)
         blocks: Any = slim.blocks
         one_block = blocks[0]
         with torch.inference_mode():
@@ -220,15 +225,17 @@ def measure_table(
                 for iv, v in enumerate(axes[3]):
                     for im, m in enumerate(axes[4]):
                         sub = slim_model(model, _sub_plan(dims, e, min(h, h0), q, v, m))
-                        blk = sub.blocks[0].to(dev).eval()  # type: ignore[index]
+                        blk: Any = sub.blocks[0]  # type: ignore[index]
+                        blk = blk.to(dev).eval()
                         block_ms[ie, ih, iq, iv, im] = _time_ms(blk, x, warmup, repeats)
     return LatencyTable(device_id(dev), geometry(model), batch, axes, block_ms, tail_ms)
 
 
 def table_key(model: nn.Module, batch: int, device: str | torch.device) -> str:
-    """Cache key (sha256[:16]) of (device, geometry, batch, grid)."""
+    """Cache key (sha256[:16]) of (table format, device, geometry, batch, grid)."""
     blob = json.dumps(
         {
+            "format": FORMAT,
             "device": device_id(device),
             "geometry": geometry(model),
             "batch": batch,
@@ -286,9 +293,9 @@ def get_table(
 def measure_model_ms(
     model: nn.Module, batch: int = 32, device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 15
 ) -> float:
-    """Median ms of one forward of ``model`` on a seeded random batch (for checking predictions)."""
+    """Minimum ms of ``repeats`` forwards of ``model`` on a seeded batch (as the table's points)."""
     gen = torch.Generator().manual_seed(1)
-    img = torch.randn(batch, 3, *model.patch_embed.img_size, generator=gen).to(device)  # type: ignore[union-attr]
+    img = torch.randn(batch, 3, *_img_size(model), generator=gen).to(device)
     return _time_ms(model.eval(), img, warmup, repeats)
 
 

@@ -310,7 +310,7 @@ def _attn_layout(attn: Any, i: int) -> tuple[int, int, int, float]:
     return h, d, d, float(attn.scale)
 
 
-def _blocks(model: nn.Module) -> Sequence[Any]:
+def _blocks(model: nn.Module) -> Any:
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or len(blocks) == 0:
         raise VitbenchError(
@@ -418,7 +418,7 @@ def _slice_norm(norm: nn.Module, idx: torch.Tensor, where: str) -> None:
         return
     if not hasattr(norm, "normalized_shape"):
         raise VitbenchError(f"{where} is a {type(norm).__name__}; channel pruning supports LayerNorm only")
-    norm.normalized_shape = (len(idx),)
+    norm.normalized_shape = (len(idx),)  # type: ignore[assignment]
     for name in ("weight", "bias"):
         p = getattr(norm, name, None)
         if p is not None:
