@@ -268,3 +268,16 @@ def test_latency_target_and_penalty(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     layer = ("mlp", 3)
     diff = raw[layer] / np.mean(np.concatenate(list(raw.values()))) - pen[layer]
     assert np.allclose(diff, diff[0]) and diff[0] > 0
+
+
+def test_throughput_command_times_pruned_channel_models(capsys: pytest.CaptureFixture[str]) -> None:
+    from vitbench.cli import main
+
+    args = ["throughput", "--model", "test_vit", "--rounds", "1", "--repeats", "1", "--warmup", "0"]
+    args += ["--method", "magnitude", "--method", "random-channels", "--keep", "0.5", "--batch-size", "2"]
+    assert main(args) == 0
+    rows = [ln.split("|")[1:-1] for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    cells = {r[0].strip(): [c.strip() for c in r] for r in rows if "method" not in r[0]}
+    assert set(cells) == {"dense", "magnitude", "random-channels"}
+    for name in ("magnitude", "random-channels"):
+        assert float(cells[name][6]) == pytest.approx(2.0, rel=0.02)  # GMACs ratio of keep 0.5

@@ -290,43 +290,50 @@ def throughput_table(
     drifts of a shared machine hit all alike. ``realized/ideal`` is the measured speedup over
     dense divided by the GMACs ratio (1.0: the method turns all its saved MACs into time).
     Trainable methods run with untrained parts (``artifact=init``): costs do not depend on them.
+    Channel methods prune the random-weight model once per keep ratio (calibration: 2 seeded
+    batches of 32 random images and labels) and the pruned model is timed.
     """
     from tabulate import tabulate
 
     from vitbench.measure import count_gmacs, measure_throughput
-    from vitbench.methods.base import token_method
+    from vitbench.methods import METHODS
+    from vitbench.methods.base import ChannelMethod, token_method
     from vitbench.models import create_model, data_config
 
     dtypes = dtype if isinstance(dtype, list) else [dtype]
     model = create_model(model_name, "random")
     size = tuple(data_config(model)["input_size"])
-    configs = [("dense", token_method("dense").params_for(1.0, model))]
+    configs = [("dense", token_method("dense").params_for(1.0, model), model)]
     for name in methods:
-        cls = token_method(name)
+        cls = METHODS.get(name)
         own = {k: v for k, v in sets.items() if k in cls.defaults()}
         if cls.trainable:
             own = {"artifact": "init", **own}
-        configs += [(name, cls.params_for(keep, model, own)) for keep in keeps]
+        for keep in keeps:
+            params = cls.params_for(keep, model, own)
+            channel = issubclass(cls, ChannelMethod)
+            pruned = cls.prune(model, params, _random_calib(model, size)) if channel else model
+            configs.append((name, params, pruned))
     gmacs = {}
-    for i, (name, params) in enumerate(configs):
-        with token_method(name).apply(model, params, selection):
-            gmacs[i] = count_gmacs(model, size)
+    for i, (name, params, m) in enumerate(configs):
+        with _applied(name, m, params, selection):
+            gmacs[i] = count_gmacs(m, size)
     rows = []
     info = None
     for dt in dtypes:
         for bs in batch_sizes:
             runs: dict[int, list[float]] = {i: [] for i in range(len(configs))}
             for _ in range(rounds):
-                for i, (name, params) in enumerate(configs):
-                    with token_method(name).apply(model, params, selection):
+                for i, (name, params, m) in enumerate(configs):
+                    with _applied(name, m, params, selection):
                         info = measure_throughput(
-                            model, size, bs, device, dt, warmup, repeats, channels_last, compile
+                            m, size, bs, device, dt, warmup, repeats, channels_last, compile
                         )
                     runs[i].append(info.img_per_s)
             med = {i: sorted(v)[len(v) // 2] for i, v in runs.items()}
-            for i, (name, params) in enumerate(configs):
+            for i, (name, params, _m) in enumerate(configs):
                 ideal, real = gmacs[0] / gmacs[i], med[i] / med[0]
-                setting = token_method(name).setting(params)
+                setting = METHODS.get(name).setting(params)
                 setting = ", ".join(p for p in setting.split(", ") if p != "untrained")
                 rows.append(
                     [
@@ -356,3 +363,25 @@ def throughput_table(
         "realized/ideal",
     ]
     return head + "\n" + tabulate(rows, headers=cols, tablefmt="github")
+
+
+def _applied(name: str, model: Any, params: Any, selection: str) -> Any:
+    """The token method's patch context, or nothing for a channel method's (already pruned) model."""
+    import contextlib
+
+    from vitbench.methods import METHODS
+    from vitbench.methods.base import ChannelMethod, token_method
+
+    if issubclass(METHODS.get(name), ChannelMethod):
+        return contextlib.nullcontext()
+    return token_method(name).apply(model, params, selection)
+
+
+def _random_calib(model: Any, size: tuple) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Two seeded batches of 32 standard-normal images and uniform labels (costs only)."""
+    gen = torch.Generator().manual_seed(0)
+    classes = max(int(getattr(model, "num_classes", 0) or 0), 1)
+    return [
+        (torch.randn(32, *size, generator=gen), torch.randint(0, classes, (32,), generator=gen))
+        for _ in range(2)
+    ]
