@@ -126,10 +126,20 @@ def test_bad_inputs() -> None:
         cls.params_for(0.5, model, {"lfs_lambda": -0.5})
     calib = _calib(model, 32)
     params = cls.params_for(
-        0.5, model, {"allowable_drop": 0.0, "max_gmacs_frac": 0.5, "num_samples": 8, "eval_samples": 32}
+        0.5,
+        model,
+        {
+            "allowable_drop": 0.0,
+            "max_gmacs_frac": 0.5,
+            "num_samples": 8,
+            "eval_samples": 32,
+            "prune_blocks": [0],
+        },
     )
     with pytest.raises(VitbenchError, match=r"reached 100\.0% of dense GMACs .* raise allowable_drop"):
         cls.prune(model, params, calib)
+    with pytest.raises(VitbenchError, match="prune_blocks"):
+        cls.prune(model, cls.params_for(0.5, model, {"prune_blocks": [12]}), calib)
 
 
 def test_harness_runs_cascade_with_token_schedule(tmp_path, monkeypatch) -> None:
