@@ -183,3 +183,16 @@ def test_lfe_bad_inputs() -> None:
         cls.apply(model, cls.params_for(0.7, model, {"token_cfg": (5, 4)}))
     with pytest.raises(VitbenchError, match="non-increasing"):
         cls.params_for(0.7, model, {"token_cfg": (5, 6) + (4,) * 10})
+
+
+def test_lfe_token_cfg_down_to_cls_only() -> None:
+    model = make_model("depth12")
+    cls = METHODS.get("lfe")
+    cfg = (15, 14, 13, 13, 13, 12, 12, 12, 12, 9, 0, 0)
+    params = cls.params_for(1.0, model, {"token_cfg": cfg})
+    x = model_input(model, batch=2)
+    with torch.no_grad(), cls.apply(model, params) as handle:
+        out = model(x)
+        assert handle.tokens_per_block == cls.schedule(model, params)
+    assert handle.tokens_per_block == [17, 16, 15, 14, 14, 14, 13, 13, 13, 13, 10, 1]
+    assert torch.isfinite(out).all()

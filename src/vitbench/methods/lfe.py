@@ -159,7 +159,7 @@ class LFEMixin(CountingMixin):
         blk: Any = self
         h = blk.norm1(x)
         n = x.shape[1] - st.prefix
-        if st.selection == "scored" and 0 <= st.targets[self._vb_index] < n:
+        if st.selection == "scored" and 0 < st.targets[self._vb_index] < n:  # scores needed
             out, probs = attention_with_probs(blk.attn, h)
         else:
             out, probs = blk.attn(h, **kw), None
