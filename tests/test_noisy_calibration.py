@@ -78,3 +78,21 @@ def test_calibration_tables_and_plot(tmp_path) -> None:
     evit_row = next(line for line in text.splitlines() if line.startswith("| evit"))
     assert evit_row.rstrip(" |").endswith("-")
     assert plot_calibration(df, tmp_path / "c.png").stat().st_size > 0
+
+
+def test_cli_robustness_calibration_view(tmp_path, monkeypatch, capsys) -> None:
+    import vitbench.store
+    from vitbench.cli import main
+
+    df = pd.DataFrame(
+        [
+            _rec("lfs", 0.5, "clean", 0.0, "clean", 0.0, 90.0),
+            _rec("lfs", 0.5, "salt-pepper", 0.1, "clean", 0.0, 88.5),
+        ]
+    )
+    monkeypatch.setattr(vitbench.store, "load_results", lambda _path: df)
+    out, plot = tmp_path / "c.md", tmp_path / "c.png"
+    args = ["robustness", "--view", "calibration", "--output", str(out), "--plot", str(plot)]
+    assert main(args) == 0
+    assert "88.5 (-1.5)" in out.read_text() and plot.stat().st_size > 0
+    assert "calib salt-pepper@0.1" in capsys.readouterr().out

@@ -368,7 +368,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    """Robustness tables (mCE, severities, corruptions, noise levels, selection) and their plots."""
+    """Robustness tables (mCE, severities, corruptions, noise levels, selection, noisy calibration)."""
+    from vitbench import report_calib as rc
     from vitbench import report_robust as rr
     from vitbench.store import load_results
 
@@ -387,6 +388,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         ),
         "levels": lambda: rr.level_table(df, args.noise, selection=sel, **common),
         "selection": lambda: rr.selection_summary_table(df, **common),
+        "calibration": lambda: rc.calibration_tables(df),
     }
     text = views[args.view]()
     if args.output:
@@ -399,6 +401,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             "severity": lambda p: rr.plot_severities(df, p, model=args.model),
             "levels": lambda p: rr.plot_levels(df, p, noise=args.noise, model=args.model),
             "selection": lambda p: rr.plot_selection(df, p, model=args.model),
+            "calibration": lambda p: rc.plot_calibration(df, p),
         }
         print(f"wrote {plots[args.view](Path(args.plot))}")
     return 0
@@ -568,7 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ro.add_argument("--results", default=DEFAULT_RESULTS)
     ro.add_argument(
-        "--view", default="mce", choices=["mce", "severity", "corruptions", "levels", "selection"]
+        "--view",
+        default="mce",
+        choices=["mce", "severity", "corruptions", "levels", "selection", "calibration"],
     )
     ro.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
     ro.add_argument("--reference", default="dense", choices=["dense", "alexnet"], help="mCE reference")

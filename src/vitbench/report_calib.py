@@ -6,8 +6,8 @@ top-1 and its change from clean calibration. Methods that read no calibration im
 methods, the dense model) have only the clean-calibration column; their scores are computed on
 the evaluation images themselves, so their noisy-criterion condition is the noisy-test table.
 
-Command line: ``python -m vitbench.report_calib RESULTS.sqlite OUT_DIR`` writes
-``calibration.md`` and ``calibration.png``.
+Command line: ``vitbench robustness --results RESULTS.sqlite --view calibration --output
+calibration.md --plot calibration.png`` (also ``python -m vitbench.report_calib RESULTS OUT_DIR``).
 """
 
 from __future__ import annotations
