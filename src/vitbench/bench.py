@@ -305,7 +305,7 @@ def throughput_table(
     size = tuple(data_config(model)["input_size"])
     configs = [("dense", token_method("dense").params_for(1.0, model), model)]
     for name in methods:
-        cls = METHODS.get(name)
+        cls: Any = METHODS.get(name)
         own = {k: v for k, v in sets.items() if k in cls.defaults()}
         if cls.trainable:
             own = {"artifact": "init", **own}

@@ -73,7 +73,7 @@ class Magnitude(StructuredChannelMethod):
     name = "magnitude"
     family = "baseline"
     Params = MagnitudeParams
-    summary = "mean |w| over each unit's scored weights on the NViT structure, global ranking, GMACs target"
+    summary = "mean abs(w) of each unit's scored weights on the NViT structure, global ranking, GMACs target"
 
     @classmethod
     def needs_calib(cls) -> bool:
