@@ -109,7 +109,12 @@ class TokenMethod(Method):
 
 
 class ChannelMethod(Method):
-    """Channel pruning: returns a new, physically smaller model; never mutates its input."""
+    """Channel pruning: returns a new, physically smaller model; never mutates its input.
+
+    ``prune`` must build its result with :func:`vitbench.methods.slim.slim_model` (the harness
+    stores the model's slim plan with its weights, :mod:`vitbench.prune_run`). A ``Params`` field
+    ``finetune_epochs`` > 0 makes the harness fine-tune the pruned model after pruning.
+    """
 
     family: ClassVar[str] = "channel"
     selections: ClassVar[tuple[str, ...]] = ("scored",)
