@@ -89,6 +89,12 @@ def test_calibration_noise_changes_batches_and_is_seeded(tmp_path: Path) -> None
     assert all(torch.equal(a[0], b[0]) for a, b in zip(noisy, noisy2))
     assert all(torch.equal(a[1], b[1]) for a, b in zip(noisy, plain))  # same images, same labels
     assert not torch.equal(noisy[0][0], plain[0][0])
+    # through the corrupted-image cache: one entry, the same images as in memory
+    from vitbench.cache import CorruptionCache
+
+    cache = CorruptionCache(tmp_path / "cache", progress=False, log=lambda _m: None)
+    cached = calibration_batches(suite, cell, cfg, cache)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(cached, noisy)) and len(cache.entries()) == 1
 
 
 def test_finetune_after_pruning_changes_weights(tmp_path: Path, artifacts_dir: Path) -> None:
