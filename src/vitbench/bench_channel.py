@@ -1,6 +1,6 @@
 """Pruned models vs the latency lookup table: achieved GMACs, predicted vs measured ms, speedup.
 
-``python -m vitbench.bench_channel [--model M] [--weights W] [--batch B] [--rounds R]`` reads
+``vitbench bench-channel [--model M] [--weights W] [--batch B] [--rounds R]`` reads
 every pruned (not fine-tuned; same structure) artifact of ``M``/``W`` in the artifact folder,
 measures each model and the dense one in interleaved rounds (minimum over repeats per round,
 median over rounds, so load drifts hit every model alike) and prints a Markdown table: requested

@@ -297,6 +297,14 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_channel(args: argparse.Namespace) -> int:
+    """LUT-predicted vs measured latency of channel-pruned models (``vitbench.bench_channel``)."""
+    from vitbench.bench_channel import latency_table
+
+    print(latency_table(args.model, args.weights, args.batch, args.rounds))
+    return 0
+
+
 def cmd_bench_data(args: argparse.Namespace) -> int:
     """Data pipeline on a folder of JPEGs: evaluation img/s vs bare forward img/s."""
     from vitbench.bench import bench_data
@@ -552,6 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--repeats", type=int, default=2)
     bd.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     bd.set_defaults(fn=cmd_bench_data)
+
+    bc = sub.add_parser(
+        "bench-channel",
+        help="channel-pruned models: latency-LUT prediction vs measured latency, speedup vs GMACs ratio",
+    )
+    bc.add_argument("--model", default="vitbench_demo_vit")
+    bc.add_argument("--weights", default="demo")
+    bc.add_argument("--batch", type=int, default=32)
+    bc.add_argument("--rounds", type=int, default=5)
+    bc.set_defaults(fn=cmd_bench_channel)
 
     ca = sub.add_parser("cache", help="corrupted-image cache: build SUITE | info | clear")
     ca.add_argument("action", choices=["build", "info", "clear"])
