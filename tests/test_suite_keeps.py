@@ -16,9 +16,7 @@ BASE = {
 
 
 def test_method_keep_ratios_replace_the_suite_ones() -> None:
-    suite = suite_from_dict(
-        {**BASE, "methods": ["dense", "evit", {"name": "tome", "keep_ratios": [0.5]}]}
-    )
+    suite = suite_from_dict({**BASE, "methods": ["dense", "evit", {"name": "tome", "keep_ratios": [0.5]}]})
     keeps: dict[str, list[float]] = {}
     for cell in expand(suite):
         keeps.setdefault(cell.method.name, []).append(cell.keep_ratio)
@@ -33,9 +31,7 @@ def test_method_keep_ratios_are_not_part_of_the_cell_key() -> None:
         cell.model, MethodSpec("evit"), cell.keep_ratio, cell.noise, cell.selection, cell.seed, cell.dataset
     )
     assert cell.key() == plain.key()
-    other = Cell(
-        cell.model, MethodSpec("evit"), 0.5, cell.noise, cell.selection, cell.seed, cell.dataset
-    )
+    other = Cell(cell.model, MethodSpec("evit"), 0.5, cell.noise, cell.selection, cell.seed, cell.dataset)
     assert other.key() != cell.key()
 
 

@@ -78,9 +78,7 @@ class ImageSet:
         return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
 
 
-def load_dataset(
-    name: str, root: str | None = None, split: str = "test", limit: int | None = None
-) -> Any:
+def load_dataset(name: str, root: str | None = None, split: str = "test", limit: int | None = None) -> Any:
     """Load a registered dataset after checking the split and the data root.
 
     Args:
