@@ -417,3 +417,67 @@ def test_decode_failure_in_a_worker_is_one_line(tmp_path: Path, monkeypatch: pyt
     assert (
         "ImageDecodeError: image " in summary.errors[0] and "c_0.JPEG failed to decode" in summary.errors[0]
     )
+
+
+# ------------------------------------------------------------------ folders in training / calibration
+
+
+def _mixed_folder(root: Path, classes: int = 10) -> None:
+    """One class folder per demo class, two images each, of different sizes."""
+    for k in range(classes):
+        _img(root / f"c{k}" / "a.jpg", color=(20 * k, 90, 30), size=(40, 30))
+        _img(root / f"c{k}" / "b.png", color=(20 * k, 30, 90), size=(25, 50))
+
+
+def test_prepared_subset_decodes_only_what_it_needs(tmp_path: Path) -> None:
+    from vitbench.harness import FolderBatches, prepare_images, prepared_subset
+
+    _mixed_folder(tmp_path, classes=2)
+    data = load_dataset("image-folder", root=str(tmp_path), split="x")
+    cfg = {"input_size": (3, 16, 16), "interpolation": "bicubic", "crop_pct": 0.875}
+    got = prepared_subset(data, [3, 0], cfg)
+    assert got.shape == (2, 16, 16, 3) and got.dtype == np.uint8
+    one = np.asarray(Image.open(data.path(3)).convert("RGB"))[None]
+    assert np.array_equal(got[0], prepare_images(one, cfg)[0])
+    assert np.array_equal(FolderBatches(data, cfg)[np.array([3, 0])], got)
+    assert prepared_subset(data, [], cfg).shape == (0, 16, 16, 3)
+
+
+def test_calibration_and_finetune_on_a_mixed_size_folder(tmp_path: Path) -> None:
+    """Channel calibration and training read folder datasets of any image sizes (no whole-split load)."""
+    from vitbench.config import expand, suite_from_dict
+    from vitbench.models import create_model, data_config
+    from vitbench.prune_run import calibration_batches
+    from vitbench.train import TrainConfig, finetune
+
+    root = tmp_path / "data"
+    _mixed_folder(root)
+    suite = suite_from_dict(
+        {
+            "name": "f",
+            "models": [{"name": "vitbench_demo_vit", "weights": "demo"}],
+            "methods": ["magnitude"],
+            "keep_ratios": [0.7],
+            "dataset": {"name": "image-folder", "root": str(root), "split": "x"},
+            "calib": {"n_images": 5, "batch_size": 3, "split": "x"},
+            "calib_noise": {"name": "gaussian-noise", "levels": [2]},
+        }
+    )
+    (cell,) = expand(suite)
+    cfg = data_config(create_model("vitbench_demo_vit", "demo"))
+    batches = calibration_batches(suite, cell, cfg, cache=False)
+    assert [tuple(x.shape) for x, _ in batches] == [(3, 3, 32, 32), (2, 3, 32, 32)]
+    assert all(y.dtype.is_floating_point is False for _, y in batches)
+    run = TrainConfig(
+        model="vitbench_demo_vit",
+        weights="demo",
+        method="dynamicvit",
+        keep_ratio=0.7,
+        dataset="image-folder",
+        root=str(root),
+        split="x",
+        max_steps=2,
+        batch_size=4,
+    )
+    res = finetune(run, out=tmp_path / "a.safetensors", progress=False, log=lambda _m: None)
+    assert res.steps == 2 and (tmp_path / "a.safetensors").is_file()

@@ -64,6 +64,46 @@ def prepare_images(images: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     return out
 
 
+def prepared_subset(data: ImageSet | FileImageSet, idx: Any, cfg: dict[str, Any]) -> np.ndarray:
+    """Images ``idx`` of ``data`` at the model's input size, uint8 ``[len(idx), h, w, 3]``.
+
+    Array datasets index their in-memory images; folder datasets decode only the requested files
+    (any sizes; a thread pool of :func:`vitbench.data.default_workers` threads), so a calibration
+    subset or a training batch never loads a whole split such as ImageNet train.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    if not isinstance(data, FileImageSet):
+        return prepare_images(np.asarray(data.images[idx]), cfg)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vitbench.data.files import decode_rgb
+
+    def one(i: int) -> np.ndarray:
+        return prepare_images(np.asarray(decode_rgb(data.path(int(i))))[None], cfg)[0]
+
+    _, h, w = cfg["input_size"]
+    if len(idx) == 0:
+        return np.empty((0, h, w, 3), dtype=np.uint8)
+    with ThreadPoolExecutor(max(1, min(default_workers(), len(idx)))) as pool:
+        return np.stack(list(pool.map(one, idx)))
+
+
+class FolderBatches:
+    """``batches[idx]`` -> prepared uint8 ``[B, h, w, 3]`` of a folder dataset, decoded on demand.
+
+    Stands in for the in-memory array of prepared images where a loop indexes batches (training).
+    """
+
+    def __init__(self, data: FileImageSet, cfg: dict[str, Any]) -> None:
+        self.data, self.cfg = data, cfg
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        return prepared_subset(self.data, idx, self.cfg)
+
+
 def to_tensor(images: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> normalised float32 [N, 3, H, W] with the model's mean/std."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)

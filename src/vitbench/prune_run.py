@@ -59,7 +59,7 @@ def calibration_batches(
     """
     from vitbench.cache import CacheKey, content_hash, prep_rule
     from vitbench.data import load_dataset
-    from vitbench.harness import prepare_images, to_tensor
+    from vitbench.harness import prepared_subset, to_tensor
     from vitbench.noise import apply_noise
 
     spec, d = suite.calib, suite.dataset
@@ -74,10 +74,9 @@ def calibration_batches(
         )
     n = min(spec.n_images, len(data))
     pick = np.sort(np.random.default_rng([cell.seed, 0xCA11B]).permutation(len(data))[:n])
-    raw = np.asarray(data.images[pick])
     labels = np.asarray(data.labels)[pick].astype(np.int64)
     ids = np.asarray(data.sample_ids)[pick].astype(np.int64)
-    images = prepare_images(raw, cfg)
+    images = prepared_subset(data, pick, cfg)  # folder datasets: only the picked files are decoded
     noise = cell.calib_noise
     if noise.name != "clean":
         if cache is not False:
@@ -86,7 +85,7 @@ def calibration_batches(
                 d.name,
                 spec.split,
                 sub,
-                content_hash(raw),
+                content_hash(images),
                 tuple(cfg["input_size"][1:]),
                 prep_rule(cfg),
                 noise.name,

@@ -116,7 +116,7 @@ def _resume(path: Path, model: nn.Module, opt: Any, sched: Any, ident: dict, key
 class _Setup:
     """Everything one run's steps need (built by :func:`_setup`)."""
 
-    images: np.ndarray
+    images: Any  # np.ndarray [N, h, w, 3] uint8 or harness.FolderBatches
     labels: torch.Tensor
     ids: np.ndarray
     dcfg: dict[str, Any]
@@ -129,7 +129,8 @@ class _Setup:
 
 def _setup(cfg: Any, cls: Any, model: nn.Module, data: Any, acc: Any) -> _Setup:
     """Inputs at the model's size, step count, AdamW + warmup/cosine schedule, prepared student."""
-    from vitbench.harness import prepare_images
+    from vitbench.data import FileImageSet
+    from vitbench.harness import FolderBatches, prepare_images
     from vitbench.models import data_config
     from vitbench.train_steps import Student, loss_weights, lr_factor, param_groups, peak_lr
 
@@ -143,7 +144,11 @@ def _setup(cfg: Any, cls: Any, model: nn.Module, data: Any, acc: Any) -> _Setup:
     opt = torch.optim.AdamW(param_groups(model, cfg, cls), betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, min_ratio))
     student, opt = acc.prepare(Student(model), opt)
-    images = prepare_images(data.images, dcfg)
+    images: Any  # prepared uint8 [N, h, w, 3], or decoded per batch for folder datasets
+    if isinstance(data, FileImageSet):
+        images = FolderBatches(data, dcfg)
+    else:
+        images = prepare_images(data.images, dcfg)
     ids = np.asarray(data.sample_ids, dtype=np.int64)
     return _Setup(images, labels, ids, dcfg, total, opt, sched, student, loss_weights(cfg, cls))
 
