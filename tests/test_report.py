@@ -279,3 +279,45 @@ def test_functions_do_not_mutate_input(df: pd.DataFrame, tmp_path: Any) -> None:
     failed_cells(df)
     plot_pareto(df, tmp_path / "p.png")
     pd.testing.assert_frame_equal(df, snapshot)
+
+
+def test_variants_and_noisy_calibration_are_never_averaged() -> None:
+    """Same method and keep ratio, other non-knob settings or calibration noise: separate rows/curves."""
+    from vitbench.robustness import selection_deltas
+
+    recs = [row(method="dense", setting="-", keep_ratio=1.0, gmacs=4.6, top1=80.0)]
+    for keep, g, a in ((0.7, 3.0, 79.0), (0.5, 2.3, 77.0)):
+        recs.append(row(method="evit", setting=f"keep_rate={keep}", keep_ratio=keep, gmacs=g, top1=a))
+        for sel, drop in (("scored", 0.0), ("random", 5.0)):
+            for calib, level, acc in (("clean", 0.0, 90.0), ("salt-pepper", 0.2, 50.0)):
+                recs.append(
+                    row(
+                        method="evit",
+                        setting=f"keep_rate={keep}, fuse_token=False",
+                        keep_ratio=keep,
+                        gmacs=g,
+                        top1=acc - drop,
+                        selection=sel,
+                        calib_noise=calib,
+                        calib_level=level,
+                        seed=7 if calib == "clean" else 8,
+                    )
+                )
+    df = pd.DataFrame(recs)
+    df = df.assign(cell_key=[f"k{i}" for i in range(len(df))])
+    board = leaderboard(df, fmt="csv").splitlines()
+    top1 = {line.rsplit(",", 8)[0]: float(line.rsplit(",", 8)[2]) for line in board[1:]}
+    assert top1 == {
+        "dense,-": 80.0,
+        "evit,keep_rate=0.7": 79.0,
+        "evit,keep_rate=0.5": 77.0,
+        'evit,"keep_rate=0.7, fuse_token=False"': 90.0,
+        'evit,"keep_rate=0.5, fuse_token=False"': 90.0,
+        'evit,"keep_rate=0.7, fuse_token=False, calib=salt-pepper@0.2"': 50.0,
+        'evit,"keep_rate=0.5, fuse_token=False, calib=salt-pepper@0.2"': 50.0,
+    }
+    matched = matched_gmacs_table(df, fmt="csv")
+    assert "evit fuse_token=False" in matched and "evit fuse_token=False, calib=salt-pepper@0.2" in matched
+    d = selection_deltas(df)
+    assert sorted(set(d["curve"])) == ["evit fuse_token=False", "evit fuse_token=False, calib=salt-pepper@0.2"]
+    assert set(d["delta"].round(6)) == {5.0}

@@ -8,6 +8,11 @@ JSON columns hold structured values (native parameters, tokens per block).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 SCHEMA_VERSION = 1
 
 #: Ordered column name -> SQLite type. ``cell_key`` is unique: re-running a suite resumes.
@@ -58,3 +63,50 @@ RECORD_FIELDS: dict[str, str] = {
 }
 
 JSON_FIELDS = ("params_json", "tokens_per_block")
+
+
+def fold_calibration(frame: pd.DataFrame) -> pd.DataFrame:
+    """Append ``calib=NAME@LEVEL`` to the setting of rows pruned on noisy calibration images.
+
+    Channel methods repeated over the ``calib_noise`` axis share method, setting and keep ratio;
+    with the calibration noise in the setting every table and plot keeps them apart instead of
+    averaging them like seeds.
+    """
+    if "calib_noise" not in frame or frame.empty:
+        return frame
+    noisy = frame["calib_noise"].notna() & (frame["calib_noise"].astype(str) != "clean")
+    if not bool(noisy.any()):
+        return frame
+    out = frame.copy()
+    levels = out.loc[noisy, "calib_level"] if "calib_level" in out else [0.0] * int(noisy.sum())
+    tags = [f"calib={n}@{float(v or 0):g}" for n, v in zip(out.loc[noisy, "calib_noise"], levels)]
+    base = out.loc[noisy, "setting"].astype(object).where(out.loc[noisy, "setting"].notna(), "-")
+    out.loc[noisy, "setting"] = [t if str(b) in ("", "-") else f"{b}, {t}" for b, t in zip(base, tags)]
+    return out
+
+
+def curve_label(method: str, setting: str) -> str:
+    """Label of one method variant across keep ratios.
+
+    The method and its settings other than the keep-ratio knob (calibration noise included, see
+    :func:`fold_calibration`), e.g. ``"evit fuse_token=False"``,
+    ``"nvit finetune_epochs=2, saliency=taylor"``, ``"lfs calib=salt-pepper@0.2"``.
+
+    Tables and plots that draw one curve per method (matched GMACs, Pareto, scored vs random)
+    group by this label, so variants are never averaged into one curve.
+    """
+    from vitbench.methods import METHODS
+
+    knob = METHODS.get(method).knob if method in METHODS else ""
+    parts = [
+        p
+        for p in str(setting or "").split(", ")
+        if p and p != "-" and not (knob and p.startswith(f"{knob}="))
+    ]
+    return method + (" " + ", ".join(parts) if parts else "")
+
+
+def with_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` plus a ``curve`` column (:func:`curve_label` of every row)."""
+    settings = frame["setting"] if "setting" in frame else [""] * len(frame)
+    return frame.assign(curve=[curve_label(m, s) for m, s in zip(frame["method"], settings)])

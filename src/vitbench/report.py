@@ -21,6 +21,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from vitbench.errors import VitbenchError
+from vitbench.records import fold_calibration, with_curves
 
 FORMATS = ("markdown", "github", "latex", "csv", "html")
 _TABLEFMT = {"markdown": "pipe", "github": "github", "latex": "latex_booktabs", "html": "html"}
@@ -152,7 +153,7 @@ def _successful(df: pd.DataFrame) -> pd.DataFrame:
         raise VitbenchError(
             f"results frame lacks column(s) {', '.join(missing)}; load it with vitbench.load_results"
         )
-    ok = df.loc[df["error"].isna()].copy()
+    ok = fold_calibration(df.loc[df["error"].isna()].copy())  # noisy-calibration rows kept apart
     if ok.empty:
         raise VitbenchError(f"no successful records in {_source(df)}; run `vitbench run` first")
     defaults = {"model": "", "dataset": "", "method": "", "setting": "", "noise": "clean"}
@@ -371,8 +372,8 @@ def matched_gmacs_table(
         VitbenchError: unknown ``fmt``, no successful records, or no non-dense method.
     """
     _check_fmt(fmt)
-    ok = _select(df, model, noise, level, selection)
-    stats = _stats(ok, ["model", "dataset", "method", "setting", "keep_ratio"])
+    ok = with_curves(_select(df, model, noise, level, selection))
+    stats = _stats(ok, ["model", "dataset", "method", "curve", "setting", "keep_ratio"])
     methods = stats.loc[stats["method"] != DENSE]
     methods = methods.loc[methods["gmacs"].notna() & methods["top1"].notna()]
     if methods.empty:
@@ -383,17 +384,16 @@ def matched_gmacs_table(
     budgets = sorted(float(g) for g in grid) if grid is not None else _default_grid(methods["gmacs"])
     gd = gmacs_digits(methods["gmacs"])
     tol = _GRID_TOL * 10.0 ** (2 - gd)  # half a unit of the shown precision
-    curves = _order(methods.groupby(["model", "dataset", "method"], sort=False).size().reset_index())
+    # one curve per method variant (non-knob settings, calibration noise), never averaged together
+    curves = _order(methods.groupby(["model", "dataset", "method", "curve"], sort=False).size().reset_index())
     values: list[list[float]] = []
-    for m, d, meth in zip(curves["model"], curves["dataset"], curves["method"]):
-        pts = methods.loc[(methods["model"] == m) & (methods["dataset"] == d) & (methods["method"] == meth)]
+    for m, d, cur in zip(curves["model"], curves["dataset"], curves["curve"]):
+        pts = methods.loc[(methods["model"] == m) & (methods["dataset"] == d) & (methods["curve"] == cur)]
         by_gmacs = pts.groupby("gmacs")["top1"].mean()
         values.append(_interp(by_gmacs.index.to_numpy(float), by_gmacs.to_numpy(float), budgets, tol))
     dense_top1, dense_gmacs = _dense_top1(ok), _dense_gmacs(ok)
     keys = list(zip(curves["model"], curves["dataset"]))
-    cols = _lead_cols(curves) + [
-        _Col("Method", list(curves["method"]), list(curves["method"]), numeric=False)
-    ]
+    cols = _lead_cols(curves) + [_Col("Method", list(curves["curve"]), list(curves["curve"]), numeric=False)]
     for j, g in enumerate(budgets):
         column = [row[j] for row in values]
         cols.append(_Col(f"{g:.{gd}f} G", column, [_num(v) for v in column]))
@@ -426,9 +426,9 @@ def selection_table(
         VitbenchError: unknown ``fmt``, no successful records, or no scored/random pairs.
     """
     _check_fmt(fmt)
-    ok = _select(df, model, noise, level, selection=None)
+    ok = with_curves(_select(df, model, noise, level, selection=None))
     ok = ok.loc[(ok["method"] != DENSE) & ~np.isclose(ok["keep_ratio"].to_numpy(), 1.0)]
-    keys = ["model", "dataset", "method", "keep_ratio"]
+    keys = ["model", "dataset", "method", "curve", "keep_ratio"]
     stats = _stats(ok, [*keys, "selection"])
     scored = stats.loc[stats["selection"] == "scored"].drop(columns="selection")
     random = stats.loc[stats["selection"] == "random"].drop(columns="selection")
@@ -441,7 +441,7 @@ def selection_table(
     both = _order(both.assign(setting=""))
     delta = list(both["top1"] - both["top1_random"])
     cols = _lead_cols(both) + [
-        _Col("Method", list(both["method"]), list(both["method"]), numeric=False),
+        _Col("Method", list(both["curve"]), list(both["curve"]), numeric=False),
         _Col("Keep", list(both["keep_ratio"]), [_num(v) for v in both["keep_ratio"]]),
         _Col("GFLOPs", list(both["gmacs"]), [_num(v, gmacs_digits(both["gmacs"])) for v in both["gmacs"]]),
         _Col(
@@ -536,8 +536,8 @@ def plot_pareto(
     kind = out.suffix.lower().lstrip(".")
     if kind not in ("png", "svg"):
         raise VitbenchError(f"cannot plot to '{out}': use a .png or .svg file name")
-    ok = _select(df, model, noise, level, selection)
-    stats = _stats(ok, ["model", "dataset", "method", "setting", "keep_ratio"])
+    ok = with_curves(_select(df, model, noise, level, selection))
+    stats = _stats(ok, ["model", "dataset", "method", "curve", "setting", "keep_ratio"])
     stats = stats.loc[stats["gmacs"].notna() & stats["top1"].notna()]
     if stats.empty:
         raise VitbenchError(f"no records with GMACs and top-1 to plot in {_source(df)}")
@@ -547,10 +547,10 @@ def plot_pareto(
 
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
-    for (m, d, meth), grp in _order(stats).groupby(["model", "dataset", "method"], sort=False):
-        label = f"{m}/{d}: {meth}" if multi and d else (f"{m}: {meth}" if multi else str(meth))
+    for (m, d, cur), grp in _order(stats).groupby(["model", "dataset", "curve"], sort=False):
+        label = f"{m}/{d}: {cur}" if multi and d else (f"{m}: {cur}" if multi else str(cur))
         grp = grp.sort_values("gmacs")
-        if meth == DENSE:
+        if cur == DENSE:
             color = None if multi else "black"
             ax.scatter(grp["gmacs"], grp["top1"], marker="*", s=220, zorder=3, color=color, label=label)
         else:

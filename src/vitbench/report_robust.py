@@ -220,10 +220,10 @@ def selection_summary_table(
     _check_fmt(fmt)
     d = robustness.selection_deltas(df, model, noise, level)
     keeps = sorted(set(d["keep_ratio"]), reverse=True)
-    rows = d.groupby(["model", "dataset", "method"], sort=True).size().reset_index()
-    cols = _lead_cols(rows) + [_Col("Method", list(rows["method"]), list(rows["method"]), numeric=False)]
-    table = d.set_index(["model", "dataset", "method", "keep_ratio"])["delta"]
-    keys = list(rows[["model", "dataset", "method"]].itertuples(index=False, name=None))
+    rows = d.groupby(["model", "dataset", "curve"], sort=True).size().reset_index()
+    cols = _lead_cols(rows) + [_Col("Method", list(rows["curve"]), list(rows["curve"]), numeric=False)]
+    table = d.set_index(["model", "dataset", "curve", "keep_ratio"])["delta"]
+    keys = list(rows[["model", "dataset", "curve"]].itertuples(index=False, name=None))
     values = []
     for k in keeps:
         column = [float(table.get((*key, k), math.nan)) for key in keys]
@@ -354,7 +354,7 @@ def selection_figure(df: pd.DataFrame, model: str | None = None) -> Figure:
     d = robustness.selection_deltas(df, model)
     fig = _figure()
     ax = fig.add_subplot()
-    for i, (method, grp) in enumerate(d.groupby("method", sort=True)):
+    for i, (method, grp) in enumerate(d.groupby("curve", sort=True)):
         color = f"C{i}"
         ax.plot(grp["keep_ratio"], grp["top1_scored"], marker="o", color=color, label=f"{method} scored")
         ax.plot(

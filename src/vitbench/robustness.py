@@ -34,6 +34,7 @@ import pandas as pd
 
 from vitbench.errors import VitbenchError
 from vitbench.noise import CORRUPTIONS, FAMILIES, NOISES, corruption_names
+from vitbench.records import fold_calibration, with_curves
 
 DENSE = "dense"
 #: Columns that identify one evaluated configuration (a row of the robustness leaderboard).
@@ -98,7 +99,7 @@ def _successful(df: pd.DataFrame) -> pd.DataFrame:
         raise VitbenchError(
             f"results frame lacks column(s) {', '.join(missing)}; load it with vitbench.load_results"
         )
-    ok = df.loc[df["error"].isna()].copy()
+    ok = fold_calibration(df.loc[df["error"].isna()].copy())  # noisy-calibration rows kept apart
     if ok.empty:
         raise VitbenchError(f"no successful records in {_source(df)}; run `vitbench run` first")
     for col, default in {"model": "", "dataset": "", "method": "", "setting": "", "noise": "clean"}.items():
@@ -422,7 +423,7 @@ def selection_deltas(
     A positive Δ means the method's scores beat random selection of the same token count.
 
     Returns:
-        Columns ``model, dataset, method, keep_ratio, gmacs, top1_scored, top1_random,
+        Columns ``model, dataset, method, curve, keep_ratio, gmacs, top1_scored, top1_random,
         std_scored, std_random, seeds_scored, seeds_random, delta``; only pairs with both
         selections and keep ratio < 1.
 
@@ -433,8 +434,8 @@ def selection_deltas(
     ok = ok.loc[
         (ok["noise"] == noise) & np.isclose(ok["level"].to_numpy(), level if noise != "clean" else 0.0)
     ]
-    ok = ok.loc[(ok["method"] != DENSE) & ~np.isclose(ok["keep_ratio"].to_numpy(), 1.0)]
-    keys = ["model", "dataset", "method", "keep_ratio"]
+    ok = with_curves(ok.loc[(ok["method"] != DENSE) & ~np.isclose(ok["keep_ratio"].to_numpy(), 1.0)])
+    keys = ["model", "dataset", "method", "curve", "keep_ratio"]
     g = ok.groupby([*keys, "selection"], sort=False).agg(
         top1=("top1", "mean"), std=("top1", "std"), seeds=("top1", "size"), gmacs=("gmacs", "mean")
     )
@@ -450,7 +451,7 @@ def selection_deltas(
         )
     both["delta"] = both["top1_scored"] - both["top1_random"]
     return both.sort_values(
-        ["model", "dataset", "method", "keep_ratio"], ascending=[True, True, True, False]
+        ["model", "dataset", "curve", "keep_ratio"], ascending=[True, True, True, False]
     ).reset_index(drop=True)
 
 
