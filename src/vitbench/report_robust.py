@@ -21,6 +21,7 @@ import pandas as pd
 from vitbench import report, robustness
 from vitbench.errors import VitbenchError
 from vitbench.noise import FAMILIES, NOISES, corruption_names
+from vitbench.records import curve_label, with_curves
 from vitbench.report import _check_fmt, _Col, _lead_cols, _num, _render, _signed
 from vitbench.robustness import CONFIG, DENSE
 
@@ -38,8 +39,9 @@ def _label(method: str, keep: float, selection: str = "scored") -> str:
 
 
 def _config_cols(frame: pd.DataFrame, selection: str | None) -> list[_Col]:
+    names = list(with_curves(frame)["curve"]) if "setting" in frame else list(frame["method"])
     cols = _lead_cols(frame) + [
-        _Col("Method", list(frame["method"]), list(frame["method"]), numeric=False),
+        _Col("Method", names, names, numeric=False),
         _Col("Keep", list(frame["keep_ratio"]), [_num(v) for v in frame["keep_ratio"]]),
     ]
     if selection is None:
@@ -270,7 +272,7 @@ def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1") -> None:
     for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
         cfg: dict[str, Any] = dict(zip(CONFIG, key))
         method, selection = str(cfg["method"]), str(cfg["selection"])
-        label = _label(method, float(cfg["keep_ratio"]), selection)
+        label = _label(curve_label(method, str(cfg["setting"])), float(cfg["keep_ratio"]), selection)
         label = f"{cfg['model']}: {label}" if multi else label
         grp = grp.sort_values(x)
         ax.plot(grp[x], grp[y], label=label, **_style(method, selection))
@@ -321,7 +323,8 @@ def heatmap_figure(
     wide = robustness.order_configs(
         ce.pivot_table(index=CONFIG, columns="noise", values="ce", sort=False).reset_index()
     )
-    labels = [_label(m, k, s) for m, k, s in zip(wide["method"], wide["keep_ratio"], wide["selection"])]
+    curves = [curve_label(m, str(st)) for m, st in zip(wide["method"], wide["setting"])]
+    labels = [_label(c, k, s) for c, k, s in zip(curves, wide["keep_ratio"], wide["selection"])]
     if wide["model"].nunique() > 1:
         labels = [f"{m}: {lb}" for m, lb in zip(wide["model"], labels)]
     values = wide[names].to_numpy(dtype=float)
