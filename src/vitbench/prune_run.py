@@ -273,19 +273,7 @@ def finetune_pruned(
     log = log or harness.log
     data_spec = harness.suite.train_data()
     options = {k: v for k, v in train.items() if k not in ("epochs",)}
-    cfg = TrainConfig(
-        model=cell.model.name,
-        method=cls.name,
-        weights=cell.model.weights,
-        keep_ratio=cell.keep_ratio,
-        method_params=tuple(cell.method.params),
-        dataset=data_spec.name,
-        split=data_spec.split,
-        root=data_spec.root,
-        limit=data_spec.limit,
-        epochs=epochs,
-        **options,
-    )
+    cfg = TrainConfig.for_cell(cell, cls.name, data_spec, epochs=epochs, **options)
     data = _training_data(cfg)
     student = copy.deepcopy(pruned)
     teacher = copy.deepcopy(dense).eval().requires_grad_(False)

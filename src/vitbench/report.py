@@ -146,23 +146,31 @@ def _source(df: pd.DataFrame) -> str:
     return str(df.attrs.get("source", "the results frame"))
 
 
-def _successful(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of the successful rows with normalised text columns; raises if there are none."""
-    missing = [c for c in _REQUIRED if c not in df.columns]
+def _successful(
+    df: pd.DataFrame,
+    required: tuple[str, ...] | list[str] = _REQUIRED,
+    numeric: tuple[str, ...] = ("keep_ratio", "level", "top1", "gmacs", "params_m", "img_per_s"),
+) -> pd.DataFrame:
+    """Copy of the successful rows with normalised columns; raises if there are none.
+
+    Text columns get defaults, ``numeric`` columns become float64 (NaN when absent), clean rows
+    have level 0, and rows pruned on noisy calibration images are kept apart
+    (:func:`vitbench.records.fold_calibration`). Shared with :mod:`vitbench.robustness`.
+    """
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise VitbenchError(
             f"results frame lacks column(s) {', '.join(missing)}; load it with vitbench.load_results"
         )
-    ok = fold_calibration(df.loc[df["error"].isna()].copy())  # noisy-calibration rows kept apart
+    ok = fold_calibration(df.loc[df["error"].isna()].copy())
     if ok.empty:
         raise VitbenchError(f"no successful records in {_source(df)}; run `vitbench run` first")
-    defaults = {"model": "", "dataset": "", "method": "", "setting": "", "noise": "clean"}
-    for col, default in defaults.items():
+    text = {"model": "", "dataset": "", "method": "", "setting": "", "noise": "clean", "selection": "scored"}
+    for col, default in text.items():
         ok[col] = ok[col].astype(object).where(ok[col].notna(), default).astype(str)
-    ok["selection"] = ok["selection"].astype(object).where(ok["selection"].notna(), "scored")
-    for col in ("keep_ratio", "level", "top1", "gmacs", "params_m", "img_per_s"):
-        ok[col] = pd.to_numeric(ok[col], errors="coerce").astype("float64")
-    ok["level"] = ok["level"].fillna(0.0)
+    for col in numeric:
+        ok[col] = pd.to_numeric(ok[col], errors="coerce").astype("float64") if col in ok else math.nan
+    ok["level"] = ok["level"].where(ok["noise"] != "clean", 0.0).fillna(0.0)
     return ok
 
 
@@ -562,9 +570,22 @@ def plot_pareto(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
+    """Write a matplotlib figure to a ``.png``/``.svg`` path (folders created); one-line errors.
+
+    Raises:
+        VitbenchError: unsupported suffix or the file cannot be written.
+    """
+    out = Path(path)
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in ("png", "svg"):
+        raise VitbenchError(f"cannot plot to '{out}': use a .png or .svg file name")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format=kind, dpi=150)
+        fig.savefig(out, format=kind, dpi=dpi)
     except OSError as exc:
         raise VitbenchError(
             f"cannot write plot {out} ({exc.strerror or exc}); pass a writable path"

@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from vitbench.errors import VitbenchError
+from vitbench.records import with_curves
+from vitbench.report import save_figure
 
 
 def _cond(name: str, level: float) -> str:
@@ -33,7 +35,7 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
         _cond(n, lv) for n, lv in zip(ok["calib_noise"].fillna("clean"), ok["calib_level"].fillna(0.0))
     ]
     ok["test"] = [_cond(n, lv) for n, lv in zip(ok["noise"], ok["level"])]
-    return ok
+    return with_curves(ok)  # one row per method variant (its calibration noise is a column here)
 
 
 def _calib_order(ok: pd.DataFrame) -> list[str]:
@@ -55,7 +57,7 @@ def calibration_tables(df: pd.DataFrame) -> str:
     for test in tests:
         part = ok[ok["test"] == test]
         rows = []
-        for (method, keep), grp in part.groupby(["method", "keep_ratio"], sort=True):
+        for (method, keep), grp in part.groupby(["curve", "keep_ratio"], sort=True):
             by = grp.groupby("calib")["top1"].mean()
             gm = grp["gmacs"].mean()
             base = by.get("clean")
@@ -80,18 +82,16 @@ def calibration_tables(df: pd.DataFrame) -> str:
 
 def plot_calibration(df: pd.DataFrame, path: str | Path) -> Path:
     """Top-1 vs calibration noise level: a line per calibrated method x keep, a panel per test condition."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
 
     ok = _prepare(df)
     tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
-    fig, axes = plt.subplots(1, len(tests), figsize=(4.2 * len(tests), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(tests), 3.6))
+    axes = fig.subplots(1, len(tests), squeeze=False)
     for ax, test in zip(axes[0], tests):
         part = ok[ok["test"] == test]
         x0, x1 = float(ok["calib_level"].fillna(0.0).min()), float(ok["calib_level"].fillna(0.0).max())
-        for (method, keep), grp in part.groupby(["method", "keep_ratio"], sort=True):
+        for (method, keep), grp in part.groupby(["curve", "keep_ratio"], sort=True):
             lv = grp.assign(x=grp["calib_level"].fillna(0.0)).groupby("x")["top1"].mean().sort_index()
             if len(lv) > 1:
                 ax.plot(lv.index, lv.values, marker="o", label=f"{method} keep {keep:g}")
@@ -106,10 +106,7 @@ def plot_calibration(df: pd.DataFrame, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=6, loc="lower left")
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:

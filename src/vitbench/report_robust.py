@@ -247,18 +247,7 @@ def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
-    out = Path(path)
-    kind = out.suffix.lower().lstrip(".")
-    if kind not in ("png", "svg"):
-        raise VitbenchError(f"cannot plot to '{out}': use a .png or .svg file name")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format=kind, dpi=150)
-    except OSError as exc:
-        raise VitbenchError(
-            f"cannot write plot {out} ({exc.strerror or exc}); pass a writable path"
-        ) from None
-    return out
+    return report.save_figure(fig, path)
 
 
 def _style(method: str, selection: str) -> dict[str, Any]:

@@ -34,7 +34,9 @@ import pandas as pd
 
 from vitbench.errors import VitbenchError
 from vitbench.noise import CORRUPTIONS, FAMILIES, NOISES, corruption_names
-from vitbench.records import fold_calibration, with_curves
+from vitbench.records import with_curves
+from vitbench.report import _source
+from vitbench.report import _successful as _report_successful
 
 DENSE = "dense"
 #: Columns that identify one evaluated configuration (a row of the robustness leaderboard).
@@ -87,30 +89,13 @@ def alexnet_error(corruption: str) -> float:
 # -- frame preparation -----------------------------------------------------------------------------
 
 
-def _source(df: pd.DataFrame) -> str:
-    return str(df.attrs.get("source", "the results frame"))
-
-
 def _successful(df: pd.DataFrame) -> pd.DataFrame:
-    """Successful rows with normalised columns; raises when there are none."""
-    need = [*CONFIG, "noise", "level", "seed", "top1", "error"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise VitbenchError(
-            f"results frame lacks column(s) {', '.join(missing)}; load it with vitbench.load_results"
-        )
-    ok = fold_calibration(df.loc[df["error"].isna()].copy())  # noisy-calibration rows kept apart
-    if ok.empty:
-        raise VitbenchError(f"no successful records in {_source(df)}; run `vitbench run` first")
-    for col, default in {"model": "", "dataset": "", "method": "", "setting": "", "noise": "clean"}.items():
-        ok[col] = ok[col].astype(object).where(ok[col].notna(), default).astype(str)
-    ok["selection"] = ok["selection"].astype(object).where(ok["selection"].notna(), "scored").astype(str)
-    for col in ("keep_ratio", "level", "top1", "gmacs", "top1_ci_low", "top1_ci_high"):
-        if col not in ok:
-            ok[col] = math.nan
-        ok[col] = pd.to_numeric(ok[col], errors="coerce").astype("float64")
-    ok["level"] = ok["level"].where(ok["noise"] != "clean", 0.0).fillna(0.0)
-    return ok
+    """Successful rows with normalised columns (:func:`vitbench.report._successful`)."""
+    return _report_successful(
+        df,
+        required=[*CONFIG, "noise", "level", "seed", "top1", "error"],
+        numeric=("keep_ratio", "level", "top1", "gmacs", "top1_ci_low", "top1_ci_high"),
+    )
 
 
 def select_records(df: pd.DataFrame, model: str | None = None, selection: str | None = None) -> pd.DataFrame:

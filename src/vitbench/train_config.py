@@ -77,6 +77,22 @@ class TrainConfig:
                 f"finetune: artifact_dtype must be float16 or float32, got {self.artifact_dtype!r}"
             )
 
+    @classmethod
+    def for_cell(cls, cell: Any, method: str, data: Any, **options: Any) -> TrainConfig:
+        """The run that trains ``method`` for a suite cell on ``data`` (a ``DataSpec``)."""
+        return cls(
+            model=cell.model.name,
+            method=method,
+            weights=cell.model.weights,
+            keep_ratio=cell.keep_ratio,
+            method_params=tuple(cell.method.params),
+            dataset=data.name,
+            split=data.split,
+            root=data.root,
+            limit=data.limit,
+            **options,
+        )
+
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a checkpoint to be resumed (everything but I/O-only ones)."""
         out = dataclasses.asdict(self)

@@ -56,18 +56,7 @@ def trained_params(
     if path is None:
         from vitbench.train import TrainConfig, finetune
 
-        cfg = TrainConfig(
-            model=cell.model.name,
-            method=cls.name,
-            weights=cell.model.weights,
-            keep_ratio=cell.keep_ratio,
-            method_params=tuple(cell.method.params),
-            dataset=data.name,
-            split=data.split,
-            root=data.root,
-            limit=data.limit,
-            **dict(suite.train.options),
-        )
+        cfg = TrainConfig.for_cell(cell, cls.name, data, **dict(suite.train.options))
         log(f"training {cls.name} ({cls.setting(params)}) on {data.name}/{data.split} -> {key.filename}")
         path = finetune(cfg, progress=progress, log=log, accelerator=acc).path
         if path.name != key.filename:
