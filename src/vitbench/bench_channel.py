@@ -10,7 +10,6 @@ measured speedup over dense, the GMACs ratio and their quotient (realized/ideal)
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from typing import Any
@@ -100,19 +99,3 @@ def latency_table(
         "realized/ideal",
     ]
     return head + "\n\n" + tabulate(rows, headers=cols, tablefmt="github")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry (``python -m vitbench.bench_channel``)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--model", default="vitbench_demo_vit")
-    ap.add_argument("--weights", default="demo")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args(argv)
-    print(latency_table(args.model, args.weights, args.batch, args.rounds))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,12 +7,11 @@ methods, the dense model) have only the clean-calibration column; their scores a
 the evaluation images themselves, so their noisy-criterion condition is the noisy-test table.
 
 Command line: ``vitbench robustness --results RESULTS.sqlite --view calibration --output
-calibration.md --plot calibration.png`` (also ``python -m vitbench.report_calib RESULTS OUT_DIR``).
+calibration.md --plot calibration.png``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -107,27 +106,3 @@ def plot_calibration(df: pd.DataFrame, path: str | Path) -> Path:
     axes[0][-1].legend(fontsize=6, loc="lower left")
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vitbench.report_calib RESULTS.sqlite OUT_DIR``."""
-    from vitbench.store import load_results
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m vitbench.report_calib RESULTS.sqlite OUT_DIR", file=sys.stderr)
-        return 2
-    df = load_results(args[0])
-    out = Path(args[1])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "calibration.md").write_text(calibration_tables(df))
-    plot_calibration(df, out / "calibration.png")
-    print(f"wrote {out / 'calibration.md'} and {out / 'calibration.png'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-__all__ = ["calibration_tables", "main", "plot_calibration"]
