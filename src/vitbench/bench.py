@@ -299,6 +299,7 @@ def throughput_table(
     from vitbench.methods import METHODS
     from vitbench.methods.base import ChannelMethod, token_method
     from vitbench.models import create_model, data_config
+    from vitbench.report import gmacs_digits
 
     dtypes = dtype if isinstance(dtype, list) else [dtype]
     model = create_model(model_name, "random")
@@ -318,6 +319,7 @@ def throughput_table(
     for i, (name, params, m) in enumerate(configs):
         with _applied(name, m, params, selection):
             gmacs[i] = count_gmacs(m, size)
+    gd = gmacs_digits(gmacs.values())
     rows = []
     info = None
     for dt in dtypes:
@@ -341,7 +343,7 @@ def throughput_table(
                         setting,
                         str(dt).removeprefix("torch."),
                         bs,
-                        f"{gmacs[i]:.3f}",
+                        f"{gmacs[i]:.{gd}f}",
                         f"{med[i]:.1f}",
                         f"{ideal:.2f}",
                         f"{real:.2f}",

@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from vitbench import artifacts
+from vitbench.errors import VitbenchError
 
 
 def pruned_artifacts(model: str, weights: str) -> list[tuple[str, dict[str, Any], Any]]:
@@ -50,6 +51,8 @@ def latency_table(
     from vitbench.models import create_model, data_config
     from vitbench.prune_run import load_pruned
 
+    if rounds < 1:
+        raise VitbenchError(f"bench-channel: rounds {rounds} must be >= 1")
     dense = create_model(model, weights).eval()
     size = tuple(data_config(dense)["input_size"])
     table, path, new = lat.get_table(dense, batch=batch)

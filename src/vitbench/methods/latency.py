@@ -263,6 +263,11 @@ def load_table(path: Path | str, model: nn.Module, device: str | torch.device = 
     return table
 
 
+def _check_batch(batch: int) -> None:
+    if not isinstance(batch, int) or batch < 1:
+        raise VitbenchError(f"latency batch {batch!r} must be a positive integer, e.g. 32")
+
+
 def get_table(
     model: nn.Module,
     batch: int = 32,
@@ -275,6 +280,7 @@ def get_table(
     Returns:
         ``(table, file, measured_now)``.
     """
+    _check_batch(batch)
     if path:
         return load_table(path, model, device), Path(path), False
     file = cache_dir() / f"lut-{table_key(model, batch, device)}.json"
@@ -294,6 +300,7 @@ def measure_model_ms(
     model: nn.Module, batch: int = 32, device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 15
 ) -> float:
     """Minimum ms of ``repeats`` forwards of ``model`` on a seeded batch (as the table's points)."""
+    _check_batch(batch)
     gen = torch.Generator().manual_seed(1)
     img = torch.randn(batch, 3, *_img_size(model), generator=gen).to(device)
     return _time_ms(model.eval(), img, warmup, repeats)
