@@ -35,7 +35,7 @@ def _official_style_mask(k: int, cutoff: float) -> np.ndarray:
 def np_official_lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
     """The filter the official VTC-LFC code ran (torch 1.7.1), computed from its definition.
 
-    ``filtering`` (deit_pruning_tools.py @ cfea7ee, lines 60-102): full spectrum
+    ``filtering`` (deit_pruning_tools.py @ cfea7ee, lines 60-99): full spectrum
     (``rfft(onesided=False)``), amplitude times the mask -- a Gaussian centred at (K-1)/2 of a
     K x K grid rolled by -(K//2) -- with the phase kept, then ``irfft(onesided=False)``: only
     the W//2+1 columns l = 0 .. W//2 are read and a real-output inverse transform is formed,
