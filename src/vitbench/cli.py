@@ -654,7 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.set_defaults(fn=cmd_bench_channel)
 
     ca = sub.add_parser("cache", help="corrupted-image cache: build SUITE | info | clear")
-    ca.add_argument("action", choices=["build", "info", "clear"])
+    ca.add_argument(
+        "action", choices=["build", "info", "clear"], help="build a suite's entries, show them, or delete them"
+    )
     ca.add_argument("suite", nargs="?", default=None, help="with build: suite YAML path or name")
     ca.add_argument(
         "--cache-dir",
