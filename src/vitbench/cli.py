@@ -502,8 +502,10 @@ def cmd_regenerate_references(args: argparse.Namespace) -> int:
                     (target if flag == "--output-dir" else target.parent).mkdir(parents=True, exist_ok=True)
             code = main([*cmd, "--strict"] if cmd[0] == "run" else cmd)
             if code:
-                print(f"error: `vitbench {shlex.join(cmd)}` exited with {code}; {ref.name} not regenerated",
-                      file=sys.stderr)
+                print(
+                    f"error: `vitbench {shlex.join(cmd)}` exited with {code}; {ref.name} not regenerated",
+                    file=sys.stderr,
+                )
                 return code
     if not args.list:
         print(f"regenerated {', '.join(r.name for r in refs)} under {into}; review with `git diff {into}`")
@@ -583,7 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--method", default="dense", help="token method (default dense; see `vitbench methods`)")
     fl.add_argument("--keep", type=float, default=1.0, help="keep ratio in (0, 1] (default 1.0)")
     fl.add_argument("--selection", default="scored", choices=["scored", "random"], help="token selection")
-    fl.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)")
+    fl.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
+    )
     fl.add_argument(
         "--paper", action="store_true", help="table of every published GMACs value in methods/*.yaml"
     )
@@ -594,8 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
     th = sub.add_parser("throughput", help="img/s of methods x keep ratios x batch sizes (random weights)")
     th.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
     th.add_argument("--method", action="append", default=None, help="method (repeatable; default evit, tome)")
-    th.add_argument("--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)")
-    th.add_argument("--batch-size", action="append", type=int, default=None, help="batch (repeatable; default 64)")
+    th.add_argument(
+        "--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)"
+    )
+    th.add_argument(
+        "--batch-size", action="append", type=int, default=None, help="batch (repeatable; default 64)"
+    )
     th.add_argument(
         "--dtype", action="append", default=None, help="float32 | bfloat16 | float16 (CUDA); repeatable"
     )
@@ -606,7 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--warmup", type=int, default=3, help="untimed batches before each timing (default 3)")
     th.add_argument("--repeats", type=int, default=10, help="timed batches per round (default 10)")
     th.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is reported")
-    th.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)")
+    th.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
+    )
     th.add_argument("--no-progress", action="store_true", help="no progress bar")
     th.set_defaults(fn=cmd_throughput)
 
@@ -617,8 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     da = sub.add_parser("data", help="check a dataset: size, classes, skipped and converted files")
     da.add_argument("name", help="dataset registry key (imagenet, imagenet-c, image-folder, cifar10, ...)")
-    da.add_argument("--root", default=None, help="data folder (datasets that need one: imagenet, cifar10, ...)")
-    da.add_argument("--split", default=None, help="split (default: the dataset's evaluation split, test or val)")
+    da.add_argument(
+        "--root", default=None, help="data folder (datasets that need one: imagenet, cifar10, ...)"
+    )
+    da.add_argument(
+        "--split", default=None, help="split (default: the dataset's evaluation split, test or val)"
+    )
     da.add_argument("--limit", type=int, default=None, help="only the first N images")
     da.set_defaults(fn=cmd_data)
 
@@ -655,7 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("cache", help="corrupted-image cache: build SUITE | info | clear")
     ca.add_argument(
-        "action", choices=["build", "info", "clear"], help="build a suite's entries, show them, or delete them"
+        "action",
+        choices=["build", "info", "clear"],
+        help="build a suite's entries, show them, or delete them",
     )
     ca.add_argument("suite", nargs="?", default=None, help="with build: suite YAML path or name")
     ca.add_argument(
@@ -721,9 +737,13 @@ def build_parser() -> argparse.ArgumentParser:
         "every committed table and figure is rewritten at its path under <into>.",
     )
     rr.add_argument("names", nargs="*", help="references to regenerate (default: all; see --list)")
-    rr.add_argument("--into", default="results", help="reference folder (default: results, run from the repo root)")
+    rr.add_argument(
+        "--into", default="results", help="reference folder (default: results, run from the repo root)"
+    )
     rr.add_argument("--list", action="store_true", help="print the commands without running them")
-    rr.add_argument("--fresh", action="store_true", help="delete each suite's store first (re-evaluate every cell)")
+    rr.add_argument(
+        "--fresh", action="store_true", help="delete each suite's store first (re-evaluate every cell)"
+    )
     rr.add_argument("--no-progress", action="store_true", help="no progress bars")
     rr.set_defaults(fn=cmd_regenerate_references)
     from vitbench.cli_train import add_train_commands
@@ -761,7 +781,9 @@ class _VersionAction(argparse.Action):
 class _DeprecatedAlias(argparse.Action):
     """A hidden old spelling of an option: stores the value and warns once on stderr."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None
+    ) -> None:
         new = "--" + self.dest.replace("_", "-")
         print(f"warning: {option} is deprecated; use {new}", file=sys.stderr)
         setattr(namespace, self.dest, values)

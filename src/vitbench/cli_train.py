@@ -65,7 +65,9 @@ def add_train_commands(sub: Any) -> None:
         if isinstance(default, bool):
             if default:
                 ft.add_argument(
-                    f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
+                    f"--no-{name.replace('_', '-')}",
+                    dest=name,
+                    action="store_false",
                     help=_NO_HELP.get(name, f"turn off: {_HELP[name]}"),
                 )
             else:

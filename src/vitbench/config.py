@@ -60,7 +60,7 @@ def default_store() -> Path:
 
 
 def reference_tree(path: str | Path) -> Path | None:
-    """The committed reference folder (holding :data:`REFERENCES_MARKER`) that ``path`` lies in, or ``None``."""
+    """The committed reference folder (with :data:`REFERENCES_MARKER`) holding ``path``, or ``None``."""
     here = Path(path).expanduser().resolve()
     for folder in (here, *here.parents):
         if (folder / REFERENCES_MARKER).is_file():
@@ -89,7 +89,9 @@ def find_suite(name_or_path: str) -> Path:
             return candidate
     names = suite_names()
     hint = close_hint(Path(stem).stem, names) or ";"
-    raise VitbenchError(f"suite '{name_or_path}' not found{hint} available: {', '.join(names)}, or a YAML path")
+    raise VitbenchError(
+        f"suite '{name_or_path}' not found{hint} available: {', '.join(names)}, or a YAML path"
+    )
 
 
 def default_split(dataset: str) -> str:

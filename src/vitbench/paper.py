@@ -70,7 +70,9 @@ def paper_flops_table(progress: bool = False) -> str:
         for pub in card.get("published") or []
         if pub.get("gmacs") is not None
     ]
-    for name, mode, pub in tqdm(todo, desc="GMACs", unit="row", disable=None if progress else True, leave=False):
+    for name, mode, pub in tqdm(
+        todo, desc="GMACs", unit="row", disable=None if progress else True, leave=False
+    ):
         arch = pub["model"].split(".")[0]
         if arch not in models:  # one model per architecture (setdefault would build it every row)
             models[arch] = create_model(arch, "random")

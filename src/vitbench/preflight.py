@@ -82,7 +82,9 @@ def _check_artifact(suite: Any, spec: Any, cls: Any, method: Any, keep: float, p
     if suite.train is not None:
         return
     data = suite.train_data()
-    key = artifacts.artifact_key(spec.name, spec.weights, cls.name, params, (data.name, data.split, data.limit))
+    key = artifacts.artifact_key(
+        spec.name, spec.weights, cls.name, params, (data.name, data.split, data.limit)
+    )
     if artifacts.find_artifact(key) is None:
         from vitbench.specs import Cell
 

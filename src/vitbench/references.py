@@ -55,7 +55,9 @@ REFERENCES: tuple[Reference, ...] = (
         (
             _robust("mce", "mce.md"),
             _robust("mce", "mce-all19.md", "--split", "all"),
-            _robust("corruptions", "corruptions-severity3.md", "--severity", "3", "--plot", "{out}/heatmap.png"),
+            _robust(
+                "corruptions", "corruptions-severity3.md", "--severity", "3", "--plot", "{out}/heatmap.png"
+            ),
             _robust("severity", "severity.md", "--plot", "{out}/severity.png"),
             _report(),
         ),
@@ -78,7 +80,15 @@ REFERENCES: tuple[Reference, ...] = (
         "",
         (
             _robust("selection", "selection.md", "--selection", "both"),
-            ("leaderboard", "--results", "{store}", "--view", "selection", "--output", "{out}/selection-per-keep.md"),
+            (
+                "leaderboard",
+                "--results",
+                "{store}",
+                "--view",
+                "selection",
+                "--output",
+                "{out}/selection-per-keep.md",
+            ),
             ("leaderboard", "--results", "{store}", "--view", "squeeze", "--output", "{out}/squeeze.md"),
             _report(),
         ),
