@@ -322,13 +322,9 @@ def _git_commit() -> str:
 
 
 def source_version() -> str:
-    """Where the running code comes from: ``git <commit>`` or ``release <version> (no git checkout)``."""
-    import vitbench
-
+    """Where the running code comes from: ``git <commit[:12]>`` or ``release build, no git commit recorded``."""
     commit = _git_commit()
-    if commit != "unknown":
-        return f"git {commit[:12]}"
-    return f"release {vitbench.__version__} (no git checkout)"
+    return f"git {commit[:12]}" if commit != "unknown" else "release build, no git commit recorded"
 
 
 def provenance() -> dict[str, str]:
