@@ -12,6 +12,9 @@ from typing import Any
 from vitbench.errors import VitbenchError
 
 DEMO_SUITE = "demo"
+#: Default results store when ``$VITBENCH_RESULTS`` is unset; the parser's defaults come from
+#: :func:`vitbench.config.default_store`, which reads it.
+DEFAULT_RESULTS = "vitbench-results/vitbench.sqlite"
 
 
 def _sets(pairs: Sequence[str]) -> dict[str, Any]:
