@@ -93,10 +93,10 @@ def test_tome_r_limit_is_the_first_blocks_capacity() -> None:
     assert ToMe.schedule(model, ToMe.params_for(1.0, model, {"r": 8}))[:3] == [17, 9, 5]
     with pytest.raises(VitbenchError, match="r=9 cannot be realised"):
         ToMe.schedule(model, ToMe.params_for(1.0, model, {"r": 9}))
+    per_block = ToMe.params_for(1.0, model, {"r_per_block": [1] * 11 + [12]})
     with pytest.raises(VitbenchError, match="r=12 cannot be realised"):
-        ToMe.params_for(1.0, model, {"r_per_block": [1] * 11 + [12]}) and ToMe.schedule(
-            model, ToMe.params_for(1.0, model, {"r_per_block": [1] * 11 + [12]})
-        )
+        ToMe.schedule(model, per_block)
+    assert ToMe.schedule(model, ToMe.params_for(1.0, model, {"r_per_block": [8] * 12}))[-1] == 2  # clipped
 
 
 def test_bench_channel_batch_size_and_deprecated_batch(capsys: pytest.CaptureFixture[str]) -> None:
