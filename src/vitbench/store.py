@@ -322,7 +322,7 @@ def _git_commit() -> str:
 
 
 def source_version() -> str:
-    """Where the running code comes from: ``git <commit[:12]>`` or ``release build, no git commit recorded``."""
+    """Where the running code comes from: ``git <commit[:12]>``, or that no commit was recorded."""
     commit = _git_commit()
     return f"git {commit[:12]}" if commit != "unknown" else "release build, no git commit recorded"
 
