@@ -59,7 +59,7 @@ def calibration_batches(
     """
     from vitbench.cache import CacheKey, content_hash, prep_rule
     from vitbench.data import load_dataset
-    from vitbench.harness import prepared_subset, to_tensor
+    from vitbench.data.prep import prepared_subset, to_tensor
     from vitbench.noise import apply_noise
 
     spec, d = suite.calib, suite.dataset
