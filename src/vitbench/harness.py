@@ -27,6 +27,7 @@ from vitbench.data.prep import FolderBatches, prepare_images, prepared_subset, t
 from vitbench.errors import VitbenchError
 from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
 from vitbench.methods.base import token_method
+from vitbench.methods.requirements import check_pairs
 from vitbench.models import check_classes, create_model, data_config
 from vitbench.noise import NOISES, apply_noise
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
@@ -310,9 +311,7 @@ class Harness:
         start = time.perf_counter()
         method: Any = METHODS.get(cell.method.name)
         model = self.model(cell.model)
-        reason = method.supported(model)
-        if reason:
-            raise VitbenchError(f"method '{method.name}' cannot run on {cell.model.name}: {reason}")
+        method.check_model(model, cell.model.name)
         params = method.params_for(cell.keep_ratio, model, cell.method.overrides)
         if issubclass(method, ChannelMethod):
             from vitbench.prune_run import channel_model
@@ -382,6 +381,7 @@ class Harness:
         if summary.skipped:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
         self.dataset()  # fail fast on a bad dataset before any cell
+        check_pairs((c.model.name, c.method.name) for c in todo)  # and on an unsupported model
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             try:
