@@ -60,6 +60,16 @@ class Requirements:
     slimmable: bool = False
     uses: str = ""
 
+    def short(self) -> str:
+        """The needs beyond timm ViT blocks, e.g. ``class token`` (``-`` for none), for tables."""
+        names = {
+            "class_token": "class token",
+            "class_token_head": "class-token head",
+            "attn_mask": "attn_mask",
+            "slimmable": "slimmable",
+        }
+        return ", ".join(text for field, text in names.items() if getattr(self, field)) or "-"
+
     def unmet(self, model: nn.Module) -> tuple[str, str] | None:
         """The first need ``model`` does not meet as ``(need, what the model has)``, else ``None``."""
         if self.vit_blocks and (has := _vit_blocks(model)):
