@@ -25,7 +25,13 @@ from vitbench.data import FileImageSet, ImageSet, default_workers, load_dataset
 from vitbench.data.files import skip_summary
 from vitbench.data.prep import FolderBatches, prepare_images, prepared_subset, to_tensor  # noqa: F401 (re-exported)
 from vitbench.errors import VitbenchError
-from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
+from vitbench.measure import (
+    classification_metrics,
+    count_gmacs,
+    count_params_m,
+    measure_throughput,
+    self_check,
+)
 from vitbench.methods.base import token_method
 from vitbench.methods.requirements import check_pairs
 from vitbench.models import check_classes, create_model, data_config
@@ -382,6 +388,8 @@ class Harness:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
         self.dataset()  # fail fast on a bad dataset before any cell
         check_pairs((c.model.name, c.method.name) for c in todo)  # and on an unsupported model
+        if todo:
+            self_check(self.acc.device)  # a counter this torch release breaks stops the run here
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             try:
