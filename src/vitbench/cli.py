@@ -227,11 +227,12 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name in METHODS.names():
         cls = METHODS.get(name)
         params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "-"
-        rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), params, cls.summary])
+        needs = cls.requirements.short()
+        rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), needs, params, cls.summary])
     print(
         tabulate(
             rows,
-            headers=["method", "family", "keep knob", "selection", "parameters (defaults)", "what"],
+            headers=["method", "family", "keep knob", "selection", "needs", "parameters (defaults)", "what"],
             tablefmt="github",
         )
     )

@@ -126,6 +126,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     check_keep_ratio(args.keep)
     cfg = config_from_args(args)
+    from vitbench.methods.requirements import check_pairs
+
+    check_pairs([(cfg.model, cfg.method)])  # an unsupported model is refused before any weights load
     try:
         res = finetune(
             cfg,

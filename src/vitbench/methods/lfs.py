@@ -57,8 +57,8 @@ from torch import nn
 
 from vitbench.errors import VitbenchError
 from vitbench.lowpass import check_cutoff, check_filter, lowpass_images
-from vitbench.methods.base import METHODS, ChannelMethod
-from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan, supported
+from vitbench.methods.base import METHODS, ChannelMethod, Requirements
+from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -505,10 +505,6 @@ class TaylorFamily(ChannelMethod):
         return {"keep_channels": float(keep_ratio)}
 
     @classmethod
-    def supported(cls, model: nn.Module) -> str | None:  # noqa: D102
-        return supported(model)
-
-    @classmethod
     def prune(cls, model: nn.Module, params: Any, calib: Batches | None) -> nn.Module:
         """A slimmed copy of ``model`` (``model`` is not modified)."""
         pruned, _plan = one_shot_prune(model, params.keep_channels, calib, params.criterion())
@@ -521,6 +517,12 @@ class LFS(TaylorFamily):
 
     name = "lfs"
     Params = LFSParams
+    requirements = Requirements(
+        vit_blocks=True,
+        slimmable=True,
+        class_token=True,
+        uses="its distillation term reads the class token's feature",
+    )
     summary = (
         "low-frequency sensitivity (Taylor on low-pass images + CLS distillation), qkv/fc1 (Wang et al. 2022)"
     )

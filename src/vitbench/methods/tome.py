@@ -22,7 +22,7 @@ from torch import nn
 
 from vitbench.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import METHODS, Requirements, TokenMethod
 from vitbench.methods.patch import (
     CountingMixin,
     ForwardState,
@@ -172,6 +172,9 @@ class ToMe(TokenMethod):
 
     name = "tome"
     Params = ToMeParams
+    #: no class token needed (prefix tokens, if any, are protected; the official code ran MAE's
+    #: average-pooled ViTs); proportional attention goes through timm's ``attn_mask``
+    requirements = Requirements(vit_blocks=True, attn_mask=True)
     knob: ClassVar[str] = "r"
     summary = (
         "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"

@@ -49,11 +49,11 @@ from torch import nn
 
 from vitbench.errors import VitbenchError
 from vitbench.lowpass import check_cutoff, check_filter
-from vitbench.methods.base import METHODS, ChannelMethod
+from vitbench.methods.base import METHODS, ChannelMethod, Requirements
 from vitbench.methods.lfe import apply_lfe
 from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
 from vitbench.methods.patch import Handle, input_tokens, prefix_tokens
-from vitbench.methods.slim import SlimPlan, model_dims, slim_model, supported
+from vitbench.methods.slim import SlimPlan, model_dims, slim_model
 
 #: Attribute of a pruned model holding its per-block LFE token schedule (image tokens kept).
 TOKEN_CFG_ATTR = "vb_token_cfg"
@@ -387,9 +387,12 @@ class VTCLFC(ChannelMethod):
         """Keep ratio 1 = no pruning (budget 0); otherwise the budget ``allowable_drop`` decides."""
         return {"allowable_drop": 0.0} if keep_ratio >= 1.0 else {}
 
-    @classmethod
-    def supported(cls, model: nn.Module) -> str | None:  # noqa: D102
-        return supported(model)
+    requirements = Requirements(
+        vit_blocks=True,
+        slimmable=True,
+        class_token=True,
+        uses="LFS distils the class token's feature and LFE ranks tokens by its attention",
+    )
 
     @classmethod
     def prune(cls, model: nn.Module, params: Any, calib: Any) -> nn.Module:
