@@ -98,11 +98,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if shard:
         print(f"leaderboards: `vitbench leaderboard --results {results}` once every shard is done")
         return 1 if summary.failed and args.strict else 0
+    from vitbench.population import restrict_suite
     from vitbench.report import plot_pareto, render_all
     from vitbench.store import load_results
 
     df = load_results(args.results)
-    df = df[df["suite"] == suite.name]
+    df = restrict_suite(df, suite.name)  # keeps the dense records it reuses
     text = render_all(df, fmt="github")
     print(text)
     if args.output_dir != "":
@@ -144,18 +145,23 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Render tables from a results store."""
     from vitbench import report
-    from vitbench.store import load_results
+    from vitbench.population import restrict_suite
+    from vitbench.compare import compare_table
+    from vitbench.store import load_results, load_samples
 
     df = load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
     views = {
         "all": lambda: report.render_all(df, fmt=args.format),
         "paper": lambda: report.leaderboard(df, fmt=args.format, model=args.model),
-        "matched": lambda: report.matched_gmacs_table(df, fmt=args.format, model=args.model),
+        "matched": lambda: report.matched_gmacs_table(
+            df, fmt=args.format, model=args.model, samples=load_samples(args.results)
+        ),
         "selection": lambda: report.selection_table(df, fmt=args.format, model=args.model),
         "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
         "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
+        "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
     }
     if args.paper:
         from vitbench.paper_table import paper_table
@@ -379,11 +385,12 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     """Robustness tables (mCE, severities, corruptions, noise levels, selection, noisy calibration)."""
     from vitbench import report_calib as rc
     from vitbench import report_robust as rr
+    from vitbench.population import restrict_suite
     from vitbench.store import load_results
 
     df = load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
     sel = None if args.selection == "both" else args.selection
     common = {"fmt": args.format, "model": args.model}
     views = {
@@ -418,12 +425,23 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (tables + embedded plots) for a whole results store."""
     from vitbench.report_robust import write_html_report
-    from vitbench.store import load_results
+    from vitbench.population import restrict_suite
+    from vitbench.store import load_results, load_samples
 
     df = load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
-    path = write_html_report(df, args.output, title=args.title, model=args.model)
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
+    figures = args.figures if args.figures != "auto" else str(Path(args.output).with_suffix("")) + "_figures"
+    path = write_html_report(
+        df,
+        args.output,
+        title=args.title,
+        model=args.model,
+        samples=load_samples(args.results),
+        figures_dir=figures or None,
+    )
+    if figures:
+        print(f"wrote figures (PNG, SVG, PDF) to {figures}")
     print(f"wrote {path}")
     return 0
 
@@ -480,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--results", default=DEFAULT_RESULTS)
     lb.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
     lb.add_argument(
-        "--view", default="all", choices=["all", "paper", "matched", "selection", "noise", "squeeze"]
+        "--view",
+        default="all",
+        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare"],
+        help="compare: paired ΔTop-1 vs dense (see `vitbench compare`)",
     )
     lb.add_argument(
         "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
@@ -492,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="accuracy vs GMACs Pareto plot")
     pl.add_argument("--results", default=DEFAULT_RESULTS)
-    pl.add_argument("--output", default="results/pareto.png", help=".png or .svg")
+    pl.add_argument("--output", default="results/pareto.png", help=".png, .svg or .pdf")
     pl.add_argument("--model", default=None)
     pl.set_defaults(fn=cmd_plot)
 
@@ -613,6 +634,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--suite", default=None)
     rp.add_argument("--model", default=None)
     rp.add_argument("--title", default=None)
+    rp.add_argument(
+        "--figures",
+        default="auto",
+        help="folder for every figure as PNG, SVG and PDF (default: <output>_figures; '' to skip)",
+    )
     rp.set_defaults(fn=cmd_report)
 
     bc = sub.add_parser(
@@ -629,6 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vitbench.cli_train import add_train_commands
 
     add_train_commands(sub)  # finetune, bench-train
+    from vitbench.cli_compare import add_compare_command
+
+    add_compare_command(sub, DEFAULT_RESULTS)
     return p
 
 
