@@ -101,7 +101,8 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         params = json.loads(rec["params_json"]) if isinstance(rec.get("params_json"), str) else {}
         params.pop("artifact", None)
         pop = tuple(str(rec[c]) for c in _POPULATION)
-        key = (rec["model"], rec["method"], json.dumps(params, sort_keys=True), pop)
+        variant = json.dumps([params, rec["setting"], rec["keep_ratio"]], sort_keys=True, default=str)
+        key = (rec["model"], rec["method"], variant, pop)
         groups.setdefault(key, []).append({**rec, "_params": params})
     several = {c: len({k[3][i] for k in groups}) > 1 for i, c in enumerate(_POPULATION)}
     rows = []
@@ -139,6 +140,7 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
                 _fmt(top1, 2),
                 _pub(pubs, "top1", 2),
                 "-" if top1 is None or pub_top1 is None else f"{top1 - pub_top1:+.2f}",
+                str(len(recs)),
                 _fmt(max(ips) if ips else None, 0),
                 _pub(pubs, "img_per_s", 0),
                 ", ".join(sorted({r["weights"] if len(r["weights"]) < 24 else "file" for r in recs})),
@@ -157,10 +159,15 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "Top-1 (%)",
         "published",
         "Δ top-1",
+        "Seeds",
         "img/s",
         "published",
         "weights",
     ]
+    if len(set(seeds)) == 1:  # one seed count: said in the note, no column
+        at = head.index("Seeds")
+        head.pop(at)
+        rows = [r[:at] + r[at + 1 :] for r in rows]
     note = (
         "Measured next to published (methods/*.yaml; '/' joins several published rows). Top-1 only for "
         "real weights on real data; published rows marked trained in the cards are fine-tuned with the "
