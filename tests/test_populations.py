@@ -323,7 +323,10 @@ def test_old_store_without_per_sample_table_loads(tmp_path: Path) -> None:
     assert load_samples(db) == {}
     assert len(load_results(db)) == len(CORRECT)
     with ResultsStore(db) as s:  # opened for writing: the side table is added
-        s.write(_record("A", "dense", 1.0, "scored", "clean"), samples=_samples("A", ("A", "dense", 1.0, "scored", "clean")))
+        s.write(
+            _record("A", "dense", 1.0, "scored", "clean"),
+            samples=_samples("A", ("A", "dense", 1.0, "scored", "clean")),
+        )
         assert set(s.samples()) == {"A|dense|1.0|scored|clean"}
     from vitbench.compare import compare_table
 

@@ -96,19 +96,31 @@ def df() -> pd.DataFrame:
 
 # Hand-verified: dense = mean(80.0, 80.5) = 80.25, sample std = 0.5 / sqrt(2) = 0.354;
 # Δ = method top-1 - 80.25 (e.g. evit@0.5: 75.25 - 80.25 = -5.00); img/s dense = mean(1000, 1010).
-EXPECTED_GITHUB = """\
-Top-1 (%): mean of 1-2 seeds (column Seeds); ΔTop-1 vs dense on the same images; \
-† img/s is machine-dependent; compare it only within one run.
-
-| Method   | Setting       |   Keep |        Top-1 |   Seeds |   ΔTop-1 |   GFLOPs (MACs) |   Params (M) |   img/s† |
-|----------|---------------|--------|--------------|---------|----------|-----------------|--------------|----------|
-| dense    | -             |   1.00 | 80.25 ± 0.35 |       2 |    +0.00 |            4.60 |        22.05 |     1005 |
-| evit     | keep_rate=0.9 |   0.90 |        79.90 |       1 |    -0.35 |            4.30 |        22.05 |     1080 |
-| evit     | keep_rate=0.7 |   0.70 |        78.80 |       1 |    -1.45 |            3.50 |        22.05 |     1350 |
-| evit     | keep_rate=0.5 |   0.50 |        75.25 |       1 |    -5.00 |            2.70 |        22.05 |     1700 |
-| tome     | r=4           |   0.90 |        80.00 |       1 |    -0.25 |            4.20 |        22.05 |     1100 |
-| tome     | r=8           |   0.70 |        79.00 |       1 |    -1.25 |            3.40 |        22.05 |     1400 |
-| tome     | r=13          |   0.50 |        76.50 |       1 |    -3.75 |            2.60 |        22.05 |     1800 |"""
+EXPECTED_GITHUB = "\n".join(
+    [
+        "Top-1 (%): mean of 1-2 seeds (column Seeds); ΔTop-1 vs dense on the same images; "
+        "† img/s is machine-dependent; compare it only within one run.",
+        "",
+        "| Method   | Setting       |   Keep |        Top-1 |   Seeds |   ΔTop-1 "
+        "|   GFLOPs (MACs) |   Params (M) |   img/s† |",
+        "|----------|---------------|--------|--------------|---------|----------"
+        "|-----------------|--------------|----------|",
+        "| dense    | -             |   1.00 | 80.25 ± 0.35 |       2 |    +0.00 "
+        "|            4.60 |        22.05 |     1005 |",
+        "| evit     | keep_rate=0.9 |   0.90 |        79.90 |       1 |    -0.35 "
+        "|            4.30 |        22.05 |     1080 |",
+        "| evit     | keep_rate=0.7 |   0.70 |        78.80 |       1 |    -1.45 "
+        "|            3.50 |        22.05 |     1350 |",
+        "| evit     | keep_rate=0.5 |   0.50 |        75.25 |       1 |    -5.00 "
+        "|            2.70 |        22.05 |     1700 |",
+        "| tome     | r=4           |   0.90 |        80.00 |       1 |    -0.25 "
+        "|            4.20 |        22.05 |     1100 |",
+        "| tome     | r=8           |   0.70 |        79.00 |       1 |    -1.25 "
+        "|            3.40 |        22.05 |     1400 |",
+        "| tome     | r=13          |   0.50 |        76.50 |       1 |    -3.75 "
+        "|            2.60 |        22.05 |     1800 |",
+    ]
+)
 
 
 def _body(text: str) -> list[str]:
@@ -318,7 +330,10 @@ def test_variants_and_noisy_calibration_are_never_averaged() -> None:
     df = pd.DataFrame(recs)
     df = df.assign(cell_key=[f"k{i}" for i in range(len(df))])
     board = pd.read_csv(io.StringIO(leaderboard(df, fmt="csv")))
-    top1 = {f"{m},{s}" if "," not in s else f'{m},"{s}"': t for m, s, t in zip(board["Method"], board["Setting"], board["Top-1"])}
+    top1 = {
+        f"{m},{s}" if "," not in s else f'{m},"{s}"': t
+        for m, s, t in zip(board["Method"], board["Setting"], board["Top-1"])
+    }
     assert top1 == {
         "dense,-": 80.0,
         "evit,keep_rate=0.7": 79.0,

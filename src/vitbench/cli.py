@@ -145,8 +145,8 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Render tables from a results store."""
     from vitbench import report
-    from vitbench.population import restrict_suite
     from vitbench.compare import compare_table
+    from vitbench.population import restrict_suite
     from vitbench.store import load_results, load_samples
 
     df = load_results(args.results)
@@ -424,8 +424,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (tables + embedded plots) for a whole results store."""
-    from vitbench.report_robust import write_html_report
     from vitbench.population import restrict_suite
+    from vitbench.report_robust import write_html_report
     from vitbench.store import load_results, load_samples
 
     df = load_results(args.results)

@@ -96,7 +96,9 @@ def paired_bootstrap_ci(
 
     Args:
         diff: [N] per-image difference of correctness (method − reference), values in [-1, 1].
-        n_bootstrap: resamples; seed: seed of the numpy Generator; level: two-sided coverage.
+        n_bootstrap: resamples.
+        seed: seed of the numpy Generator.
+        level: two-sided coverage.
 
     Returns:
         ``(low, high)`` in percentage points.
@@ -120,7 +122,8 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
     """Exact two-sided McNemar p-value: binomial test of the discordant pairs at p = 0.5.
 
     Args:
-        a_correct, b_correct: [N] 0/1 correctness of two classifiers on the same images.
+        a_correct: [N] 0/1 correctness of one classifier.
+        b_correct: [N] 0/1 correctness of the other on the same images.
 
     Returns:
         The p-value (1.0 when there is no discordant pair).
@@ -154,7 +157,9 @@ class Comparison:
         return self.ci_low <= 0.0 <= self.ci_high
 
 
-def compare(a: Outcome, b: Outcome, seed: int = 0, names: tuple[str, str] = ("method", "reference")) -> Comparison:
+def compare(
+    a: Outcome, b: Outcome, seed: int = 0, names: tuple[str, str] = ("method", "reference")
+) -> Comparison:
     """Compare ``a`` (method) with ``b`` (reference) image by image.
 
     Raises:
@@ -225,7 +230,10 @@ def compare_table(
         samples: per-sample outcomes by cell key (:func:`vitbench.store.load_samples`).
         fmt: one of :data:`vitbench.report.FORMATS`.
         against: reference method, or ``method:setting`` when it has several settings.
-        model, noise, level, selection: filters as in :func:`vitbench.report.leaderboard`.
+        model: restrict to one model.
+        noise: noise condition (``"clean"`` or a noise name at ``level``).
+        level: noise severity.
+        selection: token selection of the compared methods (the reference is kept).
         seed: seed of the bootstrap Generator.
 
     Raises:
@@ -251,10 +259,12 @@ def compare_table(
     for i, (p, r) in enumerate(zip(pops, is_ref)):
         if r:
             refs.setdefault(p, []).append(i)
-    for p, idx in refs.items():
+    for idx in refs.values():
         if len(idx) > 1:
             options = ", ".join(f"{against.partition(':')[0]}:{stats['setting'].iloc[i]}" for i in idx)
-            raise VitbenchError(f"reference '{against}' has several configurations on one population; pass one of: {options}")
+            raise VitbenchError(
+                f"reference '{against}' has several configurations on one population; pass one of: {options}"
+            )
     rows: list[int] = []
     results: list[Comparison | None] = []
     unpaired: list[float] = []
@@ -277,7 +287,9 @@ def compare_table(
             }
             mine = pop[POPULATION.index("sample_ids_hash")]
             other = ", ".join(sorted(same_model)) if same_model else "none recorded"
-            notes.append(f"not paired: {label} (images {mine}) has no '{against}' on the same images ({other})")
+            notes.append(
+                f"not paired: {label} (images {mine}) has no '{against}' on the same images ({other})"
+            )
             continue
         j = refs[pop][0]
         rows.append(i)

@@ -124,9 +124,7 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         )
         has_gmacs = gmacs is not None and not math.isnan(gmacs)
         gd = 1 if not has_gmacs or gmacs >= 1.0 else gmacs_digits([gmacs])
-        extra = [
-            _pop_text(c, v, recs[0]) for c, v in zip(_POPULATION, pop) if several[c] and c != "weights"
-        ]
+        extra = [_pop_text(c, v, recs[0]) for c, v in zip(_POPULATION, pop) if several[c] and c != "weights"]
         rows.append(
             [
                 -(gmacs if has_gmacs else 0.0),

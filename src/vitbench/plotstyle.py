@@ -85,4 +85,6 @@ def legend_outside(target: Any, handles: Any = None, labels: Any = None, title: 
         handles, labels = target.get_legend_handles_labels()
     if not handles:
         return
-    target.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=title)
+    target.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=title
+    )

@@ -126,7 +126,8 @@ def restrict_suite(df: pd.DataFrame, suite: str) -> pd.DataFrame:
     keys = population_keys(norm)
     wanted = {k for k, m in zip(keys, mine) if m}
     borrowed = np.array(
-        [(not m) and meth == "dense" and k in wanted for k, m, meth in zip(keys, mine, norm["method"])], dtype=bool
+        [(not m) and meth == "dense" and k in wanted for k, m, meth in zip(keys, mine, norm["method"])],
+        dtype=bool,
     )
     out = df.loc[mine.to_numpy() | borrowed].copy()
     out.loc[borrowed[mine.to_numpy() | borrowed], "suite"] = suite

@@ -494,7 +494,9 @@ def matched_gmacs_table(
         values.append(_interp(pts.index.to_numpy(float), pts.to_numpy(float), budgets, tol))
         vectors.append(_interp_outcomes(ok, points, budgets, tol, samples))
     dense_top1 = _reference(curves.assign(noise=noise, level=level if noise != "clean" else 0.0), ok)
-    dense_gmacs = _reference(curves.assign(noise=noise, level=level if noise != "clean" else 0.0), ok, "gmacs")
+    dense_gmacs = _reference(
+        curves.assign(noise=noise, level=level if noise != "clean" else 0.0), ok, "gmacs"
+    )
     cols = _lead_cols(curves) + [_Col("Method", list(curves["curve"]), list(curves["curve"]), numeric=False)]
     groups = [tuple(r) for r in curves[pop].astype(str).itertuples(index=False, name=None)]
     marked = False
@@ -754,10 +756,9 @@ def pareto_figure(
         seen = variants.setdefault(method, [])
         if label not in seen:
             seen.append(label)
-        ax.errorbar(
-            grp["gmacs"], grp["top1"], yerr=yerr if has_ci else None, marker=variant_marker(seen.index(label)),
-            color=color, label=label, linestyle="-",
-        )  # fmt: skip
+        marker = variant_marker(seen.index(label))
+        err = yerr if has_ci else None
+        ax.errorbar(grp["gmacs"], grp["top1"], yerr=err, marker=marker, color=color, label=label)
     ax.set_xlabel("Compute (GMACs per image)")
     ax.set_ylabel("Top-1 accuracy (%)")
     condition = "clean" if noise == "clean" else f"{noise}@{level:g}"

@@ -44,7 +44,9 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
     # what a row measured besides its calibration: model, images, token selection (never averaged)
     pops = [
         " ".join(p for p in (m, w, f"{d}/{sp}", f"images {h[:8]}" if h else "") if p)
-        for m, w, d, sp, h in zip(ok["model"], ok["weights"], ok["dataset"], ok["split"], ok["sample_ids_hash"])
+        for m, w, d, sp, h in zip(
+            ok["model"], ok["weights"], ok["dataset"], ok["split"], ok["sample_ids_hash"]
+        )
     ]
     ok["population"] = pops
     ok = with_curves(ok)  # one row per method variant (its calibration noise is a column here)
@@ -124,7 +126,10 @@ def calibration_figure(df: pd.DataFrame) -> Figure:
         part = ok[ok["test"] == test]
         for (row, keep), grp in part.groupby(["row", "keep_ratio"], sort=True):
             lv = grp.assign(x=grp["calib_level"].fillna(0.0)).groupby("x")["top1"].mean().sort_index()
-            style = {"color": method_color(str(grp["method"].iloc[0])), "marker": variant_marker(keeps.index(keep))}
+            style = {
+                "color": method_color(str(grp["method"].iloc[0])),
+                "marker": variant_marker(keeps.index(keep)),
+            }
             if len(lv) > 1:
                 ax.plot(lv.index, lv.values, label=f"{row} keep {keep:g}", **style)
             else:

@@ -54,11 +54,7 @@ def _config_cols(frame: pd.DataFrame, selection: str | None) -> list[_Col]:
 
 def _caption(reference: str, split: str, frame: pd.DataFrame) -> str:
     n = int(frame["n_corruptions"].max()) if len(frame) else 0
-    ref = (
-        "the dense model on the same images (= 100)"
-        if reference == "dense"
-        else "AlexNet on ImageNet-C"
-    )
+    ref = "the dense model on the same images (= 100)" if reference == "dense" else "AlexNet on ImageNet-C"
     seeds = seeds_note(frame["n_seeds"]) if "n_seeds" in frame and len(frame) else ""
     return (
         f"mCE and relative mCE (%) relative to {ref}, over {n} ImageNet-C {split} corruption(s) "
@@ -274,14 +270,20 @@ def _style(method: str, selection: str, variant: int = 0) -> dict[str, Any]:
 
 def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1", band: bool = True) -> None:
     """One line per configuration; a 95 % CI band where the frame carries CI bounds."""
-    multi = frame["model"].nunique() > 1 or frame["dataset"].nunique() > 1 or frame["sample_ids_hash"].nunique() > 1
+    multi = (
+        frame["model"].nunique() > 1
+        or frame["dataset"].nunique() > 1
+        or frame["sample_ids_hash"].nunique() > 1
+    )
     variants: dict[str, list[str]] = {}
     for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
         cfg: dict[str, Any] = dict(zip(CONFIG, key))
         method, selection = str(cfg["method"]), str(cfg["selection"])
         label = _label(curve_label(method, str(cfg["setting"])), float(cfg["keep_ratio"]), selection)
         if multi:
-            where = " ".join(str(v) for v in (cfg["model"], cfg["dataset"], str(cfg["sample_ids_hash"])[:8]) if v)
+            where = " ".join(
+                str(v) for v in (cfg["model"], cfg["dataset"], str(cfg["sample_ids_hash"])[:8]) if v
+            )
             label = f"{where}: {label}"
         seen = variants.setdefault(method, [])
         if label not in seen:
@@ -290,7 +292,9 @@ def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1", band: bool = T
         style = _style(method, selection, seen.index(label))
         ax.plot(grp[x], grp[y], label=label, **style)
         if band and {"top1_ci_low", "top1_ci_high"} <= set(grp) and grp["top1_ci_low"].notna().all():
-            ax.fill_between(grp[x], grp["top1_ci_low"], grp["top1_ci_high"], color=style["color"], alpha=0.12, linewidth=0)
+            ax.fill_between(
+                grp[x], grp["top1_ci_low"], grp["top1_ci_high"], color=style["color"], alpha=0.12, linewidth=0
+            )
 
 
 @with_style
@@ -537,7 +541,9 @@ def html_report(
             blocks.append(table("mCE relative to AlexNet", robustness_table, reference="alexnet"))
         corrupted = ok["noise"].isin(set(corruption_names("all")))
         if ((ok["selection"] == "random") & corrupted).any():
-            blocks.append(table("mCE relative to dense, random selection", robustness_table, selection="random"))
+            blocks.append(
+                table("mCE relative to dense, random selection", robustness_table, selection="random")
+            )
         section("Corruption robustness (mCE, lower is better)", *blocks)
         section(
             "Accuracy vs severity",
