@@ -396,3 +396,13 @@ def test_harness_stores_per_sample_outcomes(tmp_path: Path) -> None:
         assert samples[key].sample_ids.shape == (n,)
         assert 100.0 * samples[key].correct.mean() == pytest.approx(top1)
     assert set(RECORD_FIELDS) == set(df.columns)
+
+
+def test_merge_carries_per_sample_outcomes(store: Path, tmp_path: Path) -> None:
+    from vitbench.scaleout import merge_stores
+
+    merged = tmp_path / "merged.sqlite"
+    merge_stores(merged, [store])
+    a, b = load_samples(store), load_samples(merged)
+    assert set(a) == set(b) == {f"{p}|{m}|{k}|{s}|{n}" for p, m, k, s, n in CORRECT}
+    assert all(np.array_equal(a[k].correct, b[k].correct) for k in a)
