@@ -270,6 +270,7 @@ def compare_table(
     unpaired: list[float] = []
     notes: list[str] = []
     cache: dict[int, Outcome | None] = {}
+    missing = 0
 
     def outcome_at(i: int) -> Outcome | None:
         if i not in cache:
@@ -299,7 +300,7 @@ def compare_table(
         unpaired.append(unpaired_halfwidth(ci_a, ci_b))
         if a is None or b is None:
             results.append(None)
-            notes.append(f"no per-sample data: {label} (re-run the cell to store it)")
+            missing += 1
             continue
         try:
             results.append(compare(a, b, seed=seed, names=(label, against)))
@@ -348,7 +349,26 @@ def compare_table(
         f"Top-1 {report.seeds_note(sub['n'])}"
     )
     text = report._render(cols, fmt, caption=caption)
-    if notes and fmt != "csv":
+    paired = [(y - x) / 2 for x, y in zip(lo, hi)]
+    both = [(p, u) for p, u in zip(paired, unpaired) if not (math.isnan(p) or math.isnan(u))]
+    if both and fmt != "csv":
+        narrower = sum(p < u for p, u in both)
+        med_p, med_u = float(np.median([p for p, _ in both])), float(np.median([u for _, u in both]))
+        notes.insert(
+            0,
+            f"paired 95% CI narrower than the unpaired combination in {narrower} of {len(both)} rows "
+            f"(median half-width {med_p:.2f} vs {med_u:.2f} points)",
+        )
+    if missing:
+        notes.append(
+            f"no per-sample data for {missing} row(s) (cells stored before per-sample outcomes were "
+            "recorded, or without their reference's): paired columns '–'; re-run those cells to fill them"
+        )
+    if notes and fmt == "html":
+        import html
+
+        text += "\n" + "\n".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+    elif notes and fmt != "csv":
         text += "\n\n" + "\n".join(notes)
     return text
 

@@ -268,7 +268,9 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
 def _images(n: Any, digest: Any) -> str:
     """``"1000 (3fa2c1d0)"``: sample count and the first 8 chars of the sample-ids hash."""
     count = "" if n is None or pd.isna(n) else str(int(n))
-    return f"{count} ({str(digest)[:8]})" if digest else count
+    if not digest:
+        return count
+    return f"{count} ({str(digest)[:8]})" if count else str(digest)[:8]
 
 
 def _lead_cols(frame: pd.DataFrame) -> list[_Col]:
@@ -732,7 +734,7 @@ def pareto_figure(
             f"no records with GMACs and top-1 to plot in {_source(df)} (cost-only cells have no accuracy)"
         )
     pop = ["suite", "model", "weights", "dataset", "split", "sample_ids_hash"]
-    multi = any(stats[c].nunique() > 1 for c in pop)
+    varying = [c for c in pop[1:] if stats[c].nunique() > 1]  # label prefix: what differs only
 
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
@@ -741,8 +743,9 @@ def pareto_figure(
     variants: dict[str, list[str]] = {}
     for key, grp in _order(stats).groupby([*pop, "curve"], sort=False):
         cur, method = str(key[-1]), str(grp["method"].iloc[0])
-        where = " ".join(str(x) for x in (key[1], key[3], str(key[5])[:8]) if x)
-        label = f"{where}: {cur}" if multi else cur
+        cfg = dict(zip(pop, key))
+        where = " ".join(f"img {str(cfg[c])[:8]}" if c == "sample_ids_hash" else str(cfg[c]) for c in varying)
+        label = f"{where}: {cur}" if varying else cur
         grp = grp.sort_values("gmacs")
         yerr = np.vstack([grp["top1"] - grp["top1_ci_low"], grp["top1_ci_high"] - grp["top1"]])
         has_ci = bool(np.isfinite(yerr).all())

@@ -258,8 +258,15 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def _style(method: str, selection: str, variant: int = 0) -> dict[str, Any]:
     """Colour per method (same in every figure), marker per variant, dashed for random selection."""
-    if method == DENSE:
-        return {"color": method_color(DENSE), "linewidth": 2.2, "marker": "*", "markersize": 9}
+    if method == DENSE:  # a second population's dense: dashed
+        ls = "-" if variant == 0 else ("--", ":", "-.")[(variant - 1) % 3]
+        return {
+            "color": method_color(DENSE),
+            "linewidth": 2.2,
+            "marker": "*",
+            "markersize": 9,
+            "linestyle": ls,
+        }
     return {
         "color": method_color(method),
         "marker": variant_marker(variant),
@@ -268,23 +275,29 @@ def _style(method: str, selection: str, variant: int = 0) -> dict[str, Any]:
     }
 
 
+_WHERE = ("model", "weights", "dataset", "data_split", "sample_ids_hash")
+
+
+def _varying(frame: pd.DataFrame) -> list[str]:
+    """Population columns that differ between the rows of ``frame`` (label prefixes)."""
+    return [c for c in _WHERE if c in frame and frame[c].nunique() > 1]
+
+
+def _where(cfg: dict[str, Any], varying: list[str]) -> str:
+    """Short population label: only the varying parts, images as ``img <hash[:8]>``."""
+    return " ".join(f"img {str(cfg[c])[:8]}" if c == "sample_ids_hash" else str(cfg[c]) for c in varying)
+
+
 def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1", band: bool = True) -> None:
     """One line per configuration; a 95 % CI band where the frame carries CI bounds."""
-    multi = (
-        frame["model"].nunique() > 1
-        or frame["dataset"].nunique() > 1
-        or frame["sample_ids_hash"].nunique() > 1
-    )
+    varying = _varying(frame)
     variants: dict[str, list[str]] = {}
     for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
         cfg: dict[str, Any] = dict(zip(CONFIG, key))
         method, selection = str(cfg["method"]), str(cfg["selection"])
         label = _label(curve_label(method, str(cfg["setting"])), float(cfg["keep_ratio"]), selection)
-        if multi:
-            where = " ".join(
-                str(v) for v in (cfg["model"], cfg["dataset"], str(cfg["sample_ids_hash"])[:8]) if v
-            )
-            label = f"{where}: {label}"
+        if varying:
+            label = f"{_where(cfg, varying)}: {label}"
         seen = variants.setdefault(method, [])
         if label not in seen:
             seen.append(label)
@@ -350,8 +363,9 @@ def heatmap_figure(
     )
     curves = [curve_label(m, str(st)) for m, st in zip(wide["method"], wide["setting"])]
     labels = [_label(c, k, s) for c, k, s in zip(curves, wide["keep_ratio"], wide["selection"])]
-    if wide["model"].nunique() > 1:
-        labels = [f"{m}: {lb}" for m, lb in zip(wide["model"], labels)]
+    varying = _varying(wide)
+    if varying:
+        labels = [f"{_where(cfg, varying)}: {lb}" for cfg, lb in zip(wide.to_dict("records"), labels)]
     values = wide[names].to_numpy(dtype=float)
     fig = _figure(max(6.0, 0.45 * len(names) + 3), max(3.0, 0.35 * len(labels) + 1.8))
     ax = fig.add_subplot()
