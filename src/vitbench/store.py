@@ -196,16 +196,34 @@ class ResultsStore:
                 f"{SCHEMA_VERSION}; use a new results path (or the vitbench version that wrote it)"
             )
         columns = tuple(str(r[1]) for r in self._conn.execute("PRAGMA table_info(records)").fetchall())
-        if columns != _COLUMNS:
+        unknown = sorted(set(columns) - set(_COLUMNS))
+        if unknown:
             raise VitbenchError(
-                f"results file {self.path} has unexpected record columns for schema version "
-                f"{SCHEMA_VERSION}; use a new results path"
+                f"results file {self.path} has record columns this vitbench does not know "
+                f"({', '.join(unknown)}); use a new results path (or the vitbench version that wrote it)"
             )
+        missing = [name for name in _COLUMNS if name not in columns]
+        if missing and not self.readonly:
+            self._add_columns(missing)
+            missing = []
+        self._missing = frozenset(missing)  # read-only store of an older release: read as NULL
         if not self.readonly and "per_sample" not in tables:
             try:
                 self._conn.execute(_PER_SAMPLE_DDL)
             except sqlite3.Error as exc:
                 raise VitbenchError(f"cannot initialise results file {self.path} ({exc}); {_FIX}") from None
+
+    def _add_columns(self, names: list[str]) -> None:
+        """Add record columns introduced after the store was written (NULL in old rows)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for name in names:
+                self._conn.execute(f'ALTER TABLE records ADD COLUMN "{name}" {RECORD_FIELDS[name]}')
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise VitbenchError(f"cannot add new record columns to {self.path} ({exc}); {_FIX}") from None
 
     # -- context manager -----------------------------------------------------------------------
 
@@ -268,6 +286,34 @@ class ResultsStore:
                 self._conn.execute("ROLLBACK")
             raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
 
+    def update(self, cell_key: str, values: Mapping[str, Any]) -> None:
+        """Rewrite some columns of one record in place (e.g. ``vitbench recount``); commits.
+
+        Args:
+            cell_key: the record's key; a missing key is an error.
+            values: column -> new value (validated like :meth:`write`); other columns are kept.
+
+        Raises:
+            ValueError: unknown column or a value of the wrong type.
+            VitbenchError: no record has ``cell_key``, or the store is read-only / not writable.
+        """
+        unknown = sorted(set(values) - set(RECORD_FIELDS) | ({"cell_key"} & set(values)))
+        if unknown:
+            raise ValueError(f"cannot update record field(s): {', '.join(unknown)}")
+        if self.readonly:
+            raise VitbenchError(f"results file {self.path} was opened read-only")
+        names = list(values)
+        assignments = ", ".join(f'"{name}" = ?' for name in names)
+        params = [_coerce(name, values[name]) for name in names]
+        try:
+            cur = self._conn.execute(
+                f"UPDATE records SET {assignments} WHERE cell_key = ?", [*params, cell_key]
+            )
+        except sqlite3.Error as exc:
+            raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
+        if cur.rowcount != 1:
+            raise VitbenchError(f"results file {self.path} has no record {cell_key!r}")
+
     def samples(self, keys: Any = None) -> dict[str, PerSample]:
         """Per-sample outcomes by cell key (all cells, or those in ``keys``); ``{}`` for old stores."""
         if "per_sample" not in self._tables():
@@ -294,7 +340,7 @@ class ResultsStore:
         """
         import pandas as pd
 
-        names = ", ".join(f'"{name}"' for name in _COLUMNS)
+        names = ", ".join("NULL" if name in self._missing else f'"{name}"' for name in _COLUMNS)
         rows = self._conn.execute(f"SELECT {names} FROM records ORDER BY rowid").fetchall()
         df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
         for name, kind in RECORD_FIELDS.items():
@@ -363,10 +409,12 @@ def provenance() -> dict[str, str]:
     """Versions, git commit, device and UTC timestamp to stamp on every record.
 
     Returns:
-        Keys ``vitbench_version``, ``torch_version``, ``timm_version``, ``git_commit``,
-        ``device``, ``timestamp`` (all strings; ``"unknown"`` where not determinable).
+        Keys ``vitbench_version``, ``torch_version``, ``timm_version``, ``gmacs_counter``,
+        ``git_commit``, ``device``, ``timestamp`` (all strings; ``"unknown"`` where not
+        determinable).
     """
     import vitbench
+    from vitbench.measure.gmacs import COUNTER_VERSION
 
     cpu = f"cpu: {platform.processor() or platform.machine() or 'unknown'}"
     try:
@@ -384,6 +432,7 @@ def provenance() -> dict[str, str]:
         "vitbench_version": vitbench.__version__,
         "torch_version": torch_version,
         "timm_version": timm_version,
+        "gmacs_counter": COUNTER_VERSION,
         "git_commit": _git_commit(),
         "device": device,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
