@@ -118,7 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     df = _load_results(args.results)
     df = restrict_suite(df, suite.name)  # keeps the dense records it reuses
-    text = render_all(df, fmt="github")
+    from vitbench.store import load_samples
+
+    text = render_all(df, fmt="github", samples=load_samples(args.results))
     print(text)
     if args.output_dir != "":
         out = Path(args.output_dir or Path(args.results).parent / suite.name)
@@ -167,7 +169,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
     views = {
-        "all": lambda: report.render_all(df, fmt=args.format),
+        "all": lambda: report.render_all(df, fmt=args.format, samples=load_samples(args.results)),
         "paper": lambda: report.leaderboard(df, fmt=args.format, model=args.model),
         "matched": lambda: report.matched_gmacs_table(
             df, fmt=args.format, model=args.model, samples=load_samples(args.results)

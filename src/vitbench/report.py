@@ -809,7 +809,7 @@ def save_figure_all(fig: Any, stem: str | Path, dpi: int = 150) -> list[Path]:
     return [save_figure(fig, base.with_name(f"{base.name}.{k}"), dpi) for k in FIGURE_FORMATS]
 
 
-def render_all(df: pd.DataFrame, fmt: str = "github") -> str:
+def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
     """All views as one document with short markdown headings.
 
     Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
@@ -831,7 +831,7 @@ def render_all(df: pd.DataFrame, fmt: str = "github") -> str:
 
     parts = [
         section("Leaderboard (clean, scored selection)", leaderboard),
-        section("Accuracy at matched GMACs (clean, scored selection)", matched_gmacs_table),
+        section("Accuracy at matched GMACs (clean, scored selection)", matched_gmacs_table, samples=samples),
     ]
     if (ok["selection"] == "random").any():
         parts.append(section("Token selection: scored vs random (clean)", selection_table))
