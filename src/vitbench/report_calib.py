@@ -13,7 +13,7 @@ calibration.md --plot calibration.png``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -42,13 +42,14 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
     ok["test"] = [_cond(n, lv) for n, lv in zip(ok["noise"], ok["level"])]
     ok = mask_cost_only(normalise(ok))
     # what a row measured besides its calibration: model, images, token selection (never averaged)
-    pops = [
-        " ".join(p for p in (m, w, f"{d}/{sp}", f"images {h[:8]}" if h else "") if p)
-        for m, w, d, sp, h in zip(
-            ok["model"], ok["weights"], ok["dataset"], ok["split"], ok["sample_ids_hash"]
-        )
-    ]
-    ok["population"] = pops
+    parts = {
+        "model": list(ok["model"]),
+        "weights": list(ok["weights"]),
+        "dataset": [f"{d}/{sp}" for d, sp in zip(ok["dataset"], ok["split"])],
+        "images": [f"img {h[:8]}" for h in ok["sample_ids_hash"]],
+    }
+    varying = [k for k, v in parts.items() if len(set(v)) > 1]  # label only what differs
+    ok["population"] = [" ".join(parts[k][i] for k in varying) for i in range(len(ok))]
     ok = with_curves(ok)  # one row per method variant (its calibration noise is a column here)
     several = ok["population"].nunique() > 1
     ok["row"] = [
@@ -138,7 +139,10 @@ def calibration_figure(df: pd.DataFrame) -> Figure:
         ax.set_title(f"test: {test}", fontsize=9)
         ax.set_xlabel("calibration noise level")
         ax.set_ylabel("top-1 (%)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen: dict[str, Any] = {}  # every line of every panel, once
+    for ax in axes[0]:
+        for h, lb in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lb, h)
     fig.tight_layout()
-    legend_outside(fig, handles, labels)
+    legend_outside(fig, list(seen.values()), list(seen))
     return fig
