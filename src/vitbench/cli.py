@@ -126,8 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         out = Path(args.output_dir or Path(args.results).parent / suite.name)
         out.mkdir(parents=True, exist_ok=True)
         (out / "leaderboard.md").write_text(text + "\n")
-        plot_pareto(df, out / "pareto.png")
-        print(f"wrote {out / 'leaderboard.md'} and {out / 'pareto.png'}")
+        try:
+            plot_pareto(df, out / "pareto.png")
+            print(f"wrote {out / 'leaderboard.md'} and {out / 'pareto.png'}")
+        except VitbenchError as exc:  # e.g. cost-only cells: no accuracy to plot
+            print(f"wrote {out / 'leaderboard.md'}; no pareto.png: {exc}")
     return 1 if summary.failed and args.strict else 0
 
 
