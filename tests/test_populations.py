@@ -406,3 +406,17 @@ def test_merge_carries_per_sample_outcomes(store: Path, tmp_path: Path) -> None:
     a, b = load_samples(store), load_samples(merged)
     assert set(a) == set(b) == {f"{p}|{m}|{k}|{s}|{n}" for p, m, k, s, n in CORRECT}
     assert all(np.array_equal(a[k].correct, b[k].correct) for k in a)
+
+
+def test_compare_names_both_image_sets_when_the_reference_is_elsewhere(tmp_path: Path) -> None:
+    from vitbench.compare import compare_table
+
+    db = tmp_path / "no-dense-b.sqlite"
+    with ResultsStore(db) as s:
+        for key in CORRECT:
+            if key[:2] != ("B", "dense"):
+                s.write(_record(*key), samples=_samples(key[0], key))
+    text = compare_table(load_results(db), load_samples(db))
+    line = next(ln for ln in text.splitlines() if ln.startswith("not paired: evit keep_rate=0.7"))
+    assert "images bbbbbbbbbbbbbbbb" in line and "(aaaaaaaaaaaaaaaa)" in line
+    assert "| 4 (bbbbbbbb)" not in text  # never paired with population A's dense
