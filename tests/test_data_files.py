@@ -385,7 +385,7 @@ def test_cli_data_lists_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (tmp_path / "b" / "bad.jpg").write_bytes(b"GIF89a broken")
     assert main(["data", "image-folder", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "image-folder val: 4 images, 2 classes (a, b)" in out
+    assert "image-folder test: 4 images, 2 classes (a, b)" in out  # the split a suite would use
     assert "skipped   b/bad.jpg: cannot be decoded" in out or "skipped   b/bad.jpg: not an image" in out
     assert main(["data", "imagenet", "--root", str(tmp_path / "nope")]) == 2
 

@@ -388,21 +388,42 @@ def load_samples(path: str | Path, keys: Any = None) -> dict[str, PerSample]:
 
 
 def _git_commit() -> str:
-    """``git rev-parse HEAD`` of the vitbench source tree, or ``"unknown"``."""
+    """Commit of the vitbench code that runs (see :func:`source_version`), or ``"unknown"``.
+
+    A source checkout (editable install, ``PYTHONPATH=src``) answers with ``git rev-parse HEAD``
+    of the repository whose ``src/vitbench`` this is; an installed wheel or sdist answers with
+    the commit recorded at build time (``vitbench/_build_info.py``, written by ``setup.py``). A
+    package built without a git checkout records ``unknown``, never the commit of an unrelated
+    repository around the install (a virtual environment inside some project's checkout).
+    """
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
             cwd=here,
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         )
+        lines = out.stdout.split()
+        if out.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() / "src" / "vitbench" == here:
+            return lines[1]
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else "unknown"
+        pass
+    try:
+        from vitbench import _build_info  # type: ignore[attr-defined]
+
+        commit = str(getattr(_build_info, "GIT_COMMIT", "") or "")
+    except ImportError:
+        commit = ""
+    return commit or "unknown"
+
+
+def source_version() -> str:
+    """Where the running code comes from: ``git <commit[:12]>``, or that no commit was recorded."""
+    commit = _git_commit()
+    return f"git {commit[:12]}" if commit != "unknown" else "release build, no git commit recorded"
 
 
 def provenance() -> dict[str, str]:

@@ -183,9 +183,9 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
                 value = [v for v in value.strip("[]()").split(",") if v.strip()]
             return tuple(type(default[0])(v) if default else int(v) for v in value)
     except (TypeError, ValueError):
-        raise VitbenchError(
-            f"method '{method}': parameter {key}={value!r} is not a {type(default).__name__}"
-        ) from None
+        kinds = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list"}
+        kind = kinds.get(type(default), f"of type {type(default).__name__}")
+        raise VitbenchError(f"method '{method}': parameter {key}={value!r} is not {kind}") from None
     return value
 
 
