@@ -119,18 +119,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if shard:
         print(f"leaderboards: `vitbench leaderboard --results {results}` once every shard is done")
         return 1 if summary.failed and args.strict else 0
+    from vitbench.population import restrict_suite
     from vitbench.report import plot_pareto, render_all
 
     df = _load_results(args.results)
-    df = df[df["suite"] == suite.name]
-    text = render_all(df, fmt="github")
+    df = restrict_suite(df, suite.name)  # keeps the dense records it reuses
+    from vitbench.store import load_samples
+
+    text = render_all(df, fmt="github", samples=load_samples(args.results))
     print(text)
     if out_dir is not None:
         out = out_dir
         out.mkdir(parents=True, exist_ok=True)
         (out / "leaderboard.md").write_text(text + "\n")
-        plot_pareto(df, out / "pareto.png")
-        print(f"wrote {out / 'leaderboard.md'} and {out / 'pareto.png'}")
+        try:
+            plot_pareto(df, out / "pareto.png")
+            print(f"wrote {out / 'leaderboard.md'} and {out / 'pareto.png'}")
+        except VitbenchError as exc:  # e.g. cost-only cells: no accuracy to plot
+            print(f"wrote {out / 'leaderboard.md'}; no pareto.png: {exc}")
     return 1 if summary.failed and args.strict else 0
 
 
@@ -183,17 +189,23 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Render tables from a results store."""
     from vitbench import report
+    from vitbench.compare import compare_table
+    from vitbench.population import restrict_suite
+    from vitbench.store import load_samples
 
     df = _load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
     views = {
-        "all": lambda: report.render_all(df, fmt=args.format),
+        "all": lambda: report.render_all(df, fmt=args.format, samples=load_samples(args.results)),
         "paper": lambda: report.leaderboard(df, fmt=args.format, model=args.model),
-        "matched": lambda: report.matched_gmacs_table(df, fmt=args.format, model=args.model),
+        "matched": lambda: report.matched_gmacs_table(
+            df, fmt=args.format, model=args.model, samples=load_samples(args.results)
+        ),
         "selection": lambda: report.selection_table(df, fmt=args.format, model=args.model),
         "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
         "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
+        "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
     }
     if args.paper:
         from vitbench.paper_table import paper_table
@@ -441,10 +453,11 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     """Robustness tables (mCE, severities, corruptions, noise levels, selection, noisy calibration)."""
     from vitbench import report_calib as rc
     from vitbench import report_robust as rr
+    from vitbench.population import restrict_suite
 
     df = _load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
     sel = None if args.selection == "both" else args.selection
     common = {"fmt": args.format, "model": args.model}
     views = {
@@ -478,12 +491,24 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (tables + embedded plots) for a whole results store."""
+    from vitbench.population import restrict_suite
     from vitbench.report_robust import write_html_report
+    from vitbench.store import load_samples
 
     df = _load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
-    path = write_html_report(df, args.output, title=args.title, model=args.model)
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
+    figures = args.figures if args.figures != "auto" else str(Path(args.output).with_suffix("")) + "_figures"
+    path = write_html_report(
+        df,
+        args.output,
+        title=args.title,
+        model=args.model,
+        samples=load_samples(args.results),
+        figures_dir=figures or None,
+    )
+    if figures:
+        print(f"wrote figures (PNG, SVG, PDF) to {figures}")
     print(f"wrote {path}")
     return 0
 
@@ -584,8 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument(
         "--view",
         default="all",
-        choices=["all", "paper", "matched", "selection", "noise", "squeeze"],
-        help="which table (default all)",
+        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare"],
+        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`)",
     )
     lb.add_argument(
         "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
@@ -597,7 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="accuracy vs GMACs Pareto plot")
     pl.add_argument("--results", default=store, help=store_help)
-    pl.add_argument("--output", default=str(folder / "pareto.png"), help=".png or .svg (default %(default)s)")
+    pl.add_argument(
+        "--output", default=str(folder / "pareto.png"), help=".png, .svg or .pdf (default %(default)s)"
+    )
     pl.add_argument("--model", default=None, help="only this model's records (default: all)")
     pl.set_defaults(fn=cmd_plot)
 
@@ -740,6 +767,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--suite", default=None, help="only this suite's records (default: all)")
     rp.add_argument("--model", default=None, help="only this model's records (default: all)")
     rp.add_argument("--title", default=None, help="page title (default: from the store name)")
+    rp.add_argument(
+        "--figures",
+        default="auto",
+        help="folder for every figure as PNG, SVG and PDF (default: <output>_figures; '' to skip)",
+    )
     rp.set_defaults(fn=cmd_report)
 
     bc = sub.add_parser(
@@ -784,6 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vitbench.cli_train import add_train_commands
 
     add_train_commands(sub)  # finetune, bench-train
+    from vitbench.cli_compare import add_compare_command
+
+    add_compare_command(sub, store)
     return p
 
 

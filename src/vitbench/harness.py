@@ -36,8 +36,11 @@ from vitbench.methods.base import token_method
 from vitbench.methods.requirements import check_pairs
 from vitbench.models import check_classes, create_model, data_config
 from vitbench.noise import NOISES, apply_noise
+from vitbench.per_sample import PerSample
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
 from vitbench.store import ResultsStore, config_hash, provenance
+
+_PER_SAMPLE = "_per_sample"  # run_cell's per-sample outcome, written beside the record
 
 
 @dataclasses.dataclass
@@ -353,6 +356,7 @@ class Harness:
             **metrics,
             **cost,
             "wall_s": time.perf_counter() - start,
+            _PER_SAMPLE: PerSample.from_logits(logits, labels, ids),  # stored beside the record
         }
 
     def identity(self, cell: Cell) -> dict[str, Any]:
@@ -403,8 +407,9 @@ class Harness:
                 summary.failed += 1
                 summary.errors.append(f"{cell.label()}: {line}")
                 self.log(f"cell failed ({cell.label()}): {line}")
+            samples = record.pop(_PER_SAMPLE, None)
             if self.store is not None:
-                self.store.write(record)
+                self.store.write(record, samples=samples)
         return summary
 
     def _done_keys(self) -> set[str]:
