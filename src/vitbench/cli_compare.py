@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Print ΔTop-1 with paired bootstrap CI, exact McNemar p and agreement vs ``--against``."""
     from vitbench.compare import compare_table
     from vitbench.population import restrict_suite
+    from vitbench.records import counter_warning
     from vitbench.store import load_results, load_samples
 
     df = load_results(args.results)
+    if note := counter_warning(df):
+        print(note, file=sys.stderr)
     if args.suite:
         df = restrict_suite(df, args.suite)
     samples = load_samples(args.results)
