@@ -32,12 +32,9 @@ def deit_closed_form_macs(dim: int, tokens: int = 197, depth: int = 12, classes:
 
 def _fast_model(name: str) -> nn.Module:
     """timm model without random init (meta -> empty -> zeros): same graph, much faster."""
-    try:
-        with torch.device("meta"):
-            model = timm.create_model(name, pretrained=False)
-        model = model.to_empty(device="cpu")
-    except RuntimeError:  # timm < 1.0.21 calls .item() on a tensor in ViT.__init__ (drop-path rates)
+    with torch.device("meta"):
         model = timm.create_model(name, pretrained=False)
+    model = model.to_empty(device="cpu")
     with torch.no_grad():
         for t in [*model.parameters(), *model.buffers()]:
             t.zero_()
