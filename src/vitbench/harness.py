@@ -26,7 +26,13 @@ from vitbench.data.files import skip_summary
 from vitbench.errors import VitbenchError
 from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
 from vitbench.methods.base import token_method
-from vitbench.models import check_classes, create_model, data_config
+from vitbench.models import (
+    DATA_CONFIG_KEYS,
+    check_classes,
+    check_model_spec,
+    data_config,
+    model_from_spec,
+)
 from vitbench.noise import NOISES, apply_noise
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
 from vitbench.store import ResultsStore, config_hash, provenance
@@ -181,7 +187,7 @@ class Harness:
         """The model of ``spec`` on the accelerator's device (created once, reused by every cell)."""
         if spec not in self._models:
             self._models.clear()  # one model in memory at a time
-            model = create_model(spec.name, spec.weights).to(self.acc.device).eval()
+            model = model_from_spec(spec).to(self.acc.device).eval()
             check_classes(model, spec, self.suite.dataset.name, self.dataset().classes)
             self._models[spec] = model
         return self._models[spec]
@@ -414,6 +420,7 @@ class Harness:
             "setting": method.setting(params),
             "n_samples": int(labels.numel()),
             "sample_ids_hash": data.ids_hash(),
+            "data_config": {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg},
             **metrics,
             **cost,
             "wall_s": time.perf_counter() - start,
@@ -426,6 +433,7 @@ class Harness:
             "suite": self.suite.name,
             "model": cell.model.name,
             "weights": cell.model.weights,
+            "model_args": dict(cell.model.model_args) or None,
             "method": cell.method.name,
             "keep_ratio": cell.keep_ratio,
             "selection": cell.selection,
@@ -451,6 +459,8 @@ class Harness:
         if summary.skipped:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
         self.dataset()  # fail fast on a bad dataset before any cell
+        for spec in dict.fromkeys(c.model for c in todo):  # ... and on a model that cannot be built
+            check_model_spec(spec)
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             try:

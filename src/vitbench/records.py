@@ -60,9 +60,15 @@ RECORD_FIELDS: dict[str, str] = {
     "device": "TEXT",
     "config_hash": "TEXT",
     "timestamp": "TEXT",
+    # Added after schema version 1 was first written: stores without them gain them on open.
+    "model_args": "TEXT",  # JSON object of the model entry's model_args; NULL when none
+    "data_config": "TEXT",  # JSON: the data config the images were prepared with
 }
 
-JSON_FIELDS = ("params_json", "tokens_per_block")
+#: Columns appended to schema version 1; older stores get them (NULL) when opened.
+ADDED_FIELDS = ("model_args", "data_config")
+
+JSON_FIELDS = ("params_json", "tokens_per_block", "model_args", "data_config")
 
 
 def fold_calibration(frame: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from vitbench.errors import VitbenchError
-from vitbench.records import JSON_FIELDS, RECORD_FIELDS, SCHEMA_VERSION
+from vitbench.records import ADDED_FIELDS, JSON_FIELDS, RECORD_FIELDS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,6 +99,7 @@ class ResultsStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
         self.readonly = readonly
+        self._missing: set[str] = set()  # columns a read-only older store lacks
         self._conn = self._open()
         try:
             self._init_schema()
@@ -187,11 +188,30 @@ class ResultsStore:
                 f"{SCHEMA_VERSION}; use a new results path (or the vitbench version that wrote it)"
             )
         columns = tuple(str(r[1]) for r in self._conn.execute("PRAGMA table_info(records)").fetchall())
+        lacking = _COLUMNS[len(columns) :]
+        if lacking and columns + lacking == _COLUMNS and set(lacking) <= set(ADDED_FIELDS):
+            columns = self._add_columns(columns)
         if columns != _COLUMNS:
             raise VitbenchError(
                 f"results file {self.path} has unexpected record columns for schema version "
                 f"{SCHEMA_VERSION}; use a new results path"
             )
+
+    def _add_columns(self, columns: tuple[str, ...]) -> tuple[str, ...]:
+        """Append the :data:`~vitbench.records.ADDED_FIELDS` a store lacks (NULL in old rows).
+
+        A read-only store is left as it is; :meth:`frame` reads its missing columns as NULL.
+        """
+        missing = _COLUMNS[len(columns) :]
+        if self.readonly:
+            self._missing = set(missing)
+            return _COLUMNS
+        try:
+            for name in missing:
+                self._conn.execute(f'ALTER TABLE records ADD COLUMN "{name}" {RECORD_FIELDS[name]}')
+        except sqlite3.Error as exc:
+            raise VitbenchError(f"cannot add columns to results file {self.path} ({exc}); {_FIX}") from None
+        return _COLUMNS
 
     # -- context manager -----------------------------------------------------------------------
 
@@ -254,7 +274,7 @@ class ResultsStore:
         """
         import pandas as pd
 
-        names = ", ".join(f'"{name}"' for name in _COLUMNS)
+        names = ", ".join("NULL" if name in self._missing else f'"{name}"' for name in _COLUMNS)
         rows = self._conn.execute(f"SELECT {names} FROM records ORDER BY rowid").fetchall()
         df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
         for name, kind in RECORD_FIELDS.items():
