@@ -261,3 +261,54 @@ def test_finetune_config_and_artifact_key_carry_model_args() -> None:
     plain = artifacts.artifact_key(NAME, "random", "dynamicvit", params, data)
     own = artifacts.artifact_key(NAME, "random", "dynamicvit", params, data, cfg.model_args, cfg.data_config)
     assert plain.arch == "" and own.digest != plain.digest
+
+
+CIFAR_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
+CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+
+
+@pytest.mark.skipif(not (CIFAR_ROOT / "test.npz").is_file(), reason=f"{CIFAR_ROOT} not present")
+def test_own_cifar_vit_on_real_images_matches_the_model_built_by_hand(tmp_path: Path) -> None:
+    """Real CIFAR-10 images: a tiny own ViT (briefly trained) through a suite = by hand."""
+    from vitbench.data import load_dataset
+
+    root = str(CIFAR_ROOT)
+    torch.manual_seed(0)
+    model = timm.create_model(NAME, **ARCH)
+    train = load_dataset("cifar10-npz", root=root, split="train", limit=1000)
+    x, y = _normalise(train.images, CIFAR_MEAN, CIFAR_STD), torch.from_numpy(train.labels.copy())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        idx = torch.randint(0, len(y), (64,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    test = load_dataset("cifar10-npz", root=root, split="test", limit=300)
+    with torch.inference_mode():
+        pred = model(_normalise(test.images, CIFAR_MEAN, CIFAR_STD)).argmax(-1).numpy()
+    top1 = 100.0 * float((pred == test.labels).mean())
+    ckpt = tmp_path / "cifar_vit.pth"
+    torch.save({"model": model.state_dict(), "cfg": dict(ARCH)}, ckpt)
+    entry = {
+        "name": NAME,
+        "weights": str(ckpt),
+        "data_config": {"mean": CIFAR_MEAN, "std": CIFAR_STD, "crop_pct": 1.0},
+    }
+    suite = {
+        "name": "own-cifar",
+        "dataset": {"name": "cifar10-npz", "root": root, "split": "test", "limit": 300},
+        "models": [entry],
+        "methods": ["dense"],
+        "bootstrap": 10,
+        "throughput": {"enabled": False},
+    }
+    path = tmp_path / "own-cifar.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    results = tmp_path / "r.sqlite"
+    assert _run(path, results) == 0
+    (rec,) = _records(results)
+    assert rec["error"] is None and top1 > 15.0
+    assert rec["top1"] == pytest.approx(top1, abs=1e-9)
