@@ -85,7 +85,9 @@ def _records(results: Path) -> list[dict]:
         return [dict(r) for r in conn.execute("SELECT * FROM records")]
 
 
-def test_own_model_through_a_suite_matches_the_model_built_by_hand(own: dict, tmp_path: Path) -> None:
+def test_own_model_through_a_suite_matches_the_model_built_by_hand(
+    own: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert own["top1"] > 20.0  # trained: far above chance, so preprocessing mistakes would show
     # the checkpoint carries the architecture; model_args may repeat an agreeing value
     entry = {
@@ -96,6 +98,8 @@ def test_own_model_through_a_suite_matches_the_model_built_by_hand(own: dict, tm
     }
     results = tmp_path / "r.sqlite"
     assert _run(_suite(tmp_path, entry), results) == 0
+    printed = capsys.readouterr().out  # throughput disabled: no img/s column, a one-line note
+    assert "img/s: not measured by this suite" in printed and "| img/s" not in printed
     (rec,) = _records(results)
     assert rec["error"] is None
     assert rec["top1"] == pytest.approx(own["top1"], abs=1e-9)

@@ -316,6 +316,7 @@ def leaderboard(
         for m, d, t in zip(stats["model"], stats["dataset"], stats["top1"])
     ]
     top1_text = [_top1_text(m, s, n) for m, s, n in zip(stats["top1"], stats["top1_std"], stats["n"])]
+    timed = bool(stats["img_per_s"].notna().any())  # no img/s column when nothing was timed
     cols = _lead_cols(stats) + [
         _Col("Method", list(stats["method"]), list(stats["method"]), numeric=False),
         _Col("Setting", list(stats["setting"]), list(stats["setting"]), numeric=False),
@@ -330,9 +331,20 @@ def leaderboard(
             [_num(v, gmacs_digits(stats["gmacs"])) for v in stats["gmacs"]],
         ),
         _Col("Params (M)", list(stats["params_m"]), [_num(v) for v in stats["params_m"]]),
-        _Col("img/s", list(stats["img_per_s"]), [_num(v, 0) for v in stats["img_per_s"]]),
+        _Col(
+            "img/s",
+            list(stats["img_per_s"]),
+            [_num(v, 0) for v in stats["img_per_s"]],
+            display=timed,
+        ),
     ]
-    return _render(cols, fmt)
+    text = _render(cols, fmt)
+    if not timed and fmt in ("github", "markdown"):
+        text += (
+            "\n\nimg/s: not measured by this suite (`throughput: {enabled: false}`); "
+            "see `vitbench throughput`."
+        )
+    return text
 
 
 def _default_grid(points: pd.Series) -> list[float]:
