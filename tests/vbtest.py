@@ -11,7 +11,8 @@ import vitbench.demo  # noqa: F401  (registers the demo architecture)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
-#: name -> (timm name, kwargs): plain, LayerScale + avg pool, register tokens, distilled, 12 blocks.
+#: name -> (timm name, kwargs): plain, LayerScale + avg pool + 1 register (no class token), register
+#: tokens, distilled, 12 blocks, LayerScale with a class token.
 TINY_MODELS = {
     "vit": ("test_vit", {}),
     "layerscale": ("test_vit2", {}),
@@ -19,11 +20,19 @@ TINY_MODELS = {
     "distilled": ("deit_tiny_distilled_patch16_224", {"img_size": 64, "depth": 4}),
     # the earlier demo architecture: 12 blocks, width 64, 2 heads, 8x8 patches (16 + CLS = 17 tokens)
     "depth12": ("vitbench_demo_vit", {"patch_size": 8, "depth": 12, "embed_dim": 64, "num_heads": 2}),
+    "layerscale-cls": ("test_vit2", {"class_token": True, "reg_tokens": 0, "global_pool": "token"}),
+}
+
+#: Models without a class token (methods that need one refuse them): average pooling, and
+#: average pooling with 4 register tokens (token 0 is register 0), as *_gap_* / *_reg4_gap_* in timm.
+CLSLESS_MODELS = {
+    "gap": ("test_vit", {"class_token": False, "global_pool": "avg"}),
+    "reg4-gap": ("test_vit", {"class_token": False, "global_pool": "avg", "reg_tokens": 4}),
 }
 
 
 def make_model(key: str) -> torch.nn.Module:
-    name, kwargs = TINY_MODELS[key]
+    name, kwargs = TINY_MODELS[key] if key in TINY_MODELS else CLSLESS_MODELS[key]
     torch.manual_seed(0)
     model = timm.create_model(name, pretrained=False, **kwargs).eval()
     # random init gives near-uniform attention; sharpen it so selections are not ties
