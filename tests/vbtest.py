@@ -18,8 +18,7 @@ TINY_MODELS = {
     "layerscale": ("test_vit2", {}),
     "registers": ("test_vit", {"reg_tokens": 3}),
     "distilled": ("deit_tiny_distilled_patch16_224", {"img_size": 64, "depth": 4}),
-    # the earlier demo architecture: 12 blocks, width 64, 2 heads, 8x8 patches (16 + CLS = 17 tokens)
-    "depth12": ("vitbench_demo_vit", {"patch_size": 8, "depth": 12, "embed_dim": 64, "num_heads": 2}),
+    "depth12": ("vitbench_demo_vit", {}),
     "layerscale-cls": ("test_vit2", {"class_token": True, "reg_tokens": 0, "global_pool": "token"}),
 }
 

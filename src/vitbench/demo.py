@@ -1,11 +1,9 @@
-"""The embedded demo model: a small 8-block ViT trained on the packaged MNIST digits.
+"""The embedded demo model: a small 12-block ViT trained on the packaged MNIST digits.
 
 ``vitbench_demo_vit`` is registered as a timm architecture so every method sees an ordinary
-``timm.models.VisionTransformer`` (8 blocks, 32x32 input, 4x4 patches -> 64 patches + CLS =
-65 tokens, width 48, 3 heads). 64 image tokens let every demo keep ratio (1.0, 0.9, 0.7, 0.5,
-0.3) map to a distinct ToMe r and a distinct EViT token count. Its trained weights ship in the
-package as float16 safetensors (``vitbench/assets/demo_vit.safetensors``); :func:`train_demo`
-recreates them from scratch.
+``timm.models.VisionTransformer`` (12 blocks, 32x32 input, 8x8 patches -> 16 patches + CLS =
+17 tokens, width 64, 2 heads). Its trained weights ship in the package as float16 safetensors
+(``vitbench/assets/demo_vit.safetensors``); :func:`train_demo` recreates them from scratch.
 """
 
 from __future__ import annotations
@@ -46,10 +44,10 @@ __all__ = [
 ARCH = "vitbench_demo_vit"
 DEMO_DATASET = "mnist-demo"
 IMG_SIZE = 32
-PATCH_SIZE = 4
-DEPTH = 8
-EMBED_DIM = 48
-NUM_HEADS = 3
+PATCH_SIZE = 8
+DEPTH = 12
+EMBED_DIM = 64
+NUM_HEADS = 2
 NUM_CLASSES = 10
 
 # Per-channel mean/std of the mnist-demo *train* split (4,000 digits, zero-padded to 32x32, the
@@ -59,7 +57,7 @@ NUM_CLASSES = 10
 DEMO_MEAN = (0.1003, 0.1003, 0.1003)
 DEMO_STD = (0.2752, 0.2752, 0.2752)
 
-DEFAULT_EPOCHS = 24
+DEFAULT_EPOCHS = 30
 DEFAULT_LR = 1e-3
 
 
@@ -88,7 +86,7 @@ default_cfgs = generate_default_cfgs({ARCH: _pretrained_cfg()})
 
 @register_model
 def vitbench_demo_vit(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """Demo ViT: depth 8, width 48, 3 heads, 32x32 input, 4x4 patches (64 patches + CLS = 65 tokens).
+    """Demo ViT: depth 12, width 64, 2 heads, 32x32 input, 8x8 patches (16 patches + CLS = 17 tokens).
 
     Args:
         pretrained: load the packaged demo weights (a local file; nothing is downloaded).
