@@ -80,6 +80,8 @@ class ArtifactKey:
         method: registry key of the method.
         params: JSON of the method's native parameters without ``artifact``.
         data: JSON of the training data (dataset name, split, limit).
+        arch: JSON of the model entry's ``model_args`` and ``data_config``; empty when it has
+            none (and then not part of the digest, so existing artifacts keep their names).
     """
 
     model: str
@@ -87,11 +89,15 @@ class ArtifactKey:
     method: str
     params: str
     data: str
+    arch: str = ""
 
     @property
     def digest(self) -> str:
         """sha256 (hex) of the key."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        ident = dataclasses.asdict(self)
+        if not self.arch:
+            ident.pop("arch")
+        blob = json.dumps(ident, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
@@ -102,17 +108,29 @@ class ArtifactKey:
 
 
 def artifact_key(
-    model: str, weights: str, method: str, params: Any, data: tuple[str, str, int | None]
+    model: str,
+    weights: str,
+    method: str,
+    params: Any,
+    data: tuple[str, str, int | None],
+    model_args: Any = (),
+    data_config: Any = (),
 ) -> ArtifactKey:
-    """Build the key from a model name, weight source, method name, ``Params`` and (dataset, split, limit)."""
+    """Build the key of an artifact.
+
+    From a model name, weight source, method name, ``Params``, (dataset, split, limit) and the
+    model entry's ``model_args``/``data_config`` (sorted pairs or dicts).
+    """
     values = {k: v for k, v in dataclasses.asdict(params).items() if k != "artifact"}
     name, split, limit = data
+    arch = {"model_args": dict(model_args), "data_config": dict(data_config)}
     return ArtifactKey(
         model=model,
         weights=weights_id(weights),
         method=method,
         params=json.dumps(values, sort_keys=True, default=list),
         data=json.dumps({"name": name, "split": split, "limit": limit}, sort_keys=True),
+        arch=json.dumps(arch, sort_keys=True, default=list) if model_args or data_config else "",
     )
 
 

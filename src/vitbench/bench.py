@@ -282,9 +282,14 @@ def throughput_table(
     rounds: int,
     channels_last: bool = False,
     compile: bool = False,
+    model_args: dict[str, Any] | None = None,
+    data_config: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> str:
     """Markdown table of img/s, GMACs speedup and measured speedup vs dense (random weights).
+
+    ``model_args``/``data_config`` are passed to :func:`vitbench.models.create_model` (own
+    architectures; the input size comes from the resulting data config).
 
     One block per (dtype, batch size). Configurations are measured in interleaved rounds
     (dense, method 1, method 2, ..., dense, ...) and each reports its median round, so slow
@@ -300,12 +305,13 @@ def throughput_table(
     from vitbench.measure import count_gmacs, measure_throughput
     from vitbench.methods import METHODS
     from vitbench.methods.base import ChannelMethod, token_method
-    from vitbench.models import create_model, data_config
+    from vitbench.models import create_model
+    from vitbench.models import data_config as resolve_data_config
     from vitbench.report import gmacs_digits
 
     dtypes = dtype if isinstance(dtype, list) else [dtype]
-    model = create_model(model_name, "random")
-    size = tuple(data_config(model)["input_size"])
+    model = create_model(model_name, "random", model_args=model_args, data_config=data_config)
+    size = tuple(resolve_data_config(model)["input_size"])
     configs = [("dense", token_method("dense").params_for(1.0, model), model)]
     for name in methods:
         cls: Any = METHODS.get(name)

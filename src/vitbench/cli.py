@@ -20,19 +20,48 @@ DEMO_SUITE = "demo"
 DEFAULT_RESULTS = "vitbench-results/vitbench.sqlite"
 
 
-def _sets(pairs: Sequence[str]) -> dict[str, Any]:
+def _sets(pairs: Sequence[str] | None, flag: str = "--set", example: str = "r=13") -> dict[str, Any]:
     import yaml
 
     out: dict[str, Any] = {}
-    for pair in pairs:
+    for pair in pairs or ():
         if "=" not in pair:
-            raise VitbenchError(f"--set expects name=value, got '{pair}' (e.g. --set r=13)")
+            raise VitbenchError(f"{flag} expects name=value, got '{pair}' (e.g. {flag} {example})")
         key, value = pair.split("=", 1)
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise VitbenchError(f"--set {pair}: value is not valid YAML") from None
+            raise VitbenchError(f"{flag} {pair}: value is not valid YAML") from None
     return out
+
+
+def _model_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--model-arg`` and ``--data-config`` as dicts (YAML values), the data config validated."""
+    from vitbench.models import check_data_config
+
+    model_args = _sets(getattr(args, "model_arg", None), "--model-arg", "img_size=32")
+    dcfg = _sets(getattr(args, "data_config", None), "--data-config", "mean=[0.49,0.48,0.45]")
+    check_data_config(dcfg, model_args, f"model '{args.model}'")
+    return model_args, dcfg
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model-arg KEY=VALUE`` and ``--data-config KEY=VALUE`` (repeatable; YAML values)."""
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of timm.create_model, e.g. img_size=32 (repeatable; YAML values)",
+    )
+    parser.add_argument(
+        "--data-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the model's data config: input_size, mean, std, interpolation, crop_pct, "
+        "crop_mode, e.g. mean=[0.49,0.48,0.45] (repeatable)",
+    )
 
 
 def _method_arg(name: str, sets: dict[str, Any], keep: float, model: Any) -> tuple[Any, Any]:
@@ -84,7 +113,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     method_sets = {k: v for k, v in sets.items() if k not in suite_overrides}
     suite = load_suite(args.suite, suite_overrides)
     if args.model:
-        suite = dataclasses.replace(suite, models=tuple(ModelSpec(m, args.weights) for m in args.model))
+        from vitbench.models import check_model_name, freeze_args
+
+        for name in args.model:
+            check_model_name(name)
+        margs, dcfg = _model_options(argparse.Namespace(**{**vars(args), "model": args.model[0]}))
+        specs = (ModelSpec(m, args.weights, freeze_args(margs), freeze_args(dcfg)) for m in args.model)
+        suite = dataclasses.replace(suite, models=tuple(specs))
+    elif args.model_arg or args.data_config:
+        raise VitbenchError("--model-arg and --data-config apply to --model; give --model NAME too")
     if args.method:
         suite = dataclasses.replace(suite, methods=tuple(MethodSpec(m) for m in args.method))
     if args.keep:
@@ -265,7 +302,9 @@ def cmd_flops(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text + "\n")
         print(text)
         return 0
-    model = create_model(args.model, "demo" if args.model == "vitbench_demo_vit" else "random")
+    margs, dcfg = _model_options(args)
+    weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+    model = create_model(args.model, weights, model_args=margs, data_config=dcfg)
     cls, params = _method_arg(args.method, _sets(args.set), args.keep, model)
     size = tuple(data_config(model)["input_size"])
     with cls.apply(model, params, args.selection) as handle:
@@ -291,6 +330,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     """Throughput of methods x keep ratios x batch sizes on random weights, with realized speedup."""
     from vitbench.bench import throughput_table
 
+    margs, dcfg = _model_options(args)
     print(
         throughput_table(
             args.model,
@@ -306,6 +346,8 @@ def cmd_throughput(args: argparse.Namespace) -> int:
             args.rounds,
             channels_last=args.channels_last,
             compile=args.compile,
+            model_args=margs,
+            data_config=dcfg,
             progress=not args.no_progress,
         )
     )
@@ -577,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default=store, help=store_help)
     r.add_argument("--model", action="append", help="replace the suite's models (repeatable)")
     r.add_argument("--weights", default="random", help="weights for --model: random | demo | hub | PATH")
+    add_model_options(r)
     r.add_argument("--method", action="append", help="replace the suite's methods (repeatable)")
     r.add_argument("--keep", action="append", type=float, help="replace the suite's keep ratios (repeatable)")
     r.add_argument(
@@ -633,6 +676,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     fl = sub.add_parser("flops", help="GMACs of model + method (no data, random weights)")
     fl.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    fl.add_argument(
+        "--weights",
+        default=None,
+        help="random | demo | hub | PATH (default: demo for the demo model, else random); "
+        "a checkpoint that stores its model_args supplies the architecture",
+    )
+    add_model_options(fl)
     fl.add_argument("--method", default="dense", help="token method (default dense; see `vitbench methods`)")
     fl.add_argument("--keep", type=float, default=1.0, help="keep ratio in (0, 1] (default 1.0)")
     fl.add_argument("--selection", default="scored", choices=["scored", "random"], help="token selection")
@@ -648,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     th = sub.add_parser("throughput", help="img/s of methods x keep ratios x batch sizes (random weights)")
     th.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    add_model_options(th)
     th.add_argument("--method", action="append", default=None, help="method (repeatable; default evit, tome)")
     th.add_argument(
         "--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)"

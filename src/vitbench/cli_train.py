@@ -52,6 +52,9 @@ def add_train_commands(sub: Any) -> None:
     ft.add_argument(
         "--weights", default=None, help="random | demo | hub | PATH (default: demo for the demo model)"
     )
+    from vitbench.cli import add_model_options
+
+    add_model_options(ft)
     ft.add_argument("--method", required=True, help="trainable method: dynamicvit | dtps")
     ft.add_argument("--keep", type=float, default=0.7, help="keep ratio (the method's rho)")
     ft.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
@@ -100,17 +103,21 @@ def add_train_commands(sub: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """:class:`~vitbench.train.TrainConfig` from parsed ``finetune`` arguments."""
-    from vitbench.cli import _sets
+    from vitbench.cli import _model_options, _sets
     from vitbench.demo import ARCH
+    from vitbench.models import freeze_args
     from vitbench.train import TRAIN_OPTIONS, TrainConfig
 
     weights = args.weights or ("demo" if args.model.split(".")[0] == ARCH else "hub")
+    margs, dcfg = _model_options(args)
     return TrainConfig(
         model=args.model,
         method=args.method,
         weights=weights,
         keep_ratio=args.keep,
         method_params=tuple(sorted(_sets(args.set).items())),
+        model_args=freeze_args(margs),
+        data_config=freeze_args(dcfg),
         dataset=args.data,
         split=args.split,
         root=args.root,

@@ -184,13 +184,29 @@ def _positive_int(value: Any, key: str, where: str) -> int:
 
 
 def _model(item: Any, where: str) -> ModelSpec:
-    from vitbench.models import check_model_name
+    from vitbench.models import check_data_config, check_model_name, freeze_args
 
     if isinstance(item, str):
         item = {"name": item}
-    _unknown(f"{where} models", list(item), {"name", "weights"})
-    check_model_name(str(item["name"]))
-    return ModelSpec(str(item["name"]), str(item.get("weights", "random")))
+    if not isinstance(item, dict) or "name" not in item:
+        raise VitbenchError(f"{where} models: each entry needs a name, e.g. {{name: vit_tiny_patch16_224}}")
+    _unknown(f"{where} models", list(item), {"name", "weights", "model_args", "data_config"})
+    name = str(item["name"])
+    check_model_name(name)
+    model_args = _mapping(item.get("model_args"), f"{where} model '{name}' model_args")
+    data_config = _mapping(item.get("data_config"), f"{where} model '{name}' data_config")
+    check_data_config(data_config, model_args, f"{where} model '{name}'")
+    return ModelSpec(
+        name, str(item.get("weights", "random")), freeze_args(model_args), freeze_args(data_config)
+    )
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise VitbenchError(f"{where} must be a mapping of names to values, got {value!r}")
+    return dict(value)
 
 
 def _method(item: Any, where: str) -> MethodSpec:

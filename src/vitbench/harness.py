@@ -34,7 +34,14 @@ from vitbench.measure import (
 )
 from vitbench.methods.base import token_method
 from vitbench.methods.requirements import check_pairs
-from vitbench.models import check_classes, create_model, data_config
+from vitbench.models import (
+    DATA_CONFIG_KEYS,
+    HF_HUB_PREFIX,
+    check_classes,
+    check_model_spec,
+    data_config,
+    model_from_spec,
+)
 from vitbench.noise import NOISES, apply_noise
 from vitbench.per_sample import PerSample
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
@@ -122,7 +129,7 @@ class Harness:
         """The model of ``spec`` on the accelerator's device (created once, reused by every cell)."""
         if spec not in self._models:
             self._models.clear()  # one model in memory at a time
-            model = create_model(spec.name, spec.weights).to(self.acc.device).eval()
+            model = model_from_spec(spec).to(self.acc.device).eval()
             check_classes(model, spec, self.suite.dataset.name, self.dataset().classes)
             self._models[spec] = model
         return self._models[spec]
@@ -353,6 +360,7 @@ class Harness:
             "setting": method.setting(params),
             "n_samples": int(labels.numel()),
             "sample_ids_hash": data.ids_hash(),
+            "data_config": {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg},
             **metrics,
             **cost,
             "wall_s": time.perf_counter() - start,
@@ -366,6 +374,7 @@ class Harness:
             "suite": self.suite.name,
             "model": cell.model.name,
             "weights": cell.model.weights,
+            "model_args": dict(cell.model.model_args) or None,
             "method": cell.method.name,
             "keep_ratio": cell.keep_ratio,
             "selection": cell.selection,
@@ -391,7 +400,14 @@ class Harness:
         if summary.skipped:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
         self.dataset()  # fail fast on a bad dataset before any cell
-        check_pairs((c.model.name, c.method.name) for c in todo)  # and on an unsupported model
+        for spec in dict.fromkeys(c.model for c in todo):  # ... on a model that cannot be built
+            check_model_spec(spec)
+        # ... and on an unsupported model (registered architectures; own model_args: per cell)
+        check_pairs(
+            (c.model.name, c.method.name)
+            for c in todo
+            if not c.model.model_args and not c.model.name.startswith(HF_HUB_PREFIX)
+        )
         if todo:
             self_check(self.acc.device)  # a counter this torch release breaks stops the run here
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):

@@ -61,9 +61,11 @@ RECORD_FIELDS: dict[str, str] = {
     "device": "TEXT",
     "config_hash": "TEXT",
     "timestamp": "TEXT",
+    "model_args": "TEXT",  # JSON object of the model entry's model_args; NULL when none
+    "data_config": "TEXT",  # JSON: the data config the images were prepared with
 }
 
-JSON_FIELDS = ("params_json", "tokens_per_block")
+JSON_FIELDS = ("params_json", "tokens_per_block", "model_args", "data_config")
 
 
 def fold_calibration(frame: pd.DataFrame) -> pd.DataFrame:

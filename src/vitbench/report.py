@@ -367,6 +367,7 @@ def leaderboard(
     delta = [t - d for t, d in zip(stats["top1"], dense)]
     top1_text = [_top1_text(m, s, n) for m, s, n in zip(stats["top1"], stats["top1_std"], stats["n"])]
     several_seeds = stats["n"].nunique() > 1
+    timed = bool(stats["img_per_s"].notna().any())  # no img/s column when nothing was timed
     cols = _lead_cols(stats) + [
         _Col("Method", list(stats["method"]), list(stats["method"]), numeric=False),
         _Col("Setting", list(stats["setting"]), list(stats["setting"]), numeric=False),
@@ -390,12 +391,16 @@ def leaderboard(
             [_num(v, gmacs_digits(stats["gmacs"])) for v in stats["gmacs"]],
         ),
         _Col("Params (M)", list(stats["params_m"]), [_num(v) for v in stats["params_m"]]),
-        _Col(_IMG_S, list(stats["img_per_s"]), [_num(v, 0) for v in stats["img_per_s"]]),
+        _Col(_IMG_S, list(stats["img_per_s"]), [_num(v, 0) for v in stats["img_per_s"]], display=timed),
     ]
     extra = "ΔTop-1 vs dense on the same images"
     if ci and bool(stats["top1_ci_low"].notna().any()):
         extra += "; 95% CI: bootstrap over images"
-    extra += "; " + throughput_note(ok)
+    extra += "; " + (
+        throughput_note(ok)
+        if timed
+        else "img/s: not measured by this suite (`throughput: {enabled: false}`); see `vitbench throughput`"
+    )
     return _render(cols, fmt, caption=_caption(stats, extra))
 
 

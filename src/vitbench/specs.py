@@ -10,10 +10,35 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A timm model and where its weights come from (``random``, ``demo``, ``hub`` or a file path)."""
+    """A timm model and where its weights come from (``random``, ``demo``, ``hub`` or a file path).
+
+    Attributes:
+        name: timm model name (pretrained tag allowed) or an ``hf-hub:`` id.
+        weights: ``random``, ``demo``, ``hub`` or a path to ``.pth``/``.pt``/``.safetensors``.
+        model_args: keyword arguments of ``timm.create_model`` as sorted (name, value) pairs
+            (lists frozen to tuples), e.g. ``(("img_size", 32), ("patch_size", 4))``.
+        data_config: overrides of the model's pretrained data config as sorted (name, value)
+            pairs; keys among ``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``,
+            ``crop_mode``.
+    """
 
     name: str
     weights: str = "random"
+    model_args: tuple[tuple[str, Any], ...] = ()
+    data_config: tuple[tuple[str, Any], ...] = ()
+
+    def ident(self) -> dict[str, Any]:
+        """Plain-data identity of the entry.
+
+        ``model_args``/``data_config`` appear only when given, so a plain model keeps the cell
+        keys and config hashes it had before these fields existed.
+        """
+        d: dict[str, Any] = {"name": self.name, "weights": self.weights}
+        if self.model_args:
+            d["model_args"] = [list(kv) for kv in self.model_args]
+        if self.data_config:
+            d["data_config"] = [list(kv) for kv in self.data_config]
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +148,7 @@ class SuiteSpec:
         """Plain-data form (for hashing and provenance); ``cache_dir`` is left out (it is not a result)."""
         d = dataclasses.asdict(self)
         d.pop("cache_dir", None)
+        d["models"] = [m.ident() for m in self.models]
         return d
 
 
@@ -143,6 +169,7 @@ class Cell:
         """Stable unique key (sha256 of the cell's identity, 24 hex chars)."""
         ident = dataclasses.asdict(self)
         ident["method"].pop("keep_ratios", None)  # the keep ratio itself is in the key
+        ident["model"] = self.model.ident()
         blob = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

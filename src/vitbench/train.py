@@ -108,11 +108,19 @@ def _finetune(
         trainable = ", ".join(_trainable_names())
         raise VitbenchError(f"method '{cls.name}' has nothing to train; trainable methods: {trainable}")
     data = _training_data(cfg)
-    model = create_model(cfg.model, cfg.weights).to(acc.device)
+    model = create_model(
+        cfg.model, cfg.weights, model_args=dict(cfg.model_args), data_config=dict(cfg.data_config)
+    ).to(acc.device)
     _check_classes(model, data, cfg)
     params = cls.params_for(cfg.keep_ratio, model, {**dict(cfg.method_params), "artifact": INIT})
     key = artifacts.artifact_key(
-        cfg.model, cfg.weights, cls.name, params, (cfg.dataset, cfg.split, cfg.limit)
+        cfg.model,
+        cfg.weights,
+        cls.name,
+        params,
+        (cfg.dataset, cfg.split, cfg.limit),
+        cfg.model_args,
+        cfg.data_config,
     )
     out = Path(out) if out is not None else artifacts.user_dir() / key.filename
     work_dir = Path(work_dir) if work_dir is not None else out.with_name(out.stem + ".ckpt")

@@ -14,6 +14,8 @@ class TrainConfig:
 
     Attributes:
         model: timm model name; weights: ``random``, ``demo``, ``hub`` or a file.
+        model_args, data_config: the model entry's ``timm.create_model`` arguments and data-config
+            overrides, sorted (name, value) pairs (see :class:`vitbench.specs.ModelSpec`).
         method: registry key of a trainable method; keep_ratio: its keep ratio.
         method_params: native-parameter overrides (``--set``), sorted (name, value) pairs.
         dataset, split, root, limit: training data (a registered dataset adapter).
@@ -34,6 +36,8 @@ class TrainConfig:
     weights: str = "random"
     keep_ratio: float = 0.7
     method_params: tuple[tuple[str, Any], ...] = ()
+    model_args: tuple[tuple[str, Any], ...] = ()
+    data_config: tuple[tuple[str, Any], ...] = ()
     dataset: str = "mnist-demo"
     split: str = "train"
     root: str | None = None
@@ -86,6 +90,8 @@ class TrainConfig:
             weights=cell.model.weights,
             keep_ratio=cell.keep_ratio,
             method_params=tuple(cell.method.params),
+            model_args=tuple(cell.model.model_args),
+            data_config=tuple(cell.model.data_config),
             dataset=data.name,
             split=data.split,
             root=data.root,
@@ -96,6 +102,9 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a checkpoint to be resumed (everything but I/O-only ones)."""
         out = dataclasses.asdict(self)
+        for key in ("model_args", "data_config"):  # as before these fields existed when empty
+            if not out[key]:
+                out.pop(key)
         out.pop("root")
         out.pop("checkpoint_every")
         out["method_params"] = [list(p) for p in self.method_params]
@@ -107,7 +116,19 @@ TRAIN_OPTIONS: tuple[str, ...] = tuple(
     f.name
     for f in dataclasses.fields(TrainConfig)
     if f.name
-    not in {"model", "method", "weights", "keep_ratio", "method_params", "dataset", "split", "root", "limit"}
+    not in {
+        "model",
+        "method",
+        "weights",
+        "keep_ratio",
+        "method_params",
+        "model_args",
+        "data_config",
+        "dataset",
+        "split",
+        "root",
+        "limit",
+    }
 )
 
 

@@ -22,6 +22,8 @@ def finetune_command(cell: Any, data: Any) -> str:
         f"--method {cell.method.name}",
         f"--keep {cell.keep_ratio:g}",
         *(f"--set {k}={v}" for k, v in cell.method.params),
+        *(f"--model-arg {k}={_flag_value(v)}" for k, v in cell.model.model_args),
+        *(f"--data-config {k}={_flag_value(v)}" for k, v in cell.model.data_config),
         f"--data {data.name}",
         f"--split {data.split}",
     ]
@@ -30,6 +32,14 @@ def finetune_command(cell: Any, data: Any) -> str:
     if data.limit:
         parts.append(f"--limit {data.limit}")
     return " ".join(parts)
+
+
+def _flag_value(value: Any) -> str:
+    """A model argument as a shell-safe YAML flow value (tuples as lists)."""
+    import json
+
+    text = json.dumps(value, default=list)
+    return f"'{text}'" if any(c in text for c in ' [],{}"') else text
 
 
 def trained_params(
@@ -44,7 +54,13 @@ def trained_params(
         return params
     data = suite.train_data()
     key = artifacts.artifact_key(
-        cell.model.name, cell.model.weights, cls.name, params, (data.name, data.split, data.limit)
+        cell.model.name,
+        cell.model.weights,
+        cls.name,
+        params,
+        (data.name, data.split, data.limit),
+        cell.model.model_args,
+        cell.model.data_config,
     )
     path = artifacts.find_artifact(key)
     if path is None and suite.train is None:

@@ -186,8 +186,8 @@ class ToMe(TokenMethod):
 
         A block merges at most half of its non-prefix tokens; the official code clips ``r`` to
         that per block (kept here: deep blocks of DeiT-S at r=16 merge fewer). An ``r`` above
-        what even the first block can merge is never realised anywhere (on the 17-token demo
-        model every r >= 8 gives the same model), so it is an error, not a silent clip.
+        what even the first block can merge is never realised anywhere (on a model with 16
+        image tokens every r >= 8 gives the same model), so it is an error, not a silent clip.
         """
         depth = len(check_vit(model, cls.name))
         n0, prefix = input_tokens(model), prefix_tokens(model)
