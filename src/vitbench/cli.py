@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,8 +81,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if method_sets:
         suite = dataclasses.replace(suite, methods=_with_params(suite.methods, method_sets))
+    if args.threads is not None:
+        from vitbench.threads import check_threads
+
+        fix = "use --threads 1 (or N >= 1), or leave it out for the automatic choice"
+        suite = dataclasses.replace(suite, threads=check_threads(args.threads, "--threads", fix))
     cells = expand(suite)
     acc, results, shard = None, args.results, ""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # before solo_accelerator drops it
     if args.shard:  # cell-parallel: this process runs every N-th cell on all the data, alone
         from vitbench.scaleout import parse_shard, results_path, shard_cells, solo_accelerator
 
@@ -89,7 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cells, results = shard_cells(cells, index, count), results_path(args.results, index, count)
         shard = f" (shard {index}/{count})" if count > 1 else ""
         acc = solo_accelerator(local) if count > 1 else None
-    harness = Harness(suite, results, accelerator=acc, progress=not args.no_progress)
+    harness = Harness(
+        suite, results, accelerator=acc, progress=not args.no_progress, local_processes=local if acc else None
+    )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
     summary = harness.run(cells)
     if not harness.main:
@@ -438,6 +447,27 @@ def cmd_bench_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_contention(args: argparse.Namespace) -> int:
+    """Demo wall time on an idle machine and beside busy processes (``vitbench.bench_contention``)."""
+    from vitbench.bench_contention import bench_contention
+    from vitbench.threads import check_threads
+
+    fix = "use --threads 1 (or N >= 1), or leave it out for the automatic choice"
+    threads = check_threads(args.threads, "--threads", fix)
+    bench_contention(args.busy, args.every, threads, args.limit_s, args.suite)
+    return 0
+
+
+def _threads_arg(text: str) -> int | str:
+    """``--threads`` value: an integer (validated by the command: one-line error) or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text  # check_threads names the problem and the fix
+
+
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree."""
@@ -474,6 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
         "'{shard}' in --results gives each shard its own store (join with `vitbench merge`)",
     )
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
+    r.add_argument(
+        "--threads",
+        type=_threads_arg,
+        default=None,
+        metavar="N|auto",
+        help="intra-op CPU threads of evaluation (default: suite key threads, else auto: "
+        "1 for small models and batches, else the usable cores)",
+    )
     r.set_defaults(fn=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="render leaderboards from a results store")
@@ -614,6 +652,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--model", default=None)
     rp.add_argument("--title", default=None)
     rp.set_defaults(fn=cmd_report)
+
+    bn = sub.add_parser(
+        "bench-contention",
+        help="demo wall time idle vs beside busy processes (target: <= 3x with 2 busy processes)",
+    )
+    bn.add_argument("--busy", type=int, default=2, help="busy processes of the second run")
+    bn.add_argument("--every", type=int, default=1, help="run every K-th cell (deterministic subset)")
+    bn.add_argument("--threads", type=_threads_arg, default=None, metavar="N|auto", help="for both runs")
+    bn.add_argument("--limit-s", type=float, default=1200.0, help="time limit of each run, seconds")
+    bn.add_argument("--suite", default=DEMO_SUITE)
+    bn.set_defaults(fn=cmd_bench_contention)
 
     bc = sub.add_parser(
         "bench-cache", help="cache build speed-up (1 vs N processes) and data share of a sweep"

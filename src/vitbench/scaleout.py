@@ -121,11 +121,11 @@ def merge_stores(target: str | Path, sources: Sequence[str | Path]) -> MergeSumm
             for k, err, t1 in store._conn.execute("SELECT cell_key, error, top1 FROM records").fetchall()
         }
         for src in sources:
-            ResultsStore(src, readonly=True).close()  # validates path, schema version and columns
+            with ResultsStore(src, readonly=True) as source:  # validates path, schema version, columns
+                quoted = source.select_list()
             conn = sqlite3.connect(f"{Path(src).resolve().as_uri()}?mode=ro", uri=True)
             try:
                 names = list(RECORD_FIELDS)
-                quoted = ", ".join(f'"{n}"' for n in names)
                 for row in conn.execute(f"SELECT {quoted} FROM records ORDER BY rowid"):
                     rec = dict(zip(names, row))
                     key = str(rec["cell_key"])

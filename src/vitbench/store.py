@@ -99,6 +99,7 @@ class ResultsStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
         self.readonly = readonly
+        self._missing: set[str] = set()  # record columns an older store lacks (read-only open)
         self._conn = self._open()
         try:
             self._init_schema()
@@ -187,11 +188,31 @@ class ResultsStore:
                 f"{SCHEMA_VERSION}; use a new results path (or the vitbench version that wrote it)"
             )
         columns = tuple(str(r[1]) for r in self._conn.execute("PRAGMA table_info(records)").fetchall())
-        if columns != _COLUMNS:
+        missing = [c for c in _COLUMNS if c not in columns]
+        if set(columns) - set(_COLUMNS) or "cell_key" in missing:
             raise VitbenchError(
                 f"results file {self.path} has unexpected record columns for schema version "
                 f"{SCHEMA_VERSION}; use a new results path"
             )
+        # a store written before a column was added (e.g. eval_threads): NULL for its old records
+        self._missing = set(missing)
+        if missing and not self.readonly:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for name in missing:
+                    self._conn.execute(f'ALTER TABLE records ADD COLUMN "{name}" {RECORD_FIELDS[name]}')
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise VitbenchError(
+                    f"cannot add columns to results file {self.path} ({exc}); {_FIX}"
+                ) from None
+            self._missing = set()
+
+    def select_list(self) -> str:
+        """SQL select list of every record column in ``RECORD_FIELDS`` order (NULL for absent ones)."""
+        return ", ".join(f'NULL AS "{n}"' if n in self._missing else f'"{n}"' for n in _COLUMNS)
 
     # -- context manager -----------------------------------------------------------------------
 
@@ -254,8 +275,7 @@ class ResultsStore:
         """
         import pandas as pd
 
-        names = ", ".join(f'"{name}"' for name in _COLUMNS)
-        rows = self._conn.execute(f"SELECT {names} FROM records ORDER BY rowid").fetchall()
+        rows = self._conn.execute(f"SELECT {self.select_list()} FROM records ORDER BY rowid").fetchall()
         df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
         for name, kind in RECORD_FIELDS.items():
             if kind == "REAL":
