@@ -210,6 +210,19 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_noises(args: argparse.Namespace) -> int:
+    """List registered noises: family, split, levels, definition and the source it follows."""
+    from tabulate import tabulate
+
+    from vitbench.noise import NOISES
+
+    names = NOISES.names(split=args.split) if args.split else NOISES.names()
+    keys = ["family", "split", "levels", "definition", "source"]
+    rows = [[n, *(NOISES.info(n)[k] for k in keys)] for n in names]
+    print(tabulate(rows, headers=["noise", *keys], tablefmt="github"))
+    return 0
+
+
 def cmd_flops(args: argparse.Namespace) -> int:
     """Print GMACs (papers' convention) of a model + method; no data, random weights."""
     from vitbench.measure import count_gmacs
@@ -536,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     me = sub.add_parser("methods", help="list methods, parameters and defaults")
     me.set_defaults(fn=cmd_methods)
+
+    no = sub.add_parser("noises", help="list noises: family, split, levels, definition and source")
+    no.add_argument("--split", default=None, choices=["test", "validation", "sweep"])
+    no.set_defaults(fn=cmd_noises)
 
     fl = sub.add_parser("flops", help="GMACs of model + method (no data, random weights)")
     fl.add_argument("--model", default="deit_small_patch16_224")
