@@ -19,6 +19,6 @@ def test_bench_data_prints_both_figures(tmp_path: Path, capsys: pytest.CaptureFi
     assert "on 6 images from" in out and "DataLoader workers" in out
     figures = {ln.split(":")[0].split(" (")[0]: ln.split(":")[1].split()[0] for ln in out.splitlines()[1:]}
     assert float(figures["evaluation"]) > 0 and float(figures["bare forward"]) > 0
-    assert float(figures["ratio"]) == pytest.approx(
-        float(figures["evaluation"]) / float(figures["bare forward"]), rel=0.01
-    )
+    ev, bare = float(figures["evaluation"]), float(figures["bare forward"])
+    rounding = 0.05 / ev + 0.05 / bare  # both figures are printed to 0.1 img/s
+    assert float(figures["ratio"]) == pytest.approx(ev / bare, rel=rounding + 1e-3)

@@ -185,6 +185,7 @@ def test_provenance_and_config_hash() -> None:
         "vitbench_version",
         "torch_version",
         "timm_version",
+        "gmacs_counter",
         "git_commit",
         "device",
         "timestamp",
@@ -206,3 +207,37 @@ def test_git_commit_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(store_mod.subprocess, "run", boom)
     assert store_mod.provenance()["git_commit"] == "unknown"
+
+
+def _old_store(path: Path, drop: str) -> None:
+    """A store as an older release wrote it: every column but ``drop``."""
+    cols = ", ".join(
+        f'"{n}" {k}' + (" UNIQUE" if n == "cell_key" else "") for n, k in RECORD_FIELDS.items() if n != drop
+    )
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute(f"CREATE TABLE records ({cols})")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT INTO records (cell_key, top1, gmacs) VALUES ('old', 50.0, 4.25)")
+
+
+def test_older_store_gains_new_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _old_store(path, "gmacs_counter")
+    frame = load_results(path)  # read-only: the new column reads as missing
+    assert list(frame.columns) == list(RECORD_FIELDS) and frame["gmacs_counter"].isna().all()
+    with ResultsStore(path) as store:  # writable: the column is added, old rows kept
+        store.write({"cell_key": "new", "top1": 60.0, "gmacs": 4.608, "gmacs_counter": "2"})
+        df = store.frame()
+    assert list(df["cell_key"]) == ["old", "new"]
+    assert df["gmacs_counter"].tolist() == [None, "2"] and df["top1"].tolist() == [50.0, 60.0]
+
+
+def test_store_with_unknown_column_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    with ResultsStore(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute('ALTER TABLE records ADD COLUMN "from_the_future" TEXT')
+    with pytest.raises(VitbenchError, match="from_the_future.*new results path"):
+        ResultsStore(path)

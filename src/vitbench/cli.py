@@ -8,9 +8,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vitbench.errors import VitbenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_RESULTS = "results/vitbench.sqlite"
 DEMO_SUITE = "demo"
@@ -57,6 +60,18 @@ def _dtype(name: str) -> Any:
 
 
 # -- commands ---------------------------------------------------------------------------------
+def _load_results(path: str) -> pd.DataFrame:
+    """``load_results`` plus a warning on stderr when the records mix GMACs counter versions."""
+    from vitbench.records import counter_warning
+    from vitbench.store import load_results
+
+    frame = load_results(path)
+    note = counter_warning(frame)
+    if note:
+        print(note, file=sys.stderr)
+    return frame
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a suite (default: the embedded demo) into a results store, then print the leaderboards."""
     from vitbench.config import expand, load_suite
@@ -108,9 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"leaderboards: `vitbench leaderboard --results {results}` once every shard is done")
         return 1 if summary.failed and args.strict else 0
     from vitbench.report import plot_pareto, render_all
-    from vitbench.store import load_results
 
-    df = load_results(args.results)
+    df = _load_results(args.results)
     df = df[df["suite"] == suite.name]
     text = render_all(df, fmt="github")
     print(text)
@@ -153,9 +167,8 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Render tables from a results store."""
     from vitbench import report
-    from vitbench.store import load_results
 
-    df = load_results(args.results)
+    df = _load_results(args.results)
     if args.suite:
         df = df[df["suite"] == args.suite]
     views = {
@@ -181,9 +194,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     """Accuracy vs GMACs Pareto plot (PNG or SVG)."""
     from vitbench.report import plot_pareto
-    from vitbench.store import load_results
 
-    df = load_results(args.results)
+    df = _load_results(args.results)
     path = plot_pareto(df, Path(args.output), model=args.model)
     print(f"wrote {path}")
     return 0
@@ -225,9 +237,10 @@ def cmd_noises(args: argparse.Namespace) -> int:
 
 def cmd_flops(args: argparse.Namespace) -> int:
     """Print GMACs (papers' convention) of a model + method; no data, random weights."""
-    from vitbench.measure import count_gmacs
+    from vitbench.measure import count_gmacs, self_check
     from vitbench.models import create_model, data_config
 
+    self_check("cpu")  # one line and exit 2 when this torch release breaks the counter
     if args.paper:
         from vitbench.paper import paper_flops_table
 
@@ -243,6 +256,15 @@ def cmd_flops(args: argparse.Namespace) -> int:
         gmacs = count_gmacs(model, size)
         tokens = handle.tokens_per_block
     print(f"{gmacs:.2f} GMACs  ({args.model}, {cls.name} {cls.setting(params)}, tokens per block {tokens})")
+    return 0
+
+
+def cmd_recount(args: argparse.Namespace) -> int:
+    """Recompute ``gmacs``/``params_m`` of a store's records; print what changed."""
+    from vitbench.recount import format_summary, recount
+
+    summary = recount(args.results, suite=args.suite, dry_run=args.dry_run)
+    print(format_summary(summary, args.dry_run))
     return 0
 
 
@@ -401,9 +423,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     """Robustness tables (mCE, severities, corruptions, noise levels, selection, noisy calibration)."""
     from vitbench import report_calib as rc
     from vitbench import report_robust as rr
-    from vitbench.store import load_results
 
-    df = load_results(args.results)
+    df = _load_results(args.results)
     if args.suite:
         df = df[df["suite"] == args.suite]
     sel = None if args.selection == "both" else args.selection
@@ -440,9 +461,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (tables + embedded plots) for a whole results store."""
     from vitbench.report_robust import write_html_report
-    from vitbench.store import load_results
 
-    df = load_results(args.results)
+    df = _load_results(args.results)
     if args.suite:
         df = df[df["suite"] == args.suite]
     path = write_html_report(df, args.output, title=args.title, model=args.model)
@@ -692,6 +712,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-only", action="store_true", help="skip the timed sweep over the cached conditions"
     )
     bc.set_defaults(fn=cmd_bench_cache)
+    rc = sub.add_parser(
+        "recount",
+        help="recompute gmacs and params_m of every record with today's GMACs counter (in place)",
+    )
+    rc.add_argument("results", help="the results store (.sqlite) to repair")
+    rc.add_argument(
+        "--suite", default=None, help="suite name or YAML for channel records (default: each record's suite)"
+    )
+    rc.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    rc.set_defaults(fn=cmd_recount)
     from vitbench.cli_train import add_train_commands
 
     add_train_commands(sub)  # finetune, bench-train

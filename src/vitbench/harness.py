@@ -24,7 +24,13 @@ from vitbench.cache import CacheKey, CorruptionCache, content_hash, prep_rule, r
 from vitbench.data import FileImageSet, ImageSet, default_workers, load_dataset
 from vitbench.data.files import skip_summary
 from vitbench.errors import VitbenchError
-from vitbench.measure import classification_metrics, count_gmacs, count_params_m, measure_throughput
+from vitbench.measure import (
+    classification_metrics,
+    count_gmacs,
+    count_params_m,
+    measure_throughput,
+    self_check,
+)
 from vitbench.methods.base import token_method
 from vitbench.models import check_classes, create_model, data_config
 from vitbench.noise import NOISES, apply_noise
@@ -511,6 +517,8 @@ class Harness:
         if summary.skipped:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
         self.dataset()  # fail fast on a bad dataset before any cell
+        if todo:
+            self_check(self.acc.device)  # a counter this torch release breaks stops the run here
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             try:

@@ -57,6 +57,7 @@ RECORD_FIELDS: dict[str, str] = {
     "vitbench_version": "TEXT",
     "torch_version": "TEXT",
     "timm_version": "TEXT",
+    "gmacs_counter": "TEXT",  # version of the GMACs counter that produced ``gmacs`` (NULL: before 2)
     "git_commit": "TEXT",
     "device": "TEXT",
     "config_hash": "TEXT",
@@ -111,3 +112,22 @@ def with_curves(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` plus a ``curve`` column (:func:`curve_label` of every row)."""
     settings = frame["setting"] if "setting" in frame else [""] * len(frame)
     return frame.assign(curve=[curve_label(m, s) for m, s in zip(frame["method"], settings)])
+
+
+def counter_warning(frame: pd.DataFrame) -> str | None:
+    """A one-line warning when the successful records of ``frame`` mix GMACs counter versions.
+
+    Records without ``gmacs_counter`` were written before counter version 2 (torch's
+    ``FlopCounterMode``, which missed fused attention on some torch releases).
+    """
+    if frame.empty or "gmacs_counter" not in frame:
+        return None
+    ok = frame[frame["error"].isna()] if "error" in frame else frame
+    versions = sorted({str(v) if v is not None and v == v else "1" for v in ok["gmacs_counter"]})
+    if len(versions) < 2:
+        return None
+    source = frame.attrs.get("source", "RESULTS")
+    return (
+        f"warning: these records mix GMACs counter versions {', '.join(versions)}, so their GMACs are not "
+        f"comparable; run `vitbench recount {source}` to recount them with this release"
+    )

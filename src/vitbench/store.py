@@ -99,7 +99,6 @@ class ResultsStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
         self.readonly = readonly
-        self._missing: set[str] = set()  # record columns an older store lacks (read-only open)
         self._conn = self._open()
         try:
             self._init_schema()
@@ -188,31 +187,33 @@ class ResultsStore:
                 f"{SCHEMA_VERSION}; use a new results path (or the vitbench version that wrote it)"
             )
         columns = tuple(str(r[1]) for r in self._conn.execute("PRAGMA table_info(records)").fetchall())
-        missing = [c for c in _COLUMNS if c not in columns]
-        if set(columns) - set(_COLUMNS) or "cell_key" in missing:
+        unknown = sorted(set(columns) - set(_COLUMNS))
+        if unknown:
             raise VitbenchError(
-                f"results file {self.path} has unexpected record columns for schema version "
-                f"{SCHEMA_VERSION}; use a new results path"
+                f"results file {self.path} has record columns this vitbench does not know "
+                f"({', '.join(unknown)}); use a new results path (or the vitbench version that wrote it)"
             )
-        # a store written before a column was added (e.g. eval_threads): NULL for its old records
-        self._missing = set(missing)
+        missing = [name for name in _COLUMNS if name not in columns]
         if missing and not self.readonly:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                for name in missing:
-                    self._conn.execute(f'ALTER TABLE records ADD COLUMN "{name}" {RECORD_FIELDS[name]}')
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise VitbenchError(
-                    f"cannot add columns to results file {self.path} ({exc}); {_FIX}"
-                ) from None
-            self._missing = set()
+            self._add_columns(missing)
+            missing = []
+        self._missing = frozenset(missing)  # read-only store of an older release: read as NULL
 
     def select_list(self) -> str:
         """SQL select list of every record column in ``RECORD_FIELDS`` order (NULL for absent ones)."""
-        return ", ".join(f'NULL AS "{n}"' if n in self._missing else f'"{n}"' for n in _COLUMNS)
+        return ", ".join("NULL" if name in self._missing else f'"{name}"' for name in _COLUMNS)
+
+    def _add_columns(self, names: list[str]) -> None:
+        """Add record columns introduced after the store was written (NULL in old rows)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for name in names:
+                self._conn.execute(f'ALTER TABLE records ADD COLUMN "{name}" {RECORD_FIELDS[name]}')
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise VitbenchError(f"cannot add new record columns to {self.path} ({exc}); {_FIX}") from None
 
     # -- context manager -----------------------------------------------------------------------
 
@@ -260,6 +261,34 @@ class ResultsStore:
             self._conn.execute(f"INSERT OR REPLACE INTO records ({names}) VALUES ({placeholders})", values)
         except sqlite3.Error as exc:
             raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
+
+    def update(self, cell_key: str, values: Mapping[str, Any]) -> None:
+        """Rewrite some columns of one record in place (e.g. ``vitbench recount``); commits.
+
+        Args:
+            cell_key: the record's key; a missing key is an error.
+            values: column -> new value (validated like :meth:`write`); other columns are kept.
+
+        Raises:
+            ValueError: unknown column or a value of the wrong type.
+            VitbenchError: no record has ``cell_key``, or the store is read-only / not writable.
+        """
+        unknown = sorted(set(values) - set(RECORD_FIELDS) | ({"cell_key"} & set(values)))
+        if unknown:
+            raise ValueError(f"cannot update record field(s): {', '.join(unknown)}")
+        if self.readonly:
+            raise VitbenchError(f"results file {self.path} was opened read-only")
+        names = list(values)
+        assignments = ", ".join(f'"{name}" = ?' for name in names)
+        params = [_coerce(name, values[name]) for name in names]
+        try:
+            cur = self._conn.execute(
+                f"UPDATE records SET {assignments} WHERE cell_key = ?", [*params, cell_key]
+            )
+        except sqlite3.Error as exc:
+            raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
+        if cur.rowcount != 1:
+            raise VitbenchError(f"results file {self.path} has no record {cell_key!r}")
 
     def done_keys(self) -> set[str]:
         """Cell keys of successful cells (``error IS NULL``); used to resume a suite."""
@@ -330,10 +359,12 @@ def provenance() -> dict[str, str]:
     """Versions, git commit, device and UTC timestamp to stamp on every record.
 
     Returns:
-        Keys ``vitbench_version``, ``torch_version``, ``timm_version``, ``git_commit``,
-        ``device``, ``timestamp`` (all strings; ``"unknown"`` where not determinable).
+        Keys ``vitbench_version``, ``torch_version``, ``timm_version``, ``gmacs_counter``,
+        ``git_commit``, ``device``, ``timestamp`` (all strings; ``"unknown"`` where not
+        determinable).
     """
     import vitbench
+    from vitbench.measure.gmacs import COUNTER_VERSION
 
     cpu = f"cpu: {platform.processor() or platform.machine() or 'unknown'}"
     try:
@@ -351,6 +382,7 @@ def provenance() -> dict[str, str]:
         "vitbench_version": vitbench.__version__,
         "torch_version": torch_version,
         "timm_version": timm_version,
+        "gmacs_counter": COUNTER_VERSION,
         "git_commit": _git_commit(),
         "device": device,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
