@@ -101,6 +101,11 @@ def test_cli_threads_flag_one_line_exit_2_before_any_cell(
 def test_auto_choice_for_the_demo_model(tmp_path: Path) -> None:
     h = Harness(suite_from_dict(SUITE), str(tmp_path / "r.sqlite"), progress=False, log=lambda _m: None)
     assert h.threads_for(h.suite.models[0]) == (1, 1)  # 0.0108 GMACs x 25 and x 4: small work
+    lines: list[str] = []
+    fixed = suite_from_dict({**SUITE, "threads": 2, "throughput": False})
+    h = Harness(fixed, str(tmp_path / "f.sqlite"), progress=False, log=lines.append)
+    assert h.threads_for(fixed.models[0]) == (2, 1) and not h._models  # nothing to count
+    assert lines == [f"vitbench_demo_vit: evaluation on 2 thread(s) (set); {usable_cores()} usable core(s)"]
 
 
 def _run(tmp_path: Path, name: str, threads: int | None) -> tuple[Harness, object]:

@@ -466,28 +466,26 @@ class Harness:
         """
         if spec not in self._threads:
             tp = self.suite.throughput
-            gmacs = None
-            if self.suite.threads is None or tp.threads is None:
-                model = self.model(spec)
-                gmacs = count_gmacs(
-                    model, tuple(data_config(model)["input_size"]), device=str(self.acc.device)
-                )
             cores = usable_cores(self._local)
-            lines = []
-            chosen = []
-            for what, fixed, batch in (
-                ("evaluation", self.suite.threads, self.suite.batch_size),
-                ("throughput", tp.threads, tp.batch_size),
+            gmacs: list[float] = []  # the dense model's GMACs per image, counted when needed
+            lines, chosen = [], []
+            for what, fixed, batch, used in (
+                ("evaluation", self.suite.threads, self.suite.batch_size, True),
+                ("throughput", tp.threads, tp.batch_size, tp.enabled),
             ):
-                if fixed is not None:
-                    n, why = fixed, "set"
+                if fixed is not None or not used:
+                    n, why = fixed or 1, "set"
                 else:
-                    assert gmacs is not None
-                    n, work = auto_threads(gmacs, batch, cores), gmacs * batch
+                    if not gmacs:
+                        model = self.model(spec)
+                        size = tuple(data_config(model)["input_size"])
+                        gmacs.append(count_gmacs(model, size, device=str(self.acc.device)))
+                    g = gmacs[0]
+                    n, work = auto_threads(g, batch, cores), g * batch
                     sign = "<" if work < SMALL_WORK_GMACS else ">="
-                    why = f"auto: {gmacs:.3g} GMACs x batch {batch} = {work:.3g} {sign} {SMALL_WORK_GMACS:g}"
+                    why = f"auto: {g:.3g} GMACs x batch {batch} = {work:.3g} {sign} {SMALL_WORK_GMACS:g}"
                 chosen.append(n)
-                if what == "evaluation" or tp.enabled:
+                if used:
                     lines.append(f"{what} on {n} thread(s) ({why})")
             self._threads[spec] = (chosen[0], chosen[1])
             self.log(f"{spec.name}: {'; '.join(lines)}; {cores} usable core(s)")
