@@ -55,20 +55,21 @@ def test_run_resume_and_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "Top-1" in capsys.readouterr().out
 
 
-def test_failed_cell_is_recorded_and_sweep_goes_on(tmp_path: Path) -> None:
-    suite = write_suite(
-        tmp_path,
-        methods=["dense", {"name": "evit", "params": {"drop_loc": [40]}}],
-        noises=["clean"],
-        selections=["scored"],
-    )
+def test_failed_cell_is_recorded_and_sweep_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vitbench.methods.evit import EViT
+
+    def broken(*args: object, **kwargs: object) -> None:  # fails while the cell runs, not before
+        raise RuntimeError("evit broke\nmid-run")
+
+    monkeypatch.setattr(EViT, "apply", classmethod(broken))
+    suite = write_suite(tmp_path, methods=["dense", "evit"], noises=["clean"], selections=["scored"])
     results = str(tmp_path / "r.sqlite")
     assert run([str(suite), "--results", results]) == 0
     assert run([str(suite), "--results", results, "--strict"]) == 1  # the failed cell is retried
     df = load_results(results)
     assert df.loc[df.method == "dense", "error"].isna().all()
     err = df.loc[df.method == "evit", "error"].iloc[0]
-    assert "drop_loc" in err and "\n" not in err
+    assert "evit broke mid-run" in err and "\n" not in err
 
 
 def test_interrupted_run_keeps_finished_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +133,10 @@ def test_set_overrides_method_params(tmp_path: Path) -> None:
         ([], {"dataset": {"name": "cifar10-npz", "root": "/nonexistent/cifar"}}, "does not exist"),
         ([], {"keep_ratio": [0.5]}, "did you mean 'keep_ratios'"),
         (["--set", "r=3"], {"methods": ["evit"]}, "no method in this run has such a parameter"),
-        (["--set", "keep_rate=abc"], {"methods": ["evit"]}, "is not a float"),
+        (["--set", "keep_rate=abc"], {"methods": ["evit"]}, "keep_rate='abc' is not a number"),
+        (["--set", "r=abc"], {"methods": ["tome"]}, "r='abc' is not an integer"),
+        ([], {"methods": [{"name": "evit", "params": {"drop_loc": [40]}}]}, "drop_loc [40] outside blocks"),
+        (["--method", "tome", "--set", "r=13"], {}, "tome r=13 cannot be realised on vitbench_demo_vit"),
     ],
 )
 def test_bad_input_one_line_exit_2(
@@ -142,6 +146,8 @@ def test_bad_input_one_line_exit_2(
     assert run([str(suite), "--results", str(tmp_path / "r.sqlite"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and needle in err, err
+    results = tmp_path / "r.sqlite"
+    assert not results.exists() or load_results(results).empty  # refused before any cell
 
 
 def test_malformed_yaml_and_unwritable_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

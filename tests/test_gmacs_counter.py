@@ -215,3 +215,30 @@ def test_records_carry_the_counter_version() -> None:
     from vitbench.store import provenance
 
     assert provenance()["gmacs_counter"] == COUNTER_VERSION
+
+
+def test_every_token_method_counts_without_unknown_ops() -> None:
+    """No op of any method's forward (scored or random selection) falls outside the rules."""
+    import warnings
+
+    from vitbench.measure import count_gmacs
+    from vitbench.methods import METHODS, TokenMethod
+    from vitbench.models import create_model
+
+    model = create_model("vitbench_demo_vit", "random")
+    seen = []
+    for name in METHODS.names():
+        cls: Any = METHODS.get(name)
+        if not issubclass(cls, TokenMethod):
+            continue
+        overrides = {"artifact": "init"} if getattr(cls, "trainable", False) else {}
+        params = cls.params_for(0.7, model, overrides)
+        for selection in cls.selections:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                with cls.apply(model, params, selection, 0) as handle:
+                    handle.set_sample_ids(None)
+                    assert count_gmacs(model, (3, 32, 32)) > 0
+            seen.append((name, selection))
+    assert {"tome", "evit", "dynamicvit", "lfe"} <= {n for n, _ in seen}
+    assert ("tome", "random") in seen

@@ -5,16 +5,25 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from test_lowpass_lfe import np_official_lowpass
 from vbtest import make_model, model_input
 from vitbench.errors import VitbenchError
 from vitbench.measure import count_gmacs, count_params_m
 from vitbench.methods import METHODS
-from vitbench.methods.lfs import Criterion, lfs_scores, plan_of, structure_block
+from vitbench.methods.lfs import (
+    Criterion,
+    SeededDropPath,
+    add_drop_path,
+    lfs_scores,
+    plan_of,
+    prunable_channels,
+    structure_block,
+    threshold_for,
+)
 from vitbench.methods.slim import dims_macs, model_dims
 
 
@@ -25,16 +34,6 @@ def _batches(model: torch.nn.Module, n: int = 2, b: int = 4, dtype=torch.float32
         y = torch.arange(b) % model.num_classes
         out.append((x, y))
     return out
-
-
-def _np_lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
-    """Independent G(.): numpy FFT, centred Gaussian on a K x K grid, shifted onto DC."""
-    k = x.shape[-1]
-    m0, s2 = (k - 1) / 2, (k * cutoff / 2) ** 2
-    u = np.arange(k) - m0
-    g = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * s2))
-    g = np.fft.ifftshift(g)
-    return np.real(np.fft.ifft2(np.fft.fft2(x) * g))
 
 
 def _tiny() -> torch.nn.Module:
@@ -53,7 +52,7 @@ def test_lfs_scores_equal_brute_force_taylor() -> None:
     crit = Criterion(lowpass=True, cutoff=0.3, lfs_lambda=0.25, tau=2.0, num_samples=0)
     scores = lfs_scores(model, batches, crit, blocks=[1])[1]
     teacher_feats = [model.forward_features(x)[:, 0].detach() for x, _ in batches]
-    low = [torch.from_numpy(_np_lowpass(x.numpy(), 0.3)) for x, _ in batches]
+    low = [torch.from_numpy(np_official_lowpass(x.numpy(), 0.3)) for x, _ in batches]
 
     def mean_loss() -> float:
         total = 0.0
@@ -88,6 +87,112 @@ def test_lfs_scores_equal_brute_force_taylor() -> None:
     assert math.isclose(float(scores[0][v_row]), row_score(blk.attn.qkv.weight, v_row), rel_tol=1e-5)
     for f_row in (0, 7):
         assert math.isclose(float(scores[1][f_row]), row_score(blk.mlp.fc1.weight, f_row), rel_tol=1e-5)
+
+
+def _independent_lfs_scores(model: torch.nn.Module, batches, cutoff: float, lam: float):
+    """LFS scores from the definition: official-run filter (numpy), autograd, Taylor, q/k sharing.
+
+    Per block: ([q | k | v] row scores with S_q + S_k shared, fc1 row scores); the student is the
+    model itself (train mode = eval mode without dropout or drop-path), the teacher the same
+    weights on the original images; the loss is lam * CE + (1 - lam) * KL of the final CLS feature.
+    """
+    names = [n for n, _ in model.named_parameters() if n.endswith(("attn.qkv.weight", "mlp.fc1.weight"))]
+    params = dict(model.named_parameters())
+    total = {n: torch.zeros_like(params[n]) for n in names}
+    for x, y in batches:
+        with torch.no_grad():
+            t = model.forward_features(x)[:, 0]
+        xl = torch.from_numpy(np_official_lowpass(x.double().numpy(), cutoff)).to(x.dtype)
+        feats = model.forward_features(xl)
+        s = feats[:, 0]
+        kl = (F.softmax(t, 1) * (F.log_softmax(t, 1) - F.log_softmax(s, 1))).sum() / s.numel()
+        loss = lam * F.cross_entropy(model.forward_head(feats), y) + (1 - lam) * kl
+        for n, g in zip(names, torch.autograd.grad(loss, [params[n] for n in names])):
+            total[n] += g
+    out = {}
+    for b, blk in enumerate(model.blocks):
+        qn, fn = f"blocks.{b}.attn.qkv.weight", f"blocks.{b}.mlp.fc1.weight"
+        sq = (params[qn].detach() * total[qn] / len(batches)).pow(2).sum(1)
+        c = blk.attn.num_heads * blk.attn.head_dim
+        qk = sq[:c] + sq[c : 2 * c]
+        sf = (params[fn].detach() * total[fn] / len(batches)).pow(2).sum(1)
+        out[b] = (torch.cat([qk, qk, sq[2 * c :]]), sf)
+    return out
+
+
+@pytest.mark.parametrize("keep", [0.7, 0.5])
+def test_lfs_keep_sets_equal_independent_filter_and_taylor(keep: float) -> None:
+    model = make_model("depth12").double()  # 32x32 images: the two filters differ
+    batches = _batches(model, n=2, b=6, dtype=torch.float64)
+    want = _independent_lfs_scores(model, batches, 0.1, 0.1)
+    cls = METHODS.get("lfs")
+    params = cls.params_for(keep, model, {"drop_path": 0.0, "num_samples": 0})
+    assert params.lowpass == "official"
+    got = lfs_scores(model, batches, params.criterion())
+    for b in want:
+        torch.testing.assert_close(got[b][0], want[b][0].float(), rtol=1e-6, atol=1e-30)
+        torch.testing.assert_close(got[b][1], want[b][1].float(), rtol=1e-6, atol=1e-30)
+    everything = torch.cat([torch.cat(v) for v in want.values()])
+    thr = threshold_for(everything, round((1 - keep) * prunable_channels(model)))
+    dims = model_dims(model).blocks
+    plan = plan_of(cls.prune(model, params, batches))
+    for b, (sq, sf) in want.items():
+        h, dqk, dv, _m = dims[b]
+        assert plan.blocks[b] == structure_block(sq, sf, thr, h, dqk, dv)
+    assert plan.blocks != tuple(plan_of(cls.prune(model, cls.params_for(1.0, model), batches)).blocks)
+
+
+def test_lfs_scores_change_with_the_filter() -> None:
+    model = make_model("depth12")  # 32x32 images
+    batches = _batches(model, n=2, b=6)
+    cls = METHODS.get("lfs")
+    scores = {}
+    for filt in ("official", "symmetric"):
+        params = cls.params_for(0.5, model, {"lowpass": filt, "drop_path": 0.0})
+        per_block = lfs_scores(model, batches, params.criterion())
+        scores[filt] = torch.cat([torch.cat(v) for v in per_block.values()])
+    rel = (scores["official"] - scores["symmetric"]).norm() / scores["official"].norm()
+    assert rel > 1e-3
+    with pytest.raises(VitbenchError, match="official, symmetric"):
+        cls.params_for(0.5, model, {"lowpass": "ideal"})
+
+
+def test_seeded_drop_path_statistics_and_eval_identity() -> None:
+    g = torch.Generator().manual_seed(0)
+    dp = SeededDropPath(0.25, g).train()
+    x = torch.ones(20000, 3)
+    y = dp(x)
+    dropped = (y[:, 0] == 0).float().mean()
+    assert abs(float(dropped) - 0.25) < 0.015
+    torch.testing.assert_close(y[y[:, 0] > 0], torch.full_like(y[y[:, 0] > 0], 1 / 0.75))
+    assert (y == y[:, :1]).all()  # whole samples are dropped
+    assert dp.eval()(x) is x
+    model = make_model("depth12")
+    add_drop_path(model, 0.1, 0)
+    rates = [blk.drop_path1.rate for blk in model.blocks]
+    assert rates == pytest.approx([0.1 * i / 11 for i in range(12)])
+    assert [blk.drop_path2.rate for blk in model.blocks] == rates
+
+
+def test_drop_path_scores_are_seeded_and_leave_the_global_rng_alone() -> None:
+    model = make_model("depth12")
+    batches = _batches(model, n=2, b=8)
+    base = Criterion(num_samples=0, drop_path=0.1, seed=0)
+    state = torch.get_rng_state()
+    a = lfs_scores(model, batches, base)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = lfs_scores(model, batches, base)
+    c = lfs_scores(model, batches, Criterion(num_samples=0, drop_path=0.1, seed=1))
+    d = lfs_scores(model, batches, Criterion(num_samples=0, drop_path=0.0))
+    flat = [torch.cat([torch.cat(v) for v in s.values()]) for s in (a, b, c, d)]
+    assert torch.equal(flat[0], flat[1])  # same seed: identical scores
+    assert not torch.allclose(flat[0], flat[2], rtol=1e-3)  # another seed: other draws
+    assert not torch.allclose(flat[0], flat[3], rtol=1e-3)  # drop-path changes the scores
+    assert model.blocks[5].drop_path1.__class__.__name__ == "Identity"  # input model untouched
+    cls = METHODS.get("lfs")
+    assert cls.params_for(0.5, model).drop_path == 0.1  # the official --drop-path default
+    with pytest.raises(VitbenchError, match="drop_path"):
+        cls.params_for(0.5, model, {"drop_path": 1.0})
 
 
 def test_taylor_is_plain_ce_on_original_images() -> None:

@@ -11,6 +11,7 @@ import torch
 from vbtest import make_model, model_input
 from vitbench.errors import VitbenchError
 from vitbench.lowpass import (
+    IMAGE_FILTERS,
     image_lowpass_mask,
     low_frequency_energy,
     lowpass_images,
@@ -31,21 +32,85 @@ def _official_style_mask(k: int, cutoff: float) -> np.ndarray:
     return np.roll(g, (-(k // 2), -(k // 2)), axis=(0, 1))
 
 
+def np_official_lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
+    """The filter the official VTC-LFC code ran (torch 1.7.1), computed from its definition.
+
+    ``filtering`` (deit_pruning_tools.py @ cfea7ee, lines 60-99): full spectrum
+    (``rfft(onesided=False)``), amplitude times the mask -- a Gaussian centred at (K-1)/2 of a
+    K x K grid rolled by -(K//2) -- with the phase kept, then ``irfft(onesided=False)``: only
+    the W//2+1 columns l = 0 .. W//2 are read and a real-output inverse transform is formed,
+    ``x[h, w] = 1/(HW) sum_k sum_{l <= W//2} c_l Re(Y[k, l] exp(2 pi i (k h / H + l w / W)))``
+    with ``c_l = 1`` for the DC column (and the Nyquist column of an even W), 2 otherwise.
+    Explicit DFT matrices in float64, no FFT library; [..., H, W] -> [..., H, W].
+    """
+    h, w = x.shape[-2:]
+    k = min(h, w)
+    sigma2 = (k * cutoff / 2) ** 2
+    uy = np.roll(np.arange(h) - (h - 1) / 2, -(h // 2))  # the grid rolled like the official ifftshift
+    ux = np.roll(np.arange(w) - (w - 1) / 2, -(w // 2))
+    mask = np.exp(-(uy[:, None] ** 2 + ux[None, :] ** 2) / (2 * sigma2))
+    eh = np.exp(2j * np.pi * np.outer(np.arange(h), np.arange(h)) / h)  # [H, H], symmetric
+    ew = np.exp(2j * np.pi * np.outer(np.arange(w), np.arange(w)) / w)  # [W, W]
+    spectrum = np.conj(eh) @ x.astype(np.float64) @ np.conj(ew)  # forward 2-D DFT
+    half = w // 2 + 1
+    c = np.full(half, 2.0)
+    c[0] = 1.0
+    if w % 2 == 0:
+        c[-1] = 1.0
+    y = (spectrum * mask)[..., :half] * c
+    return np.real(eh @ y @ ew[:half, :]) / (h * w)
+
+
+def np_symmetric_lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
+    """Real part of the full inverse transform of the masked spectrum (numpy FFT)."""
+    h, w = x.shape[-2:]
+    return np.real(np.fft.ifft2(np.fft.fft2(x) * image_lowpass_mask(h, w, cutoff).double().numpy()))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (33, 33), (224, 224), (16, 20), (21, 14)])
+def test_official_filter_equals_independent_definition(size: tuple[int, int]) -> None:
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(sum(size)))
+    want = np_official_lowpass(x.double().numpy(), 0.1)
+    got = lowpass_images(x, 0.1)  # the default is the official filter
+    assert np.abs(got.double().numpy() - want).max() < 1e-6
+    got64 = lowpass_images(x.double(), 0.1, "official")
+    assert np.abs(got64.numpy() - want).max() < 1e-12
+
+
+@pytest.mark.parametrize("n", [32, 33, 224])
+def test_symmetric_filter_and_its_difference(n: int) -> None:
+    x = torch.randn(2, 3, n, n, generator=torch.Generator().manual_seed(n))
+    sym = lowpass_images(x, 0.1, "symmetric")
+    assert np.abs(sym.double().numpy() - np_symmetric_lowpass(x.double().numpy(), 0.1)).max() < 1e-6
+    diff = float((lowpass_images(x, 0.1, "official") - sym).abs().max())
+    if n % 2:
+        assert diff < 1e-6  # odd side: the mask is symmetric, the two filters agree
+    else:
+        assert diff > 1e-2  # even side: the mask is half a bin off DC, they do not
+
+
+def test_unknown_filter() -> None:
+    assert IMAGE_FILTERS == ("official", "symmetric")
+    with pytest.raises(VitbenchError, match="official, symmetric"):
+        lowpass_images(torch.zeros(1, 3, 8, 8), 0.1, "gaussian")
+
+
 @pytest.mark.parametrize("k", [7, 8, 32])
 def test_mask_matches_hand_built(k: int) -> None:
     got = image_lowpass_mask(k, k, 0.1).numpy()
     np.testing.assert_allclose(got, _official_style_mask(k, 0.1), rtol=1e-6, atol=1e-7)
 
 
-def test_constant_image_passes() -> None:
+@pytest.mark.parametrize("filt", IMAGE_FILTERS)
+def test_constant_image_passes(filt: str) -> None:
     x = torch.full((2, 3, 33, 33), 0.7)
     # odd side: the Gaussian peak sits exactly on DC -> unchanged
-    torch.testing.assert_close(lowpass_images(x, 0.1), x, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(lowpass_images(x, 0.1, filt), x, rtol=1e-5, atol=1e-6)
     # even side: the official centre (K-1)/2 is half a bin off DC on each axis
     y = torch.full((1, 3, 32, 32), 0.7)
     sigma = 32 * 0.1 / 2
     torch.testing.assert_close(
-        lowpass_images(y, 0.1), y * math.exp(-1 / (4 * sigma**2)), rtol=1e-5, atol=1e-6
+        lowpass_images(y, 0.1, filt), y * math.exp(-1 / (4 * sigma**2)), rtol=1e-5, atol=1e-6
     )
 
 

@@ -5,13 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vbtest import TINY_MODELS, make_model, model_input
+from vbtest import CLSLESS_MODELS, TINY_MODELS, make_model, model_input
 from vitbench.errors import VitbenchError
 from vitbench.methods import METHODS, TokenMethod
 from vitbench.methods.patch import prefix_tokens
 
 TOKEN_METHODS = [n for n in METHODS.names() if issubclass(METHODS.get(n), TokenMethod)]
-CASES = [(m, k) for m in TOKEN_METHODS for k in sorted(TINY_MODELS)]
+#: Methods that need a class token (token 0's attention row / feature, or a class-token head).
+NEEDS_CLASS_TOKEN = {"evit", "etps", "lfe", "dynamicvit", "dtps", "lfs", "vtc-lfc"}
+#: Tiny models without a class token ("layerscale" = timm's test_vit2: 1 register, avg pool).
+CLSLESS = {"layerscale", *CLSLESS_MODELS}
+CASES = [
+    (m, k)
+    for m in TOKEN_METHODS
+    for k in sorted({*TINY_MODELS, *CLSLESS_MODELS})
+    if not (m in NEEDS_CLASS_TOKEN and k in CLSLESS)
+]
 IDS = [f"{m}-{k}" for m, k in CASES]
 
 _MODELS: dict[str, torch.nn.Module] = {}
@@ -142,3 +151,27 @@ def test_random_selection_seeded(method: str, key: str) -> None:
     assert not torch.allclose(a, c), "another seed must change the selection"
     alone = run(0, x[2:], ids[2:])  # batch composition must not matter
     torch.testing.assert_close(alone, a[2:], rtol=1e-4, atol=1e-5)
+
+
+REFUSAL_CASES = [(m, k) for m in METHODS.names() for k in sorted(CLSLESS)]
+
+
+@pytest.mark.parametrize(("method", "key"), REFUSAL_CASES, ids=[f"{m}-{k}" for m, k in REFUSAL_CASES])
+def test_class_token_methods_refuse_clsless_models(method: str, key: str) -> None:
+    """Every method on a CLS-less model: those that need a class token refuse it in one line."""
+    from vitbench.methods.requirements import UnsupportedModelError
+
+    model, cls = _model(key), METHODS.get(method)
+    reason = cls.supported(model)
+    if method not in NEEDS_CLASS_TOKEN:
+        assert reason is None, reason
+        _params(cls, 0.5, model)  # configures without complaint (token methods run in CASES)
+        return
+    assert reason is not None and "\n" not in reason
+    assert reason.startswith(f"{method} needs a class token") and "no class token" in reason
+    regs = int(model.num_reg_tokens)
+    assert (f"{regs} register token" in reason) == (regs > 0)
+    assert "methods that run on it: " in reason and "tome" in reason and "evit," not in reason
+    with pytest.raises(UnsupportedModelError, match=f"^{method} needs a class token") as err:
+        _params(cls, 0.5, model)
+    assert str(err.value) == reason

@@ -96,16 +96,37 @@ def df() -> pd.DataFrame:
 
 # Hand-verified: dense = mean(80.0, 80.5) = 80.25, sample std = 0.5 / sqrt(2) = 0.354;
 # Δ = method top-1 - 80.25 (e.g. evit@0.5: 75.25 - 80.25 = -5.00); img/s dense = mean(1000, 1010).
-EXPECTED_GITHUB = """\
-| Method   | Setting       |   Keep |        Top-1 |   ΔTop-1 |   GFLOPs (MACs) |   Params (M) |   img/s |
-|----------|---------------|--------|--------------|----------|-----------------|--------------|---------|
-| dense    | -             |   1.00 | 80.25 ± 0.35 |    +0.00 |            4.60 |        22.05 |    1005 |
-| evit     | keep_rate=0.9 |   0.90 |        79.90 |    -0.35 |            4.30 |        22.05 |    1080 |
-| evit     | keep_rate=0.7 |   0.70 |        78.80 |    -1.45 |            3.50 |        22.05 |    1350 |
-| evit     | keep_rate=0.5 |   0.50 |        75.25 |    -5.00 |            2.70 |        22.05 |    1700 |
-| tome     | r=4           |   0.90 |        80.00 |    -0.25 |            4.20 |        22.05 |    1100 |
-| tome     | r=8           |   0.70 |        79.00 |    -1.25 |            3.40 |        22.05 |    1400 |
-| tome     | r=13          |   0.50 |        76.50 |    -3.75 |            2.60 |        22.05 |    1800 |"""
+EXPECTED_GITHUB = "\n".join(
+    [
+        "Top-1 (%): mean of 1-2 seeds (column Seeds); ΔTop-1 vs dense on the same images; "
+        "† img/s is machine-dependent; compare it only within one run.",
+        "",
+        "| Method   | Setting       |   Keep |        Top-1 |   Seeds |   ΔTop-1 "
+        "|   GFLOPs (MACs) |   Params (M) |   img/s† |",
+        "|----------|---------------|--------|--------------|---------|----------"
+        "|-----------------|--------------|----------|",
+        "| dense    | -             |   1.00 | 80.25 ± 0.35 |       2 |    +0.00 "
+        "|            4.60 |        22.05 |     1005 |",
+        "| evit     | keep_rate=0.9 |   0.90 |        79.90 |       1 |    -0.35 "
+        "|            4.30 |        22.05 |     1080 |",
+        "| evit     | keep_rate=0.7 |   0.70 |        78.80 |       1 |    -1.45 "
+        "|            3.50 |        22.05 |     1350 |",
+        "| evit     | keep_rate=0.5 |   0.50 |        75.25 |       1 |    -5.00 "
+        "|            2.70 |        22.05 |     1700 |",
+        "| tome     | r=4           |   0.90 |        80.00 |       1 |    -0.25 "
+        "|            4.20 |        22.05 |     1100 |",
+        "| tome     | r=8           |   0.70 |        79.00 |       1 |    -1.25 "
+        "|            3.40 |        22.05 |     1400 |",
+        "| tome     | r=13          |   0.50 |        76.50 |       1 |    -3.75 "
+        "|            2.60 |        22.05 |     1800 |",
+    ]
+)
+
+
+def _body(text: str) -> list[str]:
+    """The table lines of a rendered view (its caption line and the blank line dropped)."""
+    lines = text.splitlines()
+    return lines[2:] if len(lines) > 2 and lines[1] == "" else lines
 
 
 def test_leaderboard_github_golden(df: pd.DataFrame) -> None:
@@ -139,9 +160,9 @@ def test_leaderboard_csv_carries_numbers(df: pd.DataFrame) -> None:
 def test_several_models_get_model_column(df: pd.DataFrame) -> None:
     other = df.assign(model="vit_b", cell_key=df["cell_key"] + "b", top1=df["top1"] - 1.0)
     both = pd.concat([df, other], ignore_index=True)
-    out = leaderboard(both)
-    assert out.splitlines()[0].startswith("| Model ")
-    assert out.splitlines()[2].startswith("| vit_b   | dense")
+    out = _body(leaderboard(both))
+    assert out[0].startswith("| Model ")
+    assert out[2].startswith("| vit_b   | dense")
     assert "Model" not in leaderboard(both, model="vit_s")
     with pytest.raises(VitbenchError, match="available: vit_b, vit_s"):
         leaderboard(both, model="vit_l")
@@ -155,7 +176,8 @@ def test_every_format_works(df: pd.DataFrame, fmt: str) -> None:
     if fmt == "latex":
         assert r"\toprule" in leaderboard(df, fmt=fmt) and r"keep\_rate" in leaderboard(df, fmt=fmt)
     if fmt == "html":
-        assert leaderboard(df, fmt=fmt).startswith("<table>")
+        assert leaderboard(df, fmt=fmt).startswith("<p>Top-1 (%): mean of 1-2 seeds")
+        assert "<table>" in leaderboard(df, fmt=fmt)
 
 
 def test_bad_format_raises(df: pd.DataFrame) -> None:
@@ -177,11 +199,11 @@ def test_matched_gmacs_interpolates_linearly(df: pd.DataFrame) -> None:
     assert csv.loc["tome", "Dense Top-1"] == pytest.approx(80.25)
     text = matched_gmacs_table(df, grid=[3.0])
     assert "77.75" in text and "76.58" in text and "3.00 G" in text
-    assert "Dense reference: Top-1 80.25 at 4.60 GMACs" in text
+    assert "Dense reference (same images): Top-1 80.25 at 4.60 GMACs" in text
 
 
 def test_matched_gmacs_default_grid(df: pd.DataFrame) -> None:
-    header = matched_gmacs_table(df).splitlines()[2]
+    header = _body(matched_gmacs_table(df))[0]
     assert [h.strip() for h in header.split("|")[2:-1]] == [
         "2.60 G",
         "2.70 G",
@@ -232,8 +254,10 @@ def test_plot_pareto_png_and_svg(df: pd.DataFrame, tmp_path: Any) -> None:
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = plot_pareto(df, str(tmp_path / "pareto.svg"), noise=NOISE, level=3.0)
     assert svg.stat().st_size > 1000 and "<svg" in svg.read_text()
-    with pytest.raises(VitbenchError, match=r"\.png or \.svg"):
-        plot_pareto(df, tmp_path / "pareto.pdf")
+    pdf = plot_pareto(df, tmp_path / "pareto.pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(VitbenchError, match=r"\.png, \.svg or \.pdf"):
+        plot_pareto(df, tmp_path / "pareto.jpg")
 
 
 def test_render_all_sections_and_failed_cells(df: pd.DataFrame) -> None:
@@ -305,8 +329,11 @@ def test_variants_and_noisy_calibration_are_never_averaged() -> None:
                 )
     df = pd.DataFrame(recs)
     df = df.assign(cell_key=[f"k{i}" for i in range(len(df))])
-    board = leaderboard(df, fmt="csv").splitlines()
-    top1 = {line.rsplit(",", 8)[0]: float(line.rsplit(",", 8)[2]) for line in board[1:]}
+    board = pd.read_csv(io.StringIO(leaderboard(df, fmt="csv")))
+    top1 = {
+        f"{m},{s}" if "," not in s else f'{m},"{s}"': t
+        for m, s, t in zip(board["Method"], board["Setting"], board["Top-1"])
+    }
     assert top1 == {
         "dense,-": 80.0,
         "evit,keep_rate=0.7": 79.0,

@@ -254,7 +254,7 @@ def test_plots_and_self_contained_html(tmp_path: Any) -> None:
         path = fn(df, tmp_path / name)
         assert path.stat().st_size > 1000
     assert plot_levels(df, tmp_path / "l.png", noise="gaussian-sigma").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(VitbenchError, match="use a .png or .svg"):
+    with pytest.raises(VitbenchError, match="use a .png, .svg or .pdf"):
         plot_heatmap(df, tmp_path / "h.jpg")
     page = html_report(df.assign(suite="toy-suite"))
     assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") >= 4

@@ -102,6 +102,35 @@ def test_artifact_roundtrip_and_foreign_model(result, tmp_path) -> None:
         load_result(other, path, "vitbench_demo_vit")
 
 
+def test_cascade_scores_with_official_filter_and_seeded_drop_path(monkeypatch) -> None:
+    import vitbench.methods.vtclfc as vtclfc
+
+    params = VTCLFCParams(allowable_drop=6.0, num_samples=16, eval_samples=32)
+    assert (params.lowpass, params.drop_path) == ("official", 0.1)  # official filter, --drop-path 0.1
+    seen = []
+    real = vtclfc.lfs_scores
+
+    def spy(model, calib, crit, blocks=None, feature_block=None):
+        seen.append((blocks, crit))
+        return real(model, calib, crit, blocks, feature_block)
+
+    monkeypatch.setattr(vtclfc, "lfs_scores", spy)
+    model = make_model("depth12")
+    calib = _calib(model, 32)
+    first = cascade(model, calib, params, blocks=[0, 1])
+    assert [b for b, _ in seen] == [[0], [1]]
+    for blocks, crit in seen:
+        assert (crit.filter, crit.drop_path, crit.lowpass) == ("official", 0.1, True)
+        assert crit.seed == params.criterion(blocks[0]).seed
+    assert seen[0][1].seed != seen[1][1].seed  # each block draws its own stochastic depth
+    again = cascade(model, calib, params, blocks=[0, 1])
+    assert again.plan == first.plan and again.token_cfg == first.token_cfg  # reproducible
+    sym = VTCLFCParams(lowpass="symmetric", drop_path=0.0)
+    assert (sym.criterion(3).filter, sym.criterion(3).drop_path) == ("symmetric", 0.0)
+    with pytest.raises(VitbenchError, match="official, symmetric"):
+        METHODS.get("vtc-lfc").params_for(0.5, model, {"lowpass": "box"})
+
+
 def test_zero_budget_is_identity() -> None:
     model = make_model("depth12")
     calib = _calib(model, 32)

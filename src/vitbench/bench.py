@@ -282,6 +282,7 @@ def throughput_table(
     rounds: int,
     channels_last: bool = False,
     compile: bool = False,
+    progress: bool = False,
 ) -> str:
     """Markdown table of img/s, GMACs speedup and measured speedup vs dense (random weights).
 
@@ -291,7 +292,8 @@ def throughput_table(
     dense divided by the GMACs ratio (1.0: the method turns all its saved MACs into time).
     Trainable methods run with untrained parts (``artifact=init``): costs do not depend on them.
     Channel methods prune the random-weight model once per keep ratio (calibration: 2 seeded
-    batches of 32 random images and labels) and the pruned model is timed.
+    batches of 32 random images and labels) and the pruned model is timed. ``progress``: a tqdm
+    bar on stderr (one step per timed configuration; off when stderr is not a terminal).
     """
     from tabulate import tabulate
 
@@ -322,6 +324,10 @@ def throughput_table(
     gd = gmacs_digits(gmacs.values())
     rows = []
     info = None
+    from tqdm.auto import tqdm
+
+    steps = len(dtypes) * len(batch_sizes) * rounds * len(configs)
+    bar = tqdm(total=steps, desc="timing", unit="config", disable=None if progress else True, leave=False)
     for dt in dtypes:
         for bs in batch_sizes:
             runs: dict[int, list[float]] = {i: [] for i in range(len(configs))}
@@ -332,6 +338,7 @@ def throughput_table(
                             m, size, bs, device, dt, warmup, repeats, channels_last, compile
                         )
                     runs[i].append(info.img_per_s)
+                    bar.update()
             med = {i: sorted(v)[len(v) // 2] for i, v in runs.items()}
             for i, (name, params, _m) in enumerate(configs):
                 ideal, real = gmacs[0] / gmacs[i], med[i] / med[0]
@@ -350,6 +357,7 @@ def throughput_table(
                         "-" if i == 0 else f"{real / ideal:.2f}",
                     ]
                 )
+    bar.close()
     assert info is not None
     extras = "".join([", channels_last" if channels_last else "", ", torch.compile" if compile else ""])
     head = f"{model_name}, random weights, {info.device}{extras}, {rounds} interleaved rounds (median)"

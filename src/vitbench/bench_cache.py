@@ -70,8 +70,9 @@ def bench_cache(
         ``passes`` (corruption passes during the sweep).
     """
     from vitbench.config import expand
+    from vitbench.data.prep import prepare_images, to_tensor
     from vitbench.demo import default_weights_path
-    from vitbench.harness import Harness, _ArraySet, prepare_images, to_tensor
+    from vitbench.harness import Harness, _ArraySet
     from vitbench.models import data_config
 
     weights = weights or ("demo" if default_weights_path().is_file() else "random")

@@ -71,7 +71,7 @@ class CacheKey:
         ids_hash: hash of the sample ids (:meth:`ImageSet.ids_hash`).
         content_hash: hash of the raw image bytes (:func:`content_hash`).
         input_size: ``(h, w)`` after resize/crop.
-        prep: the resize/crop rule, e.g. ``"crop_pct=0.9,interpolation=bicubic"``.
+        prep: the resize/crop rule: timm's eval steps (:func:`vitbench.data.prep.prep_rule`).
         noise: registered noise name (never ``clean``).
         level: severity or continuous level.
         seed: run seed.
@@ -109,17 +109,29 @@ _VERSIONS: dict[str, str] = {}
 
 
 def implementation_versions() -> dict[str, str]:
-    """Versions that change corrupted bytes: cache format, vitbench, imagecorruptions-imaug."""
+    """Versions that change cached bytes: format, vitbench, imagecorruptions, timm, torchvision, Pillow.
+
+    The last three prepare the pixels (:mod:`vitbench.data.prep`), the first three corrupt them.
+    """
     if not _VERSIONS:
         from importlib import metadata
 
         import vitbench
 
-        try:
-            ic = metadata.version("imagecorruptions-imaug")
-        except metadata.PackageNotFoundError:
-            ic = "unknown"
-        _VERSIONS.update(format=str(FORMAT_VERSION), vitbench=vitbench.__version__, imagecorruptions=ic)
+        def version(dist: str) -> str:
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                return "unknown"
+
+        _VERSIONS.update(
+            format=str(FORMAT_VERSION),
+            vitbench=vitbench.__version__,
+            imagecorruptions=version("imagecorruptions-imaug"),
+            timm=version("timm"),
+            torchvision=version("torchvision"),
+            pillow=version("pillow"),
+        )
     return dict(_VERSIONS)
 
 
@@ -131,8 +143,10 @@ def content_hash(images: np.ndarray) -> str:
 
 
 def prep_rule(cfg: dict[str, Any]) -> str:
-    """The resize/crop rule of a timm data config as a key string."""
-    return f"crop_pct={float(cfg.get('crop_pct', 1.0) or 1.0):g},interpolation={cfg.get('interpolation')}"
+    """The resize/crop rule of a timm data config as a key string (:func:`vitbench.data.prep.prep_rule`)."""
+    from vitbench.data.prep import prep_rule as rule
+
+    return rule(cfg)
 
 
 def resolve_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -677,7 +691,7 @@ def build_suite(suite: Any, cache: CorruptionCache, log: Callable[[str], None] =
         VitbenchError: bad dataset, unwritable or full cache directory.
     """
     from vitbench.data import load_dataset
-    from vitbench.harness import prepare_images
+    from vitbench.data.prep import prepare_images
     from vitbench.noise import NOISES
 
     d = suite.dataset

@@ -15,8 +15,10 @@ from vitbench.errors import VitbenchError
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_RESULTS = "results/vitbench.sqlite"
 DEMO_SUITE = "demo"
+#: Default results store when ``$VITBENCH_RESULTS`` is unset; the parser's defaults come from
+#: :func:`vitbench.config.default_store`, which reads it.
+DEFAULT_RESULTS = "vitbench-results/vitbench.sqlite"
 
 
 def _sets(pairs: Sequence[str]) -> dict[str, Any]:
@@ -111,10 +113,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         cells, results = shard_cells(cells, index, count), results_path(args.results, index, count)
         shard = f" (shard {index}/{count})" if count > 1 else ""
         acc = solo_accelerator(local) if count > 1 else None
+    out_dir = _output_dir(args, suite.name) if not shard else None
     harness = Harness(
         suite, results, accelerator=acc, progress=not args.no_progress, local_processes=local if acc else None
     )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
+    from vitbench.preflight import preflight
+
+    preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
     summary = harness.run(cells)
     if not harness.main:
         return 0
@@ -122,19 +128,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     if shard:
         print(f"leaderboards: `vitbench leaderboard --results {results}` once every shard is done")
         return 1 if summary.failed and args.strict else 0
+    from vitbench.population import restrict_suite
     from vitbench.report import plot_pareto, render_all
 
     df = _load_results(args.results)
-    df = df[df["suite"] == suite.name]
-    text = render_all(df, fmt="github")
+    df = restrict_suite(df, suite.name)  # keeps the dense records it reuses
+    from vitbench.store import load_samples
+
+    text = render_all(df, fmt="github", samples=load_samples(args.results))
     print(text)
-    if args.output_dir != "":
-        out = Path(args.output_dir or Path(args.results).parent / suite.name)
+    if out_dir is not None:
+        out = out_dir
         out.mkdir(parents=True, exist_ok=True)
         (out / "leaderboard.md").write_text(text + "\n")
-        plot_pareto(df, out / "pareto.png")
-        print(f"wrote {out / 'leaderboard.md'} and {out / 'pareto.png'}")
+        try:
+            plot_pareto(df, out / "pareto.png")
+            print(f"wrote {out / 'leaderboard.md'} and {out / 'pareto.png'}")
+        except VitbenchError as exc:  # e.g. cost-only cells: no accuracy to plot
+            print(f"wrote {out / 'leaderboard.md'}; no pareto.png: {exc}")
     return 1 if summary.failed and args.strict else 0
+
+
+def _output_dir(args: argparse.Namespace, suite: str) -> Path | None:
+    """Folder for ``leaderboard.md``/``pareto.png`` (``None``: none); never a reference folder by default."""
+    if args.output_dir == "":
+        return None
+    if args.output_dir:
+        return Path(args.output_dir)
+    from vitbench.config import REFERENCES_MARKER, reference_tree
+
+    out = Path(args.results).parent / suite
+    tree = reference_tree(out)
+    if tree is not None:
+        raise VitbenchError(
+            f"the leaderboard would go to {out}, inside the committed references {tree} "
+            f"({REFERENCES_MARKER}); pass --output-dir DIR ('' for none), or regenerate them with "
+            f"`vitbench regenerate-references`"
+        )
+    return out
 
 
 def _suite_keys() -> set[str]:
@@ -167,17 +198,23 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Render tables from a results store."""
     from vitbench import report
+    from vitbench.compare import compare_table
+    from vitbench.population import restrict_suite
+    from vitbench.store import load_samples
 
     df = _load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
     views = {
-        "all": lambda: report.render_all(df, fmt=args.format),
+        "all": lambda: report.render_all(df, fmt=args.format, samples=load_samples(args.results)),
         "paper": lambda: report.leaderboard(df, fmt=args.format, model=args.model),
-        "matched": lambda: report.matched_gmacs_table(df, fmt=args.format, model=args.model),
+        "matched": lambda: report.matched_gmacs_table(
+            df, fmt=args.format, model=args.model, samples=load_samples(args.results)
+        ),
         "selection": lambda: report.selection_table(df, fmt=args.format, model=args.model),
         "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
         "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
+        "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
     }
     if args.paper:
         from vitbench.paper_table import paper_table
@@ -211,11 +248,12 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name in METHODS.names():
         cls = METHODS.get(name)
         params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "-"
-        rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), params, cls.summary])
+        needs = cls.requirements.short()
+        rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), needs, params, cls.summary])
     print(
         tabulate(
             rows,
-            headers=["method", "family", "keep knob", "selection", "parameters (defaults)", "what"],
+            headers=["method", "family", "keep knob", "selection", "needs", "parameters (defaults)", "what"],
             tablefmt="github",
         )
     )
@@ -244,7 +282,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
     if args.paper:
         from vitbench.paper import paper_flops_table
 
-        text = paper_flops_table()
+        text = paper_flops_table(progress=not args.no_progress)
         if args.output:
             Path(args.output).write_text(text + "\n")
         print(text)
@@ -255,7 +293,10 @@ def cmd_flops(args: argparse.Namespace) -> int:
     with cls.apply(model, params, args.selection) as handle:
         gmacs = count_gmacs(model, size)
         tokens = handle.tokens_per_block
-    print(f"{gmacs:.2f} GMACs  ({args.model}, {cls.name} {cls.setting(params)}, tokens per block {tokens})")
+    from vitbench.report import gmacs_digits
+
+    shown = f"{gmacs:.{gmacs_digits([gmacs])}f}"
+    print(f"{shown} GMACs  ({args.model}, {cls.name} {cls.setting(params)}, tokens per block {tokens})")
     return 0
 
 
@@ -287,6 +328,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
             args.rounds,
             channels_last=args.channels_last,
             compile=args.compile,
+            progress=not args.no_progress,
         )
     )
     return 0
@@ -294,11 +336,21 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Load a dataset as a suite would and list its size, classes and every skipped/converted file."""
-    from vitbench.data import load_dataset
+    from vitbench.config import default_split
+    from vitbench.data import DATASETS, load_dataset
 
-    data = load_dataset(args.name, root=args.root, split=args.split, limit=args.limit)
+    needs_root = DATASETS.info(args.name).get("needs_root", False)  # unknown names: close matches
+    if needs_root and not args.root:
+        raise VitbenchError(
+            f"dataset '{args.name}' needs a data path; pass --root PATH (e.g. vitbench data {args.name} "
+            "--root /data/...)"
+        )
+    if needs_root and not Path(args.root).expanduser().exists():
+        raise VitbenchError(f"data path {args.root} does not exist; pass an existing folder with --root PATH")
+    split = args.split or default_split(args.name)
+    data = load_dataset(args.name, root=args.root, split=split, limit=args.limit)
     classes = ", ".join(data.classes[:5]) + (", ..." if len(data.classes) > 5 else "")
-    print(f"{args.name} {args.split}: {len(data)} images, {len(data.classes)} classes ({classes})")
+    print(f"{args.name} {split}: {len(data)} images, {len(data.classes)} classes ({classes})")
     for path, reason in getattr(data, "skipped", ()):
         print(f"skipped   {path}: {reason}")
     for path, note in getattr(data, "notes", ()):
@@ -345,7 +397,7 @@ def cmd_bench_channel(args: argparse.Namespace) -> int:
     """LUT-predicted vs measured latency of channel-pruned models (``vitbench.bench_channel``)."""
     from vitbench.bench_channel import latency_table
 
-    print(latency_table(args.model, args.weights, args.batch, args.rounds))
+    print(latency_table(args.model, args.weights, args.batch_size, args.rounds))
     return 0
 
 
@@ -423,10 +475,11 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     """Robustness tables (mCE, severities, corruptions, noise levels, selection, noisy calibration)."""
     from vitbench import report_calib as rc
     from vitbench import report_robust as rr
+    from vitbench.population import restrict_suite
 
     df = _load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
     sel = None if args.selection == "both" else args.selection
     common = {"fmt": args.format, "model": args.model}
     views = {
@@ -460,12 +513,24 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (tables + embedded plots) for a whole results store."""
+    from vitbench.population import restrict_suite
     from vitbench.report_robust import write_html_report
+    from vitbench.store import load_samples
 
     df = _load_results(args.results)
     if args.suite:
-        df = df[df["suite"] == args.suite]
-    path = write_html_report(df, args.output, title=args.title, model=args.model)
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
+    figures = args.figures if args.figures != "auto" else str(Path(args.output).with_suffix("")) + "_figures"
+    path = write_html_report(
+        df,
+        args.output,
+        title=args.title,
+        model=args.model,
+        samples=load_samples(args.results),
+        figures_dir=figures or None,
+    )
+    if figures:
+        print(f"wrote figures (PNG, SVG, PDF) to {figures}")
     print(f"wrote {path}")
     return 0
 
@@ -501,17 +566,58 @@ def _threads_arg(text: str) -> int | str:
         return text  # check_threads names the problem and the fix
 
 
+def cmd_regenerate_references(args: argparse.Namespace) -> int:
+    """Re-run the committed reference suites and re-render every committed table and figure."""
+    import shlex
+
+    from vitbench.references import commands, select
+
+    into = Path(args.into)
+    if not into.is_dir():
+        raise VitbenchError(
+            f"reference folder {into} does not exist; run from the repository root or pass --into DIR"
+        )
+    refs = select(args.names)
+    plan = [(ref, commands(ref, into, progress=not args.no_progress)) for ref in refs]
+    for ref, cmds in plan:
+        for cmd in cmds:
+            print(f"$ vitbench {shlex.join(cmd)}", flush=True)
+            if args.list:
+                continue
+            if cmd[0] == "run" and args.fresh:
+                store = Path(cmd[cmd.index("--results") + 1])
+                for path in (store, *(store.with_name(store.name + x) for x in ("-wal", "-shm"))):
+                    path.unlink(missing_ok=True)
+            for flag in ("--output", "--plot", "--output-dir"):
+                if flag in cmd and cmd[cmd.index(flag) + 1]:
+                    target = Path(cmd[cmd.index(flag) + 1])
+                    (target if flag == "--output-dir" else target.parent).mkdir(parents=True, exist_ok=True)
+            code = main([*cmd, "--strict"] if cmd[0] == "run" else cmd)
+            if code:
+                print(
+                    f"error: `vitbench {shlex.join(cmd)}` exited with {code}; {ref.name} not regenerated",
+                    file=sys.stderr,
+                )
+                return code
+    if not args.list:
+        print(f"regenerated {', '.join(r.name for r in refs)} under {into}; review with `git diff {into}`")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree."""
+    from vitbench.config import default_store, results_dir
+
+    store, folder = str(default_store()), results_dir()
+    store_help = f"SQLite results store (default {store}; folder: $VITBENCH_RESULTS or ./vitbench-results)"
     p = argparse.ArgumentParser(prog="vitbench", description=__doc__)
+    p.add_argument("--version", action=_VersionAction, help="print the vitbench, torch and timm versions")
     sub = p.add_subparsers(dest="command")
 
     r = sub.add_parser("run", help="run a suite (default: the embedded demo)")
     r.add_argument("suite", nargs="?", default=DEMO_SUITE, help="suite YAML path or name (default: demo)")
-    r.add_argument(
-        "--results", default=DEFAULT_RESULTS, help=f"SQLite results store (default {DEFAULT_RESULTS})"
-    )
+    r.add_argument("--results", default=store, help=store_help)
     r.add_argument("--model", action="append", help="replace the suite's models (repeatable)")
     r.add_argument("--weights", default="random", help="weights for --model: random | demo | hub | PATH")
     r.add_argument("--method", action="append", help="replace the suite's methods (repeatable)")
@@ -526,9 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--output-dir",
         default=None,
-        help="where leaderboard.md and pareto.png go (default: <results dir>/<suite name>; '' to skip)",
+        help="where leaderboard.md and pareto.png go (default: <folder of --results>/<suite name>; "
+        "'' to skip; refused inside the committed results/ references unless given here)",
     )
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument(
         "--shard",
         default=None,
@@ -548,23 +655,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="render leaderboards from a results store")
-    lb.add_argument("--results", default=DEFAULT_RESULTS)
+    lb.add_argument("--results", default=store, help=store_help)
     lb.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
     lb.add_argument(
-        "--view", default="all", choices=["all", "paper", "matched", "selection", "noise", "squeeze"]
+        "--view",
+        default="all",
+        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare"],
+        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`)",
     )
     lb.add_argument(
         "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
     )
-    lb.add_argument("--model", default=None)
-    lb.add_argument("--suite", default=None)
-    lb.add_argument("--output", default=None)
+    lb.add_argument("--model", default=None, help="only this model's records (default: all)")
+    lb.add_argument("--suite", default=None, help="only this suite's records (default: all)")
+    lb.add_argument("--output", default=None, help="also write the table to this file")
     lb.set_defaults(fn=cmd_leaderboard)
 
     pl = sub.add_parser("plot", help="accuracy vs GMACs Pareto plot")
-    pl.add_argument("--results", default=DEFAULT_RESULTS)
-    pl.add_argument("--output", default="results/pareto.png", help=".png or .svg")
-    pl.add_argument("--model", default=None)
+    pl.add_argument("--results", default=store, help=store_help)
+    pl.add_argument(
+        "--output", default=str(folder / "pareto.png"), help=".png, .svg or .pdf (default %(default)s)"
+    )
+    pl.add_argument("--model", default=None, help="only this model's records (default: all)")
     pl.set_defaults(fn=cmd_plot)
 
     me = sub.add_parser("methods", help="list methods, parameters and defaults")
@@ -575,33 +687,43 @@ def build_parser() -> argparse.ArgumentParser:
     no.set_defaults(fn=cmd_noises)
 
     fl = sub.add_parser("flops", help="GMACs of model + method (no data, random weights)")
-    fl.add_argument("--model", default="deit_small_patch16_224")
-    fl.add_argument("--method", default="dense")
-    fl.add_argument("--keep", type=float, default=1.0)
-    fl.add_argument("--selection", default="scored", choices=["scored", "random"])
-    fl.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    fl.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    fl.add_argument("--method", default="dense", help="token method (default dense; see `vitbench methods`)")
+    fl.add_argument("--keep", type=float, default=1.0, help="keep ratio in (0, 1] (default 1.0)")
+    fl.add_argument("--selection", default="scored", choices=["scored", "random"], help="token selection")
+    fl.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
+    )
     fl.add_argument(
         "--paper", action="store_true", help="table of every published GMACs value in methods/*.yaml"
     )
     fl.add_argument("--output", default=None, help="with --paper: also write the table here")
+    fl.add_argument("--no-progress", action="store_true", help="with --paper: no progress bar")
     fl.set_defaults(fn=cmd_flops)
 
     th = sub.add_parser("throughput", help="img/s of methods x keep ratios x batch sizes (random weights)")
-    th.add_argument("--model", default="deit_small_patch16_224")
-    th.add_argument("--method", action="append", default=None)
-    th.add_argument("--keep", action="append", type=float, default=None)
-    th.add_argument("--batch-size", action="append", type=int, default=None)
+    th.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    th.add_argument("--method", action="append", default=None, help="method (repeatable; default evit, tome)")
+    th.add_argument(
+        "--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)"
+    )
+    th.add_argument(
+        "--batch-size", action="append", type=int, default=None, help="batch (repeatable; default 64)"
+    )
     th.add_argument(
         "--dtype", action="append", default=None, help="float32 | bfloat16 | float16 (CUDA); repeatable"
     )
     th.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     th.add_argument("--channels-last", action="store_true", help="model and input in channels_last")
     th.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up not timed)")
-    th.add_argument("--selection", default="scored", choices=["scored", "random"])
-    th.add_argument("--warmup", type=int, default=3)
-    th.add_argument("--repeats", type=int, default=10)
+    th.add_argument("--selection", default="scored", choices=["scored", "random"], help="token selection")
+    th.add_argument("--warmup", type=int, default=3, help="untimed batches before each timing (default 3)")
+    th.add_argument("--repeats", type=int, default=10, help="timed batches per round (default 10)")
     th.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is reported")
-    th.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    th.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
+    )
+    th.add_argument("--no-progress", action="store_true", help="no progress bar")
     th.set_defaults(fn=cmd_throughput)
 
     mg = sub.add_parser("merge", help="merge results stores (shards, machines) into one")
@@ -611,28 +733,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     da = sub.add_parser("data", help="check a dataset: size, classes, skipped and converted files")
     da.add_argument("name", help="dataset registry key (imagenet, imagenet-c, image-folder, cifar10, ...)")
-    da.add_argument("--root", default=None, help="data folder")
-    da.add_argument("--split", default="val")
-    da.add_argument("--limit", type=int, default=None)
+    da.add_argument(
+        "--root", default=None, help="data folder (datasets that need one: imagenet, cifar10, ...)"
+    )
+    da.add_argument(
+        "--split", default=None, help="split (default: the dataset's evaluation split, test or val)"
+    )
+    da.add_argument("--limit", type=int, default=None, help="only the first N images")
     da.set_defaults(fn=cmd_data)
 
     td = sub.add_parser("train-demo", help="re-train the embedded demo ViT from scratch")
     td.add_argument("--output", default=None, help="default: the packaged asset path")
-    td.add_argument("--epochs", type=int, default=None)
-    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
+    td.add_argument("--seed", type=int, default=0, help="seed of init, batch order and augmentation")
     td.set_defaults(fn=cmd_train_demo)
 
     be = sub.add_parser("bench-eval", help="harness evaluation img/s vs bare forward img/s on the demo")
-    be.add_argument("--batch-size", type=int, default=250)
-    be.add_argument("--repeats", type=int, default=3)
+    be.add_argument("--batch-size", type=int, default=250, help="images per batch (default 250)")
+    be.add_argument("--repeats", type=int, default=3, help="timed passes, best reported (default 3)")
     be.set_defaults(fn=cmd_bench_eval)
 
     bd = sub.add_parser("bench-data", help="evaluation img/s on a folder of JPEGs vs bare forward img/s")
     bd.add_argument("--folder", default=None, help="ImageFolder of JPEGs (default: generated 500x375 JPEGs)")
-    bd.add_argument("--model", default="deit_small_patch16_224")
-    bd.add_argument("--batch-size", type=int, default=64)
+    bd.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    bd.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     bd.add_argument("--limit", type=int, default=256, help="images (also the generated count)")
-    bd.add_argument("--repeats", type=int, default=2)
+    bd.add_argument("--repeats", type=int, default=2, help="timed passes (default 2)")
     bd.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     bd.set_defaults(fn=cmd_bench_data)
 
@@ -640,14 +766,19 @@ def build_parser() -> argparse.ArgumentParser:
         "bench-channel",
         help="channel-pruned models: latency-LUT prediction vs measured latency, speedup vs GMACs ratio",
     )
-    bc.add_argument("--model", default="vitbench_demo_vit")
-    bc.add_argument("--weights", default="demo")
-    bc.add_argument("--batch", type=int, default=32)
-    bc.add_argument("--rounds", type=int, default=5)
+    bc.add_argument("--model", default="vitbench_demo_vit", help="timm model name (default %(default)s)")
+    bc.add_argument("--weights", default="demo", help="random | demo | hub | PATH (default demo)")
+    bc.add_argument("--batch-size", type=int, default=32, help="images per timed batch (default 32)")
+    bc.add_argument("--batch", type=int, dest="batch_size", action=_DeprecatedAlias, help=argparse.SUPPRESS)
+    bc.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds, median reported")
     bc.set_defaults(fn=cmd_bench_channel)
 
     ca = sub.add_parser("cache", help="corrupted-image cache: build SUITE | info | clear")
-    ca.add_argument("action", choices=["build", "info", "clear"])
+    ca.add_argument(
+        "action",
+        choices=["build", "info", "clear"],
+        help="build a suite's entries, show them, or delete them",
+    )
     ca.add_argument("suite", nargs="?", default=None, help="with build: suite YAML path or name")
     ca.add_argument(
         "--cache-dir",
@@ -656,17 +787,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ca.add_argument("--workers", type=int, default=None, help="build processes (default: CPU cores)")
     ca.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="dotted suite field")
-    ca.add_argument("--no-progress", action="store_true")
+    ca.add_argument("--no-progress", action="store_true", help="no progress bars")
     ca.set_defaults(fn=cmd_cache)
 
     ro = sub.add_parser(
         "robustness", help="robustness tables (mCE, severities, corruptions, levels, selection)"
     )
-    ro.add_argument("--results", default=DEFAULT_RESULTS)
+    ro.add_argument("--results", default=store, help=store_help)
     ro.add_argument(
         "--view",
         default="mce",
         choices=["mce", "severity", "corruptions", "levels", "selection", "calibration"],
+        help="which table (default mce)",
     )
     ro.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
     ro.add_argument("--reference", default="dense", choices=["dense", "alexnet"], help="mCE reference")
@@ -675,19 +807,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ro.add_argument("--severity", type=int, default=None, help="corruptions view: errors at this severity")
     ro.add_argument("--noise", default="gaussian-sigma", help="levels view: the swept noise")
-    ro.add_argument("--selection", default="scored", choices=["scored", "random", "both"])
-    ro.add_argument("--model", default=None)
-    ro.add_argument("--suite", default=None)
+    ro.add_argument(
+        "--selection", default="scored", choices=["scored", "random", "both"], help="token selection rows"
+    )
+    ro.add_argument("--model", default=None, help="only this model's records (default: all)")
+    ro.add_argument("--suite", default=None, help="only this suite's records (default: all)")
     ro.add_argument("--output", default=None, help="also write the table here")
     ro.add_argument("--plot", default=None, help="also save the view's plot (.png or .svg)")
     ro.set_defaults(fn=cmd_robustness)
 
     rp = sub.add_parser("report", help="one self-contained HTML page for a whole results store")
-    rp.add_argument("--results", default=DEFAULT_RESULTS)
-    rp.add_argument("--output", default="results/report.html", help=".html file")
-    rp.add_argument("--suite", default=None)
-    rp.add_argument("--model", default=None)
-    rp.add_argument("--title", default=None)
+    rp.add_argument("--results", default=store, help=store_help)
+    rp.add_argument("--output", default=str(folder / "report.html"), help=".html file (default %(default)s)")
+    rp.add_argument("--suite", default=None, help="only this suite's records (default: all)")
+    rp.add_argument("--model", default=None, help="only this model's records (default: all)")
+    rp.add_argument("--title", default=None, help="page title (default: from the store name)")
+    rp.add_argument(
+        "--figures",
+        default="auto",
+        help="folder for every figure as PNG, SVG and PDF (default: <output>_figures; '' to skip)",
+    )
     rp.set_defaults(fn=cmd_report)
 
     bn = sub.add_parser(
@@ -705,13 +844,31 @@ def build_parser() -> argparse.ArgumentParser:
         "bench-cache", help="cache build speed-up (1 vs N processes) and data share of a sweep"
     )
     bc.add_argument("--limit", type=int, default=None, help="demo test images (default all 1,000)")
-    bc.add_argument("--workers", type=int, default=2)
-    bc.add_argument("--method", default="evit")
-    bc.add_argument("--keep", type=float, default=0.7)
+    bc.add_argument("--workers", type=int, default=2, help="build processes compared with 1 (default 2)")
+    bc.add_argument("--method", default="evit", help="method of the timed sweep (default evit)")
+    bc.add_argument("--keep", type=float, default=0.7, help="its keep ratio (default 0.7)")
     bc.add_argument(
         "--build-only", action="store_true", help="skip the timed sweep over the cached conditions"
     )
     bc.set_defaults(fn=cmd_bench_cache)
+
+    rr = sub.add_parser(
+        "regenerate-references",
+        help="re-run the committed reference suites and rewrite results/ (the only command that does)",
+        description="Each suite runs into its own store <into>/<suite>.sqlite (resumed unless --fresh); "
+        "every committed table and figure is rewritten at its path under <into>.",
+    )
+    rr.add_argument("names", nargs="*", help="references to regenerate (default: all; see --list)")
+    rr.add_argument(
+        "--into", default="results", help="reference folder (default: results, run from the repo root)"
+    )
+    rr.add_argument("--list", action="store_true", help="print the commands without running them")
+    rr.add_argument(
+        "--fresh", action="store_true", help="delete each suite's store first (re-evaluate every cell)"
+    )
+    rr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rr.set_defaults(fn=cmd_regenerate_references)
+
     rc = sub.add_parser(
         "recount",
         help="recompute gmacs and params_m of every record with today's GMACs counter (in place)",
@@ -725,7 +882,47 @@ def build_parser() -> argparse.ArgumentParser:
     from vitbench.cli_train import add_train_commands
 
     add_train_commands(sub)  # finetune, bench-train
+    from vitbench.cli_compare import add_compare_command
+
+    add_compare_command(sub, store)
     return p
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: vitbench (with its git commit or release), torch and timm versions."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        import platform
+        from importlib import metadata
+
+        import vitbench
+        from vitbench.store import source_version
+
+        def version(name: str) -> str:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                return "not installed"
+
+        print(
+            f"vitbench {vitbench.__version__} ({source_version()}), torch {version('torch')}, "
+            f"timm {version('timm')}, Python {platform.python_version()}"
+        )
+        parser.exit()
+
+
+class _DeprecatedAlias(argparse.Action):
+    """A hidden old spelling of an option: stores the value and warns once on stderr."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None
+    ) -> None:
+        new = "--" + self.dest.replace("_", "-")
+        print(f"warning: {option} is deprecated; use {new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,13 @@ _HELP = {
 }
 
 
+#: Help of the ``--no-X`` flags of options that are on by default (says what turning them off does).
+_NO_HELP = {
+    "save_backbone": "do not store the fine-tuned backbone in the artifact (only the method's trained "
+    "parts; the suite then evaluates them on the original backbone)",
+}
+
+
 _INTS = ("max_steps", "batch_size", "checkpoint_every", "seed")
 
 
@@ -49,7 +56,7 @@ def add_train_commands(sub: Any) -> None:
     ft.add_argument("--keep", type=float, default=0.7, help="keep ratio (the method's rho)")
     ft.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     ft.add_argument("--data", default="mnist-demo", help="registered dataset (see datasets/)")
-    ft.add_argument("--split", default="train")
+    ft.add_argument("--split", default="train", help="training split (default train)")
     ft.add_argument("--root", default=None, help="data folder for datasets that need one")
     ft.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -58,7 +65,10 @@ def add_train_commands(sub: Any) -> None:
         if isinstance(default, bool):
             if default:
                 ft.add_argument(
-                    f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=_HELP[name]
+                    f"--no-{name.replace('_', '-')}",
+                    dest=name,
+                    action="store_false",
+                    help=_NO_HELP.get(name, f"turn off: {_HELP[name]}"),
                 )
             else:
                 ft.add_argument(flag, dest=name, action="store_true", help=_HELP[name])
@@ -76,13 +86,13 @@ def add_train_commands(sub: Any) -> None:
     ft.add_argument("--work-dir", default=None, help="checkpoint folder (default: <out>.ckpt)")
     ft.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     ft.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy CPU)")
-    ft.add_argument("--no-progress", action="store_true")
+    ft.add_argument("--no-progress", action="store_true", help="no progress bar")
     ft.set_defaults(fn=cmd_finetune)
 
     bt = sub.add_parser("bench-train", help="finetune img/s vs a bare PyTorch loop (demo model)")
-    bt.add_argument("--method", default="dynamicvit")
-    bt.add_argument("--batch-size", type=int, default=64)
-    bt.add_argument("--steps", type=int, default=20)
+    bt.add_argument("--method", default="dynamicvit", help="trainable method (default dynamicvit)")
+    bt.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
+    bt.add_argument("--steps", type=int, default=20, help="timed steps per round (default 20)")
     bt.add_argument("--threads", type=int, default=None, help="torch threads for both loops")
     bt.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     bt.set_defaults(fn=cmd_bench_train)
@@ -116,6 +126,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     check_keep_ratio(args.keep)
     cfg = config_from_args(args)
+    from vitbench.methods.requirements import check_pairs
+
+    check_pairs([(cfg.model, cfg.method)])  # an unsupported model is refused before any weights load
     try:
         res = finetune(
             cfg,

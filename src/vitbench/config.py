@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from vitbench.errors import VitbenchError
+from vitbench.registry import close_hint
 from vitbench.specs import (
     CalibSpec,
     Cell,
@@ -39,8 +41,46 @@ def _unknown(where: str, keys: Sequence[str], allowed: set[str]) -> None:
             raise VitbenchError(f"unknown key '{key}' in {where}{hint} allowed: {', '.join(sorted(allowed))}")
 
 
+#: Environment variable naming the folder that default results (store, tables, plots) go to.
+RESULTS_ENV = "VITBENCH_RESULTS"
+#: Default results folder, relative to the working directory: outside the committed ``results/``.
+RESULTS_DIR = "vitbench-results"
+#: Marker file of a folder of committed reference outputs (``results/`` of the repository).
+REFERENCES_MARKER = ".vitbench-references"
+
+
+def results_dir() -> Path:
+    """Folder of default outputs: ``$VITBENCH_RESULTS`` or ``./vitbench-results``."""
+    env = os.environ.get(RESULTS_ENV, "").strip()
+    return Path(env).expanduser() if env else Path(RESULTS_DIR)
+
+
+def default_store() -> Path:
+    """Default SQLite results store: ``<results dir>/vitbench.sqlite``."""
+    return results_dir() / "vitbench.sqlite"
+
+
+def reference_tree(path: str | Path) -> Path | None:
+    """The committed reference folder (with :data:`REFERENCES_MARKER`) holding ``path``, or ``None``."""
+    here = Path(path).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / REFERENCES_MARKER).is_file():
+            return folder
+    return None
+
+
+def suite_names() -> list[str]:
+    """Names of the suites in ``./benchmark/`` and of those shipped with vitbench."""
+    folders = (Path("benchmark"), Path(str(resources.files("vitbench") / "suites")))
+    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
 def find_suite(name_or_path: str) -> Path:
-    """Resolve a suite given as a path, a name in ``./benchmark/``, or a name shipped with vitbench."""
+    """Resolve a suite given as a path, a name in ``./benchmark/``, or a name shipped with vitbench.
+
+    Raises:
+        VitbenchError: no such file or suite name (with close matches and the available names).
+    """
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -48,7 +88,26 @@ def find_suite(name_or_path: str) -> Path:
     for candidate in (Path("benchmark") / stem, Path(str(resources.files("vitbench") / "suites" / stem))):
         if candidate.is_file():
             return candidate
-    raise VitbenchError(f"suite '{name_or_path}' not found; give a YAML path or a name from benchmark/")
+    names = suite_names()
+    hint = close_hint(Path(stem).stem, names) or ";"
+    raise VitbenchError(
+        f"suite '{name_or_path}' not found{hint} available: {', '.join(names)}, or a YAML path"
+    )
+
+
+def default_split(dataset: str) -> str:
+    """Evaluation split of ``dataset`` when none is given: ``test``, else ``val``, else its first split.
+
+    Datasets that accept any split (``image-folder``, ``synthetic``) get :class:`DataSpec`'s
+    default (``test``).
+    """
+    from vitbench.data import DATASETS
+
+    splits = tuple(DATASETS.info(dataset).get("splits", ()))
+    for split in (DataSpec.split, "val"):
+        if not splits or split in splits:
+            return split
+    return splits[0]
 
 
 def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None) -> SuiteSpec:
@@ -162,8 +221,10 @@ def _dataset(item: Any, where: str) -> DataSpec:
     if isinstance(item, str):
         item = {"name": item}
     _unknown(f"{where} dataset", list(item), DATA_KEYS)
+    DATASETS.get(str(item.get("name", DataSpec.name)))
+    if "split" not in item:  # the dataset's evaluation split (imagenet: val, mnist-demo: test)
+        item = {**item, "split": default_split(str(item.get("name", DataSpec.name)))}
     spec = DataSpec(**item)
-    DATASETS.get(spec.name)
     if spec.limit is not None and (not isinstance(spec.limit, int) or spec.limit < 1):
         raise VitbenchError(f"{where}: dataset.limit must be a positive integer or null, got {spec.limit!r}")
     return spec

@@ -23,6 +23,7 @@ from torch import nn
 from vitbench.cache import CacheKey, CorruptionCache, content_hash, prep_rule, resolve_dir
 from vitbench.data import FileImageSet, ImageSet, default_workers, load_dataset
 from vitbench.data.files import skip_summary
+from vitbench.data.prep import FolderBatches, prepare_images, prepared_subset, to_tensor  # noqa: F401 (re-exported)
 from vitbench.errors import VitbenchError
 from vitbench.measure import (
     classification_metrics,
@@ -32,12 +33,16 @@ from vitbench.measure import (
     self_check,
 )
 from vitbench.methods.base import token_method
+from vitbench.methods.requirements import check_pairs
 from vitbench.models import check_classes, create_model, data_config
 from vitbench.noise import NOISES, apply_noise
+from vitbench.per_sample import PerSample
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
 from vitbench.store import ResultsStore, config_hash, provenance
 from vitbench.threads import SMALL_WORK_GMACS, auto_threads, intra_op_threads, usable_cores
 from vitbench.threads import local_processes as local_processes_of
+
+_PER_SAMPLE = "_per_sample"  # run_cell's per-sample outcome, written beside the record
 
 
 @dataclasses.dataclass
@@ -48,76 +53,6 @@ class RunSummary:
     skipped: int = 0
     failed: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
-
-
-def prepare_images(images: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
-    """Resize/center-crop uint8 [N, H, W, 3] to the model's input size (timm crop_pct rule)."""
-    _, h, w = cfg["input_size"]
-    if images.shape[1:3] == (h, w):
-        return images
-    from PIL import Image
-
-    crop_pct = float(cfg.get("crop_pct", 1.0) or 1.0)
-    scale = int(np.floor(max(h, w) / crop_pct))
-    modes = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
-    interp = modes.get(str(cfg.get("interpolation", "bicubic")), Image.Resampling.BICUBIC)
-    out = np.empty((len(images), h, w, 3), dtype=np.uint8)
-    for i, img in enumerate(images):
-        pil = Image.fromarray(img)
-        sw, sh = pil.size
-        ratio = scale / min(sw, sh)
-        pil = pil.resize((max(w, round(sw * ratio)), max(h, round(sh * ratio))), interp)
-        left, top = (pil.size[0] - w) // 2, (pil.size[1] - h) // 2
-        out[i] = np.asarray(pil.crop((left, top, left + w, top + h)).convert("RGB"))
-    return out
-
-
-def prepared_subset(data: ImageSet | FileImageSet, idx: Any, cfg: dict[str, Any]) -> np.ndarray:
-    """Images ``idx`` of ``data`` at the model's input size, uint8 ``[len(idx), h, w, 3]``.
-
-    Array datasets index their in-memory images; folder datasets decode only the requested files
-    (any sizes; a thread pool of :func:`vitbench.data.default_workers` threads), so a calibration
-    subset or a training batch never loads a whole split such as ImageNet train.
-    """
-    idx = np.asarray(idx, dtype=np.int64)
-    if not isinstance(data, FileImageSet):
-        return prepare_images(np.asarray(data.images[idx]), cfg)
-    from concurrent.futures import ThreadPoolExecutor
-
-    from vitbench.data.files import decode_rgb
-
-    def one(i: int) -> np.ndarray:
-        return prepare_images(np.asarray(decode_rgb(data.path(int(i))))[None], cfg)[0]
-
-    _, h, w = cfg["input_size"]
-    if len(idx) == 0:
-        return np.empty((0, h, w, 3), dtype=np.uint8)
-    with ThreadPoolExecutor(max(1, min(default_workers(), len(idx)))) as pool:
-        return np.stack(list(pool.map(one, idx)))
-
-
-class FolderBatches:
-    """``batches[idx]`` -> prepared uint8 ``[B, h, w, 3]`` of a folder dataset, decoded on demand.
-
-    Stands in for the in-memory array of prepared images where a loop indexes batches (training).
-    """
-
-    def __init__(self, data: FileImageSet, cfg: dict[str, Any]) -> None:
-        self.data, self.cfg = data, cfg
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, idx: Any) -> np.ndarray:
-        return prepared_subset(self.data, idx, self.cfg)
-
-
-def to_tensor(images: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> normalised float32 [N, 3, H, W] with the model's mean/std."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(cfg["mean"], dtype=torch.float32)[None, :, None, None]
-    std = torch.tensor(cfg["std"], dtype=torch.float32)[None, :, None, None]
-    return (x - mean) / std
 
 
 class Harness:
@@ -393,9 +328,7 @@ class Harness:
         start = time.perf_counter()
         method: Any = METHODS.get(cell.method.name)
         model = self.model(cell.model)
-        reason = method.supported(model)
-        if reason:
-            raise VitbenchError(f"method '{method.name}' cannot run on {cell.model.name}: {reason}")
+        method.check_model(model, cell.model.name)
         params = method.params_for(cell.keep_ratio, model, cell.method.overrides)
         if issubclass(method, ChannelMethod):
             from vitbench.prune_run import channel_model
@@ -431,6 +364,7 @@ class Harness:
             **metrics,
             **cost,
             "wall_s": time.perf_counter() - start,
+            _PER_SAMPLE: PerSample.from_logits(logits, labels, ids),  # stored beside the record
         }
 
     def identity(self, cell: Cell) -> dict[str, Any]:
@@ -515,6 +449,7 @@ class Harness:
         if summary.skipped:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
         self.dataset()  # fail fast on a bad dataset before any cell
+        check_pairs((c.model.name, c.method.name) for c in todo)  # and on an unsupported model
         if todo:
             self_check(self.acc.device)  # a counter this torch release breaks stops the run here
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
@@ -532,8 +467,9 @@ class Harness:
                 summary.failed += 1
                 summary.errors.append(f"{cell.label()}: {line}")
                 self.log(f"cell failed ({cell.label()}): {line}")
+            samples = record.pop(_PER_SAMPLE, None)
             if self.store is not None:
-                self.store.write(record)
+                self.store.write(record, samples=samples)
         return summary
 
     def _done_keys(self) -> set[str]:

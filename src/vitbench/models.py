@@ -45,6 +45,10 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
             ``hub`` (timm pretrained weights; with ``HF_HUB_OFFLINE`` set, only from the local
             Hugging Face cache), or a path to ``.pth``/``.safetensors``.
         num_classes: override the classifier size (random weights only).
+
+    Raises:
+        VitbenchError: unknown model, weights that do not fit, or hub weights that are neither
+            reachable nor cached (after one short probe, :func:`hub_weights_file`).
     """
     timm = _timm()
     check_model_name(name)
@@ -59,16 +63,8 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
             )
         return load_demo_model()
     if weights == "hub":
-        overlay = {}
-        if hub_offline():
-            cached = cached_hub_file(name)
-            if cached is None:
-                raise VitbenchError(
-                    f"model '{name}' needs hub weights but the hub is offline (HF_HUB_OFFLINE) and they are "
-                    "not in the local cache; pass a local file instead: weights: /path/to/model.safetensors "
-                    "(or .pth; --weights PATH on the command line)"
-                )
-            overlay = {"pretrained_cfg_overlay": {"file": cached}}
+        cached = hub_weights_file(name)
+        overlay = {} if cached is None else {"pretrained_cfg_overlay": {"file": cached}}
         try:
             model = timm.create_model(name, pretrained=True, **overlay, **kwargs)  # type: ignore[attr-defined]
         except Exception as exc:  # network/hub failures come in many types
@@ -85,9 +81,94 @@ def create_model(name: str, weights: str = "random", num_classes: int | None = N
     return model.eval()
 
 
+#: Seconds the one reachability probe of the hub may take (no retries).
+HUB_PROBE_TIMEOUT_S = 3.0
+_probe: dict[str, str] = {}  # endpoint -> "" (reachable) or why not; one probe per process
+
+
 def hub_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` (read now, as huggingface_hub spells truth) disables the hub."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_unreachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str:
+    """Why the Hugging Face hub cannot be reached (``""`` when it can); probed once per process.
+
+    One HEAD request to the hub endpoint (``HF_ENDPOINT``) with a ``timeout_s`` timeout and no
+    retries, through huggingface_hub's own HTTP session (proxies and certificates as it uses
+    them). Any HTTP answer counts as reachable.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    endpoint = str(constants.ENDPOINT)
+    if endpoint not in _probe:
+        try:
+            get_session().head(endpoint, timeout=timeout_s)
+            _probe[endpoint] = ""
+        except Exception as exc:  # noqa: BLE001 - DNS, connect, TLS, timeout: all mean unreachable
+            _probe[endpoint] = f"{endpoint}: {type(exc).__name__} within {timeout_s:g} s"
+    return _probe[endpoint]
+
+
+def hub_weights_file(name: str) -> str | None:
+    """Resolve ``name``'s hub weights without long network retries.
+
+    Returns the file in the local Hugging Face cache when the hub is offline (``HF_HUB_OFFLINE``)
+    or unreachable (one :func:`hub_unreachable` probe), ``None`` when the hub is reachable (timm
+    then downloads or revalidates as usual).
+
+    Raises:
+        VitbenchError: offline or unreachable and not in the local cache (one line, with the fix).
+    """
+    fix = (
+        "pass a local file instead: weights: /path/to/model.safetensors (or .pth; --weights PATH on the "
+        "command line)"
+    )
+    if hub_offline():
+        cached = cached_hub_file(name)
+        if cached is None:
+            raise VitbenchError(
+                f"model '{name}' needs hub weights but the hub is offline (HF_HUB_OFFLINE) and they are "
+                f"not in the local cache; {fix}"
+            )
+        return cached
+    why = hub_unreachable()
+    if not why:
+        return None
+    cached = cached_hub_file(name)
+    if cached is None:
+        raise VitbenchError(
+            f"model '{name}' needs hub weights but the hub is unreachable ({why}) and they are not in the "
+            f"local Hugging Face cache; {fix}"
+        )
+    return cached
+
+
+def check_weights(name: str, weights: str) -> None:
+    """Raise the one-line error ``create_model(name, weights)`` would give about the weight source.
+
+    Cheap (no model is built): ``demo`` only for the demo model, ``hub`` resolvable
+    (:func:`hub_weights_file`), a file path that exists.
+    """
+    check_model_name(name)
+    if weights == "random":
+        return
+    if weights == "demo":
+        from vitbench.demo import ARCH as DEMO_MODEL
+
+        if name.split(".")[0] != DEMO_MODEL:
+            raise VitbenchError(
+                f"weights 'demo' exist only for {DEMO_MODEL}; use weights: random, hub or a file"
+            )
+        return
+    if weights == "hub":
+        hub_weights_file(name)
+        return
+    if not Path(weights).expanduser().is_file():
+        raise VitbenchError(
+            f"weights file {weights} does not exist; use weights: random | demo | hub | /path/to/file"
+        )
 
 
 def cached_hub_file(name: str) -> str | None:

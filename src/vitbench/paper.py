@@ -45,9 +45,14 @@ def _untagged(params: Any) -> Any:
     return dataclasses.replace(params, artifact="") if hasattr(params, "artifact") else params
 
 
-def paper_flops_table() -> str:
-    """Markdown table: every published GMACs value of every card next to vitbench's count."""
+def paper_flops_table(progress: bool = False) -> str:
+    """Markdown table: every published GMACs value of every card next to vitbench's count.
+
+    ``progress``: a tqdm bar on stderr, one step per published value (off when stderr is not a
+    terminal).
+    """
     from tabulate import tabulate
+    from tqdm.auto import tqdm
 
     from vitbench.measure import count_gmacs
     from vitbench.methods.base import token_method
@@ -57,34 +62,40 @@ def paper_flops_table() -> str:
     models: dict[str, Any] = {}
     from vitbench.methods import METHODS, TokenMethod
 
-    for name, card in load_cards().items():
-        if name not in METHODS or not issubclass(METHODS.get(name), TokenMethod):
-            continue  # channel methods' GMACs come from searched structures, not from their params
-        mode = card.get("gmacs_rounding", "round")
-        for pub in card.get("published") or []:
-            if pub.get("gmacs") is None:
-                continue
-            arch = pub["model"].split(".")[0]
-            model = models.setdefault(arch, create_model(arch, "random"))
-            cls = token_method(name)
-            overrides = dict(pub.get("params") or {})
-            if cls.trainable:  # GMACs do not depend on trained weights
-                overrides = {"artifact": "init", **overrides}
-            params = cls.params_for(1.0, model, overrides)
-            with cls.apply(model, params):
-                g = count_gmacs(model)
-            shown = paper_round(g, mode)
-            rows.append(
-                [
-                    arch,
-                    name,
-                    cls.setting(_untagged(params)) if name != "dense" else "-",
-                    f"{pub['gmacs']:.1f}",
-                    f"{g:.3f}",
-                    f"{shown:.1f}",
-                    "yes" if abs(shown - pub["gmacs"]) < 1e-6 else "NO",
-                ]
-            )
+    todo = [
+        (name, card.get("gmacs_rounding", "round"), pub)
+        for name, card in load_cards().items()
+        # channel methods' GMACs come from searched structures, not from their params
+        if name in METHODS and issubclass(METHODS.get(name), TokenMethod)
+        for pub in card.get("published") or []
+        if pub.get("gmacs") is not None
+    ]
+    for name, mode, pub in tqdm(
+        todo, desc="GMACs", unit="row", disable=None if progress else True, leave=False
+    ):
+        arch = pub["model"].split(".")[0]
+        if arch not in models:  # one model per architecture (setdefault would build it every row)
+            models[arch] = create_model(arch, "random")
+        model = models[arch]
+        cls = token_method(name)
+        overrides = dict(pub.get("params") or {})
+        if cls.trainable:  # GMACs do not depend on trained weights
+            overrides = {"artifact": "init", **overrides}
+        params = cls.params_for(1.0, model, overrides)
+        with cls.apply(model, params):
+            g = count_gmacs(model)
+        shown = paper_round(g, mode)
+        rows.append(
+            [
+                arch,
+                name,
+                cls.setting(_untagged(params)) if name != "dense" else "-",
+                f"{pub['gmacs']:.1f}",
+                f"{g:.3f}",
+                f"{shown:.1f}",
+                "yes" if abs(shown - pub["gmacs"]) < 1e-6 else "NO",
+            ]
+        )
     head = [
         "Model",
         "Method",

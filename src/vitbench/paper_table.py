@@ -17,8 +17,27 @@ import pandas as pd
 
 from vitbench.errors import VitbenchError
 from vitbench.paper import load_cards, paper_round
+from vitbench.population import COST_ONLY_DATASETS, normalise, seeds_note
+from vitbench.report import gmacs_digits
 
-COST_ONLY_DATASETS = ("synthetic",)
+#: What a row measured besides model, method and parameters (shown as columns when they vary).
+_POPULATION = ("weights", "dataset", "split", "sample_ids_hash", "selection", "calib_noise", "calib_level")
+_POP_HEAD = {
+    "weights": "Weights",
+    "dataset": "Dataset",
+    "split": "Split",
+    "sample_ids_hash": "Images",
+    "selection": "Selection",
+    "calib_noise": "Calib. noise",
+    "calib_level": "Calib. level",
+}
+
+
+def _pop_text(column: str, value: str, rec: dict) -> str:
+    if column == "sample_ids_hash":
+        n = rec.get("n_samples")
+        return f"{'' if n is None or pd.isna(n) else int(n)} ({value[:8]})"
+    return value
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -75,14 +94,21 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
             "run a paper suite first, e.g. `vitbench run paper-deit-s`"
         )
     cards = load_cards()
+    ok = normalise(ok)
     groups: dict[tuple, list[dict]] = {}
+    # one row per measured configuration: seeds are the only records ever averaged
     for rec in ok.to_dict("records"):
         params = json.loads(rec["params_json"]) if isinstance(rec.get("params_json"), str) else {}
         params.pop("artifact", None)
-        key = (rec["model"], rec["method"], json.dumps(params, sort_keys=True))
+        pop = tuple(str(rec[c]) for c in _POPULATION)
+        variant = json.dumps([params, rec["setting"], rec["keep_ratio"]], sort_keys=True, default=str)
+        key = (rec["model"], rec["method"], variant, pop)
         groups.setdefault(key, []).append({**rec, "_params": params})
+    several = {c: len({k[3][i] for k in groups}) > 1 for i, c in enumerate(_POPULATION)}
     rows = []
-    for (mdl, method, _), recs in groups.items():
+    seeds = []
+    for (mdl, method, _, pop), recs in groups.items():
+        seeds.append(len(recs))
         pubs = published_rows(cards, mdl, method, recs[0]["_params"])
         mode = (cards.get(method) or {}).get("gmacs_rounding", "round")
         real = [r for r in recs if r["weights"] != "random" and r["dataset"] not in COST_ONLY_DATASETS]
@@ -96,18 +122,23 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         setting = ", ".join(
             p for p in setting.split(", ") if not p.startswith("artifact=") and p != "untrained"
         )
+        has_gmacs = gmacs is not None and not math.isnan(gmacs)
+        gd = 1 if not has_gmacs or gmacs >= 1.0 else gmacs_digits([gmacs])
+        extra = [_pop_text(c, v, recs[0]) for c, v in zip(_POPULATION, pop) if several[c] and c != "weights"]
         rows.append(
             [
-                -(gmacs if gmacs is not None and not math.isnan(gmacs) else 0.0),
+                -(gmacs if has_gmacs else 0.0),
                 mdl,
                 method,
                 "-" if method == "dense" or not setting else setting,
-                _fmt(paper_round(gmacs, mode) if gmacs is not None and not math.isnan(gmacs) else None),
+                *extra,
+                _fmt(paper_round(gmacs, mode) if has_gmacs and gd == 1 else gmacs, gd),
                 _pub(pubs, "gmacs"),
-                _fmt(recs[0]["params_m"]),
+                _fmt(recs[0]["params_m"], 1 if (recs[0]["params_m"] or 0) >= 10 else 2),
                 _fmt(top1, 2),
                 _pub(pubs, "top1", 2),
                 "-" if top1 is None or pub_top1 is None else f"{top1 - pub_top1:+.2f}",
+                str(len(recs)),
                 _fmt(max(ips) if ips else None, 0),
                 _pub(pubs, "img_per_s", 0),
                 ", ".join(sorted({r["weights"] if len(r["weights"]) < 24 else "file" for r in recs})),
@@ -119,19 +150,26 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "Model",
         "Method",
         "Setting",
+        *(_POP_HEAD[c] for c in _POPULATION if several[c] and c != "weights"),
         "GFLOPs (MACs)",
         "published",
         "Params (M)",
         "Top-1 (%)",
         "published",
         "Δ top-1",
+        "Seeds",
         "img/s",
         "published",
         "weights",
     ]
+    if len(set(seeds)) == 1:  # one seed count: said in the note, no column
+        at = head.index("Seeds")
+        head.pop(at)
+        rows = [r[:at] + r[at + 1 :] for r in rows]
     note = (
         "Measured next to published (methods/*.yaml; '/' joins several published rows). Top-1 only for "
         "real weights on real data; published rows marked trained in the cards are fine-tuned with the "
-        "method. img/s: this store's device and dtype, the papers' on their GPUs."
+        "method. img/s: machine-dependent (this store's device, threads and dtype; the papers' on their "
+        f"GPUs). Top-1: {seeds_note(seeds)}; rows of different images or token selection are never averaged."
     )
     return note + "\n\n" + tabulate(rows, headers=head, tablefmt=fmt, disable_numparse=True)

@@ -59,7 +59,7 @@ def calibration_batches(
     """
     from vitbench.cache import CacheKey, content_hash, prep_rule
     from vitbench.data import load_dataset
-    from vitbench.harness import prepared_subset, to_tensor
+    from vitbench.data.prep import prepared_subset, to_tensor
     from vitbench.noise import apply_noise
 
     spec, d = suite.calib, suite.dataset
@@ -117,8 +117,12 @@ def _params_json(params: Any, **extra: Any) -> str:
     return json.dumps({**values, **extra}, sort_keys=True, default=list)
 
 
-def prune_key(suite: Any, cell: Any, cls: Any, params: Any) -> artifacts.ArtifactKey:
-    """Artifact key of the pruned (not fine-tuned) model of ``cell``."""
+def prune_key(suite: Any, cell: Any, cls: Any, params: Any, prep: str | None = None) -> artifacts.ArtifactKey:
+    """Artifact key of the pruned (not fine-tuned) model of ``cell``.
+
+    ``prep`` is the calibration images' preparation (:func:`vitbench.cache.prep_rule` of the
+    model's data config), so a change of preprocessing never reuses a model pruned on other pixels.
+    """
     c, n = suite.calib, cell.calib_noise
     calib = {
         "n_images": c.n_images,
@@ -132,7 +136,11 @@ def prune_key(suite: Any, cell: Any, cls: Any, params: Any) -> artifacts.Artifac
         weights=artifacts.weights_id(cell.model.weights),
         method=cls.name,
         params=_params_json(params, calib=calib),
-        data=json.dumps({"name": suite.dataset.name, "split": c.split, "limit": None}, sort_keys=True),
+        data=json.dumps(
+            {"name": suite.dataset.name, "split": c.split, "limit": None}
+            | ({"prep": prep} if prep is not None else {}),
+            sort_keys=True,
+        ),
     )
 
 
@@ -189,11 +197,13 @@ def load_pruned(path: Path, dense: nn.Module) -> nn.Module:
 
 def channel_model(harness: Any, cell: Any, cls: Any, params: Any, dense: nn.Module) -> nn.Module:
     """The pruned (and, if asked, fine-tuned) model of a channel cell; see the module docstring."""
+    from vitbench.cache import prep_rule
     from vitbench.models import data_config
 
     suite, log = harness.suite, harness.log
     memo: dict[str, nn.Module] = harness.__dict__.setdefault("_pruned", {})
-    key = prune_key(suite, cell, cls, params)
+    cfg = data_config(dense)
+    key = prune_key(suite, cell, cls, params, prep_rule(cfg))
     ft = getattr(params, "finetune_epochs", 0.0) or 0.0
     train = dict(suite.train.options) if suite.train is not None else {}
     final = finetune_key(key, params, train) if ft > 0 else key
@@ -203,7 +213,6 @@ def channel_model(harness: Any, cell: Any, cls: Any, params: Any, dense: nn.Modu
     if path is not None:
         pruned = load_pruned(path, dense)
     else:
-        cfg = data_config(dense)
         calib = calibration_batches(suite, cell, cfg, harness.cache)
         start = time.perf_counter()
         plain = dataclasses.replace(params, finetune_epochs=0.0) if ft > 0 else params

@@ -7,11 +7,17 @@ the entry-point group ``vitbench.methods`` and are loaded the first time a name 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def close_hint(name: str, names: Iterable[str]) -> str:
+    """``"; did you mean 'a' or 'b'?"`` for the names close to ``name`` (empty when none is)."""
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 class UnknownNameError(KeyError):
@@ -82,9 +88,7 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         """The one-line error for an unknown ``name``."""
         names = self.names()
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind} '{name}'{hint} available: {', '.join(names)}"
+        return f"unknown {self.kind} '{name}'{close_hint(name, names)} available: {', '.join(names)}"
 
     def info(self, name: str) -> dict[str, Any]:
         """Metadata given at registration."""

@@ -21,6 +21,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from vitbench.errors import VitbenchError
+from vitbench.plotstyle import legend_outside, method_color, styled, variant_marker, with_style
+from vitbench.population import MEASURED, mask_cost_only, normalise, population_keys, seeds_note
 from vitbench.records import fold_calibration, with_curves
 
 FORMATS = ("markdown", "github", "latex", "csv", "html")
@@ -79,10 +81,13 @@ def _check_fmt(fmt: str) -> None:
         raise VitbenchError(f"unknown table format '{fmt}'; choose one of: {', '.join(FORMATS)}")
 
 
+NA = "–"  # shown for a value that was not measured (e.g. top-1 of a cost-only cell)
+
+
 def _num(x: Any, digits: int = 2) -> str:
-    """Format a number with ``digits`` decimals; blank for missing values."""
+    """Format a number with ``digits`` decimals; ``–`` for missing values."""
     if x is None or pd.isna(x):
-        return ""
+        return NA
     return f"{float(x):.{digits}f}"
 
 
@@ -96,7 +101,7 @@ def gmacs_digits(values: Any) -> int:
 
 def _signed(x: Any, digits: int = 2) -> str:
     if x is None or pd.isna(x):
-        return ""
+        return NA
     return f"{float(x):+.{digits}f}"
 
 
@@ -108,6 +113,8 @@ def _raw(x: Any) -> Any:
 
 
 def _top1_text(mean: Any, std: Any, n: Any) -> str:
+    if mean is None or pd.isna(mean):
+        return NA
     if int(n) > 1 and not pd.isna(std):
         return f"{float(mean):.2f} ± {float(std):.2f}"
     return _num(mean)
@@ -153,9 +160,11 @@ def _successful(
 ) -> pd.DataFrame:
     """Copy of the successful rows with normalised columns; raises if there are none.
 
-    Text columns get defaults, ``numeric`` columns become float64 (NaN when absent), clean rows
-    have level 0, and rows pruned on noisy calibration images are kept apart
-    (:func:`vitbench.records.fold_calibration`). Shared with :mod:`vitbench.robustness`.
+    Every :data:`vitbench.population.MEASURED` column is present (defaults for older frames),
+    ``numeric`` columns become float64 (NaN when absent), clean rows have level 0, rows pruned
+    on noisy calibration images are kept apart (:func:`vitbench.records.fold_calibration`) and
+    cost-only rows have no accuracy (:func:`vitbench.population.mask_cost_only`). Shared with
+    :mod:`vitbench.robustness`.
     """
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -165,13 +174,12 @@ def _successful(
     ok = fold_calibration(df.loc[df["error"].isna()].copy())
     if ok.empty:
         raise VitbenchError(f"no successful records in {_source(df)}; run `vitbench run` first")
-    text = {"model": "", "dataset": "", "method": "", "setting": "", "noise": "clean", "selection": "scored"}
-    for col, default in text.items():
-        ok[col] = ok[col].astype(object).where(ok[col].notna(), default).astype(str)
+    ok = normalise(ok)
     for col in numeric:
         ok[col] = pd.to_numeric(ok[col], errors="coerce").astype("float64") if col in ok else math.nan
-    ok["level"] = ok["level"].where(ok["noise"] != "clean", 0.0).fillna(0.0)
-    return ok
+    for col in ("top1_ci_low", "top1_ci_high"):
+        ok[col] = pd.to_numeric(ok[col], errors="coerce").astype("float64") if col in ok else math.nan
+    return mask_cost_only(ok)
 
 
 def _where(model: str | None, noise: str | None, level: float | None, selection: str | None) -> str:
@@ -224,48 +232,88 @@ def _select(
     return ok.copy()
 
 
-def _stats(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean (and std, count) over seeds of the numeric columns per ``keys`` group."""
+def _stats(frame: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean (and std, count) over seeds of the numeric columns per measured configuration.
+
+    ``keys`` default to :data:`vitbench.population.MEASURED` (every column that defines what
+    a row measured), so only seeds are ever averaged; extra keys may be given.
+    """
+    keys = list(dict.fromkeys([*MEASURED, *(keys or [])]))
     grouped = frame.groupby(keys, dropna=False, sort=False)
     return grouped.agg(
         top1=("top1", "mean"),
         top1_std=("top1", "std"),
         n=("top1", "size"),
+        top1_ci_low=("top1_ci_low", "mean"),
+        top1_ci_high=("top1_ci_high", "mean"),
+        n_samples=("n_samples", "first"),
         gmacs=("gmacs", "mean"),
         params_m=("params_m", "mean"),
         img_per_s=("img_per_s", "mean"),
     ).reset_index()
 
 
+_ORDER = ("suite", "model", "weights", "dataset", "split", "sample_ids_hash", "noise", "level")
+
+
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sort by model, dataset, dense first, method, keep ratio descending, setting."""
+    """Sort by population, dense first, method, keep ratio descending, setting, selection."""
     keyed = frame.assign(_not_dense=frame["method"] != DENSE)
-    by = [c for c in ("model", "dataset", "_not_dense", "method", "keep_ratio", "setting") if c in keyed]
-    ascending = [c != "keep_ratio" for c in by]
+    cols = (*_ORDER, "_not_dense", "method", "keep_ratio", "setting", "selection")
+    by = [c for c in cols if c in keyed]
+    ascending = [c not in ("keep_ratio", "selection") for c in by]
     return keyed.sort_values(by, ascending=ascending, kind="mergesort").drop(columns="_not_dense")
 
 
+def _images(n: Any, digest: Any) -> str:
+    """``"1000 (3fa2c1d0)"``: sample count and the first 8 chars of the sample-ids hash."""
+    count = "" if n is None or pd.isna(n) else str(int(n))
+    if not digest:
+        return count
+    return f"{count} ({str(digest)[:8]})" if count else str(digest)[:8]
+
+
 def _lead_cols(frame: pd.DataFrame) -> list[_Col]:
-    """``Model`` / ``Dataset`` columns, only when the frame holds several of them."""
+    """Population columns (suite, model, weights, dataset, split, images), those that vary only."""
     cols = []
-    for key, header in (("model", "Model"), ("dataset", "Dataset")):
+    for key, header in (
+        ("suite", "Suite"),
+        ("model", "Model"),
+        ("weights", "Weights"),
+        ("dataset", "Dataset"),
+        ("split", "Split"),
+        ("data_split", "Split"),
+    ):
         if key in frame and frame[key].nunique() > 1:
             values = list(frame[key])
             cols.append(_Col(header, values, [str(v) for v in values], numeric=False))
+    if "sample_ids_hash" in frame and frame["sample_ids_hash"].nunique() > 1:
+        counts = list(frame["n_samples"]) if "n_samples" in frame else [None] * len(frame)
+        shown = [_images(n, h) for n, h in zip(counts, frame["sample_ids_hash"])]
+        cols.append(_Col("Images", list(frame["sample_ids_hash"]), shown, numeric=False))
     return cols
 
 
-def _dense_top1(ok: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """(model, dataset) -> mean dense top-1 over its rows."""
+def _reference(stats: pd.DataFrame, ok: pd.DataFrame, column: str = "top1") -> list[float]:
+    """Per row of ``stats``: mean ``column`` of the dense rows of ``ok`` on the same population."""
     dense = ok.loc[ok["method"] == DENSE]
-    means = dense.groupby(["model", "dataset"])["top1"].mean()
-    return {(str(k[0]), str(k[1])): float(v) for k, v in means.items()}
+    means: dict[tuple, list[float]] = {}
+    for key, value in zip(population_keys(dense), dense[column]):
+        means.setdefault(key, []).append(float(value))
+    ref = {k: float(np.mean(v)) for k, v in means.items()}
+    return [ref.get(k, math.nan) for k in population_keys(stats)]
 
 
-def _dense_gmacs(ok: pd.DataFrame) -> dict[tuple[str, str], float]:
-    dense = ok.loc[ok["method"] == DENSE]
-    means = dense.groupby(["model", "dataset"])["gmacs"].mean()
-    return {(str(k[0]), str(k[1])): float(v) for k, v in means.items()}
+def _ci_text(lo: Any, hi: Any) -> str:
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return NA
+    return f"[{float(lo):.1f}, {float(hi):.1f}]"
+
+
+def _caption(stats: pd.DataFrame, extra: str = "") -> str:
+    """One-line caption: what Top-1 averages (seeds) and any extra note."""
+    note = f"Top-1 (%): {seeds_note(stats['n'])}" if "n" in stats and len(stats) else ""
+    return "; ".join(p for p in (note, extra) if p) + ("." if note or extra else "")
 
 
 # -- public API ------------------------------------------------------------------------------------
@@ -287,14 +335,18 @@ def leaderboard(
     noise: str = "clean",
     level: float = 0.0,
     selection: str = "scored",
+    ci: bool = True,
 ) -> str:
-    """Paper-style table: one row per (model, method, setting, keep ratio), mean over seeds.
+    """Paper-style table: one row per measured configuration, mean over seeds.
 
-    Columns: ``Method | Setting | Keep | Top-1 | ΔTop-1 | GFLOPs (MACs) | Params (M) | img/s``
-    (a leading ``Model`` column when several models are present, ``Dataset`` likewise).
-    ``Top-1`` shows ``mean ± std`` when there are several seeds; ``ΔTop-1`` is relative to the
-    ``dense`` method of the same model/dataset/noise condition (blank without one).
-    The csv format carries raw numbers plus ``Top-1 std`` and ``Seeds`` columns.
+    Columns: ``Method | Setting | Keep | Top-1 | 95% CI | ΔTop-1 | GFLOPs (MACs) | Params (M) |
+    img/s†`` (leading ``Suite``/``Model``/``Weights``/``Dataset``/``Split``/``Images`` columns
+    when the rows differ in them: rows of different populations are never averaged, see
+    :mod:`vitbench.population`). ``Top-1`` shows ``mean ± std`` when there are several seeds
+    (the caption says how many); ``95% CI`` is the records' bootstrap CI over images (mean over
+    seeds); ``ΔTop-1`` is relative to the ``dense`` record of the same population (``–``
+    without one). Cost-only cells show ``–`` for accuracy. The csv format carries raw numbers
+    plus ``Top-1 std``, ``Seeds`` and the CI bounds.
 
     Args:
         df: records frame (from :func:`vitbench.load_results`).
@@ -303,26 +355,34 @@ def leaderboard(
         noise: ``"clean"`` or a noise name; ``level`` picks its severity.
         level: noise severity (ignored for ``"clean"``).
         selection: ``"scored"`` or ``"random"`` token selection.
+        ci: show the ``95% CI`` column (compact views leave it out).
 
     Raises:
         VitbenchError: unknown ``fmt``, or no successful records match.
     """
     _check_fmt(fmt)
     ok = _select(df, model, noise, level, selection)
-    stats = _order(_stats(ok, ["model", "dataset", "method", "setting", "keep_ratio"]))
-    dense = _dense_top1(ok)
-    delta = [
-        t - dense[(m, d)] if (m, d) in dense else math.nan
-        for m, d, t in zip(stats["model"], stats["dataset"], stats["top1"])
-    ]
+    stats = _order(_stats(ok))
+    dense = _reference(stats, ok)
+    delta = [t - d for t, d in zip(stats["top1"], dense)]
     top1_text = [_top1_text(m, s, n) for m, s, n in zip(stats["top1"], stats["top1_std"], stats["n"])]
+    several_seeds = stats["n"].nunique() > 1
     cols = _lead_cols(stats) + [
         _Col("Method", list(stats["method"]), list(stats["method"]), numeric=False),
         _Col("Setting", list(stats["setting"]), list(stats["setting"]), numeric=False),
         _Col("Keep", list(stats["keep_ratio"]), [_num(v) for v in stats["keep_ratio"]]),
         _Col("Top-1", list(stats["top1"]), top1_text),
         _Col("Top-1 std", list(stats["top1_std"]), [], display=False),
-        _Col("Seeds", list(stats["n"]), [], display=False),
+        _Col("Seeds", list(stats["n"]), [str(int(n)) for n in stats["n"]], display=several_seeds),
+        _Col(
+            "95% CI",
+            list(zip(stats["top1_ci_low"], stats["top1_ci_high"])),
+            [_ci_text(lo, hi) for lo, hi in zip(stats["top1_ci_low"], stats["top1_ci_high"])],
+            csv=False,
+            display=ci and bool(stats["top1_ci_low"].notna().any()),
+        ),
+        _Col("Top-1 CI low", list(stats["top1_ci_low"]), [], display=False),
+        _Col("Top-1 CI high", list(stats["top1_ci_high"]), [], display=False),
         _Col("ΔTop-1", delta, [_signed(v) for v in delta]),
         _Col(
             "GFLOPs (MACs)",
@@ -330,9 +390,28 @@ def leaderboard(
             [_num(v, gmacs_digits(stats["gmacs"])) for v in stats["gmacs"]],
         ),
         _Col("Params (M)", list(stats["params_m"]), [_num(v) for v in stats["params_m"]]),
-        _Col("img/s", list(stats["img_per_s"]), [_num(v, 0) for v in stats["img_per_s"]]),
+        _Col(_IMG_S, list(stats["img_per_s"]), [_num(v, 0) for v in stats["img_per_s"]]),
     ]
-    return _render(cols, fmt)
+    extra = "ΔTop-1 vs dense on the same images"
+    if ci and bool(stats["top1_ci_low"].notna().any()):
+        extra += "; 95% CI: bootstrap over images"
+    extra += "; " + throughput_note(ok)
+    return _render(cols, fmt, caption=_caption(stats, extra))
+
+
+_IMG_S = "img/s†"
+
+
+def throughput_note(ok: pd.DataFrame) -> str:
+    """``"† img/s: machine-dependent, measured on <device>, <threads> threads, <dtype>"``."""
+    parts = []
+    for col, fmt_ in (("device", "{}"), ("threads", "{} threads"), ("throughput_dtype", "{}")):
+        if col in ok:
+            vals = sorted({str(v) for v in ok[col].dropna()})
+            if vals:
+                parts.append(fmt_.format("/".join(vals)))
+    where = f", measured on {', '.join(parts)}" if parts else ""
+    return f"† img/s is machine-dependent{where}; compare it only within one run"
 
 
 def _default_grid(points: pd.Series) -> list[float]:
@@ -359,12 +438,15 @@ def matched_gmacs_table(
     noise: str = "clean",
     level: float = 0.0,
     selection: str = "scored",
+    samples: Any = None,
 ) -> str:
     """Top-1 of each method linearly interpolated at common GMACs budgets.
 
-    Each non-dense method's mean top-1 (over seeds) is interpolated as a function of its mean
-    GMACs; budgets outside the method's measured range are blank (no extrapolation). The dense
-    reference is given in a caption line (csv: ``Dense Top-1`` / ``Dense GMACs`` columns).
+    Each non-dense method variant's mean top-1 (over seeds) is interpolated, per population
+    (model, weights, images, selection; never across them), as a function of its mean GMACs;
+    budgets outside the method's measured range are ``–`` (no extrapolation). The dense
+    reference of the same images is given in a caption line (csv: ``Dense Top-1`` / ``Dense
+    GMACs`` columns).
 
     Args:
         df: records frame.
@@ -375,47 +457,127 @@ def matched_gmacs_table(
         noise: noise condition (``"clean"`` or a noise name at ``level``).
         level: noise severity.
         selection: token selection of the compressed methods.
+        samples: per-sample outcomes by cell key (:func:`vitbench.store.load_samples`); with
+            them, each budget marks the best method (▲) and those statistically tied with it
+            (≈: paired bootstrap 95 % CI of the difference of interpolated per-image
+            correctness contains 0).
 
     Raises:
         VitbenchError: unknown ``fmt``, no successful records, or no non-dense method.
     """
     _check_fmt(fmt)
     ok = with_curves(_select(df, model, noise, level, selection))
-    stats = _stats(ok, ["model", "dataset", "method", "curve", "setting", "keep_ratio"])
+    stats = _stats(ok, ["curve"])
     methods = stats.loc[stats["method"] != DENSE]
     methods = methods.loc[methods["gmacs"].notna() & methods["top1"].notna()]
     if methods.empty:
+        cost = stats["top1"].isna().all()
         raise VitbenchError(
-            f"no compressed-method records with GMACs in {_source(df)} for "
-            f"{_where(model, noise, level, selection)}; only the dense baseline was found"
+            f"no compressed-method records with GMACs and top-1 in {_source(df)} for "
+            f"{_where(model, noise, level, selection)}; "
+            + ("these are cost-only cells (no accuracy)" if cost else "only the dense baseline was found")
         )
     budgets = sorted(float(g) for g in grid) if grid is not None else _default_grid(methods["gmacs"])
     gd = gmacs_digits(methods["gmacs"])
     tol = _GRID_TOL * 10.0 ** (2 - gd)  # half a unit of the shown precision
-    # one curve per method variant (non-knob settings, calibration noise), never averaged together
-    curves = _order(methods.groupby(["model", "dataset", "method", "curve"], sort=False).size().reset_index())
+    # one curve per method variant and population (never averaged together); the suite is part
+    # of neither: curves of two suites on one population are compared in one budget column
+    # (the selection filter leaves one selection per method: random-tokens competes too)
+    pop = ["model", "weights", "dataset", "split", "sample_ids_hash"]
+    curve_keys = [*pop, "method", "curve"]
+    first = {"n_samples": ("n_samples", "first")}
+    curves = _order(methods.groupby(curve_keys, sort=False).agg(**first).reset_index())
+    members = {tuple(map(str, k)): g for k, g in methods.groupby(curve_keys, sort=False)}
     values: list[list[float]] = []
-    for m, d, cur in zip(curves["model"], curves["dataset"], curves["curve"]):
-        pts = methods.loc[(methods["model"] == m) & (methods["dataset"] == d) & (methods["curve"] == cur)]
-        by_gmacs = pts.groupby("gmacs")["top1"].mean()
-        values.append(_interp(by_gmacs.index.to_numpy(float), by_gmacs.to_numpy(float), budgets, tol))
-    dense_top1, dense_gmacs = _dense_top1(ok), _dense_gmacs(ok)
-    keys = list(zip(curves["model"], curves["dataset"]))
+    vectors: list[list[Any]] = []
+    for key in curves[curve_keys].itertuples(index=False, name=None):
+        points = members[tuple(map(str, key))]
+        pts = points.groupby("gmacs", sort=True)["top1"].mean()
+        values.append(_interp(pts.index.to_numpy(float), pts.to_numpy(float), budgets, tol))
+        vectors.append(_interp_outcomes(ok, points, budgets, tol, samples))
+    dense_top1 = _reference(curves.assign(noise=noise, level=level if noise != "clean" else 0.0), ok)
+    dense_gmacs = _reference(
+        curves.assign(noise=noise, level=level if noise != "clean" else 0.0), ok, "gmacs"
+    )
     cols = _lead_cols(curves) + [_Col("Method", list(curves["curve"]), list(curves["curve"]), numeric=False)]
+    groups = [tuple(r) for r in curves[pop].astype(str).itertuples(index=False, name=None)]
+    marked = False
     for j, g in enumerate(budgets):
         column = [row[j] for row in values]
-        cols.append(_Col(f"{g:.{gd}f} G", column, [_num(v) for v in column]))
-    cols.append(_Col("Dense Top-1", [dense_top1.get(k, math.nan) for k in keys], [], display=False))
-    cols.append(_Col("Dense GMACs", [dense_gmacs.get(k, math.nan) for k in keys], [], display=False))
-    several = curves["model"].nunique() > 1 or curves["dataset"].nunique() > 1
-    refs = [
-        f"{'/'.join(x for x in k if x) + ' ' if several else ''}Top-1 {dense_top1[k]:.2f} "
-        f"at {_num(dense_gmacs.get(k), gd)} GMACs"
-        for k in dict.fromkeys(keys)
-        if k in dense_top1
-    ]
-    caption = "Dense reference: " + "; ".join(refs) if refs else "Dense reference: none recorded"
+        shown = [_num(v) for v in column]
+        for grp in dict.fromkeys(groups):
+            idx = [i for i, x in enumerate(groups) if x == grp and not math.isnan(column[i])]
+            if len(idx) < 2:
+                continue
+            best = max(idx, key=lambda i: column[i])
+            shown[best] += " ▲"
+            for i in idx:
+                if i == best or vectors[i][j] is None or vectors[best][j] is None:
+                    continue
+                from vitbench.compare import paired_bootstrap_ci
+
+                lo, hi = paired_bootstrap_ci(vectors[i][j] - vectors[best][j], seed=0)
+                if lo <= 0.0 <= hi:
+                    shown[i] += " ≈"
+                    marked = True
+        cols.append(_Col(f"{g:.{gd}f} G", column, shown))
+    cols.append(_Col("Dense Top-1", dense_top1, [], display=False))
+    cols.append(_Col("Dense GMACs", dense_gmacs, [], display=False))
+    several = len(set(groups)) > 1
+    refs = []
+    for grp, t, gm in dict.fromkeys(zip(groups, dense_top1, dense_gmacs)):
+        if math.isnan(t):
+            continue
+        label = f"{grp[0]} {grp[2]}/{grp[3]} images {grp[4][:8]}: " if several else ""
+        refs.append(f"{label}Top-1 {t:.2f} at {_num(gm, gd)} GMACs")
+    caption = "Dense reference (same images): " + ("; ".join(refs) if refs else "none recorded")
+    caption += f"; Top-1 (%) interpolated between measured points, {seeds_note(stats['n'])}"
+    caption += "; ▲ best at the budget"
+    if marked or samples:
+        caption += "; ≈ tied with the best (paired bootstrap 95% CI of Δ contains 0)"
     return _render(cols, fmt, caption=caption)
+
+
+def _interp_outcomes(
+    ok: pd.DataFrame,
+    points: pd.DataFrame,
+    budgets: Sequence[float],
+    tol: float,
+    samples: Any,
+) -> list[Any]:
+    """Per budget: the per-image correctness interpolated like top-1 (``None`` without data).
+
+    Between two measured points at GMACs ``g_a < g < g_b`` the vector is
+    ``(1 − w) c_a + w c_b`` with ``w = (g − g_a) / (g_b − g_a)``; its mean is exactly the
+    interpolated top-1, so a paired bootstrap of two such vectors tests the table's numbers.
+    """
+    if not samples:
+        return [None] * len(budgets)
+    from vitbench.compare import outcomes_of
+
+    by_gmacs: dict[float, Any] = {}
+    for g, grp in points.groupby("gmacs", sort=True):
+        keys = grp[list(MEASURED)]
+        rows = ok.merge(keys, on=list(MEASURED))
+        got = outcomes_of(rows, samples)
+        if got is None:
+            return [None] * len(budgets)
+        by_gmacs[float(g)] = got.correct
+    xs = sorted(by_gmacs)
+    out: list[Any] = []
+    for g in budgets:
+        if not xs or g < xs[0] - tol or g > xs[-1] + tol:
+            out.append(None)
+            continue
+        g = min(max(g, xs[0]), xs[-1])
+        hi = next(i for i, x in enumerate(xs) if x >= g - 1e-12)
+        if xs[hi] == g or hi == 0:
+            out.append(by_gmacs[xs[hi]])
+            continue
+        a, b = xs[hi - 1], xs[hi]
+        w = (g - a) / (b - a)
+        out.append((1.0 - w) * by_gmacs[a] + w * by_gmacs[b])
+    return out
 
 
 def selection_table(
@@ -436,8 +598,8 @@ def selection_table(
     _check_fmt(fmt)
     ok = with_curves(_select(df, model, noise, level, selection=None))
     ok = ok.loc[(ok["method"] != DENSE) & ~np.isclose(ok["keep_ratio"].to_numpy(), 1.0)]
-    keys = ["model", "dataset", "method", "curve", "keep_ratio"]
-    stats = _stats(ok, [*keys, "selection"])
+    keys = [*(c for c in MEASURED if c not in ("selection", "setting")), "curve"]
+    stats = _stats(ok, ["curve"]).drop(columns="setting")
     scored = stats.loc[stats["selection"] == "scored"].drop(columns="selection")
     random = stats.loc[stats["selection"] == "random"].drop(columns="selection")
     both = scored.merge(random, on=keys, suffixes=("", "_random"))
@@ -467,7 +629,8 @@ def selection_table(
         ),
         _Col("Δ (scored − random)", delta, [_signed(v) for v in delta]),
     ]
-    return _render(cols, fmt)
+    note = seeds_note([*both["n"], *both["n_random"]])
+    return _render(cols, fmt, caption=f"Top-1 (%) on the same images, {note}.")
 
 
 def noise_table(
@@ -492,11 +655,13 @@ def noise_table(
             f"no noisy records in {_source(df)} for {_where(model, None, None, selection)}; "
             "run a suite with noises to get a robustness table"
         )
-    keys = ["model", "dataset", "method", "setting", "keep_ratio"]
+    keys = [c for c in MEASURED if c not in ("noise", "level")]
     conditions = sorted({(str(n), float(lv)) for n, lv in zip(noisy["noise"], noisy["level"])})
     ok = ok.assign(level=ok["level"].where(ok["noise"] != "clean", 0.0))
     means = ok.groupby([*keys, "noise", "level"], dropna=False)["top1"].mean()
-    rows = _order(ok.groupby(keys, dropna=False, sort=False).size().reset_index()).drop(columns=0)
+    counts = ok.groupby([*keys, "noise", "level"], dropna=False)["top1"].size()
+    first = {"n_samples": ("n_samples", "first")}
+    rows = _order(ok.groupby(keys, dropna=False, sort=False).agg(**first).reset_index())
     cols = _lead_cols(rows) + [
         _Col("Method", list(rows["method"]), list(rows["method"]), numeric=False),
         _Col("Setting", list(rows["setting"]), list(rows["setting"]), numeric=False),
@@ -513,7 +678,11 @@ def noise_table(
         cols.append(_Col(f"{name}@{lv:g}", column, [_num(v) for v in column]))
     mean_noisy = [float(r.mean()) if not np.isnan(r).any() else math.nan for r in table]
     cols.append(_Col("Mean noisy", mean_noisy, [_num(v) for v in mean_noisy]))
-    return _render(cols, fmt)
+    note = seeds_note(counts.tolist())
+    return _render(cols, fmt, caption=f"Top-1 (%) per noise condition on the same images, {note}.")
+
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
 def plot_pareto(
@@ -524,11 +693,15 @@ def plot_pareto(
     level: float = 0.0,
     selection: str = "scored",
 ) -> Path:
-    """Plot top-1 accuracy vs GMACs, one line per method, dense as a star; save as PNG or SVG.
+    """Plot top-1 accuracy vs GMACs, one line per method variant, dense as a star.
+
+    Error bars are each point's 95 % bootstrap CI over images (mean over seeds); a method keeps
+    its colour in every figure (:func:`vitbench.plotstyle.method_color`), its variants differ by
+    marker; the legend sits outside the axes. One line per population (model, images) too.
 
     Args:
         df: records frame.
-        path: output file; the suffix (``.png`` or ``.svg``) picks the format.
+        path: output file; the suffix (``.png``, ``.svg`` or ``.pdf``) picks the format.
         model: restrict to one model (default: all; labels are prefixed by the model).
         noise: noise condition (``"clean"`` or a noise name at ``level``).
         level: noise severity.
@@ -540,52 +713,89 @@ def plot_pareto(
     Raises:
         VitbenchError: unsupported suffix, no matching records, or the file cannot be written.
     """
-    out = Path(path)
-    kind = out.suffix.lower().lstrip(".")
-    if kind not in ("png", "svg"):
-        raise VitbenchError(f"cannot plot to '{out}': use a .png or .svg file name")
+    _figure_kind(Path(path))
+    return save_figure(pareto_figure(df, model, noise, level, selection), path)
+
+
+@with_style
+def pareto_figure(
+    df: pd.DataFrame,
+    model: str | None = None,
+    noise: str = "clean",
+    level: float = 0.0,
+    selection: str = "scored",
+) -> Any:
+    """The figure of :func:`plot_pareto` (a matplotlib ``Figure``, no pyplot state)."""
     ok = with_curves(_select(df, model, noise, level, selection))
-    stats = _stats(ok, ["model", "dataset", "method", "curve", "setting", "keep_ratio"])
+    stats = _stats(ok, ["curve"])
     stats = stats.loc[stats["gmacs"].notna() & stats["top1"].notna()]
     if stats.empty:
-        raise VitbenchError(f"no records with GMACs and top-1 to plot in {_source(df)}")
-    multi = stats["model"].nunique() > 1 or stats["dataset"].nunique() > 1
+        raise VitbenchError(
+            f"no records with GMACs and top-1 to plot in {_source(df)} (cost-only cells have no accuracy)"
+        )
+    pop = ["suite", "model", "weights", "dataset", "split", "sample_ids_hash"]
+    varying = [c for c in pop[1:] if stats[c].nunique() > 1]  # label prefix: what differs only
 
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-    fig = Figure(figsize=(6.4, 4.8))
+    fig = Figure()
     ax = fig.add_subplot()
-    for (m, d, cur), grp in _order(stats).groupby(["model", "dataset", "curve"], sort=False):
-        label = f"{m}/{d}: {cur}" if multi and d else (f"{m}: {cur}" if multi else str(cur))
+    variants: dict[str, list[str]] = {}
+    for key, grp in _order(stats).groupby([*pop, "curve"], sort=False):
+        cur, method = str(key[-1]), str(grp["method"].iloc[0])
+        cfg = dict(zip(pop, key))
+        where = " ".join(f"img {str(cfg[c])[:8]}" if c == "sample_ids_hash" else str(cfg[c]) for c in varying)
+        label = f"{where}: {cur}" if varying else cur
         grp = grp.sort_values("gmacs")
+        yerr = np.vstack([grp["top1"] - grp["top1_ci_low"], grp["top1_ci_high"] - grp["top1"]])
+        has_ci = bool(np.isfinite(yerr).all())
+        color = method_color(method)
         if cur == DENSE:
-            color = None if multi else "black"
-            ax.scatter(grp["gmacs"], grp["top1"], marker="*", s=220, zorder=3, color=color, label=label)
-        else:
-            ax.plot(grp["gmacs"], grp["top1"], marker="o", label=label)
+            ax.errorbar(
+                grp["gmacs"], grp["top1"], yerr=yerr if has_ci else None, fmt="*", markersize=13,
+                color=color, zorder=3, label=label,
+            )  # fmt: skip
+            continue
+        seen = variants.setdefault(method, [])
+        if label not in seen:
+            seen.append(label)
+        marker = variant_marker(seen.index(label))
+        err = yerr if has_ci else None
+        ax.errorbar(grp["gmacs"], grp["top1"], yerr=err, marker=marker, color=color, label=label)
     ax.set_xlabel("Compute (GMACs per image)")
     ax.set_ylabel("Top-1 accuracy (%)")
     condition = "clean" if noise == "clean" else f"{noise}@{level:g}"
-    ax.set_title(f"{model or ', '.join(sorted(set(stats['model'])))} ({condition}, {selection})")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return save_figure(fig, out)
+    ax.set_title(
+        f"{model or ', '.join(sorted(set(stats['model'])))} ({condition}, {selection}); "
+        f"bars: 95% CI, {seeds_note(stats['n'])}",
+        fontsize=8,
+    )
+    legend_outside(ax)
+    return fig
+
+
+def _figure_kind(out: Path) -> str:
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in FIGURE_FORMATS:
+        raise VitbenchError(f"cannot plot to '{out}': use a .png, .svg or .pdf file name")
+    return kind
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
-    """Write a matplotlib figure to a ``.png``/``.svg`` path (folders created); one-line errors.
+    """Write a matplotlib figure to a ``.png``/``.svg``/``.pdf`` path in vitbench's style.
+
+    Folders are created; the saved area is tight around the figure (legends outside the axes
+    included). SVG keeps text as text, PDF embeds TrueType fonts (``vitbench.mplstyle``).
 
     Raises:
         VitbenchError: unsupported suffix or the file cannot be written.
     """
     out = Path(path)
-    kind = out.suffix.lower().lstrip(".")
-    if kind not in ("png", "svg"):
-        raise VitbenchError(f"cannot plot to '{out}': use a .png or .svg file name")
+    kind = _figure_kind(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format=kind, dpi=dpi)
+        with styled():
+            fig.savefig(out, format=kind, dpi=dpi, bbox_inches="tight")
     except OSError as exc:
         raise VitbenchError(
             f"cannot write plot {out} ({exc.strerror or exc}); pass a writable path"
@@ -593,7 +803,13 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
     return out
 
 
-def render_all(df: pd.DataFrame, fmt: str = "github") -> str:
+def save_figure_all(fig: Any, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png``, ``<stem>.svg`` and ``<stem>.pdf`` (vector and raster)."""
+    base = Path(stem)
+    return [save_figure(fig, base.with_name(f"{base.name}.{k}"), dpi) for k in FIGURE_FORMATS]
+
+
+def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
     """All views as one document with short markdown headings.
 
     Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
@@ -615,7 +831,7 @@ def render_all(df: pd.DataFrame, fmt: str = "github") -> str:
 
     parts = [
         section("Leaderboard (clean, scored selection)", leaderboard),
-        section("Accuracy at matched GMACs (clean, scored selection)", matched_gmacs_table),
+        section("Accuracy at matched GMACs (clean, scored selection)", matched_gmacs_table, samples=samples),
     ]
     if (ok["selection"] == "random").any():
         parts.append(section("Token selection: scored vs random (clean)", selection_table))
@@ -667,8 +883,8 @@ def squeeze_table(
     """
     _check_fmt(fmt)
     ok = _select(df, model, noise, level, selection=None)
-    keys = ["model", "dataset", "keep_ratio", "selection"]
-    stats = _stats(ok, [*keys, "method", "setting"])
+    keys = [c for c in MEASURED if c not in ("suite", "method", "setting")]
+    stats = _stats(ok)
     merged = []
     for squeezer, base in pairs:
         a = stats.loc[stats["method"] == squeezer]

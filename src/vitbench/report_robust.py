@@ -16,11 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from vitbench import report, robustness
 from vitbench.errors import VitbenchError
 from vitbench.noise import FAMILIES, NOISES, corruption_names
+from vitbench.plotstyle import base_method, legend_outside, method_color, variant_marker, with_style
+from vitbench.population import seeds_note
 from vitbench.records import curve_label, with_curves
 from vitbench.report import _check_fmt, _Col, _lead_cols, _num, _render, _signed
 from vitbench.robustness import CONFIG, DENSE
@@ -51,14 +54,11 @@ def _config_cols(frame: pd.DataFrame, selection: str | None) -> list[_Col]:
 
 def _caption(reference: str, split: str, frame: pd.DataFrame) -> str:
     n = int(frame["n_corruptions"].max()) if len(frame) else 0
-    ref = (
-        "the dense model of the same architecture (= 100)"
-        if reference == "dense"
-        else "AlexNet on ImageNet-C"
-    )
+    ref = "the dense model on the same images (= 100)" if reference == "dense" else "AlexNet on ImageNet-C"
+    seeds = seeds_note(frame["n_seeds"]) if "n_seeds" in frame and len(frame) else ""
     return (
         f"mCE and relative mCE (%) relative to {ref}, over {n} ImageNet-C {split} corruption(s) "
-        f"x severities; {robustness.IN_MEMORY_LABEL}."
+        f"x severities; errors {seeds}; {robustness.IN_MEMORY_LABEL}."
     )
 
 
@@ -105,7 +105,12 @@ def robustness_table(
         _Col("mCA", list(m["mca"]), [], display=False),
         _Col("Drop", list(m["drop"]), [], display=False),
         _Col("Retention", list(m["retention"]), [], display=False),
-        _Col("Corruptions", list(m["n_corruptions"]), [], display=False),
+        _Col(
+            "Corruptions",
+            list(m["n_corruptions"]),
+            [str(int(v)) for v in m["n_corruptions"]],
+            display=m["n_corruptions"].nunique() > 1,  # mCEs over different corruption sets
+        ),
     ]
     return _render(cols, fmt, caption=_caption(reference, split, m))
 
@@ -222,10 +227,11 @@ def selection_summary_table(
     _check_fmt(fmt)
     d = robustness.selection_deltas(df, model, noise, level)
     keeps = sorted(set(d["keep_ratio"]), reverse=True)
-    rows = d.groupby(["model", "dataset", "curve"], sort=True).size().reset_index()
+    rkeys = [*robustness.POP, "curve"]
+    rows = d.groupby(rkeys, sort=True, dropna=False).agg(n_samples=("n_samples", "first")).reset_index()
     cols = _lead_cols(rows) + [_Col("Method", list(rows["curve"]), list(rows["curve"]), numeric=False)]
-    table = d.set_index(["model", "dataset", "curve", "keep_ratio"])["delta"]
-    keys = list(rows[["model", "dataset", "curve"]].itertuples(index=False, name=None))
+    table = d.set_index([*rkeys, "keep_ratio"])["delta"]
+    keys = list(rows[rkeys].itertuples(index=False, name=None))
     values = []
     for k in keeps:
         column = [float(table.get((*key, k), math.nan)) for key in keys]
@@ -240,7 +246,7 @@ def selection_summary_table(
 # -- plots -----------------------------------------------------------------------------------------
 
 
-def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
+def _figure(width: float = 6.4, height: float = 4.0) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height))
@@ -250,58 +256,101 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return report.save_figure(fig, path)
 
 
-def _style(method: str, selection: str) -> dict[str, Any]:
-    if method == DENSE:
-        return {"color": "black", "linewidth": 2.2, "marker": "*", "markersize": 9}
-    return {"marker": "o", "markersize": 3.5, "linestyle": "--" if selection == "random" else "-"}
+def _style(method: str, selection: str, variant: int = 0) -> dict[str, Any]:
+    """Colour per method (same in every figure), marker per variant, dashed for random selection."""
+    if method == DENSE:  # a second population's dense: dashed
+        ls = "-" if variant == 0 else ("--", ":", "-.")[(variant - 1) % 3]
+        return {
+            "color": method_color(DENSE),
+            "linewidth": 2.2,
+            "marker": "*",
+            "markersize": 9,
+            "linestyle": ls,
+        }
+    return {
+        "color": method_color(method),
+        "marker": variant_marker(variant),
+        "markersize": 4,
+        "linestyle": "--" if selection == "random" else "-",
+    }
 
 
-def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1") -> None:
-    multi = frame["model"].nunique() > 1 or frame["dataset"].nunique() > 1
+_WHERE = ("model", "weights", "dataset", "data_split", "sample_ids_hash")
+
+
+def _varying(frame: pd.DataFrame) -> list[str]:
+    """Population columns that differ between the rows of ``frame`` (label prefixes)."""
+    return [c for c in _WHERE if c in frame and frame[c].nunique() > 1]
+
+
+def _where(cfg: dict[str, Any], varying: list[str]) -> str:
+    """Short population label: only the varying parts, images as ``img <hash[:8]>``."""
+    return " ".join(f"img {str(cfg[c])[:8]}" if c == "sample_ids_hash" else str(cfg[c]) for c in varying)
+
+
+def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1", band: bool = True) -> None:
+    """One line per configuration; a 95 % CI band where the frame carries CI bounds."""
+    varying = _varying(frame)
+    variants: dict[str, list[str]] = {}
     for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
         cfg: dict[str, Any] = dict(zip(CONFIG, key))
         method, selection = str(cfg["method"]), str(cfg["selection"])
         label = _label(curve_label(method, str(cfg["setting"])), float(cfg["keep_ratio"]), selection)
-        label = f"{cfg['model']}: {label}" if multi else label
+        if varying:
+            label = f"{_where(cfg, varying)}: {label}"
+        seen = variants.setdefault(method, [])
+        if label not in seen:
+            seen.append(label)
         grp = grp.sort_values(x)
-        ax.plot(grp[x], grp[y], label=label, **_style(method, selection))
+        style = _style(method, selection, seen.index(label))
+        ax.plot(grp[x], grp[y], label=label, **style)
+        if band and {"top1_ci_low", "top1_ci_high"} <= set(grp) and grp["top1_ci_low"].notna().all():
+            ax.fill_between(
+                grp[x], grp["top1_ci_low"], grp["top1_ci_high"], color=style["color"], alpha=0.12, linewidth=0
+            )
 
 
+@with_style
 def level_figure(
     df: pd.DataFrame, noise: str, model: str | None = None, selection: str | None = "scored"
 ) -> Figure:
-    """Top-1 vs level of ``noise`` (e.g. Gaussian σ), one line per configuration."""
+    """Top-1 vs level of ``noise`` (e.g. Gaussian σ), one line per configuration, 95 % CI bands."""
     curves = robustness.level_curves(df, noise, model, selection)
     fig = _figure()
     ax = fig.add_subplot()
     _lines(ax, curves, "level")
     ax.set_xlabel("σ (fraction of 255)" if noise == "gaussian-sigma" else f"{noise} level")
     ax.set_ylabel("Top-1 accuracy (%)")
-    ax.set_title(f"Accuracy vs {noise} level")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=2)
-    fig.tight_layout()
+    ax.set_title(f"Accuracy vs {noise} level (bands: 95% CI over images, {seeds_note(curves['n_seeds'])})")
+    legend_outside(ax)
     return fig
 
 
+@with_style
 def severity_figure(df: pd.DataFrame, model: str | None = None, selection: str | None = "scored") -> Figure:
-    """Top-1 vs severity (0 = clean) per corruption family (one panel each, plus ``all``)."""
+    """Top-1 vs severity (0 = clean) per corruption family (one panel each, plus ``all``).
+
+    Points are means over the family's corruptions (no per-point CI: a mean of several
+    corruptions' accuracies has no single bootstrap CI in the records). One legend for all
+    panels, right of them.
+    """
     curves = robustness.severity_curves(df, model, selection, "test")
     fams = [f for f in (*FAMILIES, "all") if f in set(curves["family"])]
-    fig = _figure(3.2 * len(fams), 3.6)
+    fig = _figure(2.6 * len(fams), 3.0)
     axes = fig.subplots(1, len(fams), sharey=True, squeeze=False)[0]
     for ax, fam in zip(axes, fams):
-        _lines(ax, curves.loc[curves["family"] == fam], "level")
+        _lines(ax, curves.loc[curves["family"] == fam], "level", band=False)
         ax.set_title(fam)
         ax.set_xlabel("severity")
         ax.set_xticks(range(0, 6))
-        ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("Top-1 accuracy (%)")
-    axes[-1].legend(fontsize="x-small")
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.tight_layout()
+    legend_outside(fig, handles, labels)
     return fig
 
 
+@with_style
 def heatmap_figure(
     df: pd.DataFrame, model: str | None = None, selection: str | None = "scored", reference: str = "dense"
 ) -> Figure:
@@ -314,17 +363,19 @@ def heatmap_figure(
     )
     curves = [curve_label(m, str(st)) for m, st in zip(wide["method"], wide["setting"])]
     labels = [_label(c, k, s) for c, k, s in zip(curves, wide["keep_ratio"], wide["selection"])]
-    if wide["model"].nunique() > 1:
-        labels = [f"{m}: {lb}" for m, lb in zip(wide["model"], labels)]
+    varying = _varying(wide)
+    if varying:
+        labels = [f"{_where(cfg, varying)}: {lb}" for cfg, lb in zip(wide.to_dict("records"), labels)]
     values = wide[names].to_numpy(dtype=float)
     fig = _figure(max(6.0, 0.45 * len(names) + 3), max(3.0, 0.35 * len(labels) + 1.8))
     ax = fig.add_subplot()
     from matplotlib.colors import TwoSlopeNorm
 
     finite = values[~pd.isna(values)]
-    lo = min(99.0, float(finite.min())) if finite.size else 99.0
-    hi = max(101.0, float(finite.max())) if finite.size else 101.0
-    norm = TwoSlopeNorm(vcenter=100.0, vmin=lo, vmax=hi)  # green: more robust than the reference
+    # symmetric around 100 (= as robust as the reference): the colour of a CE says how far it is
+    # from the reference, so 99 is near-neutral, never "best"; red = more error (alarming)
+    span = max(5.0, float(np.abs(finite - 100.0).max())) if finite.size else 5.0
+    norm = TwoSlopeNorm(vcenter=100.0, vmin=100.0 - span, vmax=100.0 + span)
     im = ax.imshow(values, cmap="RdYlGn_r", aspect="auto", norm=norm)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([n + ("*" if NOISES.get(n).extra else "") for n in names], rotation=60, ha="right")
@@ -335,34 +386,35 @@ def heatmap_figure(
             for j in range(values.shape[1]):
                 if not math.isnan(values[i, j]):
                     ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=6)
-    fig.colorbar(im, ax=ax, label=f"CE (%) vs {reference}")
+    fig.colorbar(im, ax=ax, label=f"CE (%) vs {reference} (> 100: more error, red)")
     ax.set_title("Corruption error per method and corruption (* validation)")
-    fig.tight_layout()
+    ax.grid(False)
     return fig
 
 
+@with_style
 def selection_figure(df: pd.DataFrame, model: str | None = None) -> Figure:
-    """Top-1 vs keep ratio with scored (solid) and random (dashed) selection per method."""
+    """Top-1 vs keep ratio with scored (solid) and random (dashed) selection per method.
+
+    Error bars: ± the std over seeds when there are several (the records' bootstrap CI is not
+    carried by :func:`vitbench.robustness.selection_deltas`).
+    """
     d = robustness.selection_deltas(df, model)
     fig = _figure()
     ax = fig.add_subplot()
-    for i, (method, grp) in enumerate(d.groupby("curve", sort=True)):
-        color = f"C{i}"
-        ax.plot(grp["keep_ratio"], grp["top1_scored"], marker="o", color=color, label=f"{method} scored")
-        ax.plot(
-            grp["keep_ratio"],
-            grp["top1_random"],
-            marker="x",
-            linestyle="--",
-            color=color,
-            label=f"{method} random",
-        )
+    for i, (curve, grp) in enumerate(d.groupby("curve", sort=True)):
+        color = method_color(base_method(str(curve)))
+        marker = variant_marker(i)
+        for sel, ls in (("scored", "-"), ("random", "--")):
+            err = grp[f"std_{sel}"] if grp[f"seeds_{sel}"].max() > 1 else None
+            ax.errorbar(
+                grp["keep_ratio"], grp[f"top1_{sel}"], yerr=err, marker=marker, linestyle=ls,
+                color=color, label=f"{curve} {sel}",
+            )  # fmt: skip
     ax.set_xlabel("keep ratio")
     ax.set_ylabel("Top-1 accuracy (%)")
-    ax.set_title("Token selection: scored vs random (clean)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="x-small")
-    fig.tight_layout()
+    ax.set_title("Token selection: scored (solid) vs random (dashed), clean")
+    legend_outside(ax)
     return fig
 
 
@@ -393,29 +445,53 @@ def plot_selection(df: pd.DataFrame, path: str | Path, model: str | None = None)
 # -- the HTML page ---------------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem auto;max-width:1180px;
+padding:0 1rem;color:#222;overflow-wrap:anywhere}
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
-th,td{border:1px solid #ccc;padding:.2rem .45rem}th{background:#f3f3f3}
-tr:nth-child(even){background:#fafafa}img{max-width:100%;border:1px solid #eee}
-.note{color:#666;font-style:italic}.meta{color:#555;font-size:.9rem}
+h3{font-size:1rem;margin:1.2rem 0 .3rem}
+.tbl{max-width:100%;overflow-x:auto}
+table{border-collapse:collapse;font-size:.78rem;margin:.3rem 0}
+th,td{border:1px solid #ccc;padding:.15rem .35rem}th{background:#f3f3f3}
+tr:nth-child(even){background:#fafafa}img{max-width:100%;height:auto;border:1px solid #eee}
+p{margin:.3rem 0}.note{color:#666;font-style:italic}.meta{color:#555;font-size:.9rem}
 """
 
 
 def _png(fig: Figure) -> str:
+    from vitbench.plotstyle import styled
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    with styled():
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def html_report(df: pd.DataFrame, title: str | None = None, model: str | None = None) -> str:
+def html_report(
+    df: pd.DataFrame,
+    title: str | None = None,
+    model: str | None = None,
+    samples: Any = None,
+    figures: dict[str, Figure] | None = None,
+) -> str:
     """One self-contained HTML page (inline CSS, plots as base64 PNG) for a whole results frame.
 
     Sections appear when the records support them: clean leaderboard and Pareto plot; the
     robustness leaderboard (dense-relative mCE, AlexNet-normalised too when the dataset name
     contains ``imagenet``), per-severity tables, CE per corruption and its heatmap, accuracy vs
     severity per family; accuracy vs level for every continuous noise (σ sweeps); the random
-    selection study; failed cells. A section with no matching records is left out.
+    selection study; failed cells. A section with no matching records is left out; every
+    table has its own heading and caption (what Top-1 averages; img/s marked as
+    machine-dependent with device and threads). Rows of different populations are never
+    averaged (:mod:`vitbench.population`).
+
+    Args:
+        df: records frame.
+        title: page title.
+        model: restrict to one model.
+        samples: per-sample outcomes (:func:`vitbench.store.load_samples`): the matched-GMACs
+            table then marks methods tied with the best.
+        figures: if given, filled with ``name -> Figure`` of every plot on the page (for
+            :func:`write_html_report` to save them as PNG, SVG and PDF).
 
     Raises:
         VitbenchError: no successful records at all.
@@ -435,24 +511,38 @@ def html_report(df: pd.DataFrame, title: str | None = None, model: str | None = 
         if body:
             parts.append(f"<h2>{html.escape(heading)}</h2>\n" + "\n".join(body))
 
-    def table(fn: Callable[..., str], **kw: Any) -> Callable[[], str]:
-        return lambda: fn(df, fmt="html", model=model, **kw)
+    def table(heading: str, fn: Callable[..., str], **kw: Any) -> Callable[[], str]:
+        def block() -> str:
+            text = fn(df, fmt="html", model=model, **kw)
+            return f"<h3>{html.escape(heading)}</h3>\n<div class='tbl'>{text}</div>"
 
-    def image(fn: Callable[..., Figure], alt: str, **kw: Any) -> Callable[[], str]:
-        return lambda: (
-            f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fn(df, model=model, **kw))}">'
+        return block
+
+    def image(name: str, fn: Callable[..., Figure], alt: str, **kw: Any) -> Callable[[], str]:
+        def block() -> str:
+            fig = fn(df, model=model, **kw)
+            if figures is not None:
+                figures[name] = fig
+            return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
+
+        return block
+
+    section(
+        "Leaderboard (clean, scored selection)",
+        table("Top-1, ΔTop-1 vs dense and costs", report.leaderboard),
+        image("pareto", report.pareto_figure, "accuracy vs GMACs"),
+    )
+    section(
+        "Accuracy at matched GMACs (clean)",
+        table("Top-1 interpolated at common GMACs budgets", report.matched_gmacs_table, samples=samples),
+    )
+    if samples:
+        from vitbench.compare import compare_table
+
+        section(
+            "Paired comparison with dense (clean, scored selection)",
+            table("ΔTop-1 vs dense on the same images", lambda d, **kw: compare_table(d, samples, **kw)),
         )
-
-    def pareto() -> str:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = report.plot_pareto(df, Path(tmp) / "pareto.png", model=model)
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return f'<img alt="accuracy vs GMACs" src="data:image/png;base64,{data}">'
-
-    section("Leaderboard (clean, scored selection)", table(report.leaderboard), pareto)
-    section("Accuracy at matched GMACs (clean)", table(report.matched_gmacs_table))
     noises = set(ok["noise"])
     if noises & set(robustness.ALEXNET_ERROR) or noises & {
         "speckle-noise",
@@ -460,41 +550,47 @@ def html_report(df: pd.DataFrame, title: str | None = None, model: str | None = 
         "spatter",
         "saturate",
     }:
-        blocks = [table(robustness_table)]
+        blocks = [table("mCE relative to dense, scored selection", robustness_table)]
         if any("imagenet" in str(d).lower() for d in set(ok["dataset"])):
-            blocks.append(table(robustness_table, reference="alexnet"))
+            blocks.append(table("mCE relative to AlexNet", robustness_table, reference="alexnet"))
         corrupted = ok["noise"].isin(set(corruption_names("all")))
         if ((ok["selection"] == "random") & corrupted).any():
-            blocks.append(table(robustness_table, selection="random"))
+            blocks.append(
+                table("mCE relative to dense, random selection", robustness_table, selection="random")
+            )
         section("Corruption robustness (mCE, lower is better)", *blocks)
         section(
             "Accuracy vs severity",
-            table(severity_table),
-            image(severity_figure, "accuracy vs severity per family"),
+            table("Top-1 per severity (mean over the test corruptions)", severity_table),
+            image("severity", severity_figure, "accuracy vs severity per family"),
         )
         section(
             "Corruption error per corruption",
-            table(corruption_table),
-            image(heatmap_figure, "CE heatmap"),
-            *[table(corruption_table, severity=s) for s in SEVERITIES],
+            table("CE per corruption (summed over severities)", corruption_table),
+            image("ce_heatmap", heatmap_figure, "CE heatmap"),
+            *[table(f"Top-1 error at severity {s}", corruption_table, severity=s) for s in SEVERITIES],
         )
     for noise in sorted(n for n in noises if n in NOISES and NOISES.get(n).levels == "continuous"):
         section(
             f"Accuracy vs {noise} level",
-            table(level_table, noise=noise),
-            image(level_figure, f"accuracy vs {noise}", noise=noise),
+            table(f"Top-1 per {noise} level", level_table, noise=noise),
+            image(f"levels_{noise}", level_figure, f"accuracy vs {noise}", noise=noise),
         )
     if (ok["selection"] == "random").any():
         section(
             "Random token selection (Δ = scored − random)",
-            table(selection_summary_table),
-            table(report.selection_table),
-            image(selection_figure, "scored vs random selection"),
+            table("Δ per keep ratio", selection_summary_table),
+            table("Top-1 scored and random per keep ratio", report.selection_table),
+            image("selection", selection_figure, "scored vs random selection"),
         )
     failed = report.failed_cells(df)
     if not failed.empty:
         rows = failed.astype(object).where(failed.notna(), "").astype(str)
-        parts.append(f"<h2>Failed cells ({len(failed)})</h2>\n" + rows.to_html(index=False, escape=True))
+        parts.append(
+            f"<h2>Failed cells ({len(failed)})</h2>\n<div class='tbl'>"
+            + rows.to_html(index=False, escape=True)
+            + "</div>"
+        )
     suites = ", ".join(sorted({str(s) for s in df.get("suite", pd.Series(dtype=object)).dropna()})) or "-"
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     meta = (
@@ -504,15 +600,25 @@ def html_report(df: pd.DataFrame, title: str | None = None, model: str | None = 
     )
     body = "\n".join(parts)
     return (
-        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{meta}\n{body}\n</body></html>\n"
     )
 
 
 def write_html_report(
-    df: pd.DataFrame, path: str | Path, title: str | None = None, model: str | None = None
+    df: pd.DataFrame,
+    path: str | Path,
+    title: str | None = None,
+    model: str | None = None,
+    samples: Any = None,
+    figures_dir: str | Path | None = None,
 ) -> Path:
     """Write :func:`html_report` to ``path`` (``.html``); returns the path.
+
+    With ``figures_dir``, every figure of the page is also saved there as ``<name>.png``,
+    ``<name>.svg`` and ``<name>.pdf`` (vector copies for a paper).
 
     Raises:
         VitbenchError: the path does not end in ``.html``/``.htm`` or cannot be written.
@@ -520,7 +626,8 @@ def write_html_report(
     out = Path(path)
     if out.suffix.lower() not in (".html", ".htm"):
         raise VitbenchError(f"cannot write report to '{out}': use a .html file name")
-    text = html_report(df, title, model)
+    figures: dict[str, Figure] | None = {} if figures_dir is not None else None
+    text = html_report(df, title, model, samples=samples, figures=figures)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
@@ -528,6 +635,9 @@ def write_html_report(
         raise VitbenchError(
             f"cannot write report {out} ({exc.strerror or exc}); pass a writable path"
         ) from None
+    if figures_dir is not None and figures:
+        for name, fig in figures.items():
+            report.save_figure_all(fig, Path(figures_dir) / name)
     return out
 
 

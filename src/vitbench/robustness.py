@@ -9,7 +9,8 @@ seeds) and E^f_clean its clean error:
   relative mCE = mean over the corruptions;
 * both reported in percent (x100).
 
-The reference ``ref`` is, by default, the ``dense`` method of the same model and dataset, so a
+The reference ``ref`` is, by default, the ``dense`` method of the same model on the same images
+(weights, dataset, split, sample-ids hash: never another population), so a
 compressed model's mCE says how much compression costs in robustness (the dense model scores
 100). With ``reference="alexnet"`` it is AlexNet on ImageNet-C (:data:`ALEXNET_ERROR`, mapped by
 name): meaningful only for ImageNet-1k models evaluated on ImageNet(-C) images.
@@ -39,8 +40,24 @@ from vitbench.report import _source
 from vitbench.report import _successful as _report_successful
 
 DENSE = "dense"
-#: Columns that identify one evaluated configuration (a row of the robustness leaderboard).
-CONFIG = ["model", "dataset", "method", "setting", "keep_ratio", "selection"]
+#: Columns that identify one evaluated configuration (a row of the robustness leaderboard): the
+#: model and the images it saw (see :mod:`vitbench.population`) and the method variant. Rows
+#: that differ in any are never averaged; only seeds are.
+CONFIG = [
+    "model",
+    "weights",
+    "dataset",
+    "data_split",
+    "sample_ids_hash",
+    "method",
+    "setting",
+    "keep_ratio",
+    "selection",
+]
+#: The model and images a reference (dense) must share with a configuration.
+#: (``data_split`` is the records' dataset ``split``, renamed: ``split`` here names the ImageNet-C
+#: corruption split, test or validation.)
+POP = ["model", "weights", "dataset", "data_split", "sample_ids_hash"]
 IN_MEMORY_LABEL = (
     "ImageNet-C-style corruptions computed in memory (imagecorruptions), not the ImageNet-C files"
 )
@@ -91,11 +108,13 @@ def alexnet_error(corruption: str) -> float:
 
 def _successful(df: pd.DataFrame) -> pd.DataFrame:
     """Successful rows with normalised columns (:func:`vitbench.report._successful`)."""
-    return _report_successful(
+    required = [c for c in CONFIG if c not in ("weights", "data_split", "sample_ids_hash")]
+    ok = _report_successful(
         df,
-        required=[*CONFIG, "noise", "level", "seed", "top1", "error"],
+        required=[*required, "noise", "level", "seed", "top1", "error"],
         numeric=("keep_ratio", "level", "top1", "gmacs", "top1_ci_low", "top1_ci_high"),
     )
+    return ok.rename(columns={"split": "data_split"})
 
 
 def select_records(df: pd.DataFrame, model: str | None = None, selection: str | None = None) -> pd.DataFrame:
@@ -129,6 +148,7 @@ def _means(ok: pd.DataFrame) -> pd.DataFrame:
         top1=("top1", "mean"),
         top1_std=("top1", "std"),
         n_seeds=("top1", "size"),
+        n_samples=("n_samples", "first"),
         top1_ci_low=("top1_ci_low", "mean"),
         top1_ci_high=("top1_ci_high", "mean"),
         gmacs=("gmacs", "mean"),
@@ -221,24 +241,26 @@ def ce_table(
     }
     dense_rows = errs.loc[errs["method"] == DENSE]
     dense = {
-        (m, d, n): grp.groupby("level")["err"].mean()
-        for (m, d, n), grp in dense_rows.groupby(["model", "dataset", "noise"], sort=False)
+        tuple(k): grp.groupby("level")["err"].mean()
+        for k, grp in dense_rows.groupby([*POP, "noise"], sort=False, dropna=False)
     }
-    dense_clean = (
-        means.loc[(means["method"] == DENSE) & (means["noise"] == "clean")]
-        .groupby(["model", "dataset"])["err"]
+    dense_clean = {
+        tuple(k): float(v)
+        for k, v in means.loc[(means["method"] == DENSE) & (means["noise"] == "clean")]
+        .groupby(POP, dropna=False)["err"]
         .mean()
-        .to_dict()
-    )
+        .items()
+    }
+    at = [CONFIG.index(c) for c in POP]
     rows = []
     for key, grp in errs.groupby([*CONFIG, "noise"], sort=False, dropna=False):
         cfg, noise = tuple(key[:-1]), str(key[-1])
-        m, d = cfg[0], cfg[1]
+        pop = tuple(cfg[i] for i in at)
         mine = grp.set_index("level")["err"]
         e_clean = clean_err.get(cfg, math.nan)
         if reference == "dense":
-            ref = dense.get((m, d, noise))
-            ref_clean = dense_clean.get((m, d), math.nan)
+            ref = dense.get((*pop, noise))
+            ref_clean = dense_clean.get(pop, math.nan)
             if ref is None or not set(ref.index) <= set(mine.index):
                 ce = rce = math.nan
             else:
@@ -262,6 +284,8 @@ def ce_table(
                 "family": family,
                 "split": csplit,
                 "n_levels": len(mine),
+                "n_samples": grp["n_samples"].iloc[0],
+                "n_seeds": int(grp["n_seeds"].max()),
                 "mean_err": float(mine.mean()),
                 "clean_err": e_clean,
                 "ce": 100.0 * ce,
@@ -305,10 +329,11 @@ def mce_table(
     ok = _filter(_successful(df), model, selection, df)
     means = _means(ok)
     clean = means.loc[means["noise"] == "clean"].set_index(CONFIG)
-    # the corruptions each (model, dataset) was evaluated on define what mCE averages
-    present: dict[tuple[str, str], set[str]] = {}
-    for m, d, n in zip(errs["model"], errs["dataset"], errs["noise"]):
-        present.setdefault((str(m), str(d)), set()).add(str(n))
+    # the corruptions each population (model, images) was evaluated on define what mCE averages
+    present: dict[tuple, set[str]] = {}
+    for pop, n in zip(errs[POP].itertuples(index=False, name=None), errs["noise"]):
+        present.setdefault(tuple(pop), set()).add(str(n))
+    at = [CONFIG.index(c) for c in POP]
     mca_of: dict[tuple[Any, ...], float] = {
         tuple(k): float(v)  # type: ignore[arg-type]
         for k, v in errs.groupby(CONFIG, sort=False)["top1"].mean().items()
@@ -316,7 +341,7 @@ def mce_table(
     rows = []
     for key, grp in ce.groupby(CONFIG, sort=False, dropna=False):
         cfg = tuple(key)
-        wanted = present.get((cfg[0], cfg[1]), set())
+        wanted = present.get(tuple(cfg[i] for i in at), set())
         by_noise = grp.set_index("noise")["ce"]
         by_noise_rel = grp.set_index("noise")["rel_ce"]
         complete = wanted <= set(by_noise.index) and not by_noise[list(wanted)].isna().any()
@@ -327,6 +352,8 @@ def mce_table(
             "clean_top1": clean_top1,
             "gmacs": float(clean.loc[cfg, "gmacs"]) if cfg in clean.index else float(grp["gmacs"].mean()),
             "n_corruptions": len(wanted),
+            "n_samples": grp["n_samples"].iloc[0],
+            "n_seeds": int(grp["n_seeds"].max()),
             "mce": float(by_noise[list(wanted)].mean()) if complete else math.nan,
             "rel_mce": float(by_noise_rel[list(wanted)].mean()) if complete else math.nan,
         }
@@ -420,13 +447,17 @@ def selection_deltas(
         (ok["noise"] == noise) & np.isclose(ok["level"].to_numpy(), level if noise != "clean" else 0.0)
     ]
     ok = with_curves(ok.loc[(ok["method"] != DENSE) & ~np.isclose(ok["keep_ratio"].to_numpy(), 1.0)])
-    keys = ["model", "dataset", "method", "curve", "keep_ratio"]
-    g = ok.groupby([*keys, "selection"], sort=False).agg(
-        top1=("top1", "mean"), std=("top1", "std"), seeds=("top1", "size"), gmacs=("gmacs", "mean")
+    keys = [*POP, "method", "curve", "keep_ratio"]
+    g = ok.groupby([*keys, "selection"], sort=False, dropna=False).agg(
+        top1=("top1", "mean"),
+        std=("top1", "std"),
+        seeds=("top1", "size"),
+        gmacs=("gmacs", "mean"),
+        n_samples=("n_samples", "first"),
     )
     g = g.reset_index()
     scored = g.loc[g["selection"] == "scored"].drop(columns="selection")
-    random = g.loc[g["selection"] == "random"].drop(columns=["selection", "gmacs"])
+    random = g.loc[g["selection"] == "random"].drop(columns=["selection", "gmacs", "n_samples"])
     both = scored.merge(random, on=keys, suffixes=("_scored", "_random"))
     if both.empty:
         cond = "clean" if noise == "clean" else f"{noise}@{level:g}"
@@ -436,7 +467,7 @@ def selection_deltas(
         )
     both["delta"] = both["top1_scored"] - both["top1_random"]
     return both.sort_values(
-        ["model", "dataset", "curve", "keep_ratio"], ascending=[True, True, True, False]
+        [*POP, "curve", "keep_ratio"], ascending=[*(True for _ in POP), True, False]
     ).reset_index(drop=True)
 
 
@@ -444,8 +475,8 @@ def order_configs(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted by model, dataset, dense first, method, keep ratio descending, scored first."""
     keyed = frame.assign(_nd=frame["method"] != DENSE)
     keyed = keyed.sort_values(
-        ["model", "dataset", "_nd", "method", "keep_ratio", "selection"],
-        ascending=[True, True, True, True, False, False],
+        [*POP, "_nd", "method", "keep_ratio", "selection"],
+        ascending=[*(True for _ in POP), True, True, False, False],
         kind="mergesort",
     )
     return keyed.drop(columns="_nd").reset_index(drop=True)

@@ -121,8 +121,9 @@ def merge_stores(target: str | Path, sources: Sequence[str | Path]) -> MergeSumm
             for k, err, t1 in store._conn.execute("SELECT cell_key, error, top1 FROM records").fetchall()
         }
         for src in sources:
-            with ResultsStore(src, readonly=True) as source:  # validates path, schema version, columns
-                quoted = source.select_list()
+            with ResultsStore(src, readonly=True) as source:  # validates path, schema and columns
+                samples = source.samples()  # per-sample outcomes travel with their records
+                quoted = source.select_list()  # NULL for columns added after it was written
             conn = sqlite3.connect(f"{Path(src).resolve().as_uri()}?mode=ro", uri=True)
             try:
                 names = list(RECORD_FIELDS)
@@ -139,7 +140,7 @@ def merge_stores(target: str | Path, sources: Sequence[str | Path]) -> MergeSumm
                         if rec["error"] is None and have[key][0] is None and old_top1 != rec["top1"]:
                             out.disagreements.append(f"{key}: top1 {old_top1} vs {rec['top1']} ({src})")
                         continue
-                    store.write(rec)
+                    store.write(rec, samples=samples.get(key))
                     have[key] = (rec["error"], rec["top1"])
             finally:
                 conn.close()

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from vitbench.errors import VitbenchError
+from vitbench.per_sample import PerSample
 from vitbench.records import JSON_FIELDS, RECORD_FIELDS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
 
 _FIX = "pass --results to a writable path"
 _COLUMNS = tuple(RECORD_FIELDS)
+#: Side table of per-sample outcomes (:class:`vitbench.per_sample.PerSample`), one row per cell.
+#: Added without a schema-version bump: stores written before it load, and get it when opened
+#: for writing; their cells simply have no per-sample data.
+_PER_SAMPLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS per_sample (cell_key TEXT PRIMARY KEY, sample_ids_hash TEXT, "
+    "n INTEGER, sample_ids BLOB, correct BLOB, pred BLOB)"
+)
 
 
 def _json_default(obj: Any) -> Any:
@@ -155,7 +163,7 @@ class ResultsStore:
     def _init_schema(self) -> None:
         tables = self._tables()
         if not self.readonly and "meta" not in tables:
-            if tables - {"records"}:
+            if tables - {"records", "per_sample"}:
                 raise VitbenchError(
                     f"{self.path} is an SQLite database but not a vitbench results store; {_FIX}"
                 )
@@ -167,6 +175,7 @@ class ResultsStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
                 self._conn.execute(f"CREATE TABLE IF NOT EXISTS records ({cols})")
+                self._conn.execute(_PER_SAMPLE_DDL)
                 self._conn.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
@@ -198,6 +207,11 @@ class ResultsStore:
             self._add_columns(missing)
             missing = []
         self._missing = frozenset(missing)  # read-only store of an older release: read as NULL
+        if not self.readonly and "per_sample" not in tables:
+            try:
+                self._conn.execute(_PER_SAMPLE_DDL)
+            except sqlite3.Error as exc:
+                raise VitbenchError(f"cannot initialise results file {self.path} ({exc}); {_FIX}") from None
 
     def select_list(self) -> str:
         """SQL select list of every record column in ``RECORD_FIELDS`` order (NULL for absent ones)."""
@@ -234,12 +248,16 @@ class ResultsStore:
 
     # -- API -----------------------------------------------------------------------------------
 
-    def write(self, record: Mapping[str, Any]) -> None:
+    def write(self, record: Mapping[str, Any], samples: PerSample | None = None) -> None:
         """Insert a record, replacing any earlier record with the same ``cell_key``; commits.
+
+        The record and its per-sample outcome are one transaction: a re-run cell never keeps
+        the per-sample data of an earlier run.
 
         Args:
             record: column -> value. Missing columns are stored as NULL; JSON columns
                 (:data:`vitbench.records.JSON_FIELDS`) may be Python objects.
+            samples: per-sample correctness and predictions of the cell (``None``: none kept).
 
         Raises:
             ValueError: unknown column, missing/empty ``cell_key``, or a value of the wrong type.
@@ -257,9 +275,19 @@ class ResultsStore:
         placeholders = ", ".join("?" for _ in _COLUMNS)
         names = ", ".join(f'"{name}"' for name in _COLUMNS)
         try:
-            # isolation_level=None: the single statement is its own committed transaction.
+            self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(f"INSERT OR REPLACE INTO records ({names}) VALUES ({placeholders})", values)
+            self._conn.execute("DELETE FROM per_sample WHERE cell_key = ?", (key,))
+            if samples is not None:
+                self._conn.execute(
+                    "INSERT INTO per_sample (cell_key, sample_ids_hash, n, sample_ids, correct, pred) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, record.get("sample_ids_hash"), int(samples.sample_ids.shape[0]), *samples.encode()),
+                )
+            self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
 
     def update(self, cell_key: str, values: Mapping[str, Any]) -> None:
@@ -289,6 +317,18 @@ class ResultsStore:
             raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
         if cur.rowcount != 1:
             raise VitbenchError(f"results file {self.path} has no record {cell_key!r}")
+
+    def samples(self, keys: Any = None) -> dict[str, PerSample]:
+        """Per-sample outcomes by cell key (all cells, or those in ``keys``); ``{}`` for old stores."""
+        if "per_sample" not in self._tables():
+            return {}
+        rows = self._conn.execute("SELECT cell_key, n, sample_ids, correct, pred FROM per_sample").fetchall()
+        wanted = None if keys is None else set(keys)
+        return {
+            str(k): PerSample.decode(int(n), ids, corr, pred)
+            for k, n, ids, corr, pred in rows
+            if wanted is None or k in wanted
+        }
 
     def done_keys(self) -> set[str]:
         """Cell keys of successful cells (``error IS NULL``); used to resume a suite."""
@@ -337,22 +377,56 @@ def load_results(path: str | Path) -> pd.DataFrame:
         return store.frame()
 
 
+def load_samples(path: str | Path, keys: Any = None) -> dict[str, PerSample]:
+    """Per-sample outcomes of a results store by cell key (see :meth:`ResultsStore.samples`).
+
+    Raises:
+        VitbenchError: the file does not exist or is not a vitbench results store.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise VitbenchError(f"results file {p} does not exist; run `vitbench run` first or check the path")
+    with ResultsStore(p, readonly=True) as store:
+        return store.samples(keys)
+
+
 def _git_commit() -> str:
-    """``git rev-parse HEAD`` of the vitbench source tree, or ``"unknown"``."""
+    """Commit of the vitbench code that runs (see :func:`source_version`), or ``"unknown"``.
+
+    A source checkout (editable install, ``PYTHONPATH=src``) answers with ``git rev-parse HEAD``
+    of the repository whose ``src/vitbench`` this is; an installed wheel or sdist answers with
+    the commit recorded at build time (``vitbench/_build_info.py``, written by ``setup.py``). A
+    package built without a git checkout records ``unknown``, never the commit of an unrelated
+    repository around the install (a virtual environment inside some project's checkout).
+    """
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
             cwd=here,
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         )
+        lines = out.stdout.split()
+        if out.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() / "src" / "vitbench" == here:
+            return lines[1]
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else "unknown"
+        pass
+    try:
+        from vitbench import _build_info  # type: ignore[attr-defined]
+
+        commit = str(getattr(_build_info, "GIT_COMMIT", "") or "")
+    except ImportError:
+        commit = ""
+    return commit or "unknown"
+
+
+def source_version() -> str:
+    """Where the running code comes from: ``git <commit[:12]>``, or that no commit was recorded."""
+    commit = _git_commit()
+    return f"git {commit[:12]}" if commit != "unknown" else "release build, no git commit recorded"
 
 
 def provenance() -> dict[str, str]:

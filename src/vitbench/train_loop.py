@@ -116,7 +116,7 @@ def _resume(path: Path, model: nn.Module, opt: Any, sched: Any, ident: dict, key
 class _Setup:
     """Everything one run's steps need (built by :func:`_setup`)."""
 
-    images: Any  # np.ndarray [N, h, w, 3] uint8 or harness.FolderBatches
+    images: Any  # np.ndarray [N, h, w, 3] uint8 or data.prep.FolderBatches
     labels: torch.Tensor
     ids: np.ndarray
     dcfg: dict[str, Any]
@@ -130,7 +130,7 @@ class _Setup:
 def _setup(cfg: Any, cls: Any, model: nn.Module, data: Any, acc: Any) -> _Setup:
     """Inputs at the model's size, step count, AdamW + warmup/cosine schedule, prepared student."""
     from vitbench.data import FileImageSet
-    from vitbench.harness import FolderBatches, prepare_images
+    from vitbench.data.prep import FolderBatches, prepare_images
     from vitbench.models import data_config
     from vitbench.train_steps import Student, loss_weights, lr_factor, param_groups, peak_lr
 
@@ -155,7 +155,7 @@ def _setup(cfg: Any, cls: Any, model: nn.Module, data: Any, acc: Any) -> _Setup:
 
 def _step(cfg: Any, cls: Any, handle: Any, teacher: nn.Module, run: _Setup, acc: Any, step: int) -> tuple:
     """One optimiser step on the seeded batch of ``step``; returns (loss, terms, global batch size)."""
-    from vitbench.harness import to_tensor
+    from vitbench.data.prep import to_tensor
     from vitbench.train_steps import training_losses
 
     idx = batch_indices(len(run.labels), cfg.batch_size, cfg.seed, step)

@@ -1,8 +1,9 @@
 """Image sets read from files: listing checks, robust decoding, timm preprocessing, DataLoader input.
 
 A :class:`FileImageSet` holds paths, labels and sample ids; images are decoded on demand in
-DataLoader workers (:class:`FileSamples`), resized and centre-cropped by timm's eval transform
-of the model's data config, optionally corrupted (per-sample seeded, as in memory), and handed
+DataLoader workers (:class:`FileSamples`), resized and cropped by timm's eval transform of the
+model's data config (:func:`vitbench.data.prep.eval_transform`, the one preprocessing path),
+optionally corrupted (per-sample seeded, as in memory), and handed
 to the harness as uint8 ``[H, W, 3]``. Normalisation stays the harness's business.
 
 Robust loading: every listed file is checked once when the set is built (:func:`check_file`).
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitbench.data.prep import eval_transform
 from vitbench.errors import VitbenchError
 
 #: File suffixes listed as images (case-insensitive); anything else in a folder is ignored.
@@ -170,29 +172,6 @@ def decode_rgb(path: str | Path) -> Any:
             f"image {path} failed to decode ({type(exc).__name__}: {' '.join(str(exc).split())}); "
             "remove or replace it and re-run (`vitbench data DATASET --root ...` lists bad files)"
         ) from None
-
-
-def eval_transform(cfg: dict[str, Any]) -> Callable[[Any], Any]:
-    """Timm's eval transform of a data config up to the crop (PIL in, PIL out; no tensor, no normalise).
-
-    Resize of the shorter side to ``size / crop_pct`` with the config's interpolation, then a
-    ``crop_mode`` crop (centre by default) to ``input_size``: ``timm.data.create_transform``
-    without its ``ToTensor``/``Normalize`` steps, which the harness does after any noise.
-    """
-    from timm.data import create_transform
-    from torchvision import transforms
-
-    full = create_transform(
-        input_size=tuple(cfg["input_size"]),
-        is_training=False,
-        interpolation=str(cfg.get("interpolation", "bicubic")),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        crop_pct=cfg.get("crop_pct"),
-        crop_mode=cfg.get("crop_mode"),
-    )
-    steps = [t for t in full.transforms if type(t).__name__ not in ("ToTensor", "MaybeToTensor", "Normalize")]
-    return transforms.Compose(steps)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,6 +59,7 @@ _UNCOUNTED_NORM_OPS: tuple[str, ...] = ("rms_norm", "_fused_rms_norm")
 #: FFT, sorting, RNG, creation). Only leaf ops are listed: composite ops are decomposed first.
 ZERO_COST_OPS: frozenset[str] = frozenset(
     """
+    __and__ __lshift__ __or__ __rshift__ __xor__ bitwise_left_shift bitwise_right_shift bitwise_xor
     abs abs_ add add_ addcdiv addcmul alias all allclose amax amin any arange argmax argmin argsort
     as_strided bernoulli bernoulli_ bitwise_and bitwise_not bitwise_or bucketize cat ceil chunk clamp
     clamp_ clamp_min clamp_max clone constant_pad_nd contiguous copy copy_ cos cumprod cumsum

@@ -2,7 +2,10 @@
 
 Every method is a class registered in :data:`METHODS` with a frozen ``Params`` dataclass holding
 its native knobs. The harness axis ``keep_ratio`` is translated into native parameters by
-``params_for``; values given with ``--set name=value`` override the translation.
+``params_for``; values given with ``--set name=value`` override the translation. What a method
+needs from a model (class token, timm ViT blocks, ...) is its ``requirements``
+(:class:`~vitbench.methods.requirements.Requirements`); ``supported`` derives from it and
+``params_for`` refuses an unsupported model with one line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import nn
 
 from vitbench.errors import VitbenchError
+from vitbench.methods.requirements import Requirements, UnsupportedModelError, unsupported_line
 from vitbench.registry import Registry
 
 #: All compression methods (token and channel). Plugins: entry-point group ``vitbench.methods``.
@@ -42,6 +46,7 @@ class Method:
         knob: name of the native knob the keep ratio maps to (documentation and tables).
         trainable: the method has learned parts (a predictor, a fine-tuned backbone) that come
             from a safetensors artifact made by ``vitbench finetune`` (see ``vitbench.train``).
+        requirements: what a model must have for the method (the one place it is declared).
     """
 
     name: ClassVar[str] = ""
@@ -51,6 +56,7 @@ class Method:
     knob: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
+    requirements: ClassVar[Requirements] = Requirements()
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -66,7 +72,13 @@ class Method:
     def params_for(
         cls, keep_ratio: float, model: nn.Module, overrides: Mapping[str, Any] | None = None
     ) -> Any:
-        """Build ``Params`` from the keep ratio, then apply user ``overrides`` (they win)."""
+        """Build ``Params`` from the keep ratio, then apply user ``overrides`` (they win).
+
+        Raises:
+            UnsupportedModelError: ``model`` lacks what :attr:`requirements` declares (one line).
+            VitbenchError: bad keep ratio or parameter.
+        """
+        cls.check_model(model)
         check_keep_ratio(keep_ratio)
         values = cls.map_keep_ratio(keep_ratio, model)
         values.update(overrides or {})
@@ -83,8 +95,20 @@ class Method:
 
     @classmethod
     def supported(cls, model: nn.Module) -> str | None:
-        """``None`` when the method can run on ``model``, else the reason it cannot."""
-        return None
+        """``None`` when ``model`` meets :attr:`requirements`, else the one-line reason it does not."""
+        return unsupported_line(cls, model)
+
+    @classmethod
+    def check_model(cls, model: nn.Module, model_name: str | None = None) -> None:
+        """Raise :class:`UnsupportedModelError` (one line) unless ``model`` meets :attr:`requirements`.
+
+        Args:
+            model: the model (its structure only is read; a ``meta``-device model works).
+            model_name: name for the message (default: its timm architecture).
+        """
+        line = unsupported_line(cls, model, model_name)
+        if line:
+            raise UnsupportedModelError(line)
 
 
 class TokenMethod(Method):
@@ -96,6 +120,7 @@ class TokenMethod(Method):
     """
 
     family: ClassVar[str] = "token"
+    requirements: ClassVar[Requirements] = Requirements(vit_blocks=True)
 
     @classmethod
     @abstractmethod
@@ -118,6 +143,8 @@ class ChannelMethod(Method):
 
     family: ClassVar[str] = "channel"
     selections: ClassVar[tuple[str, ...]] = ("scored",)
+    #: slimmable, and timm ViT blocks: the pruned model runs under the ``dense`` token counter
+    requirements: ClassVar[Requirements] = Requirements(vit_blocks=True, slimmable=True)
 
     @classmethod
     @abstractmethod
@@ -183,9 +210,9 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
                 value = [v for v in value.strip("[]()").split(",") if v.strip()]
             return tuple(type(default[0])(v) if default else int(v) for v in value)
     except (TypeError, ValueError):
-        raise VitbenchError(
-            f"method '{method}': parameter {key}={value!r} is not a {type(default).__name__}"
-        ) from None
+        kinds = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list"}
+        kind = kinds.get(type(default), f"of type {type(default).__name__}")
+        raise VitbenchError(f"method '{method}': parameter {key}={value!r} is not {kind}") from None
     return value
 
 

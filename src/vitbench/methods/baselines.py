@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from vitbench.methods.base import METHODS, NoParams, TokenMethod
+from vitbench.methods.base import METHODS, NoParams, Requirements, TokenMethod
 from vitbench.methods.evit import StageMethod
 from vitbench.methods.patch import CountingMixin, ForwardState, Handle, check_vit, input_tokens, patch_blocks
 
@@ -66,6 +66,7 @@ class RandomTokens(StageMethod):
     Params = RandomTokensParams
     selections: ClassVar[tuple[str, ...]] = ("random",)
     needs_attention = False
+    requirements = Requirements(vit_blocks=True)  # random scores: no class token needed
     summary = "seeded random keep of ceil(rho*n) image tokens at the 3 stages, pruned tokens dropped"
 
     @classmethod

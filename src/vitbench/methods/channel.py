@@ -296,11 +296,6 @@ class StructuredChannelMethod(ChannelMethod):
         return {"keep": float(keep_ratio)}
 
     @classmethod
-    def supported(cls, model: nn.Module) -> str | None:
-        """Models :func:`vitbench.methods.slim.slim_model` can slim."""
-        return slim_supported(model)
-
-    @classmethod
     def scores(
         cls, model: nn.Module, params: Any, calib: Sequence[tuple[torch.Tensor, torch.Tensor]], state: dict
     ) -> Scores:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vitbench.errors import VitbenchError
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import METHODS, Requirements
 from vitbench.methods.patch import (
     CountingMixin,
     ForwardState,
@@ -180,6 +180,14 @@ class DynamicViT(TrainableMethod):
     default_lr: ClassVar[float] = 1e-3  # --lr 1e-3 (absolute), predictors
     backbone_lr_scale: ClassVar[float] = 0.01
     token_loss: ClassVar[str] = "mse"
+    #: training keeps pruned tokens in the sequence (masked out of attention, as the official
+    #: code); only a class-token head ignores them, average pooling would read them in training
+    #: but not at inference
+    requirements = Requirements(
+        vit_blocks=True,
+        class_token_head=True,
+        uses="its training keeps pruned tokens in the sequence, so the head must read the class token",
+    )
 
     @classmethod
     def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:

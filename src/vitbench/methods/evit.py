@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vitbench.errors import VitbenchError
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import METHODS, Requirements, TokenMethod
 from vitbench.methods.patch import (
     CountingMixin,
     ForwardState,
@@ -164,6 +164,9 @@ class EViT(StageMethod):
 
     name = "evit"
     Params = EViTParams
+    requirements = Requirements(
+        vit_blocks=True, class_token=True, uses="it ranks image tokens by the class token's attention row"
+    )
     summary = "CLS-attention top-k at depth/4, depth/2, 3depth/4; pruned tokens fused (Liang et al. 2022)"
 
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from vitbench.errors import VitbenchError
 from vitbench.lowpass import low_frequency_energy
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import METHODS, Requirements, TokenMethod
 from vitbench.methods.patch import (
     CountingMixin,
     ForwardState,
@@ -257,6 +257,11 @@ class LFE(TokenMethod):
 
     name = "lfe"
     Params = LFEParams
+    requirements = Requirements(
+        vit_blocks=True,
+        class_token=True,
+        uses="its token score weights the class token's attention row and column",
+    )
     knob: ClassVar[str] = "keep_rate"
     summary = "low-frequency energy x head-weighted attention top-k, pruned tokens dropped (Wang et al. 2022)"
 

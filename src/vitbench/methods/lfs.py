@@ -6,8 +6,9 @@ NeurIPS 2022 (official code: Daner-Wang/VTC-LFC, ``pruning/tools/deit_pruning_to
 ``references/methods.md`` section 2.2).
 
 Low-frequency sensitivity of a weight ``W_ji`` is the first-order Taylor term of a loss on
-low-pass images: for every calibration batch (x, y) the student (the model in train mode) sees
-``G(x)`` (:func:`vitbench.lowpass.lowpass_images`) and a frozen copy (eval mode) sees ``x``;
+low-pass images: for every calibration batch (x, y) the student (the model in train mode, with
+stochastic depth ``drop_path``) sees ``G(x)`` (:func:`vitbench.lowpass.lowpass_images`, by
+default the ``official`` filter the paper's code ran) and a frozen copy (eval mode) sees ``x``;
 
     L = lambda * CE(student(G(x)), y) + (1 - lambda) * KL(teacher_feat(x) || student_feat(G(x)))
 
@@ -17,6 +18,14 @@ token after block ``l`` when the cascade prunes block ``l``. One backward per ba
 gradients are averaged over batches (Gbar) and ``S_j = sum_i (W_ji * Gbar_ji)^2`` per output
 channel of ``qkv`` and ``fc1``; a q channel and the k channel with the same index share
 ``S_q + S_k``.
+
+Scoring mode (``pruning/pruning_py/pruning_deit.py``, ``--drop-path 0.1``; ``get_weight_mgrad``
+runs the student in train mode): the student's blocks get stochastic depth with DeiT's linear
+rule, rate ``drop_path * i / (depth - 1)`` in block ``i`` (timm's ``drop_path_rate``), the same
+per-sample drop of each residual branch with survivors scaled by ``1 / (1 - rate)``
+(:class:`SeededDropPath`). Its draws come from a CPU ``torch.Generator`` seeded with ``seed``,
+so scores are reproducible and identical on every device, and the global RNG is not touched.
+``drop_path = 0`` gives deterministic gradients.
 
 Structure (``get_mask_and_newcfg``): channels with ``S >= threshold`` survive (threshold = the
 ``P``-th smallest score, ``P`` channels to remove); in each block the MLP keeps its surviving
@@ -47,9 +56,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitbench.errors import VitbenchError
-from vitbench.lowpass import check_cutoff, lowpass_images
-from vitbench.methods.base import METHODS, ChannelMethod
-from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan, supported
+from vitbench.lowpass import check_cutoff, check_filter, lowpass_images
+from vitbench.methods.base import METHODS, ChannelMethod, Requirements
+from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -64,6 +73,11 @@ class Criterion:
         lfs_lambda: weight of the CE term; the distillation term gets ``1 - lfs_lambda``.
         tau: distillation temperature.
         num_samples: at most this many calibration images are used (0 = all the loader gives).
+        filter: image low-pass variant, ``official`` or ``symmetric``
+            (:func:`vitbench.lowpass.lowpass_images`).
+        drop_path: the student's stochastic-depth rate of the last block (linear from 0 in
+            block 0); 0 = none.
+        seed: seed of the stochastic-depth draws.
     """
 
     lowpass: bool = True
@@ -71,9 +85,18 @@ class Criterion:
     lfs_lambda: float = 0.1
     tau: float = 1.0
     num_samples: int = 2000
+    filter: str = "official"
+    drop_path: float = 0.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         check_cutoff(self.cutoff)
+        check_filter(self.filter)
+        if not 0.0 <= self.drop_path < 1.0:
+            raise VitbenchError(
+                f"drop_path {self.drop_path} is outside [0, 1) (stochastic depth of the scored student); "
+                "use 0.1"
+            )
         if not 0.0 <= self.lfs_lambda <= 1.0:
             raise VitbenchError(
                 f"lfs_lambda {self.lfs_lambda} is outside [0, 1] (loss = lambda*CE + (1-lambda)*KD); use 0.1"
@@ -85,6 +108,57 @@ class Criterion:
 
 
 TAYLOR = Criterion(lowpass=False, lfs_lambda=1.0)
+
+
+class SeededDropPath(nn.Module):
+    """Stochastic depth (per-sample residual-branch drop) drawing from an explicit generator.
+
+    Modifications: (vs ``timm.layers.DropPath``, Huang et al. 2016 as used by DeiT) the keep
+    decisions come from ``torch.rand`` on the given CPU ``torch.Generator`` (then moved to the
+    input's device) instead of the device's global RNG; survivors are scaled by
+    ``1 / (1 - rate)`` as timm's ``scale_by_keep`` default does. Active in train mode only.
+
+    Args:
+        rate: drop probability of the branch per sample, in [0, 1).
+        generator: CPU generator shared by all the model's drop-path modules.
+    """
+
+    def __init__(self, rate: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.rate = float(rate)
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, ...] with whole samples zeroed with probability ``rate``, the rest rescaled."""
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        draw = torch.rand(x.shape[0], generator=self.generator, dtype=torch.float64) < keep
+        scale = draw.to(device=x.device, dtype=x.dtype) / keep
+        return x * scale.view(-1, *([1] * (x.dim() - 1)))
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"rate={self.rate:g}"
+
+
+def add_drop_path(model: nn.Module, drop_path: float, seed: int) -> None:
+    """Give every block of ``model`` (in place) stochastic depth at DeiT's linear rates.
+
+    Block ``i`` of ``depth`` gets rate ``drop_path * i / (depth - 1)`` (timm's
+    ``drop_path_rate`` rule, ``torch.linspace(0, drop_path, depth)``) on both residual branches
+    (``drop_path1``, ``drop_path2``); all draws come from one CPU generator seeded with ``seed``.
+
+    Raises:
+        VitbenchError: a block without ``drop_path1``/``drop_path2`` (not a timm ViT block).
+    """
+    blocks: Any = model.blocks  # type: ignore[union-attr]
+    rates = torch.linspace(0.0, drop_path, len(blocks), dtype=torch.float64).tolist()
+    generator = torch.Generator().manual_seed(int(seed))
+    for i, (blk, rate) in enumerate(zip(blocks, rates)):
+        if not (hasattr(blk, "drop_path1") and hasattr(blk, "drop_path2")):
+            raise VitbenchError(f"block {i} has no drop_path1/drop_path2; use drop_path 0 for this model")
+        blk.drop_path1 = SeededDropPath(rate, generator)
+        blk.drop_path2 = SeededDropPath(rate, generator)
 
 
 def _feature_hook(model: nn.Module, block: int | None, store: dict[str, torch.Tensor]) -> Any:
@@ -122,8 +196,9 @@ def mean_gradients(
 ) -> dict[str, torch.Tensor]:
     """Mean over calibration batches of dL/dW for the parameters ``names`` of ``model``.
 
-    ``model`` is not modified: a deep copy runs in train mode as the student, a second frozen
-    copy (or ``teacher``) in eval mode gives the distillation targets on the original images.
+    ``model`` is not modified: a deep copy runs in train mode as the student (with
+    ``crit.drop_path`` stochastic depth, see :func:`add_drop_path`), a second frozen copy (or
+    ``teacher``) in eval mode gives the distillation targets on the original images.
 
     Args:
         model: the model to score.
@@ -143,6 +218,8 @@ def mean_gradients(
     first = next(model.parameters())
     device, dtype = first.device, first.dtype
     student = copy.deepcopy(model).train()
+    if crit.drop_path > 0:
+        add_drop_path(student, crit.drop_path, crit.seed)
     distill = crit.lfs_lambda < 1.0
     if distill and teacher is None:
         teacher = copy.deepcopy(model).eval()
@@ -171,7 +248,7 @@ def mean_gradients(
                 assert teacher is not None
                 with torch.no_grad():
                     teacher(x)
-            x_in = lowpass_images(x, crit.cutoff) if crit.lowpass else x
+            x_in = lowpass_images(x, crit.cutoff, crit.filter) if crit.lowpass else x
             student.zero_grad(set_to_none=True)
             loss = F.cross_entropy(student(x_in), y)
             if distill:
@@ -347,6 +424,10 @@ class LFSParams:
         lfs_lambda: CE weight (``--lfs-lambda``, 0.1); the CLS-feature distillation gets 1 - lambda.
         tau: distillation temperature (1.0).
         num_samples: calibration images used at most (``--num-samples``, 2000; 0 = all).
+        lowpass: image low-pass filter: ``official`` (what the paper's code ran: one-sided real
+            inverse transform) or ``symmetric`` (real part of the full inverse transform).
+        drop_path: stochastic depth of the scored student (``--drop-path``, 0.1; 0 = none).
+        seed: seed of the stochastic-depth draws.
         finetune_epochs: fine-tune after pruning with distillation from the dense model
             (harness; 0 = none).
     """
@@ -356,6 +437,9 @@ class LFSParams:
     lfs_lambda: float = 0.1
     tau: float = 1.0
     num_samples: int = 2000
+    lowpass: str = "official"
+    drop_path: float = 0.1
+    seed: int = 0
     finetune_epochs: float = 0.0
 
     def __post_init__(self) -> None:
@@ -365,7 +449,16 @@ class LFSParams:
 
     def criterion(self) -> Criterion:
         """The score definition."""
-        return Criterion(True, self.cutoff, self.lfs_lambda, self.tau, self.num_samples)
+        return Criterion(
+            True,
+            self.cutoff,
+            self.lfs_lambda,
+            self.tau,
+            self.num_samples,
+            self.lowpass,
+            self.drop_path,
+            self.seed,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,10 +505,6 @@ class TaylorFamily(ChannelMethod):
         return {"keep_channels": float(keep_ratio)}
 
     @classmethod
-    def supported(cls, model: nn.Module) -> str | None:  # noqa: D102
-        return supported(model)
-
-    @classmethod
     def prune(cls, model: nn.Module, params: Any, calib: Batches | None) -> nn.Module:
         """A slimmed copy of ``model`` (``model`` is not modified)."""
         pruned, _plan = one_shot_prune(model, params.keep_channels, calib, params.criterion())
@@ -428,6 +517,12 @@ class LFS(TaylorFamily):
 
     name = "lfs"
     Params = LFSParams
+    requirements = Requirements(
+        vit_blocks=True,
+        slimmable=True,
+        class_token=True,
+        uses="its distillation term reads the class token's feature",
+    )
     summary = (
         "low-frequency sensitivity (Taylor on low-pass images + CLS distillation), qkv/fc1 (Wang et al. 2022)"
     )
@@ -447,8 +542,10 @@ __all__ = [
     "TAYLOR",
     "Criterion",
     "LFSParams",
+    "SeededDropPath",
     "Taylor",
     "TaylorParams",
+    "add_drop_path",
     "channel_scores",
     "distill_kl",
     "lfs_scores",

@@ -22,7 +22,7 @@ from torch import nn
 
 from vitbench.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import METHODS, Requirements, TokenMethod
 from vitbench.methods.patch import (
     CountingMixin,
     ForwardState,
@@ -172,6 +172,9 @@ class ToMe(TokenMethod):
 
     name = "tome"
     Params = ToMeParams
+    #: no class token needed (prefix tokens, if any, are protected; the official code ran MAE's
+    #: average-pooled ViTs); proportional attention goes through timm's ``attn_mask``
+    requirements = Requirements(vit_blocks=True, attn_mask=True)
     knob: ClassVar[str] = "r"
     summary = (
         "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"
@@ -179,7 +182,23 @@ class ToMe(TokenMethod):
 
     @classmethod
     def _resolve(cls, model: nn.Module, params: ToMeParams) -> ToMeParams:
+        """Per-block ``r`` for ``model``; refuses an ``r`` that no block of the model can merge.
+
+        A block merges at most half of its non-prefix tokens; the official code clips ``r`` to
+        that per block (kept here: deep blocks of DeiT-S at r=16 merge fewer). An ``r`` above
+        what even the first block can merge is never realised anywhere (on the 17-token demo
+        model every r >= 8 gives the same model), so it is an error, not a silent clip.
+        """
         depth = len(check_vit(model, cls.name))
+        n0, prefix = input_tokens(model), prefix_tokens(model)
+        most = (n0 - prefix) // 2
+        asked = max(params.r_per_block or (params.r,))
+        if asked > most:
+            arch = getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
+            raise VitbenchError(
+                f"tome r={asked} cannot be realised on {arch}: a block merges at most half of its "
+                f"{n0 - prefix} image tokens ({most}); use r <= {most}"
+            )
         if params.r_per_block:
             if len(params.r_per_block) != depth:
                 raise VitbenchError(

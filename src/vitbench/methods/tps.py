@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from vitbench.errors import VitbenchError
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import METHODS, Requirements
 from vitbench.methods.dynamicvit import DynamicViT
 from vitbench.methods.evit import StageMethod, cls_attention
 from vitbench.methods.patch import CountingMixin, ForwardState
@@ -104,6 +104,9 @@ class ETPS(StageMethod):
 
     name = "etps"
     Params = ETPSParams
+    requirements = Requirements(
+        vit_blocks=True, class_token=True, uses="it ranks image tokens by the class token's attention row"
+    )
     mixin = ETPSMixin
     summary = (
         "CLS-attention top-k at 3 stages; pruned tokens squeezed into nearest kept host (Wei et al. 2023)"

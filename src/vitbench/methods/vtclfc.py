@@ -16,9 +16,12 @@ For block l = 0 .. depth-1 on the current model M (already pruned in blocks < l)
 * Channels (budget ``b``, drop against ``acc0``, so token and channel drops of the block
   together): LFS scores of block l's qkv and fc1 (:mod:`vitbench.methods.lfs`, CLS feature after
   block l distilled from a frozen copy of M on the original images, ``num_samples`` random
-  calibration images); ``P_up = #qkv + #fc1 outputs - 4``; ``p`` starts at ``round(0.01 P_up)``;
-  removing ``p`` channels = the threshold at index ``round(p * n_scored / n_channels)`` of block l's
-  sorted scores (the official global-threshold arithmetic), structured per head as in LFS; while the
+  calibration images; the ``lowpass`` filter, by default the one the official code ran; the
+  student in train mode with stochastic depth ``drop_path``, official ``--drop-path 0.1``, drawn
+  from a generator seeded by ``(seed, l)``); ``P_up = #qkv + #fc1 outputs - 4``; ``p`` starts at
+  ``round(0.01 P_up)``; removing ``p`` channels = the threshold at index
+  ``round(p * n_scored / n_channels)`` of block l's sorted scores (the official global-threshold
+  arithmetic), structured per head as in LFS; while the
   drop is within budget ``p <- min(ceil((2 - drop/b) p), ceil(p + (P_up - p)/4), P_up)``; on the
   first excess ``p <- max(int((2 - drop/b) p), p_last)``, prune with it, stop.
 * M <- the pruned block-l model; next block.
@@ -45,12 +48,12 @@ import torch
 from torch import nn
 
 from vitbench.errors import VitbenchError
-from vitbench.lowpass import check_cutoff
-from vitbench.methods.base import METHODS, ChannelMethod
+from vitbench.lowpass import check_cutoff, check_filter
+from vitbench.methods.base import METHODS, ChannelMethod, Requirements
 from vitbench.methods.lfe import apply_lfe
 from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
 from vitbench.methods.patch import Handle, input_tokens, prefix_tokens
-from vitbench.methods.slim import SlimPlan, model_dims, slim_model, supported
+from vitbench.methods.slim import SlimPlan, model_dims, slim_model
 
 #: Attribute of a pruned model holding its per-block LFE token schedule (image tokens kept).
 TOKEN_CFG_ATTR = "vb_token_cfg"
@@ -69,11 +72,15 @@ class VTCLFCParams:
         cutoff: LFS image low-pass cutoff factor (0.1).
         cutoff_token: LFE ``--cutoff-token`` (0.85; token-filter sigma = n * 0.15 / 2).
         lfs_lambda: LFS CE weight (0.1); distillation gets 1 - lambda.
+        lowpass: LFS image low-pass filter: ``official`` (what the paper's code ran) or
+            ``symmetric`` (real part of the full inverse transform).
+        drop_path: stochastic depth of the LFS student while scoring (``--drop-path``, 0.1;
+            0 = none); draws seeded by ``(seed, block)``.
         num_samples: calibration images drawn (with replacement) for each block's LFS (2000).
         eval_samples: calibration images of the fixed accuracy subset (5000).
         max_gmacs_frac: fail with a one-line error when the result keeps more than this fraction
             of the dense GMACs (0 = no target).
-        seed: draws of the subsets.
+        seed: draws of the subsets and of the stochastic depth.
         prune_blocks: blocks to prune, in order (``--prune-block-id``; empty = all); the budget
             is split over these.
         finetune_epochs: fine-tune after pruning, with the token schedule active and
@@ -85,6 +92,8 @@ class VTCLFCParams:
     cutoff: float = 0.1
     cutoff_token: float = 0.85
     lfs_lambda: float = 0.1
+    lowpass: str = "official"
+    drop_path: float = 0.1
     num_samples: int = 2000
     eval_samples: int = 5000
     max_gmacs_frac: float = 0.0
@@ -104,11 +113,13 @@ class VTCLFCParams:
         if not 0.0 <= self.max_gmacs_frac <= 1.0:
             raise ValueError(f"max_gmacs_frac {self.max_gmacs_frac} is outside [0, 1] (0 = no target)")
         check_cutoff(self.cutoff)
+        check_filter(self.lowpass)
         self.criterion()
 
-    def criterion(self) -> Criterion:
-        """LFS settings of the channel search (``num_samples`` is applied by the subset draw)."""
-        return Criterion(True, self.cutoff, self.lfs_lambda, 1.0, 0)
+    def criterion(self, block: int = 0) -> Criterion:
+        """LFS settings of block ``block``'s channel search (``num_samples``: applied by the subset draw)."""
+        seed = int(np.random.SeedSequence([self.seed, 0xD9, block]).generate_state(1)[0])
+        return Criterion(True, self.cutoff, self.lfs_lambda, 1.0, 0, self.lowpass, self.drop_path, seed)
 
 
 @dataclasses.dataclass
@@ -213,7 +224,6 @@ def cascade(
     plan = SlimPlan.identity(model)
     current = slim_model(model, plan)
     budget = params.allowable_drop / len(blocks)
-    crit = params.criterion()
     history = []
 
     def accuracy(m: nn.Module, cfg: list[int]) -> float:
@@ -255,7 +265,7 @@ def cascade(
         if budget > 0:
             sample = _batches(x_all[idx], y_all[idx], 100)
             with with_tokens(current, tuple(token_cfg), params.cutoff_token):
-                scores = lfs_scores(current, sample, crit, [l], feature_block=l)
+                scores = lfs_scores(current, sample, params.criterion(l), [l], feature_block=l)
             ordered = torch.sort(torch.cat(scores[l])).values
 
         def pruned_with(p: int, cur: nn.Module = current, sc: Any = scores, srt: Any = ordered) -> Any:
@@ -377,9 +387,12 @@ class VTCLFC(ChannelMethod):
         """Keep ratio 1 = no pruning (budget 0); otherwise the budget ``allowable_drop`` decides."""
         return {"allowable_drop": 0.0} if keep_ratio >= 1.0 else {}
 
-    @classmethod
-    def supported(cls, model: nn.Module) -> str | None:  # noqa: D102
-        return supported(model)
+    requirements = Requirements(
+        vit_blocks=True,
+        slimmable=True,
+        class_token=True,
+        uses="LFS distils the class token's feature and LFE ranks tokens by its attention",
+    )
 
     @classmethod
     def prune(cls, model: nn.Module, params: Any, calib: Any) -> nn.Module:

@@ -1,0 +1,154 @@
+"""The one preprocessing path: timm's eval transform of the model's data config, up to the crop.
+
+Evaluation (array and folder datasets), channel-pruning calibration and fine-tuning all get
+their pixels here. :func:`eval_transform` builds ``timm.data.create_transform(**cfg,
+is_training=False)`` and keeps its PIL stages (resize by ``crop_pct`` with the config's
+interpolation, then the ``crop_mode`` crop: ``center``, ``squash`` or ``border``), dropping only
+its ``ToTensor``/``Normalize`` steps. Noise is applied to the uint8 ``[h, w, 3]`` result, and
+:func:`to_tensor` then normalises exactly as timm's ``ToTensor`` + ``Normalize`` do, so a clean
+image gives the same tensor as timm's full transform, bit for bit.
+
+:func:`prep_rule` describes the transform (its timm steps, their sizes and fill) for the
+corrupted-image cache key, so a change of preprocessing never reuses stale cached images.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+#: timm transform steps that are not part of the pixel preparation (done by :func:`to_tensor`).
+_TENSOR_STEPS = ("ToTensor", "MaybeToTensor", "PILToTensor", "MaybePILToTensor", "Normalize")
+
+
+def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` completed with timm's defaults (``timm.data.resolve_data_config`` of it as a pretrained cfg).
+
+    A model's data config (:func:`vitbench.models.data_config`) comes back unchanged; a partial
+    dict (tests, hand-written configs) gets timm's defaults (bicubic, crop_pct 0.875, ImageNet
+    mean/std, centre crop).
+    """
+    from timm.data import resolve_data_config
+
+    out = dict(resolve_data_config(args={}, pretrained_cfg=dict(cfg)))
+    for key in ("crop_border_pixels",):  # create_transform options resolve_data_config leaves out
+        if cfg.get(key) is not None:
+            out[key] = cfg[key]
+    return out
+
+
+def eval_transform(cfg: dict[str, Any]) -> Callable[[Any], Any]:
+    """The eval transform timm builds for the data config ``cfg``, less its tensor steps (PIL in, PIL out).
+
+    ``timm.data.create_transform(**cfg, is_training=False)``, then every step except
+    ``ToTensor``/``MaybeToTensor``/``Normalize`` (timm's own steps and rounding; nothing redone).
+    """
+    from timm.data import create_transform
+    from torchvision import transforms
+
+    full = create_transform(**_transform_args(cfg), is_training=False)
+    return transforms.Compose([t for t in full.transforms if type(t).__name__ not in _TENSOR_STEPS])
+
+
+def _transform_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    from timm.data import create_transform
+
+    known = inspect.signature(create_transform).parameters
+    return {k: v for k, v in resolved(cfg).items() if k in known}
+
+
+def prep_rule(cfg: dict[str, Any]) -> str:
+    """The preparation of ``cfg`` as a key string: timm's steps with their sizes, modes and fill.
+
+    E.g. ``"Resize(size=248, interpolation=bicubic, max_size=None, antialias=True);
+    CenterCrop(size=(224, 224))"`` (one line).
+    Any change of crop_pct, crop_mode, interpolation, input size or of timm's rounding changes it.
+    """
+    parts = []
+    for t in eval_transform(cfg).transforms:  # type: ignore[attr-defined]
+        text = " ".join(repr(t).split())
+        fill = getattr(t, "fill", None)
+        parts.append(f"{text}[fill={fill}]" if fill is not None and "fill" not in text else text)
+    return "; ".join(parts)
+
+
+def prepare_images(images: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """uint8 ``[N, H, W, 3]`` -> uint8 ``[N, h, w, 3]`` through :func:`eval_transform` of ``cfg``.
+
+    ``(h, w)`` is ``cfg["input_size"][1:]``. Every image goes through timm's transform (PIL),
+    whatever its size, so arrays get exactly the pixels files get.
+    """
+    from PIL import Image
+
+    _, h, w = cfg["input_size"]
+    transform = eval_transform(cfg)
+    out = np.empty((len(images), h, w, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        out[i] = _as_array(transform(Image.fromarray(np.ascontiguousarray(img), "RGB")), h, w)
+    return out
+
+
+def _as_array(img: Any, h: int, w: int) -> np.ndarray:
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if arr.shape != (h, w, 3):  # timm's transform always ends at input_size; guard the contract
+        raise ValueError(f"eval transform gave {arr.shape}, expected {(h, w, 3)}")
+    return arr
+
+
+def prepared_subset(data: Any, idx: Any, cfg: dict[str, Any], workers: int | None = None) -> np.ndarray:
+    """Images ``idx`` of ``data`` prepared for the model, uint8 ``[len(idx), h, w, 3]``.
+
+    Array datasets (:class:`~vitbench.data.base.ImageSet`) index their in-memory images; folder
+    datasets (:class:`~vitbench.data.files.FileImageSet`) decode only the requested files (any
+    sizes; a pool of ``workers`` threads, default :func:`vitbench.data.default_workers`), so a
+    calibration subset or a training batch never loads a whole split such as ImageNet train.
+    Both go through :func:`eval_transform`, as evaluation does.
+    """
+    from vitbench.data.files import FileImageSet, decode_rgb, default_workers
+
+    idx = np.asarray(idx, dtype=np.int64)
+    if not isinstance(data, FileImageSet):
+        return prepare_images(np.asarray(data.images[idx]), cfg)
+    _, h, w = cfg["input_size"]
+    if len(idx) == 0:
+        return np.empty((0, h, w, 3), dtype=np.uint8)
+    transform = eval_transform(cfg)
+
+    def one(i: int) -> np.ndarray:
+        return _as_array(transform(decode_rgb(data.path(int(i)))), h, w)
+
+    with ThreadPoolExecutor(max(1, min(workers or default_workers(), len(idx)))) as pool:
+        return np.stack(list(pool.map(one, idx)))
+
+
+class FolderBatches:
+    """``batches[idx]`` -> prepared uint8 ``[B, h, w, 3]`` of a folder dataset, decoded on demand.
+
+    Stands in for the in-memory array of prepared images where a loop indexes batches (training).
+    """
+
+    def __init__(self, data: Any, cfg: dict[str, Any]) -> None:
+        self.data, self.cfg = data, cfg
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        return prepared_subset(self.data, idx, self.cfg)
+
+
+def to_tensor(images: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` -> normalised float32 ``[N, 3, H, W]`` with the config's mean/std.
+
+    The same float32 operations as timm's ``ToTensor`` (``/ 255``) + ``Normalize``
+    (``(x - mean) / std``), so the result equals timm's full eval transform bit for bit.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(cfg["mean"], dtype=torch.float32)[None, :, None, None]
+    std = torch.tensor(cfg["std"], dtype=torch.float32)[None, :, None, None]
+    return (x - mean) / std
