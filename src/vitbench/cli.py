@@ -683,7 +683,12 @@ def build_parser() -> argparse.ArgumentParser:
     me.set_defaults(fn=cmd_methods)
 
     no = sub.add_parser("noises", help="list noises: family, split, levels, definition and source")
-    no.add_argument("--split", default=None, choices=["test", "validation", "sweep"])
+    no.add_argument(
+        "--split",
+        default=None,
+        choices=["test", "validation", "sweep"],
+        help="only ImageNet-C test / validation corruptions or continuous sweeps",
+    )
     no.set_defaults(fn=cmd_noises)
 
     fl = sub.add_parser("flops", help="GMACs of model + method (no data, random weights)")
@@ -837,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--every", type=int, default=1, help="run every K-th cell (deterministic subset)")
     bn.add_argument("--threads", type=_threads_arg, default=None, metavar="N|auto", help="for both runs")
     bn.add_argument("--limit-s", type=float, default=1200.0, help="time limit of each run, seconds")
-    bn.add_argument("--suite", default=DEMO_SUITE)
+    bn.add_argument("--suite", default=DEMO_SUITE, help="suite to time (default: the demo)")
     bn.set_defaults(fn=cmd_bench_contention)
 
     bc = sub.add_parser(
