@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -134,8 +135,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if method_sets:
         suite = dataclasses.replace(suite, methods=_with_params(suite.methods, method_sets))
+    if args.threads is not None:
+        from vitbench.threads import check_threads
+
+        fix = "use --threads 1 (or N >= 1), or leave it out for the automatic choice"
+        suite = dataclasses.replace(suite, threads=check_threads(args.threads, "--threads", fix))
     cells = expand(suite)
     acc, results, shard = None, args.results, ""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # before solo_accelerator drops it
     if args.shard:  # cell-parallel: this process runs every N-th cell on all the data, alone
         from vitbench.scaleout import parse_shard, results_path, shard_cells, solo_accelerator
 
@@ -144,7 +151,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         shard = f" (shard {index}/{count})" if count > 1 else ""
         acc = solo_accelerator(local) if count > 1 else None
     out_dir = _output_dir(args, suite.name) if not shard else None
-    harness = Harness(suite, results, accelerator=acc, progress=not args.no_progress)
+    harness = Harness(
+        suite, results, accelerator=acc, progress=not args.no_progress, local_processes=local if acc else None
+    )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
     from vitbench.preflight import preflight
 
@@ -285,6 +294,19 @@ def cmd_methods(args: argparse.Namespace) -> int:
             tablefmt="github",
         )
     )
+    return 0
+
+
+def cmd_noises(args: argparse.Namespace) -> int:
+    """List registered noises: family, split, levels, definition and the source it follows."""
+    from tabulate import tabulate
+
+    from vitbench.noise import NOISES
+
+    names = NOISES.names(split=args.split) if args.split else NOISES.names()
+    keys = ["family", "split", "levels", "definition", "source"]
+    rows = [[n, *(NOISES.info(n)[k] for k in keys)] for n in names]
+    print(tabulate(rows, headers=["noise", *keys], tablefmt="github"))
     return 0
 
 
@@ -565,6 +587,27 @@ def cmd_bench_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_contention(args: argparse.Namespace) -> int:
+    """Demo wall time on an idle machine and beside busy processes (``vitbench.bench_contention``)."""
+    from vitbench.bench_contention import bench_contention
+    from vitbench.threads import check_threads
+
+    fix = "use --threads 1 (or N >= 1), or leave it out for the automatic choice"
+    threads = check_threads(args.threads, "--threads", fix)
+    bench_contention(args.busy, args.every, threads, args.limit_s, args.suite)
+    return 0
+
+
+def _threads_arg(text: str) -> int | str:
+    """``--threads`` value: an integer (validated by the command: one-line error) or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text  # check_threads names the problem and the fix
+
+
 def cmd_regenerate_references(args: argparse.Namespace) -> int:
     """Re-run the committed reference suites and re-render every committed table and figure."""
     import shlex
@@ -644,6 +687,14 @@ def build_parser() -> argparse.ArgumentParser:
         "'{shard}' in --results gives each shard its own store (join with `vitbench merge`)",
     )
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
+    r.add_argument(
+        "--threads",
+        type=_threads_arg,
+        default=None,
+        metavar="N|auto",
+        help="intra-op CPU threads of evaluation (default: suite key threads, else auto: "
+        "1 for small models and batches, else the usable cores)",
+    )
     r.set_defaults(fn=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="render leaderboards from a results store")
@@ -673,6 +724,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     me = sub.add_parser("methods", help="list methods, parameters and defaults")
     me.set_defaults(fn=cmd_methods)
+
+    no = sub.add_parser("noises", help="list noises: family, split, levels, definition and source")
+    no.add_argument(
+        "--split",
+        default=None,
+        choices=["test", "validation", "sweep"],
+        help="only ImageNet-C test / validation corruptions or continuous sweeps",
+    )
+    no.set_defaults(fn=cmd_noises)
 
     fl = sub.add_parser("flops", help="GMACs of model + method (no data, random weights)")
     fl.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
@@ -824,6 +884,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for every figure as PNG, SVG and PDF (default: <output>_figures; '' to skip)",
     )
     rp.set_defaults(fn=cmd_report)
+
+    bn = sub.add_parser(
+        "bench-contention",
+        help="demo wall time idle vs beside busy processes (target: <= 3x with 2 busy processes)",
+    )
+    bn.add_argument("--busy", type=int, default=2, help="busy processes of the second run")
+    bn.add_argument("--every", type=int, default=1, help="run every K-th cell (deterministic subset)")
+    bn.add_argument("--threads", type=_threads_arg, default=None, metavar="N|auto", help="for both runs")
+    bn.add_argument("--limit-s", type=float, default=1200.0, help="time limit of each run, seconds")
+    bn.add_argument("--suite", default=DEMO_SUITE, help="suite to time (default: the demo)")
+    bn.set_defaults(fn=cmd_bench_contention)
 
     bc = sub.add_parser(
         "bench-cache", help="cache build speed-up (1 vs N processes) and data share of a sweep"

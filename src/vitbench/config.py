@@ -25,6 +25,7 @@ from vitbench.specs import (
     ThroughputSpec,
     TrainSpec,
 )
+from vitbench.threads import check_threads
 
 SUITE_KEYS = {f.name for f in dataclasses.fields(SuiteSpec)}
 DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)}
@@ -165,6 +166,9 @@ def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
             throughput=_throughput(raw.get("throughput", {}), where),
             cache_dir=_cache_dir(raw.get("cache_dir"), where),
             train=_train(raw.get("train"), where),
+            threads=check_threads(
+                raw.get("threads"), f"{where}: threads", "set threads: 1 (or N >= 1), or leave it out"
+            ),
         )
     except (TypeError, ValueError) as exc:
         raise VitbenchError(f"{where}: {exc}") from None
@@ -315,7 +319,9 @@ def _throughput(item: Any, where: str) -> ThroughputSpec:
     if not isinstance(item, dict):
         raise VitbenchError(f"{where}: throughput must be a mapping or false")
     _unknown(f"{where} throughput", list(item), THROUGHPUT_KEYS)
-    return ThroughputSpec(**item)
+    fix = "set throughput.threads: 1 (or N >= 1), or leave it out"
+    threads = check_threads(item.get("threads"), f"{where}: throughput.threads", fix)
+    return ThroughputSpec(**{**item, "threads": threads})
 
 
 def _calib(item: Any, where: str) -> CalibSpec:

@@ -46,6 +46,8 @@ from vitbench.noise import NOISES, apply_noise
 from vitbench.per_sample import PerSample
 from vitbench.specs import Cell, ModelSpec, SuiteSpec
 from vitbench.store import ResultsStore, config_hash, provenance
+from vitbench.threads import SMALL_WORK_GMACS, auto_threads, intra_op_threads, usable_cores
+from vitbench.threads import local_processes as local_processes_of
 
 _PER_SAMPLE = "_per_sample"  # run_cell's per-sample outcome, written beside the record
 
@@ -75,6 +77,8 @@ class Harness:
             run is built once, in parallel, the first time a cell needs one, then every method
             and keep ratio reads the same memory-mapped entry. When the cache cannot be written
             (read-only or full) the run warns once and corrupts in memory instead (same images).
+        local_processes: processes of this run sharing this machine's cores (automatic thread
+            choice); ``None``: ``$LOCAL_WORLD_SIZE``, else the accelerator's process count.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Harness:
         progress: bool = True,
         log: Callable[[str], None] = print,
         cache: CorruptionCache | Literal[False] | None = None,
+        local_processes: int | None = None,
     ) -> None:
         from accelerate import Accelerator
 
@@ -110,6 +115,8 @@ class Harness:
         self._cost: dict[tuple, dict[str, Any]] = {}
         self._prov = provenance()
         self._hash = config_hash(suite.to_dict())
+        self._threads: dict[ModelSpec, tuple[int, int]] = {}
+        self._local = local_processes or local_processes_of(self.acc.num_processes)
 
     # -- inputs -------------------------------------------------------------------------------
     def dataset(self) -> ImageSet | FileImageSet:
@@ -296,14 +303,15 @@ class Harness:
             }
             tp = self.suite.throughput
             if tp.enabled:
-                res = measure_throughput(
-                    model,
-                    input_size,
-                    tp.batch_size,
-                    device=self.acc.device,
-                    warmup=tp.warmup,
-                    repeats=tp.repeats,
-                )
+                with intra_op_threads(self.threads_for(cell.model)[1]):  # not the evaluation threads
+                    res = measure_throughput(
+                        model,
+                        input_size,
+                        tp.batch_size,
+                        device=self.acc.device,
+                        warmup=tp.warmup,
+                        repeats=tp.repeats,
+                    )
                 out.update(
                     img_per_s=res.img_per_s,
                     ms_per_batch=res.ms_per_batch,
@@ -389,9 +397,59 @@ class Harness:
             **self._prov,
         }
 
+    # -- threads ------------------------------------------------------------------------------
+    def threads_for(self, spec: ModelSpec) -> tuple[int, int]:
+        """Intra-op threads ``(evaluation, throughput)`` for the cells of model ``spec``.
+
+        Each is the suite's setting (``threads``, ``throughput.threads``) or else the rule of
+        :func:`vitbench.threads.auto_threads`: one thread when the dense model's GMACs per image
+        times the batch size (``batch_size``, ``throughput.batch_size``) is below
+        ``SMALL_WORK_GMACS``, else the usable cores of this process. Chosen once per model and
+        logged; recorded as ``eval_threads`` and ``threads``.
+        """
+        if spec not in self._threads:
+            tp = self.suite.throughput
+            cores = usable_cores(self._local)
+            gmacs: list[float] = []  # the dense model's GMACs per image, counted when needed
+            lines, chosen = [], []
+            for what, fixed, batch, used in (
+                ("evaluation", self.suite.threads, self.suite.batch_size, True),
+                ("throughput", tp.threads, tp.batch_size, tp.enabled),
+            ):
+                if fixed is not None or not used:
+                    n, why = fixed or 1, "set"
+                else:
+                    if not gmacs:
+                        model = self.model(spec)
+                        size = tuple(data_config(model)["input_size"])
+                        gmacs.append(count_gmacs(model, size, device=str(self.acc.device)))
+                    g = gmacs[0]
+                    n, work = auto_threads(g, batch, cores), g * batch
+                    sign = "<" if work < SMALL_WORK_GMACS else ">="
+                    why = f"auto: {g:.3g} GMACs x batch {batch} = {work:.3g} {sign} {SMALL_WORK_GMACS:g}"
+                chosen.append(n)
+                if used:
+                    lines.append(f"{what} on {n} thread(s) ({why})")
+            self._threads[spec] = (chosen[0], chosen[1])
+            self.log(f"{spec.name}: {'; '.join(lines)}; {cores} usable core(s)")
+        return self._threads[spec]
+
     # -- the sweep ----------------------------------------------------------------------------
     def run(self, cells: list[Cell]) -> RunSummary:
-        """Evaluate every cell not yet recorded; record failures and go on."""
+        """Evaluate every cell not yet recorded; record failures and go on.
+
+        Each cell runs with the evaluation threads of :meth:`threads_for` (recorded as
+        ``eval_threads``) and measures throughput with its throughput threads (``threads``);
+        the caller's torch setting is restored after each cell.
+        """
+        caller = torch.get_num_threads()
+        try:
+            return self._run(cells)
+        finally:
+            if torch.get_num_threads() != caller:
+                torch.set_num_threads(caller)
+
+    def _run(self, cells: list[Cell]) -> RunSummary:
         summary = RunSummary()
         done = self._done_keys()
         todo = [c for c in cells if c.key() not in done]
@@ -413,7 +471,9 @@ class Harness:
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             try:
-                record.update(self.run_cell(cell))
+                record["eval_threads"] = threads = self.threads_for(cell.model)[0]
+                with intra_op_threads(threads):
+                    record.update(self.run_cell(cell))
                 summary.done += 1
             except (KeyboardInterrupt, SystemExit):
                 raise

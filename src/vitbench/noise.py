@@ -15,9 +15,21 @@ Registered noises (``NOISES``), with registry metadata ``family``, ``split`` and
   fog, brightness; digital = contrast, elastic, pixelate, jpeg. ``split='validation'``
   (``Noise.extra``): the 4 held-out ones, speckle-noise (noise), gaussian-blur (blur),
   spatter (weather), saturate (digital); they never enter mCE.
-* continuous sweeps (``split='sweep'``, family ``noise``): ``gaussian-sigma`` (additive
-  Gaussian, std = level x 255), and VTC-LFC's ``salt-pepper`` (density d) and
-  ``uniform-noise`` (density d) as its ``datasets.py`` defines them.
+* continuous sweeps (``split='sweep'``, family ``noise``), the level in units of the 0-255
+  range (level 0.1 = 25.5 grey levels):
+
+  - ``gaussian-sigma``: ImageNet-C's ``gaussian_noise`` formula with a continuous std
+    sigma = level: an independent N(0, sigma^2) value per pixel *and channel* (colour noise).
+  - VTC-LFC's four noises, as ``datasets.py`` of Daner-Wang/VTC-LFC defines them (one value
+    per pixel, *shared by the three channels*; clipped to [0, 255], truncated to uint8):
+    ``gaussian-sigma-mono`` (``AddGaussianNoise``: level x 255 x N(0, 1), so the same sigma
+    units as ``gaussian-sigma``), ``salt-pepper`` (``AddSaltPepperNoise``, density d),
+    ``uniform-noise`` (``AddUniformNoise``: U(0, d x 255)) and ``exponential-noise``
+    (``AddExpNoise``: Exp with mean d x 255).
+
+Every noise states its ``definition`` and ``source`` (``vitbench noises`` lists them). A name
+never changes meaning: records and cache entries are keyed by the name, so a new definition
+gets a new name.
 
 Images smaller than a noise supports (``Noise.min_size``; 32 px for ``imagecorruptions``)
 raise a one-line :class:`VitbenchError`; in a sweep that cell is recorded as failed with that
@@ -55,6 +67,8 @@ class Noise:
         split: ``test`` (the 15 ImageNet-C corruptions of mCE), ``validation`` (the 4 extra
             ImageNet-C corruptions) or ``sweep`` (continuous noise levels).
         max_level: largest valid continuous level (``None``: unbounded).
+        definition: what the noise does, in one line (units of ``level`` included).
+        source: where the definition comes from (paper, package or official code file).
     """
 
     name: str
@@ -64,6 +78,8 @@ class Noise:
     min_size: int = 1
     split: str = "test"
     max_level: float | None = None
+    definition: str = ""
+    source: str = ""
 
     @property
     def extra(self) -> bool:
@@ -80,7 +96,20 @@ NOISES: Registry[Noise] = Registry("noise")
 
 
 def _register(noise: Noise) -> None:
-    NOISES.add(noise.name, noise, family=noise.family, split=noise.split, levels=noise.levels)
+    NOISES.add(
+        noise.name,
+        noise,
+        family=noise.family,
+        split=noise.split,
+        levels=noise.levels,
+        definition=noise.definition,
+        source=noise.source,
+    )
+
+
+#: The official code of VTC-LFC's noise transforms (commit the method cards follow).
+VTC_LFC_SOURCE = "VTC-LFC (NeurIPS 2022), datasets.py of Daner-Wang/VTC-LFC @ cfea7ee"
+IMAGENET_C_SOURCE = "ImageNet-C (Hendrycks & Dietterich, ICLR 2019) via imagecorruptions-imaug"
 
 
 # ImageNet-C Gaussian noise standard deviations (fraction of the 0-255 range) for severities 1-5.
@@ -99,8 +128,54 @@ def gaussian_noise(img: np.ndarray, level: float, rng: np.random.Generator) -> n
 
 
 def gaussian_sigma(img: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
-    """Additive Gaussian noise with standard deviation ``level`` (fraction of 255), clipped."""
+    """Per-channel Gaussian noise: ImageNet-C's ``gaussian_noise`` formula with std ``level``.
+
+    ``uint8(clip(img / 255 + N(0, level^2), 0, 1) * 255)`` with an independent draw for every
+    pixel and channel (``rng.normal(size=(H, W, 3), scale=level)``).
+
+    Args:
+        img: uint8 [H, W, 3].
+        level: std sigma as a fraction of 255 (>= 0).
+        rng: the per-sample generator.
+
+    Returns:
+        uint8 [H, W, 3].
+    """
     return _gaussian_std(img, float(level), rng)
+
+
+def gaussian_sigma_mono(img: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """VTC-LFC ``AddGaussianNoise``: one N(0, (level x 255)^2) value per pixel, same on all channels.
+
+    ``N = level * 255 * normal(0, 1, size=(H, W, 1))`` is added to R, G and B alike, the sum
+    clipped to [0, 255] and truncated (``astype('uint8')``), as ``datasets.py`` does (its
+    ``density`` is ``level``, its ``mean``/``variance`` keep their defaults 0 and 1).
+
+    Args:
+        img: uint8 [H, W, 3].
+        level: std sigma as a fraction of 255 (>= 0), the units of ``gaussian-sigma``.
+        rng: the per-sample generator.
+
+    Returns:
+        uint8 [H, W, 3].
+    """
+    n = float(level) * 255.0 * rng.normal(loc=0.0, scale=1.0, size=(*img.shape[:2], 1))
+    return np.clip(img.astype(np.float64) + n, 0.0, 255.0).astype(np.uint8)
+
+
+def exponential_noise(img: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """VTC-LFC ``AddExpNoise``: add Exp(mean d x 255) per pixel (same on all channels), clip.
+
+    Args:
+        img: uint8 [H, W, 3].
+        level: density d >= 0 (the mean of the added value as a fraction of 255).
+        rng: the per-sample generator.
+
+    Returns:
+        uint8 [H, W, 3] (clipped to [0, 255], then truncated as ``astype('uint8')``).
+    """
+    n = rng.exponential(float(level) * 255.0, size=(*img.shape[:2], 1))
+    return np.clip(img.astype(np.float64) + n, 0.0, 255.0).astype(np.uint8)
 
 
 def salt_pepper(img: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
@@ -195,16 +270,76 @@ def _imagecorruption(name: str) -> NoiseFn:
     return fn
 
 
-_register(Noise("gaussian-noise", "noise", gaussian_noise))
+_register(
+    Noise(
+        "gaussian-noise",
+        "noise",
+        gaussian_noise,
+        definition="ImageNet-C gaussian_noise: + N(0, c^2) per pixel and channel on [0, 1], "
+        f"c = {', '.join(map(str, GAUSSIAN_SEVERITY_STD))} for severity 1-5",
+        source=f"{IMAGENET_C_SOURCE} (same formula and constants, vitbench's seeded generator)",
+    )
+)
 for _n, (_family, _split) in CORRUPTIONS.items():
     _key = _n.replace("_", "-")
     if _key not in NOISES:
-        _register(Noise(_key, _family, _imagecorruption(_n), min_size=32, split=_split))
-_register(Noise("gaussian-sigma", "noise", gaussian_sigma, levels="continuous", split="sweep"))
-_register(Noise("salt-pepper", "noise", salt_pepper, levels="continuous", split="sweep", max_level=1.0))
-_register(Noise("uniform-noise", "noise", uniform_noise, levels="continuous", split="sweep"))
+        _register(
+            Noise(
+                _key,
+                _family,
+                _imagecorruption(_n),
+                min_size=32,
+                split=_split,
+                definition=f"imagecorruptions corrupt(corruption_name='{_n}', severity 1-5)",
+                source=IMAGENET_C_SOURCE,
+            )
+        )
 
-CLEAN = Noise("clean", "clean", lambda img, lv, rng: img, levels="continuous", split="clean")
+
+def _sweep(name: str, fn: NoiseFn, definition: str, source: str, max_level: float | None = None) -> None:
+    _register(Noise(name, "noise", fn, "continuous", 1, "sweep", max_level, definition, source))
+
+
+_sweep(
+    "gaussian-sigma",
+    gaussian_sigma,
+    "+ N(0, sigma^2) per pixel and channel (independent draws), sigma = level x 255",
+    "ImageNet-C gaussian_noise formula (Hendrycks & Dietterich, ICLR 2019) with a continuous sigma",
+)
+_sweep(
+    "gaussian-sigma-mono",
+    gaussian_sigma_mono,
+    "+ level x 255 x N(0, 1), one value per pixel shared by the 3 channels",
+    f"{VTC_LFC_SOURCE}, AddGaussianNoise",
+)
+_sweep(
+    "salt-pepper",
+    salt_pepper,
+    "pixel -> 0 w.p. d/2, -> 255 w.p. d/2 (one mask for the 3 channels), d = level",
+    f"{VTC_LFC_SOURCE}, AddSaltPepperNoise",
+    max_level=1.0,
+)
+_sweep(
+    "uniform-noise",
+    uniform_noise,
+    "+ U(0, d x 255), one value per pixel shared by the 3 channels, d = level",
+    f"{VTC_LFC_SOURCE}, AddUniformNoise",
+)
+_sweep(
+    "exponential-noise",
+    exponential_noise,
+    "+ Exp(mean d x 255), one value per pixel shared by the 3 channels, d = level",
+    f"{VTC_LFC_SOURCE}, AddExpNoise",
+)
+
+CLEAN = Noise(
+    "clean",
+    "clean",
+    lambda img, lv, rng: img,
+    levels="continuous",
+    split="clean",
+    definition="no noise",
+)
 
 
 def corruption_names(split: str = "test") -> list[str]:

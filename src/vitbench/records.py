@@ -48,10 +48,11 @@ RECORD_FIELDS: dict[str, str] = {
     "ms_per_batch": "REAL",
     "batch_size": "INTEGER",
     "throughput_dtype": "TEXT",
-    "threads": "INTEGER",
+    "threads": "INTEGER",  # intra-op CPU threads of the throughput measurement (img_per_s)
     "tokens_per_block": "TEXT",  # JSON list: tokens entering each block (incl. prefix tokens)
     "tokens_kept_frac": "REAL",  # mean over blocks of tokens entering the block / dense tokens
     "wall_s": "REAL",
+    "eval_threads": "INTEGER",  # intra-op CPU threads of the evaluation (--threads / auto rule)
     "error": "TEXT",  # one line; NULL when the cell succeeded
     "vitbench_version": "TEXT",
     "torch_version": "TEXT",

@@ -123,10 +123,10 @@ def merge_stores(target: str | Path, sources: Sequence[str | Path]) -> MergeSumm
         for src in sources:
             with ResultsStore(src, readonly=True) as source:  # validates path, schema and columns
                 samples = source.samples()  # per-sample outcomes travel with their records
+                quoted = source.select_list()  # NULL for columns added after it was written
             conn = sqlite3.connect(f"{Path(src).resolve().as_uri()}?mode=ro", uri=True)
             try:
                 names = list(RECORD_FIELDS)
-                quoted = ", ".join(f'"{n}"' for n in names)
                 for row in conn.execute(f"SELECT {quoted} FROM records ORDER BY rowid"):
                     rec = dict(zip(names, row))
                     key = str(rec["cell_key"])

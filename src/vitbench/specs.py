@@ -79,12 +79,18 @@ class NoiseSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ThroughputSpec:
-    """Throughput measurement settings; ``enabled=False`` skips it."""
+    """Throughput measurement settings; ``enabled=False`` skips it.
+
+    ``threads``: intra-op CPU threads of the measurement (recorded as ``threads``); ``None``
+    applies :func:`vitbench.threads.auto_threads` to ``batch_size`` (kept apart from the
+    evaluation threads, ``SuiteSpec.threads``).
+    """
 
     enabled: bool = True
     batch_size: int = 64
     warmup: int = 2
     repeats: int = 5
+    threads: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +143,8 @@ class SuiteSpec:
     throughput: ThroughputSpec = ThroughputSpec()
     cache_dir: str | None = None  # corrupted-image cache; None: $VITBENCH_CACHE or ~/.cache/vitbench
     train: TrainSpec | None = None  # lets the harness train missing artifacts of trainable methods
+    # intra-op CPU threads of evaluation; None: vitbench.threads.auto_threads (not a result)
+    threads: int | None = None
 
     def train_data(self) -> DataSpec:
         """Data that trainable methods' artifacts are (or would be) trained on."""
@@ -145,10 +153,16 @@ class SuiteSpec:
         return DataSpec(name=self.dataset.name, split="train", root=self.dataset.root)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (for hashing and provenance); ``cache_dir`` is left out (it is not a result)."""
+        """Plain-data form (for hashing and provenance).
+
+        ``cache_dir`` and the thread counts are left out: neither changes a result (threads change
+        only wall times and throughput, and each record holds its thread counts).
+        """
         d = dataclasses.asdict(self)
         d.pop("cache_dir", None)
         d["models"] = [m.ident() for m in self.models]
+        d.pop("threads", None)
+        d["throughput"].pop("threads", None)
         return d
 
 

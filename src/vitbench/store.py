@@ -213,6 +213,10 @@ class ResultsStore:
             except sqlite3.Error as exc:
                 raise VitbenchError(f"cannot initialise results file {self.path} ({exc}); {_FIX}") from None
 
+    def select_list(self) -> str:
+        """SQL select list of every record column in ``RECORD_FIELDS`` order (NULL for absent ones)."""
+        return ", ".join("NULL" if name in self._missing else f'"{name}"' for name in _COLUMNS)
+
     def _add_columns(self, names: list[str]) -> None:
         """Add record columns introduced after the store was written (NULL in old rows)."""
         try:
@@ -340,8 +344,7 @@ class ResultsStore:
         """
         import pandas as pd
 
-        names = ", ".join("NULL" if name in self._missing else f'"{name}"' for name in _COLUMNS)
-        rows = self._conn.execute(f"SELECT {names} FROM records ORDER BY rowid").fetchall()
+        rows = self._conn.execute(f"SELECT {self.select_list()} FROM records ORDER BY rowid").fetchall()
         df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
         for name, kind in RECORD_FIELDS.items():
             if kind == "REAL":
