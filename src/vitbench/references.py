@@ -42,7 +42,8 @@ def _robust(view: str, out: str, *extra: str) -> tuple[str, ...]:
 
 
 def _report() -> tuple[str, ...]:
-    return ("report", "--results", "{store}", "--output", "{out}/report.html")
+    # the page embeds its figures; the SVG/PDF copies are left out of the committed tree
+    return ("report", "--results", "{store}", "--output", "{out}/report.html", "--figures", "")
 
 
 #: Every committed reference, in the order ``vitbench regenerate-references`` runs them.
@@ -69,7 +70,7 @@ REFERENCES: tuple[Reference, ...] = (
         "",
         tuple(
             _robust("levels", f"{noise}.md", "--noise", noise, "--plot", f"{{out}}/{noise}.png")
-            for noise in ("gaussian-sigma", "salt-pepper", "uniform-noise")
+            for noise in ("gaussian-sigma", "gaussian-sigma-mono", "salt-pepper", "uniform-noise")
         )
         + (_report(),),
         where="demo/noise-levels",
