@@ -420,3 +420,20 @@ def test_compare_names_both_image_sets_when_the_reference_is_elsewhere(tmp_path:
     line = next(ln for ln in text.splitlines() if ln.startswith("not paired: evit keep_rate=0.7"))
     assert "images bbbbbbbbbbbbbbbb" in line and "(aaaaaaaaaaaaaaaa)" in line
     assert "| 4 (bbbbbbbb)" not in text  # never paired with population A's dense
+
+
+def test_reference_from_two_suites_on_the_same_images_asks_for_one(tmp_path: Path) -> None:
+    from vitbench.compare import compare_table
+    from vitbench.errors import VitbenchError
+
+    db = tmp_path / "two-suites.sqlite"
+    with ResultsStore(db) as s:
+        for key in CORRECT:
+            s.write(_record(*key), samples=_samples(key[0], key))
+        key = next(k for k in CORRECT if k[1] == "dense")
+        other = {**_record(*key), "cell_key": "other-suite-dense", "suite": "other", "seed": 1}
+        s.write(other, samples=_samples(key[0], key))
+    with pytest.raises(
+        VitbenchError, match=r"measured by several suites on the same images \(.*other.*\); pass --suite"
+    ):
+        compare_table(load_results(db), load_samples(db))

@@ -261,9 +261,17 @@ def compare_table(
             refs.setdefault(p, []).append(i)
     for idx in refs.values():
         if len(idx) > 1:
-            options = ", ".join(f"{against.partition(':')[0]}:{stats['setting'].iloc[i]}" for i in idx)
+            settings = sorted({str(stats["setting"].iloc[i]) for i in idx})
+            if len(settings) > 1:
+                options = ", ".join(f"{against.partition(':')[0]}:{st}" for st in settings)
+                raise VitbenchError(
+                    f"reference '{against}' has several configurations on one population; "
+                    f"pass --against one of: {options}"
+                )
+            suites = sorted({str(stats["suite"].iloc[i]) for i in idx}) if "suite" in stats else []
             raise VitbenchError(
-                f"reference '{against}' has several configurations on one population; pass one of: {options}"
+                f"reference '{against}' was measured by several suites on the same images "
+                f"({', '.join(suites)}); pass --suite one of them"
             )
     rows: list[int] = []
     results: list[Comparison | None] = []
