@@ -18,7 +18,7 @@ SUITE = {
     "name": "recount-tiny",
     "dataset": {"name": "mnist-demo", "split": "test", "limit": 8},
     "models": [{"name": "vitbench_demo_vit", "weights": "demo"}],
-    "methods": ["dense", "tome", "evit", "random-channels"],
+    "methods": ["dense", "tome", "evit", "dynamicvit", "random-channels"],
     "keep_ratios": [0.7],
     "noises": ["clean"],
     "batch_size": 8,
@@ -63,13 +63,13 @@ def test_recount_restores_the_true_counts_and_nothing_else(
 
     assert main(["recount", str(broken), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "4 successful records" in out and "would rewrite" in out
+    assert "5 successful records" in out and "would rewrite 4" in out
     assert "not recounted" in out and "random-channels" in out  # its suite file is not packaged
     pd.testing.assert_frame_equal(load_results(broken), before)  # dry run wrote nothing
 
     assert main(["recount", str(broken), "--suite", str(suite)]) == 0
     out = capsys.readouterr().out
-    assert "rewrote 4" in out and "0 could not be rebuilt" in out
+    assert "rewrote 5" in out and "0 could not be rebuilt" in out
     assert "+8.70 %" in out  # the demo's attention share that counter 1 missed (0.92 -> 1.0)
     pd.testing.assert_frame_equal(load_results(broken), truth, check_exact=True)
 
@@ -106,3 +106,15 @@ def test_recount_of_a_missing_store_is_one_line(tmp_path: Path, capsys: pytest.C
     assert main(["recount", str(tmp_path / "nope.sqlite")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: results file") and "does not exist" in err[0]
+
+
+def test_recount_of_a_fresh_store_changes_nothing(
+    store: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run and recount count the same: trained parts (DynamicViT predictors) included in params."""
+    suite, original = store
+    before = load_results(original)
+    assert main(["recount", str(original), "--suite", str(suite), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "0 with a different gmacs/params_m; would rewrite 0;" in out, out
+    pd.testing.assert_frame_equal(load_results(original), before)

@@ -152,7 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         acc = solo_accelerator(local) if count > 1 else None
     out_dir = _output_dir(args, suite.name) if not shard else None
     harness = Harness(
-        suite, results, accelerator=acc, progress=not args.no_progress, local_processes=local if acc else None
+        suite,
+        results,
+        accelerator=acc,
+        progress=not args.no_progress and sys.stderr.isatty(),  # no bars in a log file
+        local_processes=local if acc else None,
     )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
     from vitbench.preflight import preflight

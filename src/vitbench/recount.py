@@ -36,6 +36,7 @@ class RecountChange:
 
     method: str
     setting: str
+    selection: str
     model: str
     n_records: int
     old_gmacs: float | None
@@ -70,6 +71,17 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(out) else out
+
+
+def _differs(row: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Whether a record's gmacs, params_m or counter version differ from the recounted ``values``."""
+    if (row.get("gmacs_counter") or "1") != values["gmacs_counter"]:
+        return True
+    for name in ("gmacs", "params_m"):
+        old = _num(row[name])
+        if old is None or not math.isclose(old, values[name], rel_tol=1e-9):
+            return True
+    return False
 
 
 def _group_key(row: dict[str, Any], channel: bool) -> tuple[Any, ...]:
@@ -141,6 +153,7 @@ def recount(
                     RecountChange(
                         first["method"],
                         str(first.get("setting") or ""),
+                        str(first.get("selection") or ""),
                         first["model"],
                         n,
                         old_g,
@@ -151,12 +164,12 @@ def recount(
                     )
                 )
             values = {"gmacs": gmacs, "params_m": params_m, "gmacs_counter": COUNTER_VERSION}
-            updates.extend((r["cell_key"], values) for r in members)
+            updates.extend((r["cell_key"], values) for r in members if _differs(r, values))
     if not dry_run and updates:
         with ResultsStore(path) as store:
             for key, values in updates:
                 store.update(key, values)
-        summary.updated = len(updates)
+    summary.updated = len(updates)  # with dry_run: the records that would be rewritten
     return summary
 
 
@@ -195,10 +208,11 @@ class _Builder:
             model = self.model(row["model"], row["weights"])
             apply = cls.apply(model, params, row["selection"] or "scored", int(row["seed"] or 0))
         size = tuple(data_config(model)["input_size"])
-        with apply as handle:
+        with apply as handle:  # params inside: trained parts (predictors) are attached here
             handle.set_sample_ids(None)
             gmacs = count_gmacs(model, size)
-        return gmacs, count_params_m(model)
+            params_m = count_params_m(model)
+        return gmacs, params_m
 
     def pruned(self, row: dict[str, Any], cls: Any, params: Any) -> Any:
         from vitbench.config import expand, load_suite
@@ -241,7 +255,7 @@ def format_summary(summary: RecountSummary, dry_run: bool) -> str:
     lines = [
         f"recount (GMACs counter {COUNTER_VERSION}): {summary.records} successful records; "
         f"{n_changed} with a different gmacs/params_m; {verb} "
-        f"{sum(c.n_records for c in summary.changes) if dry_run else summary.updated}; "
+        f"{summary.updated}; "
         f"{len(summary.skipped)} could not be rebuilt"
     ]
     if changed:
@@ -252,6 +266,7 @@ def format_summary(summary: RecountSummary, dry_run: bool) -> str:
                 [
                     c.method,
                     c.setting,
+                    c.selection,
                     c.model,
                     c.n_records,
                     c.old_counter,
@@ -268,6 +283,7 @@ def format_summary(summary: RecountSummary, dry_run: bool) -> str:
                 headers=[
                     "method",
                     "setting",
+                    "selection",
                     "model",
                     "records",
                     "counter",
