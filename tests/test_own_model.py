@@ -27,6 +27,19 @@ MEAN, STD = [0.1, 0.1, 0.1], [0.3, 0.3, 0.3]
 N_TEST = 200
 
 
+def _fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """A few seeded AdamW steps on random batches of 64, then eval mode."""
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (64,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 def _normalise(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -41,15 +54,7 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> dict:
     model = timm.create_model(NAME, **ARCH)
     train = load_dataset("mnist-demo", split="train", limit=1000)
     x, y = _normalise(train.images, MEAN, STD), torch.from_numpy(train.labels.copy())
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(60):
-        idx = torch.randint(0, len(y), (64,), generator=gen)
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    _fit(model, x, y, steps=60)
     test = load_dataset("mnist-demo", split="test", limit=N_TEST)
     with torch.inference_mode():
         pred = model(_normalise(test.images, MEAN, STD)).argmax(-1).numpy()
@@ -289,15 +294,7 @@ def test_own_cifar_vit_on_real_images_matches_the_model_built_by_hand(tmp_path: 
     model = timm.create_model(NAME, **ARCH)
     train = load_dataset("cifar10-npz", root=root, split="train", limit=1000)
     x, y = _normalise(train.images, CIFAR_MEAN, CIFAR_STD), torch.from_numpy(train.labels.copy())
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(40):
-        idx = torch.randint(0, len(y), (64,), generator=gen)
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    _fit(model, x, y, steps=40)
     test = load_dataset("cifar10-npz", root=root, split="test", limit=300)
     with torch.inference_mode():
         pred = model(_normalise(test.images, CIFAR_MEAN, CIFAR_STD)).argmax(-1).numpy()

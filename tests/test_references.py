@@ -7,19 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vbtest import TINY_SUITE
 from vitbench.cli import main
 from vitbench.store import load_results
 
-TINY = {
-    "name": "tiny",
-    "dataset": {"name": "mnist-demo", "split": "test", "limit": 16},
-    "models": [{"name": "vitbench_demo_vit", "weights": "demo"}],
-    "methods": ["dense", "evit"],
-    "keep_ratios": [0.7],
-    "batch_size": 8,
-    "bootstrap": 20,
-    "throughput": False,
-}
+TINY = TINY_SUITE
 
 
 @pytest.fixture

@@ -45,3 +45,16 @@ def model_input(model: torch.nn.Module, batch: int = 2, seed: int = 0) -> torch.
     """Seeded standard-normal images [batch, 3, H, W] at the model's input size."""
     h, w = model.patch_embed.img_size
     return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+#: A 2-cell demo suite (dense, EViT 0.7 on 16 test digits) for CLI-level tests.
+TINY_SUITE = {
+    "name": "tiny",
+    "dataset": {"name": "mnist-demo", "split": "test", "limit": 16},
+    "models": [{"name": "vitbench_demo_vit", "weights": "demo"}],
+    "methods": ["dense", "evit"],
+    "keep_ratios": [0.7],
+    "batch_size": 8,
+    "bootstrap": 20,
+    "throughput": False,
+}

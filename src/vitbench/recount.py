@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,14 +142,10 @@ def recount(
             except VitbenchError as exc:
                 summary.skipped.extend(f"{r['cell_key'][:12]} {label}: {exc}" for r in members)
                 continue
-            olds = {(_num(r["gmacs"]), _num(r["params_m"]), r.get("gmacs_counter") or "1") for r in members}
-            for old_g, old_p, old_c in sorted(olds, key=str):
-                n = sum(
-                    1
-                    for r in members
-                    if (_num(r["gmacs"]), _num(r["params_m"]), r.get("gmacs_counter") or "1")
-                    == (old_g, old_p, old_c)
-                )
+            olds = Counter(
+                (_num(r["gmacs"]), _num(r["params_m"]), r.get("gmacs_counter") or "1") for r in members
+            )
+            for (old_g, old_p, old_c), n in sorted(olds.items(), key=str):
                 summary.changes.append(
                     RecountChange(
                         first["method"],
