@@ -1,4 +1,4 @@
-"""Build hook: record the git commit of the source tree in the package (``vitbench/_build_info.py``).
+"""Build hook: record the git commit of the source tree in the package (``vitbench/core/build_info.py``).
 
 Everything else about the build lives in ``pyproject.toml``. An installed (non-editable) vitbench
 has no git checkout to ask at run time, so its records' ``git_commit`` comes from this file; a
@@ -16,7 +16,7 @@ from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
-INFO = Path("vitbench") / "_build_info.py"
+INFO = Path("vitbench") / "core" / "build_info.py"
 
 
 def git_commit() -> str:
@@ -48,7 +48,7 @@ def write_info(path: Path, commit: str) -> None:
 
 
 class BuildPy(build_py):
-    """build_py that writes ``vitbench/_build_info.py`` into the build folder."""
+    """build_py that writes ``vitbench/core/build_info.py`` into the build folder."""
 
     def run(self) -> None:  # noqa: D102
         super().run()
@@ -59,7 +59,7 @@ class BuildPy(build_py):
 
 
 class Sdist(sdist):
-    """sdist that ships ``src/vitbench/_build_info.py`` with the commit it was made from."""
+    """sdist that ships ``src/vitbench/core/build_info.py`` with the commit it was made from."""
 
     def make_release_tree(self, base_dir: str, files: list[str]) -> None:  # noqa: D102
         super().make_release_tree(base_dir, files)

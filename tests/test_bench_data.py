@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vitbench.bench import make_jpeg_folder
-from vitbench.cli import main
+from vitbench.bench.speed import make_jpeg_folder
+from vitbench.cli.main import main
 
 
 def test_bench_data_prints_both_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import yaml
 
-from vitbench.cache import CacheKey, CorruptionCache, content_hash, default_workers, resolve_dir
-from vitbench.cli import main
-from vitbench.config import expand, suite_from_dict
-from vitbench.errors import VitbenchError
-from vitbench.harness import Harness
-from vitbench.noise import apply_noise
-from vitbench.store import load_results
+from vitbench.cli.main import main
+from vitbench.core.errors import VitbenchError
+from vitbench.data.cache import CacheKey, CorruptionCache, content_hash, default_workers, resolve_dir
+from vitbench.data.noise import apply_noise
+from vitbench.harness.runner import Harness
+from vitbench.harness.suites import expand, suite_from_dict
+from vitbench.store.results import load_results
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(40, 32, 32, 3), dtype=np.uint8)
@@ -94,7 +94,7 @@ def test_unwritable_and_full_cache_dirs_raise_one_line(
         CorruptionCache(blocker / "cache", workers=1).build(IMAGES, IDS, [key()])
     assert "\n" not in str(info.value) and "VITBENCH_CACHE" in str(info.value)
 
-    from vitbench import cache as cache_mod
+    from vitbench.data import cache as cache_mod
 
     def full(self: Any, start: int, rows: np.ndarray) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitbench.config import expand, suite_from_dict
-from vitbench.errors import VitbenchError
-from vitbench.harness import Harness
+from vitbench.core.errors import VitbenchError
+from vitbench.core.models import create_model, data_config
+from vitbench.harness.pruned import calibration_batches, load_pruned
+from vitbench.harness.runner import Harness
+from vitbench.harness.suites import expand, suite_from_dict
 from vitbench.methods import METHODS
-from vitbench.models import create_model, data_config
-from vitbench.prune_run import calibration_batches, load_pruned
-from vitbench.store import load_results
+from vitbench.store.results import load_results
 
 SUITE = {
     "name": "channel-tiny",
@@ -90,7 +90,7 @@ def test_calibration_noise_changes_batches_and_is_seeded(tmp_path: Path) -> None
     assert all(torch.equal(a[1], b[1]) for a, b in zip(noisy, plain))  # same images, same labels
     assert not torch.equal(noisy[0][0], plain[0][0])
     # through the corrupted-image cache: one entry, the same images as in memory
-    from vitbench.cache import CorruptionCache
+    from vitbench.data.cache import CorruptionCache
 
     cache = CorruptionCache(tmp_path / "cache", progress=False, log=lambda _m: None)
     cached = calibration_batches(suite, cell, cfg, cache)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vitbench.cli import main
-from vitbench.config import expand, load_suite
-from vitbench.store import load_results
+from vitbench.cli.main import main
+from vitbench.harness.suites import expand, load_suite
+from vitbench.store.results import load_results
 
 TINY = {
     "name": "tiny",
@@ -73,7 +73,7 @@ def test_failed_cell_is_recorded_and_sweep_goes_on(tmp_path: Path, monkeypatch: 
 
 
 def test_interrupted_run_keeps_finished_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vitbench import harness
+    from vitbench.harness import runner as harness
 
     suite = write_suite(tmp_path, noises=["clean"], selections=["scored"])
     results = str(tmp_path / "r.sqlite")

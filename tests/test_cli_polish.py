@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vitbench.cli import build_parser, main
+from vitbench.cli.main import build_parser, main
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -66,7 +66,7 @@ def test_data_uses_the_datasets_evaluation_split(capsys: pytest.CaptureFixture[s
 
 
 def test_default_split_follows_the_dataset() -> None:
-    from vitbench.config import default_split, suite_from_dict
+    from vitbench.harness.suites import default_split, suite_from_dict
 
     assert default_split("mnist-demo") == "test" and default_split("imagenet") == "val"
     assert default_split("image-folder") == "test"  # any split: the suite default
@@ -85,9 +85,9 @@ def test_flops_shows_three_significant_digits_on_the_demo(capsys: pytest.Capture
 
 
 def test_tome_r_limit_is_the_first_blocks_capacity() -> None:
-    from vitbench.errors import VitbenchError
+    from vitbench.core.errors import VitbenchError
+    from vitbench.core.models import create_model
     from vitbench.methods.tome import ToMe
-    from vitbench.models import create_model
 
     model = create_model("vitbench_demo_vit", "random")  # 16 image tokens + CLS
     assert ToMe.schedule(model, ToMe.params_for(1.0, model, {"r": 8}))[:3] == [17, 9, 5]
@@ -110,7 +110,7 @@ def test_bench_channel_batch_size_and_deprecated_batch(capsys: pytest.CaptureFix
 
 
 def test_coercion_errors_read_as_english() -> None:
-    from vitbench.errors import VitbenchError
+    from vitbench.core.errors import VitbenchError
     from vitbench.methods import METHODS
     from vitbench.methods.base import make_params
 

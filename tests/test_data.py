@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from vitbench.core.errors import VitbenchError
 from vitbench.data import DATASETS, ImageSet, load_dataset
-from vitbench.errors import VitbenchError
 
 CIFAR_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "vitbench" / "assets"
@@ -117,7 +117,8 @@ def test_cifar_npz_real() -> None:
 def test_demo_model_is_trained() -> None:
     import timm
 
-    from vitbench.demo import evaluate_top1, load_demo_model, to_model_input
+    from vitbench.core.demo import load_demo_model, to_model_input
+    from vitbench.measure.accuracy import top1_pct
 
     weights = ASSETS / "demo_vit.safetensors"
     assert weights.stat().st_size <= 5 * 1024 * 1024
@@ -131,13 +132,13 @@ def test_demo_model_is_trained() -> None:
     x = to_model_input(test.images, cfg["mean"], cfg["std"])
     with torch.inference_mode():
         assert model.forward_features(x[:2]).shape == (2, 17, 64)  # 16 patches of 8x8 + CLS
-    top1 = evaluate_top1(model, x, torch.from_numpy(test.labels.copy()))
+    top1 = top1_pct(model, x, torch.from_numpy(test.labels.copy()), batch_size=250)
     assert top1 >= 90.0  # a trained model, not chance (10 %)
     assert top1 >= recorded["test_top1"] - 0.5
 
 
 def test_missing_weights_error(tmp_path: Path) -> None:
-    from vitbench.demo import load_demo_model
+    from vitbench.core.demo import load_demo_model
 
     with pytest.raises(VitbenchError, match="vitbench train-demo"):
         load_demo_model(tmp_path / "missing.safetensors")
@@ -147,7 +148,8 @@ def test_train_demo_smoke(tmp_path: Path) -> None:
     import timm
     from safetensors.torch import load_file
 
-    from vitbench.demo import ARCH, load_demo_model, train_demo
+    from vitbench.core.demo import ARCH, load_demo_model
+    from vitbench.train.demo import train_demo
 
     out = tmp_path / "w.safetensors"
     res = train_demo(out, epochs=1, batch_size=32, limit=64, test_limit=50, log=None, progress=False)

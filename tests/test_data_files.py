@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vitbench.core.errors import VitbenchError
 from vitbench.data import FileImageSet, load_dataset
-from vitbench.data.files import check_file, eval_transform
+from vitbench.data.files import check_file
 from vitbench.data.folders import imagenet_synsets, parse_label_file
-from vitbench.errors import VitbenchError
+from vitbench.data.prep import eval_transform
 
 WNIDS = ("n01440764", "n01443537", "n01484850")  # ImageNet-1k classes 0, 1, 2
 
@@ -118,8 +119,8 @@ def test_mixed_sizes_stream_but_not_in_memory(tmp_path: Path) -> None:
 
 def test_samples_match_in_memory_pipeline(tmp_path: Path) -> None:
     """Files decoded + cropped + corrupted in workers equal the in-memory prepare/apply_noise path."""
-    from vitbench.harness import prepare_images
-    from vitbench.noise import apply_noise
+    from vitbench.data.noise import apply_noise
+    from vitbench.data.prep import prepare_images
 
     demo = load_dataset("mnist-demo", split="test", limit=6)
     for img, sid in zip(demo.images, demo.sample_ids):
@@ -301,9 +302,9 @@ def test_imagenet_c_not_a_tree(tmp_path: Path) -> None:
 
 def test_harness_on_imagenet_c(tmp_path: Path) -> None:
     """A sweep over pre-corrupted folders: records per (corruption, severity); clean fails cleanly."""
-    from vitbench.config import expand, suite_from_dict
-    from vitbench.harness import Harness
-    from vitbench.store import load_results
+    from vitbench.harness.runner import Harness
+    from vitbench.harness.suites import expand, suite_from_dict
+    from vitbench.store.results import load_results
 
     root = tmp_path / "inc"
     _imagenet_c(root)
@@ -329,8 +330,8 @@ def test_harness_on_imagenet_c(tmp_path: Path) -> None:
 
 
 def test_harness_class_count_mismatch(tmp_path: Path) -> None:
-    from vitbench.config import expand, suite_from_dict
-    from vitbench.harness import Harness
+    from vitbench.harness.runner import Harness
+    from vitbench.harness.suites import expand, suite_from_dict
 
     _tree(tmp_path / "d", ("a", "b", "c"))
     suite = suite_from_dict(
@@ -379,7 +380,7 @@ def test_torchvision_cifar_from_local_root(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_cli_data_lists_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from vitbench.cli import main
+    from vitbench.cli.main import main
 
     _tree(tmp_path, ("a", "b"))
     (tmp_path / "b" / "bad.jpg").write_bytes(b"GIF89a broken")
@@ -392,8 +393,8 @@ def test_cli_data_lists_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_decode_failure_in_a_worker_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file that breaks after loading fails its cell with one line; the sweep goes on."""
-    from vitbench.config import expand, suite_from_dict
-    from vitbench.harness import Harness
+    from vitbench.harness.runner import Harness
+    from vitbench.harness.suites import expand, suite_from_dict
 
     monkeypatch.setenv("VITBENCH_WORKERS", "1")
     _tree(tmp_path / "t", tuple("abcdefghij"), per_class=1)
@@ -430,7 +431,8 @@ def _mixed_folder(root: Path, classes: int = 10) -> None:
 
 
 def test_prepared_subset_decodes_only_what_it_needs(tmp_path: Path) -> None:
-    from vitbench.harness import FolderBatches, prepare_images, prepared_subset
+    from vitbench.data.prep import prepare_images
+    from vitbench.data.subsets import FolderBatches, prepared_subset
 
     _mixed_folder(tmp_path, classes=2)
     data = load_dataset("image-folder", root=str(tmp_path), split="x")
@@ -445,10 +447,11 @@ def test_prepared_subset_decodes_only_what_it_needs(tmp_path: Path) -> None:
 
 def test_calibration_and_finetune_on_a_mixed_size_folder(tmp_path: Path) -> None:
     """Channel calibration and training read folder datasets of any image sizes (no whole-split load)."""
-    from vitbench.config import expand, suite_from_dict
-    from vitbench.models import create_model, data_config
-    from vitbench.prune_run import calibration_batches
-    from vitbench.train import TrainConfig, finetune
+    from vitbench.core.models import create_model, data_config
+    from vitbench.harness.pruned import calibration_batches
+    from vitbench.harness.suites import expand, suite_from_dict
+    from vitbench.train.config import TrainConfig
+    from vitbench.train.finetune import finetune
 
     root = tmp_path / "data"
     _mixed_folder(root)

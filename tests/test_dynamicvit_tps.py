@@ -13,22 +13,24 @@ import timm
 import torch
 import yaml
 
-import vitbench.demo  # noqa: F401  (registers the demo architecture)
-from vitbench import artifacts
-from vitbench.cli import main
-from vitbench.config import suite_from_dict
-from vitbench.errors import VitbenchError
+import vitbench.core.demo  # noqa: F401  (registers the demo architecture)
+from vitbench.cli.main import main
+from vitbench.core.errors import VitbenchError
+from vitbench.harness.suites import suite_from_dict
 from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS
 from vitbench.methods import tps as tps_mod
 from vitbench.methods.dynamicvit import DynamicState, decide
 from vitbench.methods.evit import EViTParams, reduce_tokens
-from vitbench.methods.patch import ForwardState
-from vitbench.methods.squeeze import squeeze, squeeze_dense
-from vitbench.records import RECORD_FIELDS
-from vitbench.report import squeeze_table
-from vitbench.store import load_results
-from vitbench.train import TrainConfig, TrainingInterrupted, finetune
+from vitbench.methods.patching.patch import ForwardState
+from vitbench.methods.patching.squeeze import squeeze, squeeze_dense
+from vitbench.report.tables import squeeze_table
+from vitbench.store import artifacts
+from vitbench.store.records import RECORD_FIELDS
+from vitbench.store.results import load_results
+from vitbench.train.config import TrainConfig
+from vitbench.train.finetune import finetune
+from vitbench.train.loop import TrainingInterrupted
 
 DEMO = "vitbench_demo_vit"
 
@@ -334,7 +336,7 @@ def evit_nofuse_closed(c: int, rho: float, squeeze_macs: bool = False) -> float:
     ],
 )
 def test_gmacs_deit_s_closed_form(method: str, rho: float, closed: Any, published: float) -> None:
-    from vitbench.paper import paper_round
+    from vitbench.report.paper import paper_round
 
     model = timm.create_model("deit_small_patch16_224", pretrained=False)
     cls = METHODS.get(method)

@@ -9,7 +9,7 @@ import timm
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.measure import (
     count_gmacs,
     count_macs,

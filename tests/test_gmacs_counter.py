@@ -186,7 +186,7 @@ def test_run_stops_before_any_cell_when_the_counter_is_broken(
 ) -> None:
     import yaml
 
-    from vitbench.cli import main
+    from vitbench.cli.main import main
 
     suite = tmp_path / "suite.yaml"
     suite.write_text(
@@ -212,7 +212,7 @@ def test_run_stops_before_any_cell_when_the_counter_is_broken(
 
 
 def test_records_carry_the_counter_version() -> None:
-    from vitbench.store import provenance
+    from vitbench.store.results import provenance
 
     assert provenance()["gmacs_counter"] == COUNTER_VERSION
 
@@ -221,9 +221,9 @@ def test_every_token_method_counts_without_unknown_ops() -> None:
     """No op of any method's forward (scored or random selection) falls outside the rules."""
     import warnings
 
+    from vitbench.core.models import create_model
     from vitbench.measure import count_gmacs
     from vitbench.methods import METHODS, TokenMethod
-    from vitbench.models import create_model
 
     model = create_model("vitbench_demo_vit", "random")
     seen = []

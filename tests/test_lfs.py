@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from test_lowpass_lfe import np_official_lowpass
 from vbtest import make_model, model_input
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs, count_params_m
 from vitbench.methods import METHODS
 from vitbench.methods.lfs import (
@@ -24,7 +24,7 @@ from vitbench.methods.lfs import (
     structure_block,
     threshold_for,
 )
-from vitbench.methods.slim import dims_macs, model_dims
+from vitbench.methods.slimming.slim import dims_macs, model_dims
 
 
 def _batches(model: torch.nn.Module, n: int = 2, b: int = 4, dtype=torch.float32):

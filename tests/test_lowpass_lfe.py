@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from vbtest import make_model, model_input
-from vitbench.errors import VitbenchError
-from vitbench.lowpass import (
+from vitbench.core.errors import VitbenchError
+from vitbench.methods import METHODS
+from vitbench.methods.lfe import attention_with_probs, head_weighted_attention, lfe_scores
+from vitbench.methods.slimming.lowpass import (
     IMAGE_FILTERS,
     image_lowpass_mask,
     low_frequency_energy,
     lowpass_images,
     token_lowpass_kernel,
 )
-from vitbench.methods import METHODS
-from vitbench.methods.lfe import attention_with_probs, head_weighted_attention, lfe_scores
 
 
 def _official_style_mask(k: int, cutoff: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.measure import (
     ThroughputResult,
     classification_metrics,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from vbtest import CLSLESS_MODELS, TINY_MODELS, make_model, model_input
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.methods import METHODS, TokenMethod
-from vitbench.methods.patch import prefix_tokens
+from vitbench.methods.patching.patch import prefix_tokens
 
 TOKEN_METHODS = [n for n in METHODS.names() if issubclass(METHODS.get(n), TokenMethod)]
 #: Methods that need a class token (token 0's attention row / feature, or a class-token head).

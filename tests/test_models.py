@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitbench.errors import VitbenchError
-from vitbench.models import check_classes, create_model, data_config
-from vitbench.specs import ModelSpec
+from vitbench.core.errors import VitbenchError
+from vitbench.core.models import check_classes, create_model, data_config
+from vitbench.core.specs import ModelSpec
 
 
 def _trained_like(name: str) -> torch.nn.Module:
@@ -106,7 +106,7 @@ def test_hub_offline_uses_local_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     ],
 )
 def test_timm_names_and_data_config(name: str, prefix: int) -> None:
-    from vitbench.models import check_model_name
+    from vitbench.core.models import check_model_name
 
     check_model_name(name)
     import timm

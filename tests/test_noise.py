@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vitbench.errors import VitbenchError
-from vitbench.noise import GAUSSIAN_SEVERITY_STD, NOISES, apply_noise, check_noise, noise_seed
+from vitbench.core.errors import VitbenchError
+from vitbench.data.noise import GAUSSIAN_SEVERITY_STD, NOISES, apply_noise, check_noise, noise_seed
 
 IMAGES = np.full((4, 32, 32, 3), 128, dtype=np.uint8)
 IDS = np.array([3, 1, 4, 1_000_000_007])
@@ -50,7 +50,7 @@ def test_all_19_corruptions_registered_with_families() -> None:
 
 
 def test_imagenet_c_families_and_splits() -> None:
-    from vitbench.noise import corruption_names
+    from vitbench.data.noise import corruption_names
 
     test, val = corruption_names("test"), corruption_names("validation")
     assert len(test) == 15 and val == ["speckle-noise", "gaussian-blur", "spatter", "saturate"]
@@ -208,7 +208,7 @@ def test_mono_noises_share_one_value_per_pixel_and_sigma_noise_does_not() -> Non
 
 
 def test_every_noise_states_its_definition_and_source(capsys: pytest.CaptureFixture[str]) -> None:
-    from vitbench.cli import main
+    from vitbench.cli.main import main
 
     for name in NOISES.names():
         info = NOISES.info(name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from vitbench.config import expand, load_suite, suite_from_dict
-from vitbench.errors import VitbenchError
-from vitbench.report_calib import calibration_tables, plot_calibration
-from vitbench.specs import NoiseSpec
+from vitbench.core.errors import VitbenchError
+from vitbench.core.specs import NoiseSpec
+from vitbench.harness.suites import expand, load_suite, suite_from_dict
+from vitbench.report.calibration import calibration_tables, plot_calibration
 
 BASE = {
     "name": "x",
@@ -81,8 +81,8 @@ def test_calibration_tables_and_plot(tmp_path) -> None:
 
 
 def test_cli_robustness_calibration_view(tmp_path, monkeypatch, capsys) -> None:
-    import vitbench.store
-    from vitbench.cli import main
+    import vitbench.store.results
+    from vitbench.cli.main import main
 
     df = pd.DataFrame(
         [
@@ -90,7 +90,7 @@ def test_cli_robustness_calibration_view(tmp_path, monkeypatch, capsys) -> None:
             _rec("lfs", 0.5, "salt-pepper", 0.1, "clean", 0.0, 88.5),
         ]
     )
-    monkeypatch.setattr(vitbench.store, "load_results", lambda _path: df)
+    monkeypatch.setattr(vitbench.store.results, "load_results", lambda _path: df)
     out, plot = tmp_path / "c.md", tmp_path / "c.png"
     args = ["robustness", "--view", "calibration", "--output", str(out), "--plot", str(plot)]
     assert main(args) == 0

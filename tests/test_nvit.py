@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from vbtest import TINY_MODELS, make_model, model_input
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import count_macs
 from vitbench.methods import METHODS
-from vitbench.methods import latency as lat
-from vitbench.methods.channel import group_sizes, macs_function, select
 from vitbench.methods.nvit import NORMALISE, saliency
-from vitbench.methods.slim import SlimPlan, model_dims, slim_model
+from vitbench.methods.slimming import latency as lat
+from vitbench.methods.slimming.channel import group_sizes, macs_function, select
+from vitbench.methods.slimming.slim import SlimPlan, model_dims, slim_model
 
 MINE = ["nvit", "random-channels", "magnitude"]
 
@@ -162,7 +162,7 @@ def test_slicing_keeps_exactly_the_ranked_units_and_ranking_crosses_blocks() -> 
     # stop once the MACs of removing exactly these 5 groups are reached
     target = macs(dims0)
     for layer, n in ((("mlp", 4), 3), (("v", 1), 4), (("embed", -1), 1)):
-        from vitbench.methods.channel import _remove
+        from vitbench.methods.slimming.channel import _remove
 
         dims0 = _remove(dims0, layer, n)
     plan, dims = select(model, scores, groups, macs(dims0), 0.0, macs)
@@ -271,7 +271,7 @@ def test_latency_target_and_penalty(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_throughput_command_times_pruned_channel_models(capsys: pytest.CaptureFixture[str]) -> None:
-    from vitbench.cli import main
+    from vitbench.cli.main import main
 
     args = ["throughput", "--model", "test_vit", "--rounds", "1", "--repeats", "1", "--warmup", "0"]
     args += ["--method", "magnitude", "--method", "random-channels", "--keep", "0.5", "--batch-size", "2"]

@@ -14,11 +14,11 @@ import timm
 import torch
 import yaml
 
-from vitbench.cli import main
-from vitbench.config import expand, load_suite, suite_from_dict
-from vitbench.errors import VitbenchError
-from vitbench.models import check_model_spec, create_model, data_config
-from vitbench.specs import ModelSpec
+from vitbench.cli.main import main
+from vitbench.core.errors import VitbenchError
+from vitbench.core.models import check_model_spec, create_model, data_config
+from vitbench.core.specs import ModelSpec
+from vitbench.harness.suites import expand, load_suite, suite_from_dict
 
 # A CIFAR-sized ViT: 32 px, 4 px patches (64 tokens), width 32, 2 blocks, 10 classes.
 ARCH = {"img_size": 32, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2, "num_classes": 10}
@@ -196,7 +196,7 @@ def test_hf_hub_ids_fail_offline_with_one_line(monkeypatch: pytest.MonkeyPatch) 
 def test_cell_keys_separate_architectures_and_keep_plain_keys() -> None:
     # The shipped suites' cell keys and config hashes are those written before model_args existed
     # (computed with the previous code), so existing stores resume.
-    from vitbench.store import config_hash
+    from vitbench.store.results import config_hash
 
     demo = load_suite("demo")
     keys = hashlib.sha256("".join(c.key() for c in expand(demo)).encode()).hexdigest()[:16]
@@ -209,7 +209,7 @@ def test_cell_keys_separate_architectures_and_keep_plain_keys() -> None:
     for m in old_form["models"]:
         del m["model_args"], m["data_config"]
     assert config_hash(demo.to_dict()) == config_hash(old_form)
-    from vitbench.specs import Cell, DataSpec, MethodSpec, NoiseSpec
+    from vitbench.core.specs import Cell, DataSpec, MethodSpec, NoiseSpec
 
     def key(m: ModelSpec) -> str:
         return Cell(m, MethodSpec("dense"), 1.0, NoiseSpec(), "scored", 0, DataSpec()).key()
@@ -227,8 +227,8 @@ def test_cell_keys_separate_architectures_and_keep_plain_keys() -> None:
 
 
 def test_old_store_gains_the_new_columns(tmp_path: Path) -> None:
-    from vitbench.records import RECORD_FIELDS
-    from vitbench.store import ResultsStore, load_results
+    from vitbench.store.records import RECORD_FIELDS
+    from vitbench.store.results import ResultsStore, load_results
 
     path = tmp_path / "old.sqlite"
     old = [n for n in RECORD_FIELDS if n not in ("model_args", "data_config")]
@@ -262,10 +262,10 @@ def test_flops_and_throughput_take_model_args(capsys: pytest.CaptureFixture) -> 
 
 
 def test_finetune_config_and_artifact_key_carry_model_args() -> None:
-    from vitbench import artifacts
-    from vitbench.cli import build_parser
-    from vitbench.cli_train import config_from_args
+    from vitbench.cli.main import build_parser
+    from vitbench.cli.train import config_from_args
     from vitbench.methods.dynamicvit import DynamicViTParams
+    from vitbench.store import artifacts
 
     args = build_parser().parse_args(
         ["finetune", "--model", NAME, "--weights", "random", "--method", "dynamicvit"]

@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from vitbench.config import expand, load_suite
+from vitbench.harness.suites import expand, load_suite
 from vitbench.methods import METHODS
-from vitbench.paper import load_cards
-from vitbench.paper_table import paper_table, published_rows
+from vitbench.report.paper import load_cards
+from vitbench.report.paper_table import paper_table, published_rows
 
 SUITES = ("paper-deit-t", "paper-deit-s", "paper-deit-b")
 TOKEN_METHODS = ("dense", "evit", "tome", "dynamicvit", "etps", "dtps")
@@ -27,8 +27,8 @@ def test_paper_suite_resolves(name: str) -> None:
 
 def test_paper_suites_cover_every_published_setting() -> None:
     """Each card row of DeiT-T/S/B has a cell whose native parameters match it."""
+    from vitbench.core.models import create_model
     from vitbench.methods.base import token_method
-    from vitbench.models import create_model
 
     cards = load_cards()
     covered: set[tuple[str, str, str]] = set()

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitbench.errors import VitbenchError
-from vitbench.per_sample import PerSample
-from vitbench.records import RECORD_FIELDS
-from vitbench.report import FORMATS
-from vitbench.store import ResultsStore, load_results, load_samples
+from vitbench.core.errors import VitbenchError
+from vitbench.report.format import FORMATS
+from vitbench.store.per_sample import PerSample
+from vitbench.store.records import RECORD_FIELDS
+from vitbench.store.results import ResultsStore, load_results, load_samples
 
 A_IDS = np.arange(10, dtype=np.int64)
 B_IDS = np.arange(100, 104, dtype=np.int64)
@@ -113,7 +113,7 @@ def _check_unblended(text: str) -> None:
 
 
 def test_leaderboard_keeps_populations_and_selections_apart(store: Path) -> None:
-    from vitbench.report import leaderboard
+    from vitbench.report.tables import leaderboard
 
     df = load_results(store)
     board = _csv(leaderboard(df, fmt="csv"))
@@ -149,10 +149,11 @@ def test_leaderboard_keeps_populations_and_selections_apart(store: Path) -> None
 
 
 def test_every_view_and_format_has_no_blended_value(store: Path) -> None:
-    from vitbench import report, report_robust
-    from vitbench.compare import compare_table
-    from vitbench.paper_table import paper_table
-    from vitbench.report_calib import calibration_tables
+    from vitbench.report import robust as report_robust
+    from vitbench.report import tables as report
+    from vitbench.report.calibration import calibration_tables
+    from vitbench.report.compare import compare_table
+    from vitbench.report.paper_table import paper_table
 
     df = load_results(store)
     samples = load_samples(store)
@@ -180,9 +181,10 @@ def test_every_view_and_format_has_no_blended_value(store: Path) -> None:
 
 
 def test_views_against_hand_values(store: Path) -> None:
-    from vitbench import report, report_robust
-    from vitbench.paper_table import paper_table
-    from vitbench.report_calib import calibration_tables
+    from vitbench.report import robust as report_robust
+    from vitbench.report import tables as report
+    from vitbench.report.calibration import calibration_tables
+    from vitbench.report.paper_table import paper_table
 
     df = load_results(store)
     sel = _csv(report.selection_table(df, fmt="csv"))
@@ -211,7 +213,7 @@ def test_views_against_hand_values(store: Path) -> None:
 def test_compare_paired_statistics_by_hand(store: Path) -> None:
     from scipy.stats import binomtest
 
-    from vitbench.compare import compare_table
+    from vitbench.report.compare import compare_table
 
     df = load_results(store)
     out = _csv(compare_table(df, load_samples(store), fmt="csv"))
@@ -234,7 +236,7 @@ def test_compare_paired_statistics_by_hand(store: Path) -> None:
 
 
 def test_different_image_sets_are_never_paired() -> None:
-    from vitbench.compare import NotPairedError, compare, outcome
+    from vitbench.report.paired import NotPairedError, compare, outcome
 
     a = outcome([PerSample(A_IDS, np.ones(10, bool), np.zeros(10, np.int64))], "aaaa")
     b = outcome([PerSample(B_IDS, np.ones(4, bool), np.zeros(4, np.int64))], "bbbb")
@@ -243,8 +245,8 @@ def test_different_image_sets_are_never_paired() -> None:
 
 
 def test_paired_ci_is_narrower_than_unpaired_on_correlated_outcomes() -> None:
-    from vitbench.compare import compare, mcnemar_exact, outcome, unpaired_halfwidth
     from vitbench.measure.accuracy import bootstrap_ci_pct
+    from vitbench.report.paired import compare, mcnemar_exact, outcome, unpaired_halfwidth
 
     rng = np.random.default_rng(0)
     ref = rng.random(2000) < 0.8
@@ -259,8 +261,8 @@ def test_paired_ci_is_narrower_than_unpaired_on_correlated_outcomes() -> None:
 
 
 def test_restrict_suite_reuses_dense_of_the_same_population(store: Path) -> None:
-    from vitbench.population import restrict_suite
-    from vitbench.report import leaderboard
+    from vitbench.report.population import restrict_suite
+    from vitbench.report.tables import leaderboard
 
     with ResultsStore(store) as s:  # a second suite on population A with no dense of its own
         s.write({**_record("A", "evit", 0.5, "scored", "clean"), "cell_key": "x", "suite": "other"})
@@ -272,8 +274,8 @@ def test_restrict_suite_reuses_dense_of_the_same_population(store: Path) -> None
 
 
 def test_cost_only_cells_show_no_accuracy(tmp_path: Path) -> None:
-    from vitbench.paper_table import paper_table
-    from vitbench.report import leaderboard, matched_gmacs_table, render_all
+    from vitbench.report.paper_table import paper_table
+    from vitbench.report.tables import leaderboard, matched_gmacs_table, render_all
 
     db = tmp_path / "cost.sqlite"
     with ResultsStore(db) as s:
@@ -328,7 +330,7 @@ def test_old_store_without_per_sample_table_loads(tmp_path: Path) -> None:
             samples=_samples("A", ("A", "dense", 1.0, "scored", "clean")),
         )
         assert set(s.samples()) == {"A|dense|1.0|scored|clean"}
-    from vitbench.compare import compare_table
+    from vitbench.report.compare import compare_table
 
     text = compare_table(load_results(db), load_samples(db))
     assert "no per-sample data" in text
@@ -361,7 +363,7 @@ def test_from_logits_sorts_by_sample_id() -> None:
 
 def test_harness_stores_per_sample_outcomes(tmp_path: Path) -> None:
     """One tiny run: every successful cell has a per-sample outcome matching its top-1."""
-    from vitbench.cli import main
+    from vitbench.cli.main import main
 
     db = tmp_path / "run.sqlite"
     code = main(
@@ -399,7 +401,7 @@ def test_harness_stores_per_sample_outcomes(tmp_path: Path) -> None:
 
 
 def test_merge_carries_per_sample_outcomes(store: Path, tmp_path: Path) -> None:
-    from vitbench.scaleout import merge_stores
+    from vitbench.harness.scaleout import merge_stores
 
     merged = tmp_path / "merged.sqlite"
     merge_stores(merged, [store])
@@ -409,7 +411,7 @@ def test_merge_carries_per_sample_outcomes(store: Path, tmp_path: Path) -> None:
 
 
 def test_compare_names_both_image_sets_when_the_reference_is_elsewhere(tmp_path: Path) -> None:
-    from vitbench.compare import compare_table
+    from vitbench.report.compare import compare_table
 
     db = tmp_path / "no-dense-b.sqlite"
     with ResultsStore(db) as s:
@@ -423,8 +425,8 @@ def test_compare_names_both_image_sets_when_the_reference_is_elsewhere(tmp_path:
 
 
 def test_reference_from_two_suites_on_the_same_images_asks_for_one(tmp_path: Path) -> None:
-    from vitbench.compare import compare_table
-    from vitbench.errors import VitbenchError
+    from vitbench.core.errors import VitbenchError
+    from vitbench.report.compare import compare_table
 
     db = tmp_path / "two-suites.sqlite"
     with ResultsStore(db) as s:

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from vbtest import TINY_SUITE
-from vitbench import models
-from vitbench.cli import main
-from vitbench.store import load_results
+from vitbench.cli.main import main
+from vitbench.core import models
+from vitbench.store.results import load_results
 
 TINY = TINY_SUITE
 
@@ -24,7 +24,7 @@ def write_suite(tmp_path: Path, **changes: object) -> Path:
 @pytest.fixture
 def no_cells(monkeypatch: pytest.MonkeyPatch) -> list:
     """Records every cell the harness starts (a failing preflight must start none)."""
-    from vitbench import harness
+    from vitbench.harness import runner as harness
 
     started: list = []
     original = harness.Harness.run_cell
@@ -127,9 +127,9 @@ def test_missing_artifact_names_the_finetune_command(
 def test_shipped_artifacts_and_bad_data_root(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_cells: list
 ) -> None:
-    from vitbench.config import expand, load_suite
-    from vitbench.harness import Harness
-    from vitbench.preflight import preflight
+    from vitbench.harness.preflight import preflight
+    from vitbench.harness.runner import Harness
+    from vitbench.harness.suites import expand, load_suite
 
     suite = write_suite(tmp_path, methods=[{"name": "dynamicvit", "keep_ratios": [0.7]}])
     spec = load_suite(str(suite))

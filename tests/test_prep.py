@@ -19,12 +19,13 @@ import torch
 from PIL import Image
 
 import vitbench.data
-from vitbench.cache import prep_rule
-from vitbench.config import expand, suite_from_dict
+import vitbench.harness.pruned
 from vitbench.data import load_dataset
 from vitbench.data.base import ImageSet
+from vitbench.data.cache import prep_rule
 from vitbench.data.files import decode_rgb
 from vitbench.data.prep import eval_transform, prepare_images, to_tensor
+from vitbench.harness.suites import expand, suite_from_dict
 
 #: crop mode -> pretrained-cfg overlay (each with its own crop_pct, interpolation and mean/std).
 MODES: dict[str, dict[str, Any]] = {
@@ -133,7 +134,7 @@ def test_eval_transform_is_timms_without_tensor_steps(mode: str) -> None:
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_evaluation_pixels_are_timms(mode: str, folder: Path, tmp_path: Path) -> None:
     """The harness's evaluation input (folder: DataLoader samples; arrays: prepared in memory)."""
-    from vitbench.harness import Harness
+    from vitbench.harness.runner import Harness
 
     cfg = model_cfg(mode)
     suite = _suite(folder)
@@ -153,7 +154,7 @@ def test_evaluation_pixels_are_timms(mode: str, folder: Path, tmp_path: Path) ->
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_calibration_pixels_are_timms(mode: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Channel-pruning calibration batches (folder and array datasets), normalised."""
-    from vitbench.prune_run import calibration_batches
+    from vitbench.harness.pruned import calibration_batches
 
     cfg = model_cfg(mode)
     suite = _suite(folder)
@@ -167,7 +168,7 @@ def test_calibration_pixels_are_timms(mode: str, folder: Path, monkeypatch: pyte
     assert torch.equal(torch.cat([y for _, y in batches]), torch.from_numpy(data.labels))
 
     arrays = array_set()
-    monkeypatch.setattr(vitbench.data, "load_dataset", lambda *a, **k: arrays)
+    monkeypatch.setattr(vitbench.harness.pruned, "load_dataset", lambda *a, **k: arrays)
     x = torch.cat([b for b, _ in calibration_batches(suite, cell, cfg, cache=False)])
     _, ref_x = timm_reference([Image.fromarray(a) for a in arrays.images], cfg)
     assert torch.equal(x, ref_x)
@@ -179,8 +180,8 @@ def test_finetune_pixels_are_timms(mode: str, folder: Path) -> None:
     from accelerate import Accelerator
 
     from vitbench.methods import METHODS
-    from vitbench.train_config import TrainConfig
-    from vitbench.train_loop import _setup
+    from vitbench.train.config import TrainConfig
+    from vitbench.train.loop import _setup
 
     model = tiny_model(mode)
     cfg = model_cfg(mode)
@@ -229,7 +230,7 @@ def test_arrays_at_the_input_size_still_get_timms_resize() -> None:
 
 def test_demo_pixels_unchanged() -> None:
     """mnist-demo (32x32) for the 32x32 demo model (crop_pct 1): the images pass through untouched."""
-    from vitbench.models import create_model, data_config
+    from vitbench.core.models import create_model, data_config
 
     cfg = data_config(create_model("vitbench_demo_vit", "random"))
     data = load_dataset("mnist-demo", split="test", limit=200)

@@ -29,9 +29,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo ViT features + a least-squares-initialised, briefly trained linear head -> safetensors."""
     from safetensors.torch import save_file
 
+    from vitbench.core.models import create_model, data_config
     from vitbench.data import load_dataset
-    from vitbench.harness import to_tensor
-    from vitbench.models import create_model, data_config
+    from vitbench.data.prep import to_tensor
 
     model = create_model("vitbench_demo_vit", "demo")
     train = load_dataset("cifar10-npz", root=str(CIFAR_ROOT), split="train", limit=N_TRAIN)
@@ -71,9 +71,9 @@ def _write_folder(root: Path, fmt: str) -> None:
 
 
 def _run(tmp_path: Path, probe: Path, dataset: dict, tag: str) -> object:
-    from vitbench.config import expand, suite_from_dict
-    from vitbench.harness import Harness
-    from vitbench.store import load_results
+    from vitbench.harness.runner import Harness
+    from vitbench.harness.suites import expand, suite_from_dict
+    from vitbench.store.results import load_results
 
     suite = suite_from_dict(
         {

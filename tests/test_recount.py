@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from vitbench.cli import main
+from vitbench.cli.main import main
 from vitbench.measure import COUNTER_VERSION
-from vitbench.records import counter_warning
-from vitbench.store import load_results
+from vitbench.store.records import counter_warning
+from vitbench.store.results import load_results
 
 SUITE = {
     "name": "recount-tiny",

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from vbtest import TINY_SUITE
-from vitbench.cli import main
-from vitbench.store import load_results
+from vitbench.cli.main import main
+from vitbench.store.results import load_results
 
 TINY = TINY_SUITE
 
@@ -62,7 +62,7 @@ def test_run_refuses_to_write_tables_into_committed_references(
 
 
 def test_repository_results_folder_is_marked() -> None:
-    from vitbench.config import REFERENCES_MARKER, reference_tree
+    from vitbench.harness.suites import REFERENCES_MARKER, reference_tree
 
     results = Path(__file__).resolve().parents[1] / "results"
     assert (results / REFERENCES_MARKER).is_file()
@@ -97,8 +97,8 @@ def test_regenerate_references_lists_every_committed_output(capsys: pytest.Captu
 
 
 def test_regenerate_references_runs_into_the_folder(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vitbench import references
-    from vitbench.references import Reference
+    from vitbench.harness import references
+    from vitbench.harness.references import Reference
 
     tiny = Reference(
         "tiny",

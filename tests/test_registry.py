@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from vitbench.core.registry import Registry, UnknownNameError
 from vitbench.methods import METHODS
-from vitbench.registry import Registry, UnknownNameError
 
 
 def test_unknown_name_suggests_close_match() -> None:
@@ -40,7 +40,7 @@ def test_entry_point_plugins_load_lazily(monkeypatch: pytest.MonkeyPatch) -> Non
         loaded.append(group)
         return [SimpleNamespace(name="third-party", value="pkg:Plugin", load=lambda: Plugin)]
 
-    monkeypatch.setattr("vitbench.registry.metadata.entry_points", fake_entry_points)
+    monkeypatch.setattr("vitbench.core.registry.metadata.entry_points", fake_entry_points)
     reg: Registry[object] = Registry("method", entry_point_group="test.plugins")
     assert not loaded
     assert reg.get("third-party") is Plugin and reg.info("third-party")["plugin"] == "pkg:Plugin"

@@ -7,10 +7,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from vitbench.errors import VitbenchError
-from vitbench.records import RECORD_FIELDS
-from vitbench.report import (
-    FORMATS,
+from vitbench.core.errors import VitbenchError
+from vitbench.report.format import FORMATS
+from vitbench.report.tables import (
     failed_cells,
     leaderboard,
     matched_gmacs_table,
@@ -19,6 +18,7 @@ from vitbench.report import (
     render_all,
     selection_table,
 )
+from vitbench.store.records import RECORD_FIELDS
 
 NOISE = "gaussian_noise"
 # method -> [(keep, setting, gmacs, clean scored top1, img/s)]
@@ -307,7 +307,7 @@ def test_functions_do_not_mutate_input(df: pd.DataFrame, tmp_path: Any) -> None:
 
 def test_variants_and_noisy_calibration_are_never_averaged() -> None:
     """Same method and keep ratio, other non-knob settings or calibration noise: separate rows/curves."""
-    from vitbench.robustness import selection_deltas
+    from vitbench.report.robustness import selection_deltas
 
     recs = [row(method="dense", setting="-", keep_ratio=1.0, gmacs=4.6, top1=80.0)]
     for keep, g, a in ((0.7, 3.0, 79.0), (0.5, 2.3, 77.0)):

@@ -10,7 +10,7 @@ import timm
 import torch
 
 from vbtest import make_model
-from vitbench.cli import main
+from vitbench.cli.main import main
 from vitbench.methods import METHODS
 from vitbench.methods.requirements import Requirements, UnsupportedModelError, check_pairs, skeleton
 
@@ -77,9 +77,9 @@ def test_check_pairs_names_the_first_and_counts_the_rest() -> None:
 
 
 def test_harness_refuses_before_any_cell(tmp_path: Path) -> None:
-    from vitbench.config import expand, suite_from_dict
-    from vitbench.harness import Harness
-    from vitbench.store import load_results
+    from vitbench.harness.runner import Harness
+    from vitbench.harness.suites import expand, suite_from_dict
+    from vitbench.store.results import load_results
 
     suite = suite_from_dict(
         {

@@ -8,10 +8,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from vitbench.errors import VitbenchError
-from vitbench.noise import corruption_names
-from vitbench.records import RECORD_FIELDS
-from vitbench.robustness import (
+from vitbench.core.errors import VitbenchError
+from vitbench.data.noise import corruption_names
+from vitbench.report.robustness import (
     ALEXNET_CLEAN_ERROR,
     ALEXNET_ERROR,
     alexnet_error,
@@ -22,6 +21,7 @@ from vitbench.robustness import (
     selection_deltas,
     severity_curves,
 )
+from vitbench.store.records import RECORD_FIELDS
 
 # top-1 error (%) per severity 1..5; clean error
 DENSE_ERR = {
@@ -185,8 +185,8 @@ def full_df() -> pd.DataFrame:
 
 
 def test_robustness_table_columns_and_every_format() -> None:
-    from vitbench.report import FORMATS
-    from vitbench.report_robust import robustness_table
+    from vitbench.report.format import FORMATS
+    from vitbench.report.robust import robustness_table
 
     text = robustness_table(full_df(), fmt="github")
     header = [c.strip() for c in text.splitlines()[2].strip("|").split("|")]
@@ -214,8 +214,8 @@ def test_robustness_table_columns_and_every_format() -> None:
 
 
 def test_other_tables_in_every_format() -> None:
-    from vitbench.report import FORMATS
-    from vitbench.report_robust import corruption_table, level_table, selection_summary_table, severity_table
+    from vitbench.report.format import FORMATS
+    from vitbench.report.robust import corruption_table, level_table, selection_summary_table, severity_table
 
     df = full_df()
     for fmt in FORMATS:
@@ -240,7 +240,7 @@ def test_other_tables_in_every_format() -> None:
 
 
 def test_plots_and_self_contained_html(tmp_path: Any) -> None:
-    from vitbench.report_robust import (
+    from vitbench.report.robust import (
         html_report,
         plot_heatmap,
         plot_levels,
@@ -272,8 +272,8 @@ def test_plots_and_self_contained_html(tmp_path: Any) -> None:
 
 
 def test_cli_robustness_and_report(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from vitbench.cli import main
-    from vitbench.store import ResultsStore
+    from vitbench.cli.main import main
+    from vitbench.store.results import ResultsStore
 
     db = tmp_path / "r.sqlite"
     with ResultsStore(db) as store:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from vitbench.cli import main
-from vitbench.errors import VitbenchError
-from vitbench.scaleout import merge_stores, parse_shard, results_path, shard_cells
-from vitbench.store import ResultsStore, load_results
+from vitbench.cli.main import main
+from vitbench.core.errors import VitbenchError
+from vitbench.harness.scaleout import merge_stores, parse_shard, results_path, shard_cells
+from vitbench.store.results import ResultsStore, load_results
 
 SUITE = {
     "name": "shards",
@@ -105,7 +105,7 @@ def test_two_processes_shard_cells_into_one_store(tmp_path: Path) -> None:
     assert _run(suite, tmp_path / "one.sqlite") == 0
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    cmd = [*launch, "-m", "vitbench.cli", "run", str(suite), "--no-progress", "--shard", "auto"]
+    cmd = [*launch, "-m", "vitbench.cli.main", "run", str(suite), "--no-progress", "--shard", "auto"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # --multi_gpu: torchrun workers, CPU here
     proc = subprocess.run(
         [*cmd, "--results", str(tmp_path / "two.sqlite")],
@@ -138,7 +138,7 @@ def test_two_processes_on_a_folder_dataset(tmp_path: Path) -> None:
     assert _run(suite, tmp_path / "one.sqlite") == 0
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    cmd = [*launch, "-m", "vitbench.cli", "run", str(suite), "--no-progress", "--output-dir", ""]
+    cmd = [*launch, "-m", "vitbench.cli.main", "run", str(suite), "--no-progress", "--output-dir", ""]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "VITBENCH_WORKERS": "1"}
     proc = subprocess.run(
         [*cmd, "--results", str(tmp_path / "two.sqlite")],

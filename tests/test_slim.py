@@ -9,9 +9,16 @@ import torch
 from torch import nn
 
 from vbtest import TINY_MODELS, make_model, model_input
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import count_macs
-from vitbench.methods.slim import BlockPlan, SlimAttention, SlimPlan, dims_macs, model_dims, slim_model
+from vitbench.methods.slimming.slim import (
+    BlockPlan,
+    SlimAttention,
+    SlimPlan,
+    dims_macs,
+    model_dims,
+    slim_model,
+)
 
 KEYS = sorted(TINY_MODELS)
 

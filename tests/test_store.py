@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import vitbench
-from vitbench.errors import VitbenchError
-from vitbench.records import RECORD_FIELDS, SCHEMA_VERSION
-from vitbench.store import ResultsStore, config_hash, decode_json, load_results, provenance
+from vitbench.core.errors import VitbenchError
+from vitbench.store.records import RECORD_FIELDS, SCHEMA_VERSION
+from vitbench.store.results import ResultsStore, config_hash, decode_json, load_results, provenance
 
 SRC = str(Path(vitbench.__file__).resolve().parent.parent)
 
@@ -156,7 +156,7 @@ def test_resume_after_simulated_crash(tmp_path: Path) -> None:
         f"""
         import os, sys
         sys.path.insert(0, {SRC!r})
-        from vitbench.store import ResultsStore
+        from vitbench.store.results import ResultsStore
         store = ResultsStore({str(path)!r})
         for i in range(5):
             if i == 3:
@@ -200,7 +200,7 @@ def test_provenance_and_config_hash() -> None:
 
 
 def test_git_commit_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    import vitbench.store as store_mod
+    import vitbench.store.results as store_mod
 
     def boom(*args: object, **kwargs: object) -> None:
         raise FileNotFoundError("git")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vitbench.config import expand, suite_from_dict
-from vitbench.errors import VitbenchError
-from vitbench.specs import Cell, MethodSpec
+from vitbench.core.errors import VitbenchError
+from vitbench.core.specs import Cell, MethodSpec
+from vitbench.harness.suites import expand, suite_from_dict
 
 BASE = {
     "name": "t",

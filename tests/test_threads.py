@@ -9,14 +9,9 @@ import pytest
 import torch
 import yaml
 
-from vitbench.cli import main
-from vitbench.config import expand, suite_from_dict
-from vitbench.errors import VitbenchError
-from vitbench.harness import Harness
-from vitbench.records import RECORD_FIELDS
-from vitbench.scaleout import merge_stores
-from vitbench.store import ResultsStore, config_hash, load_results
-from vitbench.threads import (
+from vitbench.cli.main import main
+from vitbench.core.errors import VitbenchError
+from vitbench.core.threads import (
     SMALL_WORK_GMACS,
     auto_threads,
     check_threads,
@@ -24,6 +19,11 @@ from vitbench.threads import (
     local_processes,
     usable_cores,
 )
+from vitbench.harness.runner import Harness
+from vitbench.harness.scaleout import merge_stores
+from vitbench.harness.suites import expand, suite_from_dict
+from vitbench.store.records import RECORD_FIELDS
+from vitbench.store.results import ResultsStore, config_hash, load_results
 
 SUITE = {
     "name": "threads",
@@ -130,8 +130,8 @@ def test_one_and_two_threads_give_identical_numbers(tmp_path: Path) -> None:
         assert one[col].tolist() == two[col].tolist(), col
     assert one["tokens_per_block"].tolist() == two["tokens_per_block"].tolist()
     # logits of the harness's own evaluation, bit for bit
+    from vitbench.core.models import data_config
     from vitbench.methods.base import token_method
-    from vitbench.models import data_config
 
     cell = next(c for c in expand(h1.suite) if c.method.name == "evit" and c.noise.name != "clean")
     model = h1.model(cell.model)

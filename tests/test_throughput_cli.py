@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vitbench.cli import main
+from vitbench.cli.main import main
 
 BASE = ["throughput", "--model", "test_vit", "--rounds", "1", "--repeats", "1", "--warmup", "0"]
 

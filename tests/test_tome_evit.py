@@ -11,7 +11,7 @@ import torch
 from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS
 from vitbench.methods import evit as evit_mod
-from vitbench.methods.patch import ForwardState
+from vitbench.methods.patching.patch import ForwardState
 from vitbench.methods.tome import bipartite_soft_matching, merge_wavg
 
 # tokens: t0 (CLS, in A), t1 (B), t2 (A), t3 (B), t4 (A)

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from vbtest import make_model, model_input
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
+from vitbench.measure.accuracy import top1_pct
 from vitbench.methods import METHODS
 from vitbench.methods.lfe import lfe_schedule
-from vitbench.methods.slim import dims_macs, model_dims
+from vitbench.methods.slimming.slim import dims_macs, model_dims
 from vitbench.methods.vtclfc import (
     VTCLFCParams,
     cascade,
     load_result,
     save_result,
-    top1,
     with_tokens,
 )
 
@@ -51,7 +51,7 @@ def test_cascade_respects_budget(result) -> None:
     x = torch.cat([c[0] for c in calib])
     y = torch.cat([c[1] for c in calib])
     with with_tokens(res.model, res.token_cfg):
-        acc = top1(res.model, x, y)
+        acc = top1_pct(res.model, x, y)
     assert acc == pytest.approx(res.history[-1]["acc_after"])
     assert acc >= 100.0 - params.allowable_drop - 1e-9
     # something was pruned, blocks after 2 keep their channels
@@ -73,7 +73,7 @@ def _closed_form(dims, token_cfg, patches=16, patch_in=192, classes=10) -> int:
 
 
 def test_plan_and_gmacs_match_closed_form(result) -> None:
-    from vitbench.methods.slim import slim_model
+    from vitbench.methods.slimming.slim import slim_model
 
     model, _calib_, _params, res = result
     x = model_input(model, batch=2)
@@ -172,11 +172,11 @@ def test_bad_inputs() -> None:
 
 
 def test_harness_runs_cascade_with_token_schedule(tmp_path, monkeypatch) -> None:
-    from vitbench.config import expand, suite_from_dict
-    from vitbench.harness import Harness
-    from vitbench.models import create_model
-    from vitbench.prune_run import load_pruned
-    from vitbench.store import load_results
+    from vitbench.core.models import create_model
+    from vitbench.harness.pruned import load_pruned
+    from vitbench.harness.runner import Harness
+    from vitbench.harness.suites import expand, suite_from_dict
+    from vitbench.store.results import load_results
 
     monkeypatch.setenv("VITBENCH_ARTIFACTS", str(tmp_path / "artifacts"))
     raw = {

@@ -7,7 +7,7 @@ from pathlib import Path
 import timm
 import torch
 
-import vitbench.demo  # noqa: F401  (registers the demo architecture)
+import vitbench.core.demo  # noqa: F401  (registers the demo architecture)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitbench.core.errors import VitbenchError
 from vitbench.data.base import DATASETS, ImageSet
-from vitbench.errors import VitbenchError
 
 MNIST_DEMO_SPLIT_SEED = 0
 MNIST_DEMO_N_TRAIN = 4000

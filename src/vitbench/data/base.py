@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from vitbench.errors import VitbenchError
-from vitbench.registry import Registry
+from vitbench.core.errors import VitbenchError
+from vitbench.core.registry import Registry
 
 Loader = Callable[[str | None, str, int | None], Any]
 """Adapter signature: ``load(root, split, limit) -> ImageSet`` (or a ``FileImageSet`` read from files)."""

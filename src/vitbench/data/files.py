@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitbench.core.errors import VitbenchError
+from vitbench.data.noise import NOISES, check_noise, check_size, noise_seed
 from vitbench.data.prep import eval_transform
-from vitbench.errors import VitbenchError
 
 #: File suffixes listed as images (case-insensitive); anything else in a folder is ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
@@ -283,8 +284,6 @@ class FileImageSet:
         elif noise == "clean" and self.clean_error:
             raise VitbenchError(self.clean_error)
         if computed != "clean":
-            from vitbench.noise import check_noise
-
             check_noise(computed, level)
         return FileSamples(
             [str(source.path(i)) for i in range(len(source))],
@@ -301,7 +300,7 @@ class FileSamples(torch.utils.data.Dataset):
     """Map-style dataset: decode, resize/crop, corrupt -> (uint8 ``[H, W, 3]``, label, sample id).
 
     Picklable, so DataLoader workers do the decoding. The noise draw of sample ``i`` comes from
-    ``noise_seed(seed, sample_id, noise, level)``, as :func:`vitbench.noise.apply_noise` does.
+    ``noise_seed(seed, sample_id, noise, level)``, as :func:`vitbench.data.noise.apply_noise` does.
     """
 
     def __init__(
@@ -323,8 +322,6 @@ class FileSamples(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         img = np.array(self.transform(decode_rgb(self.paths[i])), dtype=np.uint8)  # writable copy
         if self.noise != "clean":
-            from vitbench.noise import NOISES, check_size, noise_seed
-
             check_size(self.noise, img.shape[0], img.shape[1])
             rng = noise_seed(self.seed, int(self.ids[i]), self.noise, self.level)
             img = NOISES.get(self.noise).fn(img, self.level, rng)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vitbench.core.errors import VitbenchError
 from vitbench.data.base import DATASETS
 from vitbench.data.files import FileImageSet, build_file_set, check_files, list_images
-from vitbench.errors import VitbenchError
+from vitbench.data.noise import NOISES
 
 IMAGENET_CLASSES = 1000
 _WNID = re.compile(r"^n\d{8}$")
@@ -258,8 +259,6 @@ def scan_imagenet_c(root: Path) -> dict[tuple[str, float], Path]:
     Raises:
         VitbenchError: no ``<corruption>/<severity>`` folder at all.
     """
-    from vitbench.noise import NOISES
-
     found: dict[tuple[str, float], Path] = {}
     for name in class_folders(root):
         key = name.replace("_", "-")

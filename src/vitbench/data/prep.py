@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ _TENSOR_STEPS = ("ToTensor", "MaybeToTensor", "PILToTensor", "MaybePILToTensor",
 def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` completed with timm's defaults (``timm.data.resolve_data_config`` of it as a pretrained cfg).
 
-    A model's data config (:func:`vitbench.models.data_config`) comes back unchanged; a partial
+    A model's data config (:func:`vitbench.core.models.data_config`) comes back unchanged; a partial
     dict (tests, hand-written configs) gets timm's defaults (bicubic, crop_pct 0.875, ImageNet
     mean/std, centre crop).
     """
@@ -89,57 +88,16 @@ def prepare_images(images: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     transform = eval_transform(cfg)
     out = np.empty((len(images), h, w, 3), dtype=np.uint8)
     for i, img in enumerate(images):
-        out[i] = _as_array(transform(Image.fromarray(np.ascontiguousarray(img), "RGB")), h, w)
+        out[i] = as_array(transform(Image.fromarray(np.ascontiguousarray(img), "RGB")), h, w)
     return out
 
 
-def _as_array(img: Any, h: int, w: int) -> np.ndarray:
+def as_array(img: Any, h: int, w: int) -> np.ndarray:
+    """A transformed PIL image as uint8 ``[h, w, 3]``; ValueError when it is not that size."""
     arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
     if arr.shape != (h, w, 3):  # timm's transform always ends at input_size; guard the contract
         raise ValueError(f"eval transform gave {arr.shape}, expected {(h, w, 3)}")
     return arr
-
-
-def prepared_subset(data: Any, idx: Any, cfg: dict[str, Any], workers: int | None = None) -> np.ndarray:
-    """Images ``idx`` of ``data`` prepared for the model, uint8 ``[len(idx), h, w, 3]``.
-
-    Array datasets (:class:`~vitbench.data.base.ImageSet`) index their in-memory images; folder
-    datasets (:class:`~vitbench.data.files.FileImageSet`) decode only the requested files (any
-    sizes; a pool of ``workers`` threads, default :func:`vitbench.data.default_workers`), so a
-    calibration subset or a training batch never loads a whole split such as ImageNet train.
-    Both go through :func:`eval_transform`, as evaluation does.
-    """
-    from vitbench.data.files import FileImageSet, decode_rgb, default_workers
-
-    idx = np.asarray(idx, dtype=np.int64)
-    if not isinstance(data, FileImageSet):
-        return prepare_images(np.asarray(data.images[idx]), cfg)
-    _, h, w = cfg["input_size"]
-    if len(idx) == 0:
-        return np.empty((0, h, w, 3), dtype=np.uint8)
-    transform = eval_transform(cfg)
-
-    def one(i: int) -> np.ndarray:
-        return _as_array(transform(decode_rgb(data.path(int(i)))), h, w)
-
-    with ThreadPoolExecutor(max(1, min(workers or default_workers(), len(idx)))) as pool:
-        return np.stack(list(pool.map(one, idx)))
-
-
-class FolderBatches:
-    """``batches[idx]`` -> prepared uint8 ``[B, h, w, 3]`` of a folder dataset, decoded on demand.
-
-    Stands in for the in-memory array of prepared images where a loop indexes batches (training).
-    """
-
-    def __init__(self, data: Any, cfg: dict[str, Any]) -> None:
-        self.data, self.cfg = data, cfg
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, idx: Any) -> np.ndarray:
-        return prepared_subset(self.data, idx, self.cfg)
 
 
 def to_tensor(images: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:

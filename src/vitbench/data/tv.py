@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitbench.core.errors import VitbenchError
 from vitbench.data.base import DATASETS, ImageSet
-from vitbench.errors import VitbenchError
 
 ORDER_SEED = 0
 _FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}

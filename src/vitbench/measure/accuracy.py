@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 
 #: Upper bound on resampled indices held in memory at once (int64 elements, ~32 MiB).
 _BOOTSTRAP_CHUNK_ELEMS = 1 << 22
@@ -149,3 +150,27 @@ def classification_metrics(
         "top1_ci_low": ci_low,
         "top1_ci_high": ci_high,
     }
+
+
+@torch.inference_mode()
+def top1_pct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy in percent of ``model`` in eval mode (its train/eval flag is restored).
+
+    Args:
+        model: classifier returning logits ``[B, C]``.
+        x: normalised images ``[N, 3, H, W]`` (moved batch by batch to the model's device).
+        y: int64 labels ``[N]``.
+        batch_size: evaluation batch size.
+
+    Returns:
+        ``100 * correct / N`` (0.0 for ``N == 0``).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        logits = model(x[i : i + batch_size].to(device))
+        correct += int((logits.argmax(-1).cpu() == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return 100.0 * correct / max(len(y), 1)

@@ -44,8 +44,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vitbench.errors import VitbenchError
-from vitbench.measure._mode import eval_mode
+from vitbench.core.errors import VitbenchError
+from vitbench.measure.modes import eval_mode
 
 #: Identifies the counting rules; stored with every record (``gmacs_counter``). Bump it whenever
 #: a formula or the op coverage changes what a model counts. Records without it were counted by

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
-from vitbench.measure._mode import eval_mode
+from vitbench.core.errors import VitbenchError
+from vitbench.measure.modes import eval_mode
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 

@@ -1,7 +1,12 @@
-"""Compression methods; importing this package registers the built-in ones."""
+"""Compression methods: one module per method, found by :data:`vitbench.core.registry.METHODS`.
 
-from vitbench.methods import baselines, channel_baselines, dynamicvit, evit, lfe, lfs, nvit, tome, tps, vtclfc  # noqa: F401  (registration side effects)
+Every module of this package is imported the first time a method name is looked up, so a new
+method is one module here plus its card (``vitbench/cards/methods/<name>.yaml``). Shared machinery:
+:mod:`vitbench.methods.patching` (token methods) and :mod:`vitbench.methods.slimming` (channel
+methods); the contract every method implements: :mod:`vitbench.methods.base`.
+"""
+
 from vitbench.methods.base import METHODS, ChannelMethod, Method, TokenMethod
-from vitbench.methods.patch import Handle
+from vitbench.methods.patching.patch import Handle
 
 __all__ = ["METHODS", "ChannelMethod", "Handle", "Method", "TokenMethod"]

@@ -13,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
+from vitbench.core import registry
+from vitbench.core.errors import VitbenchError
+from vitbench.core.registry import Registry
 from vitbench.methods.requirements import Requirements, UnsupportedModelError, unsupported_line
-from vitbench.registry import Registry
 
 #: All compression methods (token and channel). Plugins: entry-point group ``vitbench.methods``.
-METHODS: Registry[type[Method]] = Registry("method", entry_point_group="vitbench.methods")
+METHODS = cast("Registry[type[Method]]", registry.METHODS)
 
 Selection = Literal["scored", "random"]
 SELECTIONS: tuple[str, ...] = ("scored", "random")
@@ -45,7 +46,7 @@ class Method:
             ``random`` = same counts and same merge/fuse step with seeded uniform scores).
         knob: name of the native knob the keep ratio maps to (documentation and tables).
         trainable: the method has learned parts (a predictor, a fine-tuned backbone) that come
-            from a safetensors artifact made by ``vitbench finetune`` (see ``vitbench.train``).
+            from a safetensors artifact made by ``vitbench finetune`` (see ``vitbench.train.finetune``).
         requirements: what a model must have for the method (the one place it is declared).
     """
 
@@ -114,7 +115,7 @@ class Method:
 class TokenMethod(Method):
     """Token reduction: changes the forward of a loaded timm model, reversibly.
 
-    ``apply`` returns a :class:`~vitbench.methods.patch.Handle`; leaving its context restores the
+    ``apply`` returns a :class:`~vitbench.methods.patching.patch.Handle`; leaving its context restores the
     original classes bit-for-bit. ``schedule`` gives the tokens entering each block (prefix
     tokens included) for the model's native input size.
     """
@@ -136,8 +137,8 @@ class TokenMethod(Method):
 class ChannelMethod(Method):
     """Channel pruning: returns a new, physically smaller model; never mutates its input.
 
-    ``prune`` must build its result with :func:`vitbench.methods.slim.slim_model` (the harness
-    stores the model's slim plan with its weights, :mod:`vitbench.prune_run`). A ``Params`` field
+    ``prune`` must build its result with :func:`vitbench.methods.slimming.slim.slim_model` (the harness
+    stores the model's slim plan with its weights, :mod:`vitbench.harness.pruned`). A ``Params`` field
     ``finetune_epochs`` > 0 makes the harness fine-tune the pruned model after pruning.
     """
 

@@ -7,9 +7,17 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from vitbench.methods.base import METHODS, NoParams, Requirements, TokenMethod
+from vitbench.methods.base import METHODS, NoParams, TokenMethod
 from vitbench.methods.evit import StageMethod
-from vitbench.methods.patch import CountingMixin, ForwardState, Handle, check_vit, input_tokens, patch_blocks
+from vitbench.methods.patching.patch import (
+    CountingMixin,
+    ForwardState,
+    Handle,
+    check_vit,
+    input_tokens,
+    patch_blocks,
+)
+from vitbench.methods.requirements import Requirements
 
 
 @METHODS.register("dense", family="baseline")

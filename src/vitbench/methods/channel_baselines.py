@@ -1,7 +1,7 @@
 """Channel baselines on the NViT structure: ``random-channels`` (seeded) and ``magnitude`` (L1).
 
 Both use the same layers, groups, global ranking, GMACs targeting and steps as ``nvit``
-(:mod:`vitbench.methods.channel`); only the unit score differs, so a gap to NViT is the
+(:mod:`vitbench.methods.slimming.channel`); only the unit score differs, so a gap to NViT is the
 criterion's.
 """
 
@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from vitbench.methods.base import METHODS
-from vitbench.methods.channel import ChannelParams, Scores, StructuredChannelMethod, unit_counts, unit_sums
-from vitbench.methods.slim import source_plan
+from vitbench.methods.slimming.channel import ChannelParams, Scores, unit_counts, unit_sums
+from vitbench.methods.slimming.slim import source_plan
+from vitbench.methods.structured import StructuredChannelMethod
 
 
 @dataclasses.dataclass(frozen=True)

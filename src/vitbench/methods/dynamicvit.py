@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
-from vitbench.methods.base import METHODS, Requirements
-from vitbench.methods.patch import (
+from vitbench.core.errors import VitbenchError
+from vitbench.methods.base import METHODS
+from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
     Handle,
@@ -29,9 +29,10 @@ from vitbench.methods.patch import (
     patch_blocks,
     prefix_tokens,
 )
-from vitbench.methods.policy import PredictorLG, gumbel_keep, policy_attention
-from vitbench.methods.squeeze import squeeze, squeeze_dense
-from vitbench.methods.stages import stage_blocks
+from vitbench.methods.patching.policy import PredictorLG, gumbel_keep, policy_attention
+from vitbench.methods.patching.squeeze import squeeze, squeeze_dense
+from vitbench.methods.patching.stages import stage_blocks
+from vitbench.methods.requirements import Requirements
 from vitbench.methods.trainable import PART, TrainableMethod, keep_ratio_loss, token_distill_loss
 
 

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
-from vitbench.methods.base import METHODS, Requirements, TokenMethod
-from vitbench.methods.patch import (
+from vitbench.core.errors import VitbenchError
+from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
     Handle,
@@ -28,7 +28,8 @@ from vitbench.methods.patch import (
     patch_blocks,
     prefix_tokens,
 )
-from vitbench.methods.stages import evit_keep, stage_blocks, stage_schedule
+from vitbench.methods.patching.stages import evit_keep, stage_blocks, stage_schedule
+from vitbench.methods.requirements import Requirements
 
 
 def cls_attention(qkv: torch.Tensor, attn: Any, prefix: int) -> torch.Tensor:

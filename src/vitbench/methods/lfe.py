@@ -9,7 +9,8 @@ before the MLP:
    ``a_j = mean_h(A_h[0, j] * mean_i A_h[i, 0]) + mean_h(mean_i A_h[i, j] * A_h[0, 0])``
    (i over image tokens);
 2. low-frequency energy: 1-D FFT of the image tokens over the sequence axis per channel, the
-   Gaussian filter of :func:`vitbench.lowpass.token_lowpass_kernel` on the unshifted spectrum,
+   Gaussian filter of :func:`vitbench.methods.slimming.lowpass.token_lowpass_kernel` on the
+   unshifted spectrum,
    inverse FFT, complex magnitude; ``LFE_j = sum_c |X_lf[j, c]| / mean_j' sum_c |X[j', c]|``;
 3. ``score_j = LFE_j * a_j``; the top ``n_keep`` image tokens survive, the rest are dropped.
 
@@ -29,10 +30,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
-from vitbench.lowpass import low_frequency_energy
-from vitbench.methods.base import METHODS, Requirements, TokenMethod
-from vitbench.methods.patch import (
+from vitbench.core.errors import VitbenchError
+from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
     Handle,
@@ -41,7 +41,9 @@ from vitbench.methods.patch import (
     patch_blocks,
     prefix_tokens,
 )
-from vitbench.methods.stages import evit_keep, stage_blocks
+from vitbench.methods.patching.stages import evit_keep, stage_blocks
+from vitbench.methods.requirements import Requirements
+from vitbench.methods.slimming.lowpass import low_frequency_energy
 
 
 def attention_dims(attn: Any) -> tuple[int, int, int]:

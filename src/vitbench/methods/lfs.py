@@ -7,7 +7,7 @@ NeurIPS 2022 (official code: Daner-Wang/VTC-LFC, ``pruning/tools/deit_pruning_to
 
 Low-frequency sensitivity of a weight ``W_ji`` is the first-order Taylor term of a loss on
 low-pass images: for every calibration batch (x, y) the student (the model in train mode, with
-stochastic depth ``drop_path``) sees ``G(x)`` (:func:`vitbench.lowpass.lowpass_images`, by
+stochastic depth ``drop_path``) sees ``G(x)`` (:func:`vitbench.methods.slimming.lowpass.lowpass_images`, by
 default the ``official`` filter the paper's code ran) and a frozen copy (eval mode) sees ``x``;
 
     L = lambda * CE(student(G(x)), y) + (1 - lambda) * KL(teacher_feat(x) || student_feat(G(x)))
@@ -55,10 +55,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitbench.errors import VitbenchError
-from vitbench.lowpass import check_cutoff, check_filter, lowpass_images
-from vitbench.methods.base import METHODS, ChannelMethod, Requirements
-from vitbench.methods.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan
+from vitbench.core.errors import VitbenchError
+from vitbench.methods.base import METHODS, ChannelMethod
+from vitbench.methods.requirements import Requirements
+from vitbench.methods.slimming.lowpass import check_cutoff, check_filter, lowpass_images
+from vitbench.methods.slimming.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -74,7 +75,7 @@ class Criterion:
         tau: distillation temperature.
         num_samples: at most this many calibration images are used (0 = all the loader gives).
         filter: image low-pass variant, ``official`` or ``symmetric``
-            (:func:`vitbench.lowpass.lowpass_images`).
+            (:func:`vitbench.methods.slimming.lowpass.lowpass_images`).
         drop_path: the student's stochastic-depth rate of the last block (linear from 0 in
             block 0); 0 = none.
         seed: seed of the stochastic-depth draws.

@@ -2,7 +2,7 @@
 
 Official code NVlabs/NViT @ 48feca4 (``nvit/pruning_core/pruning_engine_general.py``, method 23;
 ``nvit/model_pruning.py``; ``nvit/main_full_global_latency.py``). Structure, groups, global
-ranking and GMACs targeting: :mod:`vitbench.methods.channel`.
+ranking and GMACs targeting: :mod:`vitbench.methods.slimming.channel`.
 
 Saliency (``saliency=hessian``, NViT "method 23"): per calibration batch, for every unit u,
 ``c_u = sum_{theta in scored slices of u} theta * dL/dtheta`` (L = cross-entropy), divided by the
@@ -15,7 +15,7 @@ pruning steps the scores are smoothed with momentum 0.9 (config ``group8_m23_m09
 Latency (``latency_weight`` > 0): ``s_u <- s_u - beta * dLat_u`` where dLat_u = LUT(current dims)
 - LUT(one unit fewer) (embedding: summed over all blocks), as in NViT, applied only while the
 layer has more than one group left (the official ``head > 2``, ``qk > 8``, ``v > 8``, ``MLP >
-16``). The LUT is measured on this device (:mod:`vitbench.methods.latency`). Deviation: NViT's
+16``). The LUT is measured on this device (:mod:`vitbench.methods.slimming.latency`). Deviation: NViT's
 ``beta`` = 5e-4 multiplies raw DeiT-B saliencies and V100 milliseconds; neither scale transfers,
 so both terms are divided by their mean over the step's units first (``beta`` is then unitless).
 ``target=latency`` makes ``keep`` a fraction of the LUT-predicted latency instead of GMACs.
@@ -35,19 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.methods.base import METHODS
-from vitbench.methods.channel import (
-    ChannelParams,
-    Layer,
-    Scores,
-    StructuredChannelMethod,
-    group_sizes,
-    loss_grads,
-    unit_sums,
-)
 from vitbench.methods.channel_baselines import _original_indices
-from vitbench.methods.slim import ModelDims, model_dims, source_plan
+from vitbench.methods.slimming.channel import ChannelParams, Layer, Scores, group_sizes, unit_sums
+from vitbench.methods.slimming.latency import get_table
+from vitbench.methods.slimming.slim import ModelDims, model_dims, source_plan
+from vitbench.methods.structured import StructuredChannelMethod, loss_grads
 
 #: Per-kind divisor of the summed Taylor term before squaring (official method 23).
 NORMALISE: dict[str, float] = {"embed": 12.0, "head": 12.0, "qk": 2.0, "v": 2.0, "mlp": 1.0}
@@ -113,8 +107,6 @@ class NViT(StructuredChannelMethod):
     def table(cls, model: nn.Module, params: Any, state: dict) -> Any:
         """The latency table of the dense model (measured once per device and cached)."""
         if "table" not in state:
-            from vitbench.methods.latency import get_table
-
             dense = state.get("dense", model)
             dev = next(dense.parameters()).device
             state["table"], _, _ = get_table(dense, params.latency_batch, dev, params.latency_table or None)

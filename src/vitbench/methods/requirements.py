@@ -17,9 +17,13 @@ from typing import Any
 
 from torch import nn
 
-from vitbench.errors import VitbenchError
+import vitbench.core.demo  # noqa: F401  (registers vitbench_demo_vit with timm)
+from vitbench.core.errors import VitbenchError
+from vitbench.core.models import check_model_name
+from vitbench.core.registry import METHODS
+from vitbench.methods.slimming.slim import supported
 
-#: Parts of a timm ViT block the token patches use (:func:`vitbench.methods.patch.check_vit`).
+#: Parts of a timm ViT block the token patches use (:func:`vitbench.methods.patching.patch.check_vit`).
 BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
 
 _POOLS = {
@@ -49,7 +53,7 @@ class Requirements:
         class_token: token 0 is a class token (``model.cls_token``): the method ranks image
             tokens by its attention row or distils its feature.
         class_token_head: the classifier reads the class token (``global_pool='token'``).
-        slimmable: channel pruning can slim the model (:func:`vitbench.methods.slim.supported`).
+        slimmable: channel pruning can slim the model (:func:`vitbench.methods.slimming.slim.supported`).
         uses: what the method does with the class token / its head (for the error message).
     """
 
@@ -84,8 +88,6 @@ class Requirements:
         if self.attn_mask and (has := _no_attn_mask(model)):
             return "attention that takes attn_mask (timm >= 1.0.16)", has
         if self.slimmable:
-            from vitbench.methods.slim import supported
-
             if reason := supported(model):
                 return "a model channel pruning can slim", f"does not qualify: {reason}"
         return None
@@ -126,8 +128,6 @@ def unsupported_line(method: Any, model: nn.Module, model_name: str | None = Non
 
 def runnable_methods(model: nn.Module) -> list[str]:
     """Registered methods whose requirements ``model`` meets, in registry order."""
-    from vitbench.methods import METHODS
-
     return [n for n in METHODS.names() if METHODS.get(n).requirements.unmet(model) is None]
 
 
@@ -135,9 +135,6 @@ def skeleton(name: str) -> nn.Module:
     """The timm model ``name`` built on the ``meta`` device: structure only, no weights, no memory."""
     import timm
     import torch
-
-    import vitbench.demo  # noqa: F401  (registers vitbench_demo_vit with timm)
-    from vitbench.models import check_model_name
 
     check_model_name(name)
     with torch.device("meta"):
@@ -152,8 +149,6 @@ def check_pairs(pairs: Iterable[tuple[str, str]]) -> None:
     Raises:
         UnsupportedModelError: one line for the first unsupported pair (and how many more).
     """
-    from vitbench.methods import METHODS
-
     models: dict[str, nn.Module] = {}
     bad: list[str] = []
     for model_name, method_name in dict.fromkeys(pairs):

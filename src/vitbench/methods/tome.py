@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
-from vitbench.methods.base import METHODS, Requirements, TokenMethod
-from vitbench.methods.patch import (
+from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
     Handle,
@@ -32,7 +32,8 @@ from vitbench.methods.patch import (
     patch_blocks,
     prefix_tokens,
 )
-from vitbench.methods.stages import stage_blocks, stage_schedule
+from vitbench.methods.patching.stages import stage_blocks, stage_schedule
+from vitbench.methods.requirements import Requirements
 
 Merge = Callable[[torch.Tensor, str], torch.Tensor]
 

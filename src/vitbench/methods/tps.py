@@ -4,7 +4,7 @@ Wei et al., CVPR 2023 (official code: megvii-research/TPS-CVPR2023); ``reference
 section 3. The pruning half is EViT's (eTPS: CLS attention inside blocks depth/4, depth/2,
 3*depth/4 after the attention residual, keep ceil(rho * n), no fused token) or DynamicViT's
 (dTPS: trained predictor before those blocks, keep int(n0 * rho^s)); the squeezing half fuses
-every pruned token into its most cosine-similar kept token (:mod:`vitbench.methods.squeeze`).
+every pruned token into its most cosine-similar kept token (:mod:`vitbench.methods.patching.squeeze`).
 ``selection: random`` draws the pruned set at random with the same counts and keeps the squeeze
 (the TPS robustness protocol); the draws equal those of ``random-tokens`` (eTPS) and of
 ``dynamicvit`` (dTPS), so squeeze vs plain pruning is compared on identical keep sets.
@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
-from vitbench.errors import VitbenchError
-from vitbench.methods.base import METHODS, Requirements
+from vitbench.core.errors import VitbenchError
+from vitbench.methods.base import METHODS
 from vitbench.methods.dynamicvit import DynamicViT
 from vitbench.methods.evit import StageMethod, cls_attention
-from vitbench.methods.patch import CountingMixin, ForwardState
-from vitbench.methods.squeeze import squeeze
-from vitbench.methods.stages import evit_keep
+from vitbench.methods.patching.patch import CountingMixin, ForwardState
+from vitbench.methods.patching.squeeze import squeeze
+from vitbench.methods.patching.stages import evit_keep
+from vitbench.methods.requirements import Requirements
 
 
 def etps_reduce(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> torch.Tensor:

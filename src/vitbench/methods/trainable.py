@@ -5,7 +5,7 @@ predictor) per decision block and may ship a fine-tuned backbone. Its ``Params``
 ``artifact`` field:
 
 * ``""`` (default): not resolved yet; the harness looks the artifact up by key (see
-  :mod:`vitbench.artifacts`) and passes its file name; ``apply`` refuses to run without one;
+  :mod:`vitbench.store.artifacts`) and passes its file name; ``apply`` refuses to run without one;
 * ``"init"``: fresh, untrained parts from a fixed seed (conformance tests, GMACs, the start of
   ``vitbench finetune``);
 * a file name in the artifact folders, or a path to a ``.safetensors`` artifact.
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitbench import artifacts
-from vitbench.errors import VitbenchError
+from vitbench.core.errors import VitbenchError
 from vitbench.methods.base import TokenMethod
-from vitbench.methods.patch import Handle, check_vit, input_tokens, prefix_tokens
+from vitbench.methods.patching.patch import Handle, check_vit, input_tokens, prefix_tokens
+from vitbench.store import artifacts
 
 PART = "vb_part"
 INIT = "init"

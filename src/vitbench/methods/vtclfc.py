@@ -30,7 +30,7 @@ Deviation: the official code accepts the interpolated count after the first exce
 evaluating it; here it is evaluated and, when it also exceeds the budget, the last verified count
 is kept, so every block's drop on the calibration subset stays within its budget.
 
-Output: the slimmed model, its :class:`~vitbench.methods.slim.SlimPlan` (indices into the input
+Output: the slimmed model, its :class:`~vitbench.methods.slimming.slim.SlimPlan` (indices into the input
 model) and the per-block token schedule ``token_cfg``; :func:`save_result` / :func:`load_result`
 write and read them as a safetensors artifact.
 """
@@ -47,13 +47,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitbench.errors import VitbenchError
-from vitbench.lowpass import check_cutoff, check_filter
-from vitbench.methods.base import METHODS, ChannelMethod, Requirements
+from vitbench.core.errors import VitbenchError
+from vitbench.measure import count_gmacs
+from vitbench.measure.accuracy import top1_pct
+from vitbench.methods.base import METHODS, ChannelMethod
 from vitbench.methods.lfe import apply_lfe
 from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
-from vitbench.methods.patch import Handle, input_tokens, prefix_tokens
-from vitbench.methods.slim import SlimPlan, model_dims, slim_model
+from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
+from vitbench.methods.requirements import Requirements
+from vitbench.methods.slimming.lowpass import check_cutoff, check_filter
+from vitbench.methods.slimming.slim import SlimPlan, model_dims, slim_model
+from vitbench.store import artifacts
 
 #: Attribute of a pruned model holding its per-block LFE token schedule (image tokens kept).
 TOKEN_CFG_ATTR = "vb_token_cfg"
@@ -161,20 +165,6 @@ def with_tokens(model: nn.Module, token_cfg: tuple[int, ...], cutoff_token: floa
     return apply_lfe(model, targets, 1.0 - cutoff_token, "vtc-lfc", params, "scored", 0)
 
 
-def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 (percent) of ``model`` in eval mode on ``x`` [N, 3, H, W], ``y`` [N]."""
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for i in range(0, len(y), batch_size):
-            logits = model(x[i : i + batch_size].to(device))
-            correct += int((logits.argmax(-1).cpu() == y[i : i + batch_size]).sum())
-    model.train(was)
-    return 100.0 * correct / len(y)
-
-
 def _score_count(model: nn.Module) -> tuple[int, int]:
     """(scored channels, all Linear/Conv output channels): the official global-threshold sizes."""
     d = model_dims(model)
@@ -228,7 +218,7 @@ def cascade(
 
     def accuracy(m: nn.Module, cfg: list[int]) -> float:
         with with_tokens(m, tuple(cfg), params.cutoff_token):
-            return top1(m, x_eval, y_eval)
+            return top1_pct(m, x_eval, y_eval)
 
     for l in blocks:  # noqa: E741
         acc0 = accuracy(current, token_cfg)
@@ -325,8 +315,6 @@ def save_result(
     path: Path, result: CascadeResult, model_name: str, meta: dict[str, Any] | None = None
 ) -> Path:
     """Write the pruned weights, plan and token schedule as a safetensors artifact."""
-    from vitbench import artifacts
-
     info = {
         "kind": "vtc-lfc",
         "model": model_name,
@@ -346,8 +334,6 @@ def load_result(
     Returns:
         (slimmed model with the artifact's weights, token_cfg, metadata).
     """
-    from vitbench import artifacts
-
     tensors, meta = artifacts.load(path)
     if meta.get("kind") != "vtc-lfc":
         raise VitbenchError(f"{path} is not a vtc-lfc artifact (kind {meta.get('kind')!r})")
@@ -419,8 +405,6 @@ class VTCLFC(ChannelMethod):
 
 def check_target(model: nn.Module, result: CascadeResult, params: VTCLFCParams) -> float:
     """GMACs fraction of the result (batch 1); one-line error when above ``max_gmacs_frac``."""
-    from vitbench.measure import count_gmacs
-
     pe: Any = model.patch_embed
     size = (3, *pe.img_size)
     dense = count_gmacs(model, size)
@@ -446,6 +430,5 @@ __all__ = [
     "check_target",
     "load_result",
     "save_result",
-    "top1",
     "with_tokens",
 ]

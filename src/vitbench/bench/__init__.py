@@ -1,0 +1,1 @@
+"""Benchmark commands that print figures (speed, cache, channel latency, contention)."""

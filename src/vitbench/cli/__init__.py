@@ -1,0 +1,1 @@
+"""The vitbench command line, one module per command group."""

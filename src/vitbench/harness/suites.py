@@ -1,0 +1,388 @@
+"""YAML suites -> :class:`SuiteSpec`; dotted overrides; validation with one-line errors; cells."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vitbench.core.errors import VitbenchError
+from vitbench.core.models import check_data_config, check_model_name, freeze_args
+from vitbench.core.registry import close_hint
+from vitbench.core.specs import (
+    CalibSpec,
+    Cell,
+    DataSpec,
+    MethodSpec,
+    ModelSpec,
+    NoiseSpec,
+    SuiteSpec,
+    ThroughputSpec,
+    TrainSpec,
+)
+from vitbench.core.threads import check_threads
+from vitbench.data import DATASETS
+from vitbench.data.noise import check_noise
+from vitbench.methods import METHODS, ChannelMethod
+from vitbench.methods.base import check_keep_ratio, make_params
+from vitbench.train.config import coerce_options
+
+SUITE_KEYS = {f.name for f in dataclasses.fields(SuiteSpec)}
+DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)}
+THROUGHPUT_KEYS = {f.name for f in dataclasses.fields(ThroughputSpec)}
+CALIB_KEYS = {f.name for f in dataclasses.fields(CalibSpec)}
+
+
+def _unknown(where: str, keys: Sequence[str], allowed: set[str]) -> None:
+    for key in keys:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise VitbenchError(f"unknown key '{key}' in {where}{hint} allowed: {', '.join(sorted(allowed))}")
+
+
+#: Environment variable naming the folder that default results (store, tables, plots) go to.
+RESULTS_ENV = "VITBENCH_RESULTS"
+#: Default results folder, relative to the working directory: outside the committed ``results/``.
+RESULTS_DIR = "vitbench-results"
+#: Marker file of a folder of committed reference outputs (``results/`` of the repository).
+REFERENCES_MARKER = ".vitbench-references"
+
+
+def results_dir() -> Path:
+    """Folder of default outputs: ``$VITBENCH_RESULTS`` or ``./vitbench-results``."""
+    env = os.environ.get(RESULTS_ENV, "").strip()
+    return Path(env).expanduser() if env else Path(RESULTS_DIR)
+
+
+def default_store() -> Path:
+    """Default SQLite results store: ``<results dir>/vitbench.sqlite``."""
+    return results_dir() / "vitbench.sqlite"
+
+
+def reference_tree(path: str | Path) -> Path | None:
+    """The committed reference folder (with :data:`REFERENCES_MARKER`) holding ``path``, or ``None``."""
+    here = Path(path).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / REFERENCES_MARKER).is_file():
+            return folder
+    return None
+
+
+def suite_names() -> list[str]:
+    """Names of the suites in ``./benchmark/`` and of those shipped with vitbench."""
+    folders = (Path("benchmark"), Path(str(resources.files("vitbench") / "suites")))
+    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def find_suite(name_or_path: str) -> Path:
+    """Resolve a suite given as a path, a name in ``./benchmark/``, or a name shipped with vitbench.
+
+    Raises:
+        VitbenchError: no such file or suite name (with close matches and the available names).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    stem = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    for candidate in (Path("benchmark") / stem, Path(str(resources.files("vitbench") / "suites" / stem))):
+        if candidate.is_file():
+            return candidate
+    names = suite_names()
+    hint = close_hint(Path(stem).stem, names) or ";"
+    raise VitbenchError(
+        f"suite '{name_or_path}' not found{hint} available: {', '.join(names)}, or a YAML path"
+    )
+
+
+def default_split(dataset: str) -> str:
+    """Evaluation split of ``dataset`` when none is given: ``test``, else ``val``, else its first split.
+
+    Datasets that accept any split (``image-folder``, ``synthetic``) get :class:`DataSpec`'s
+    default (``test``).
+    """
+    splits = tuple(DATASETS.info(dataset).get("splits", ()))
+    for split in (DataSpec.split, "val"):
+        if not splits or split in splits:
+            return split
+    return splits[0]
+
+
+def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None) -> SuiteSpec:
+    """Read and validate a suite YAML, then apply dotted ``overrides`` (e.g. ``dataset.limit``)."""
+    path = find_suite(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise VitbenchError(
+            f"{path}{where}: malformed YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+        ) from None
+    if not isinstance(raw, dict):
+        raise VitbenchError(
+            f"{path}: a suite must be a YAML mapping with keys like models, methods, keep_ratios"
+        )
+    raw.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    return suite_from_dict(raw, where=str(path))
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    _unknown("--set", [parts[0]], SUITE_KEYS)
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise VitbenchError(f"--set {key}: '{part}' is not a mapping in this suite")
+    node[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+
+
+def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
+    """Validate a plain mapping and build a :class:`SuiteSpec`."""
+    _unknown(where, list(raw), SUITE_KEYS)
+    for required in ("models", "methods"):
+        if not raw.get(required):
+            raise VitbenchError(f"{where}: '{required}' is missing or empty; list at least one")
+    try:
+        spec = SuiteSpec(
+            name=str(raw["name"]),
+            models=tuple(_model(m, where) for m in _as_list(raw["models"])),
+            methods=tuple(_method(m, where) for m in _as_list(raw["methods"])),
+            dataset=_dataset(raw.get("dataset", {}), where),
+            keep_ratios=tuple(_keep(k, where) for k in _as_list(raw.get("keep_ratios", [1.0]))),
+            noises=tuple(n for item in _as_list(raw.get("noises", ["clean"])) for n in _noises(item, where)),
+            selections=tuple(_selection(s, where) for s in _as_list(raw.get("selections", ["scored"]))),
+            seeds=tuple(int(s) for s in _as_list(raw.get("seeds", [0]))),
+            calib_noise=_calib_noises(raw.get("calib_noise", "clean"), where)[0],
+            calib_noises=_calib_noises(raw.get("calib_noise", "clean"), where),
+            calib=_calib(raw.get("calib", {}), where),
+            batch_size=_positive_int(raw.get("batch_size", 128), "batch_size", where),
+            bootstrap=_positive_int(raw.get("bootstrap", 1000), "bootstrap", where),
+            throughput=_throughput(raw.get("throughput", {}), where),
+            cache_dir=_cache_dir(raw.get("cache_dir"), where),
+            train=_train(raw.get("train"), where),
+            threads=check_threads(
+                raw.get("threads"), f"{where}: threads", "set threads: 1 (or N >= 1), or leave it out"
+            ),
+        )
+    except (TypeError, ValueError) as exc:
+        raise VitbenchError(f"{where}: {exc}") from None
+    if spec.train is not None:
+        _check_train_split(spec.train_data(), where)
+    return spec
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _positive_int(value: Any, key: str, where: str) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise VitbenchError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _model(item: Any, where: str) -> ModelSpec:
+
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, dict) or "name" not in item:
+        raise VitbenchError(f"{where} models: each entry needs a name, e.g. {{name: vit_tiny_patch16_224}}")
+    _unknown(f"{where} models", list(item), {"name", "weights", "model_args", "data_config"})
+    name = str(item["name"])
+    check_model_name(name)
+    model_args = _mapping(item.get("model_args"), f"{where} model '{name}' model_args")
+    data_config = _mapping(item.get("data_config"), f"{where} model '{name}' data_config")
+    check_data_config(data_config, model_args, f"{where} model '{name}'")
+    return ModelSpec(
+        name, str(item.get("weights", "random")), freeze_args(model_args), freeze_args(data_config)
+    )
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise VitbenchError(f"{where} must be a mapping of names to values, got {value!r}")
+    return dict(value)
+
+
+def _method(item: Any, where: str) -> MethodSpec:
+
+    if isinstance(item, str):
+        item = {"name": item}
+    _unknown(f"{where} methods", list(item), {"name", "params", "keep_ratios"})
+    cls = METHODS.get(str(item["name"]))
+    params = dict(item.get("params") or {})
+    make_params(cls, {**cls.defaults(), **params})  # validates names and types now, not mid-sweep
+    keeps = item.get("keep_ratios")
+    if keeps is not None:
+        keeps = tuple(_keep(k, where) for k in _as_list(keeps))
+        if not keeps:
+            raise VitbenchError(f"{where}: methods '{cls.name}' keep_ratios is empty; list at least one")
+    return MethodSpec(cls.name, tuple(sorted(params.items())), keeps)
+
+
+def _dataset(item: Any, where: str) -> DataSpec:
+
+    if isinstance(item, str):
+        item = {"name": item}
+    _unknown(f"{where} dataset", list(item), DATA_KEYS)
+    DATASETS.get(str(item.get("name", DataSpec.name)))
+    if "split" not in item:  # the dataset's evaluation split (imagenet: val, mnist-demo: test)
+        item = {**item, "split": default_split(str(item.get("name", DataSpec.name)))}
+    spec = DataSpec(**item)
+    if spec.limit is not None and (not isinstance(spec.limit, int) or spec.limit < 1):
+        raise VitbenchError(f"{where}: dataset.limit must be a positive integer or null, got {spec.limit!r}")
+    return spec
+
+
+def _keep(value: Any, where: str) -> float:
+
+    try:
+        check_keep_ratio(float(value))
+    except (TypeError, ValueError):
+        raise VitbenchError(f"{where}: keep ratio {value!r} is not a number; use values in (0, 1]") from None
+    return float(value)
+
+
+def _selection(value: Any, where: str) -> str:
+    if value not in ("scored", "random"):
+        raise VitbenchError(f"{where}: selection {value!r} is not 'scored' or 'random'")
+    return str(value)
+
+
+def _noises(item: Any, where: str) -> list[NoiseSpec]:
+
+    if isinstance(item, str):
+        item = {"name": item}
+    _unknown(f"{where} noises", list(item), {"name", "levels"})
+    name = str(item["name"])
+    if name == "clean":
+        return [NoiseSpec()]
+    levels = _as_list(item.get("levels", [1, 2, 3, 4, 5]))
+    out = []
+    for level in levels:
+        check_noise(name, level)
+        out.append(NoiseSpec(name, float(level)))
+    return out
+
+
+def _calib_noises(item: Any, where: str) -> tuple[NoiseSpec, ...]:
+    """``calib_noise``: one noise (``{name, level}``), or a list of noises with levels (an axis)."""
+    if not isinstance(item, list):
+        return (_single_noise(item, where),)
+    out: list[NoiseSpec] = []
+    for entry in item:
+        if isinstance(entry, dict) and "level" in entry:
+            out.append(_single_noise(entry, where))
+        else:
+            out.extend(_noises(entry, where))
+    if not out:
+        raise VitbenchError(f"{where}: calib_noise is an empty list; give at least one noise (e.g. clean)")
+    return tuple(dict.fromkeys(out))
+
+
+def _single_noise(item: Any, where: str) -> NoiseSpec:
+    if isinstance(item, str):
+        item = {"name": item, "levels": [1]} if item != "clean" else {"name": "clean"}
+    if isinstance(item, dict) and "level" in item:
+        item = {"name": item["name"], "levels": [item["level"]]}
+    noises = _noises(item, where)
+    if len(noises) != 1:
+        raise VitbenchError(f"{where}: calib_noise takes one noise and one level")
+    return noises[0]
+
+
+def _cache_dir(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise VitbenchError(f"{where}: cache_dir must be a folder path or 'off', got {value!r}")
+    return value
+
+
+def _throughput(item: Any, where: str) -> ThroughputSpec:
+    if item is False:
+        return ThroughputSpec(enabled=False)
+    if not isinstance(item, dict):
+        raise VitbenchError(f"{where}: throughput must be a mapping or false")
+    _unknown(f"{where} throughput", list(item), THROUGHPUT_KEYS)
+    fix = "set throughput.threads: 1 (or N >= 1), or leave it out"
+    threads = check_threads(item.get("threads"), f"{where}: throughput.threads", fix)
+    return ThroughputSpec(**{**item, "threads": threads})
+
+
+def _calib(item: Any, where: str) -> CalibSpec:
+    """``calib:`` -> :class:`CalibSpec` (images and batch of channel methods' calibration)."""
+    if not isinstance(item, dict):
+        raise VitbenchError(f"{where}: calib must be a mapping such as {{n_images: 256, batch_size: 64}}")
+    _unknown(f"{where} calib", list(item), CALIB_KEYS)
+    out = {k: _positive_int(v, f"calib.{k}", where) for k, v in item.items() if k != "split"}
+    return CalibSpec(**out, split=str(item.get("split", "train")))
+
+
+def _train(item: Any, where: str) -> TrainSpec | None:
+    """``train:`` -> :class:`TrainSpec`: ``true``/``{}`` for defaults, options, optional ``dataset``."""
+    if item is None or item is False:
+        return None
+    if item is True:
+        item = {}
+    if not isinstance(item, dict):
+        raise VitbenchError(
+            f"{where}: train must be a mapping of training options (e.g. {{epochs: 3}}) or true"
+        )
+
+    options = dict(item)
+    data = options.pop("dataset", None)
+    dataset = None
+    if data is not None:
+        dataset = _dataset(data, f"{where} train")
+        if not isinstance(data, dict) or "split" not in data:
+            dataset = dataclasses.replace(dataset, split="train")
+    return TrainSpec(dataset, tuple(sorted(coerce_options(options, f"{where} train").items())))
+
+
+def _check_train_split(data: DataSpec, where: str) -> None:
+
+    splits = tuple(DATASETS.info(data.name).get("splits", ()))
+    if splits and data.split not in splits:
+        raise VitbenchError(
+            f"{where}: training needs data, but dataset '{data.name}' has no split '{data.split}' "
+            f"(splits: {', '.join(splits)}); set train.dataset"
+        )
+
+
+def expand(suite: SuiteSpec) -> list[Cell]:
+    """All cells of a suite, in a stable order (model, method, keep, selection, noise, seed).
+
+    Methods without a keep-ratio knob (``dense``) run once at keep 1.0, a method with its own
+    ``keep_ratios`` runs at those instead of the suite's; each method runs only the selection
+    modes it supports (``random-tokens`` is random by construction).
+    """
+    cells: list[Cell] = []
+    for model in suite.models:
+        for method in suite.methods:
+            cls = METHODS.get(method.name)
+            keeps = (method.keep_ratios or suite.keep_ratios) if cls.knob else (1.0,)
+            sels = [s for s in suite.selections if s in cls.selections] or [cls.selections[0]]
+            # only channel methods read calibration images: the others run at the first calib noise
+            calibs = suite.calib_noises or (suite.calib_noise,)
+            calibs = calibs if issubclass(cls, ChannelMethod) else calibs[:1]
+            for keep in keeps:
+                for sel in sels:
+                    for calib in calibs:
+                        for noise in suite.noises:
+                            for seed in suite.seeds:
+                                cell = Cell(model, method, keep, noise, sel, seed, suite.dataset, calib)
+                                cells.append(cell)
+    return cells

@@ -1,0 +1,1 @@
+"""Shared machinery of token methods: class-swap handles, stages, squeeze, RNG, policies."""

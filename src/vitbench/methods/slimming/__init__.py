@@ -1,0 +1,1 @@
+"""Shared machinery of channel methods: slim plans, structured pruning, latency tables, low-pass filters."""

@@ -1,0 +1,1 @@
+"""Reports: tables, figures, robustness views, calibration, comparisons and paper tables."""

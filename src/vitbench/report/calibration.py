@@ -1,0 +1,148 @@
+"""Noisy-calibration tables and plot (VTC-LFC Fig. 1 / Fig. 4 protocol on any results store).
+
+Pure functions of the records: one table per evaluation condition (clean or noisy test images),
+rows = method x keep ratio, columns = calibration condition (the ``calib_noise`` axis), cells =
+top-1 and its change from clean calibration. Methods that read no calibration images (token
+methods, the dense model) have only the clean-calibration column; their scores are computed on
+the evaluation images themselves, so their noisy-criterion condition is the noisy-test table.
+
+Command line: ``vitbench robustness --results RESULTS.sqlite --view calibration --output
+calibration.md --plot calibration.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+from vitbench.core.errors import VitbenchError
+from vitbench.report.format import save_figure
+from vitbench.report.plotstyle import legend_outside, method_color, variant_marker, with_style
+from vitbench.report.population import mask_cost_only, normalise, seeds_note
+from vitbench.store.records import with_curves
+
+
+def _cond(name: str, level: float) -> str:
+    return "clean" if name == "clean" else f"{name}@{level:g}"
+
+
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    ok = df[df["error"].isna()] if "error" in df else df
+    if ok.empty:
+        raise VitbenchError("no successful records to tabulate; run the suite first")
+    ok = ok.copy()
+    ok["calib"] = [
+        _cond(n, lv) for n, lv in zip(ok["calib_noise"].fillna("clean"), ok["calib_level"].fillna(0.0))
+    ]
+    ok["test"] = [_cond(n, lv) for n, lv in zip(ok["noise"], ok["level"])]
+    ok = mask_cost_only(normalise(ok))
+    # what a row measured besides its calibration: model, images, token selection (never averaged)
+    parts = {
+        "model": list(ok["model"]),
+        "weights": list(ok["weights"]),
+        "dataset": [f"{d}/{sp}" for d, sp in zip(ok["dataset"], ok["split"])],
+        "images": [f"img {h[:8]}" for h in ok["sample_ids_hash"]],
+    }
+    varying = [k for k, v in parts.items() if len(set(v)) > 1]  # label only what differs
+    ok["population"] = [" ".join(parts[k][i] for k in varying) for i in range(len(ok))]
+    ok = with_curves(ok)  # one row per method variant (its calibration noise is a column here)
+    several = ok["population"].nunique() > 1
+    ok["row"] = [
+        (f"{p}: " if several else "") + c + (" (random)" if sel == "random" else "")
+        for p, c, sel in zip(ok["population"], ok["curve"], ok["selection"])
+    ]
+    return ok
+
+
+def _seeds(ok: pd.DataFrame) -> str:
+    counts = ok.groupby(["row", "keep_ratio", "test", "calib"], sort=False)["top1"].size()
+    return seeds_note(counts.tolist())
+
+
+def _calib_order(ok: pd.DataFrame) -> list[str]:
+    pairs = sorted(
+        {(n, float(lv)) for n, lv in zip(ok["calib_noise"].fillna("clean"), ok["calib_level"].fillna(0.0))}
+    )
+    pairs.sort(key=lambda p: (p[0] != "clean", p[0], p[1]))
+    return [_cond(n, lv) for n, lv in pairs]
+
+
+def calibration_tables(df: pd.DataFrame) -> str:
+    """Markdown: per test condition, top-1 (%) of every method x keep under every calibration noise."""
+    from tabulate import tabulate
+
+    ok = _prepare(df)
+    calibs = _calib_order(ok)
+    tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
+    out = []
+    for test in tests:
+        part = ok[ok["test"] == test]
+        rows = []
+        for (method, keep), grp in part.groupby(["row", "keep_ratio"], sort=True):
+            by = grp.groupby("calib")["top1"].mean()
+            gm = grp["gmacs"].mean()
+            base = by.get("clean")
+            row = [method, f"{keep:g}", f"{gm:.4f}"]
+            for c in calibs:
+                if c not in by:
+                    row.append("-")
+                elif c == "clean" or base is None:
+                    row.append(f"{by[c]:.1f}")
+                else:
+                    row.append(f"{by[c]:.1f} ({by[c] - base:+.1f})")
+            rows.append(row)
+        head = ["method", "keep", "GMACs (mean)"] + [f"calib {c}" for c in calibs]
+        out.append(f"### test images: {test}\n\n" + tabulate(rows, headers=head, tablefmt="github"))
+    note = (
+        "Top-1 (%) on the test images named in each heading; columns: the noise of the calibration "
+        "images the pruning criterion saw (in parentheses: change from clean calibration). '-': the "
+        "method reads no calibration images (token methods score the test images themselves). "
+        f"Rows of different images or token selection are kept apart; top-1 {_seeds(ok)}."
+    )
+    return note + "\n\n" + "\n\n".join(out) + "\n"
+
+
+def plot_calibration(df: pd.DataFrame, path: str | Path) -> Path:
+    """Top-1 vs calibration noise level: a line per calibrated method x keep, a panel per test condition."""
+    return save_figure(calibration_figure(df), path, dpi=120)
+
+
+@with_style
+def calibration_figure(df: pd.DataFrame) -> Figure:
+    """The figure of :func:`plot_calibration`: colour per method, marker per keep, legend outside."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    ok = _prepare(df)
+    tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
+    fig = Figure(figsize=(3.4 * len(tests), 3.0))
+    axes = fig.subplots(1, len(tests), squeeze=False)
+    keeps = sorted(set(ok["keep_ratio"]), reverse=True)
+    x0, x1 = float(ok["calib_level"].fillna(0.0).min()), float(ok["calib_level"].fillna(0.0).max())
+    for ax, test in zip(axes[0], tests):
+        part = ok[ok["test"] == test]
+        for (row, keep), grp in part.groupby(["row", "keep_ratio"], sort=True):
+            lv = grp.assign(x=grp["calib_level"].fillna(0.0)).groupby("x")["top1"].mean().sort_index()
+            style = {
+                "color": method_color(str(grp["method"].iloc[0])),
+                "marker": variant_marker(keeps.index(keep)),
+            }
+            if len(lv) > 1:
+                ax.plot(lv.index, lv.values, label=f"{row} keep {keep:g}", **style)
+            else:
+                y = float(lv.iloc[0])
+                ax.plot([x0, x1], [y, y], linestyle=":", label=f"{row} keep {keep:g} (no calib)", **style)
+        ax.set_title(f"test: {test}", fontsize=9)
+        ax.set_xlabel("calibration noise level")
+        ax.set_ylabel("top-1 (%)")
+    seen: dict[str, Any] = {}  # every line of every panel, once
+    for ax in axes[0]:
+        for h, lb in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lb, h)
+    fig.tight_layout()
+    legend_outside(fig, list(seen.values()), list(seen))
+    return fig

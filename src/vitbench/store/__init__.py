@@ -1,0 +1,1 @@
+"""Results store (SQLite), record schema, per-sample outcomes and artifact files."""

@@ -1,0 +1,1 @@
+"""Training: fine-tuning of trainable methods and the demo model."""
