@@ -45,7 +45,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     suite = tmp_path / "dist.yaml"
     suite.write_text(yaml.safe_dump(SUITE))
     one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
-    base = ["-m", "vitbench.cli.main", "run", str(suite), "--no-progress", "--results"]
+    base = ["-m", "vitbench", "run", str(suite), "--no-progress", "--results"]
     subprocess.run([sys.executable, *base, str(one)], check=True, capture_output=True, cwd=tmp_path)
     launch = [
         sys.executable,
