@@ -79,9 +79,9 @@ def test_default_split_follows_the_dataset() -> None:
 def test_flops_shows_three_significant_digits_on_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["flops", "--model", "vitbench_demo_vit"]) == 0
     assert re.match(r"0\.01\d\d GMACs ", capsys.readouterr().out)  # 3 significant digits, not "0.01"
-    assert main(["flops", "--model", "vitbench_demo_vit", "--method", "tome", "--set", "r=13"]) == 2
+    assert main(["flops", "--model", "vitbench_demo_vit", "--method", "tome", "--set", "r=40"]) == 2
     err = capsys.readouterr().err
-    assert "r=13 cannot be realised on vitbench_demo_vit" in err and "use r <= 8" in err
+    assert "r=40 cannot be realised on vitbench_demo_vit" in err and "use r <= 32" in err
 
 
 def test_tome_r_limit_is_the_first_blocks_capacity() -> None:
@@ -89,14 +89,14 @@ def test_tome_r_limit_is_the_first_blocks_capacity() -> None:
     from vitbench.core.models import create_model
     from vitbench.methods.tome import ToMe
 
-    model = create_model("vitbench_demo_vit", "random")  # 16 image tokens + CLS
-    assert ToMe.schedule(model, ToMe.params_for(1.0, model, {"r": 8}))[:3] == [17, 9, 5]
-    with pytest.raises(VitbenchError, match="r=9 cannot be realised"):
-        ToMe.schedule(model, ToMe.params_for(1.0, model, {"r": 9}))
-    per_block = ToMe.params_for(1.0, model, {"r_per_block": [1] * 11 + [12]})
-    with pytest.raises(VitbenchError, match="r=12 cannot be realised"):
+    model = create_model("vitbench_demo_vit", "random")  # 64 image tokens + CLS
+    assert ToMe.schedule(model, ToMe.params_for(1.0, model, {"r": 32}))[:3] == [65, 33, 17]
+    with pytest.raises(VitbenchError, match="r=33 cannot be realised"):
+        ToMe.schedule(model, ToMe.params_for(1.0, model, {"r": 33}))
+    per_block = ToMe.params_for(1.0, model, {"r_per_block": [1] * 7 + [33]})
+    with pytest.raises(VitbenchError, match="r=33 cannot be realised"):
         ToMe.schedule(model, per_block)
-    assert ToMe.schedule(model, ToMe.params_for(1.0, model, {"r_per_block": [8] * 12}))[-1] == 2  # clipped
+    assert ToMe.schedule(model, ToMe.params_for(1.0, model, {"r_per_block": [32] * 8}))[-1] == 2  # clipped
 
 
 def test_bench_channel_batch_size_and_deprecated_batch(capsys: pytest.CaptureFixture[str]) -> None:

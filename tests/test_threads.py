@@ -39,7 +39,7 @@ SUITE = {
 
 
 def test_rule_small_work_one_thread_large_work_all_cores() -> None:
-    assert auto_threads(0.0108, 250, cores=8) == 1  # the demo: 2.7 GMACs per batch
+    assert auto_threads(0.018, 250, cores=8) == 1  # the demo: 4.5 GMACs per batch
     assert auto_threads(4.6, 128, cores=8) == 8  # DeiT-S at batch 128: 589 GMACs per batch
     assert auto_threads(4.6, 1, cores=8) == 1  # batch 1 latency: 4.6 GMACs
     assert auto_threads(SMALL_WORK_GMACS / 10, 10, cores=3) == 3  # the threshold itself: cores
@@ -100,7 +100,7 @@ def test_cli_threads_flag_one_line_exit_2_before_any_cell(
 
 def test_auto_choice_for_the_demo_model(tmp_path: Path) -> None:
     h = Harness(suite_from_dict(SUITE), str(tmp_path / "r.sqlite"), progress=False, log=lambda _m: None)
-    assert h.threads_for(h.suite.models[0]) == (1, 1)  # 0.0108 GMACs x 25 and x 4: small work
+    assert h.threads_for(h.suite.models[0]) == (1, 1)  # 0.018 GMACs x 25 and x 4: small work
     lines: list[str] = []
     fixed = suite_from_dict({**SUITE, "threads": 2, "throughput": False})
     h = Harness(fixed, str(tmp_path / "f.sqlite"), progress=False, log=lines.append)

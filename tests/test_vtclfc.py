@@ -216,5 +216,5 @@ def test_harness_runs_cascade_with_token_schedule(tmp_path, monkeypatch) -> None
     pruned = load_pruned(arts[0], create_model("vitbench_demo_vit", "demo"))
     cfg = pruned.vb_token_cfg
     assert json.loads(vtc["tokens_per_block"]) == lfe_schedule(pruned, cfg)
-    assert vtc["gmacs"] < 0.010804
-    assert df.loc["lfs", "gmacs"] < 0.010804
+    assert vtc["gmacs"] < 0.018034896
+    assert df.loc["lfs", "gmacs"] < 0.018034896

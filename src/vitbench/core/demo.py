@@ -1,8 +1,9 @@
 """The embedded demo model's architecture and packaged weights (training: :mod:`vitbench.train.demo`).
 
 ``vitbench_demo_vit`` is registered as a timm architecture so every method sees an ordinary
-``timm.models.VisionTransformer`` (12 blocks, 32x32 input, 8x8 patches -> 16 patches + CLS =
-17 tokens, width 64, 2 heads). Its trained weights ship in the package as float16 safetensors
+``timm.models.VisionTransformer`` (8 blocks, 32x32 input, 4x4 patches -> 64 patches + CLS =
+65 tokens, width 48, 3 heads), so that every keep ratio of the demo suite is a different ToMe r
+and EViT token count. Its trained weights ship in the package as float16 safetensors
 (``vitbench/assets/demo_vit.safetensors``); :func:`vitbench.train.demo.train_demo` recreates
 them from scratch.
 """
@@ -36,10 +37,10 @@ __all__ = [
 ARCH = "vitbench_demo_vit"
 DEMO_DATASET = "mnist-demo"
 IMG_SIZE = 32
-PATCH_SIZE = 8
-DEPTH = 12
-EMBED_DIM = 64
-NUM_HEADS = 2
+PATCH_SIZE = 4
+DEPTH = 8
+EMBED_DIM = 48
+NUM_HEADS = 3
 NUM_CLASSES = 10
 
 # Per-channel mean/std of the mnist-demo *train* split (4,000 digits, zero-padded to 32x32, the
@@ -75,7 +76,7 @@ default_cfgs = generate_default_cfgs({ARCH: _pretrained_cfg()})
 
 @register_model
 def vitbench_demo_vit(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """Demo ViT: depth 12, width 64, 2 heads, 32x32 input, 8x8 patches (16 patches + CLS = 17 tokens).
+    """Demo ViT: depth 8, width 48, 3 heads, 32x32 input, 4x4 patches (64 patches + CLS = 65 tokens).
 
     Args:
         pretrained: load the packaged demo weights (a local file; nothing is downloaded).

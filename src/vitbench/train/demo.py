@@ -25,7 +25,7 @@ from vitbench.core.demo import ARCH, DEMO_DATASET, DEMO_MEAN, DEMO_STD, to_model
 from vitbench.data import load_dataset
 from vitbench.measure.accuracy import top1_pct
 
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 100
 DEFAULT_LR = 1e-3
 
 __all__ = [
