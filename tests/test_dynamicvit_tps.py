@@ -201,7 +201,7 @@ def test_two_step_finetune_changes_predictor_and_artifact_loads(tmp_path: Path) 
         torch.inference_mode(),
     ):
         trained = model(x)
-        assert torch.equal(model.blocks[2].vb_part.out_conv[0].weight, tensors["part.0.out_conv.0.weight"])
+        assert torch.equal(model.blocks[1].vb_part.out_conv[0].weight, tensors["part.0.out_conv.0.weight"])
         assert h.tokens_per_block == cls.schedule(model, cls.params_for(0.7, model, {"artifact": "init"}))
     assert not torch.allclose(trained, untrained)
 
@@ -227,7 +227,7 @@ def test_artifact_for_another_model_shape_is_rejected(tmp_path: Path) -> None:
     res = finetune(_cfg(max_steps=1), out=tmp_path / "a.safetensors", progress=False, log=lambda _m: None)
     model = tiny("test_vit")
     cls = METHODS.get("dynamicvit")
-    with pytest.raises(VitbenchError, match="another model shape .*patches 16.*patches 100"):
+    with pytest.raises(VitbenchError, match="another model shape .*patches 64.*patches 100"):
         cls.apply(model, cls.params_for(0.7, model, {"artifact": str(res.path)}))
     assert all(type(b).__name__ == "Block" and not hasattr(b, "vb_part") for b in model.blocks)
     dtps = METHODS.get("dtps")
@@ -237,7 +237,7 @@ def test_artifact_for_another_model_shape_is_rejected(tmp_path: Path) -> None:
 
 def test_bad_inputs_one_line_errors(tmp_path: Path) -> None:
     model, cls = tiny(), METHODS.get("dynamicvit")
-    with pytest.raises(VitbenchError, match=r"int\(16 \* 0.2\^3\) = 0 of 16"):
+    with pytest.raises(VitbenchError, match=r"int\(64 \* 0.2\^3\) = 0 of 64"):
         cls.params_for(0.2, model)
     with pytest.raises(VitbenchError, match="needs trained parts"):
         cls.apply(model, cls.params_for(0.7, model))
@@ -284,7 +284,7 @@ def test_harness_names_the_finetune_command_then_trains_when_asked(
     assert len(trained) == 1 and json.loads(row["params_json"])["artifact"] == trained[0].name
     tokens = row["tokens_per_block"]
     tokens = json.loads(tokens) if isinstance(tokens, str) else tokens
-    assert row["setting"] == "keep_rate=0.7" and tokens[-1] == 1 + int(16 * 0.7**3)
+    assert row["setting"] == "keep_rate=0.7" and tokens[-1] == 1 + int(64 * 0.7**3)
 
 
 def test_cli_finetune_writes_artifact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
