@@ -14,7 +14,8 @@ import yaml
 
 from vitbench.cli.main import main
 from vitbench.core.errors import VitbenchError
-from vitbench.data.cache import CacheKey, CorruptionCache, content_hash, default_workers, resolve_dir
+from vitbench.data import default_workers
+from vitbench.data.cache import CacheKey, CorruptionCache, content_hash, resolve_dir
 from vitbench.data.noise import apply_noise
 from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, suite_from_dict
@@ -128,7 +129,7 @@ def test_cache_dir_resolution_and_bad_settings(tmp_path: Path, monkeypatch: pyte
     assert resolve_dir(None) == Path.home() / ".cache" / "vitbench"
     monkeypatch.setenv("VITBENCH_CACHE_WORKERS", "two")
     with pytest.raises(VitbenchError, match="not an integer"):
-        default_workers()
+        default_workers("cache")
     with pytest.raises(VitbenchError, match="cache_dir must be a folder path"):
         suite_from_dict({**TINY, "cache_dir": 3})
     with pytest.raises(VitbenchError, match="is for \\(16, 16\\) images"):
