@@ -112,6 +112,12 @@ class Harness:
             (read-only or full) the run warns once and corrupts in memory instead (same images).
         local_processes: processes of this run sharing this machine's cores (automatic thread
             choice); ``None``: ``$LOCAL_WORLD_SIZE``, else the accelerator's process count.
+
+    Attributes:
+        pruned: the :class:`~vitbench.harness.pruned.PrunedModels` provider of channel cells
+            (prunes once per calibration setting, keeps the last pruned model in memory).
+        trained: the :class:`~vitbench.harness.trained.TrainedParts` provider of trainable
+            token cells (finds or trains their artifacts).
     """
 
     def __init__(
