@@ -14,7 +14,8 @@ import yaml
 
 from vitbench.cli.main import main
 from vitbench.core.errors import VitbenchError
-from vitbench.data.cache import CacheKey, CorruptionCache, content_hash, default_workers, resolve_dir
+from vitbench.data import default_workers
+from vitbench.data.cache import CacheKey, CorruptionCache, content_hash, resolve_dir
 from vitbench.data.noise import apply_noise
 from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, suite_from_dict
@@ -128,7 +129,7 @@ def test_cache_dir_resolution_and_bad_settings(tmp_path: Path, monkeypatch: pyte
     assert resolve_dir(None) == Path.home() / ".cache" / "vitbench"
     monkeypatch.setenv("VITBENCH_CACHE_WORKERS", "two")
     with pytest.raises(VitbenchError, match="not an integer"):
-        default_workers()
+        default_workers("cache")
     with pytest.raises(VitbenchError, match="cache_dir must be a folder path"):
         suite_from_dict({**TINY, "cache_dir": 3})
     with pytest.raises(VitbenchError, match="is for \\(16, 16\\) images"):
@@ -236,3 +237,47 @@ def test_cli_cache_build_info_clear(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["cache", "build", str(suite), "--cache-dir", str(blocker / "c"), "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot create cache directory") and "\n" not in err
+
+
+def test_one_cache_key_builder_for_harness_calibration_and_cache_build(tmp_path: Path) -> None:
+    """Harness keys, `vitbench cache build` keys and the builder agree; hashes or arrays alike."""
+    from vitbench.core.models import data_config
+    from vitbench.data import load_dataset
+    from vitbench.data.cache import build_suite, cache_key, prep_rule
+    from vitbench.data.files import ids_hash
+
+    suite = suite_from_dict({**TINY, "noises": [{"name": "gaussian-noise", "levels": [2]}]})
+    h = Harness(suite, str(tmp_path / "r.sqlite"), progress=False, cache=False)
+    cell = expand(suite)[0]
+    cfg = data_config(h.model(cell.model))
+    data = load_dataset(suite.dataset.name, split=suite.dataset.split, limit=suite.dataset.limit)
+    key = cache_key(data.name, data.split, data.sample_ids, data.images, cfg, "gaussian-noise", 2, 0)
+    ids, content = ids_hash(data.sample_ids), content_hash(data.images)
+    same = cache_key(data.name, data.split, ids, content, cfg, "gaussian-noise", 2.0, 0)
+    assert key == same == h.cache_key(cfg, "gaussian-noise", 2, 0)
+    assert key.input_size == tuple(cfg["input_size"][1:]) and key.prep == prep_rule(cfg)
+    assert key.ids_hash == data.ids_hash()
+    cache = CorruptionCache(tmp_path / "c", workers=1)
+    build_suite(suite, cache, log=lambda _m: None)
+    assert cache.lookup(key) is not None  # `cache build` wrote the entry under the same key
+
+
+def test_default_workers_one_rule_two_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vitbench.data.files import usable_cpus
+
+    for var in ("VITBENCH_WORKERS", "VITBENCH_CACHE_WORKERS", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    cores = usable_cpus()
+    assert default_workers("cache") == cores
+    assert default_workers() == default_workers("loader") == max(1, min(16, cores))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores + 1))  # loaders share the cores, the cache does not
+    assert default_workers("loader") == 1 and default_workers("cache") == cores
+    monkeypatch.setenv("VITBENCH_WORKERS", "0")  # 0: load in the main process
+    monkeypatch.setenv("VITBENCH_CACHE_WORKERS", "3")
+    assert default_workers("loader") == 0 and default_workers("cache") == 3
+    monkeypatch.setenv("VITBENCH_CACHE_WORKERS", "0")
+    with pytest.raises(VitbenchError, match="VITBENCH_CACHE_WORKERS='0' must be >= 1"):
+        default_workers("cache")
+    monkeypatch.setenv("VITBENCH_WORKERS", "-2")
+    with pytest.raises(VitbenchError, match="VITBENCH_WORKERS='-2' must be >= 0"):
+        default_workers("loader")

@@ -130,3 +130,32 @@ def test_empty_calibration_and_bad_inputs_are_one_line_errors(tmp_path: Path) ->
     with pytest.raises(VitbenchError, match="calibration loader") as err:
         calibration_batches(suite, expand(suite)[0], data_config(model), False)
     assert "\n" not in str(err.value)
+
+
+def test_cells_get_their_model_from_their_contract_builder(tmp_path: Path, artifacts_dir: Path) -> None:
+    """Token cells patch the shared model, channel cells get a pruned one from the provider (memoised)."""
+    from vitbench.methods.base import Method
+
+    logs: list[str] = []
+    raw = {**SUITE, "methods": ["evit", "magnitude"], "noises": ["clean"]}
+    h, cells = _harness(tmp_path, raw, logs)
+    dense = h.model(cells[0].model)
+    token_cell, channel_cell = cells
+    evit, magnitude = METHODS.get("evit"), METHODS.get("magnitude")
+    assert h.builder(evit) == h._token_cell and h.builder(magnitude) == h._channel_cell
+    params = evit.params_for(0.6, dense)
+    built = h.builder(evit)(token_cell, evit, params, dense)
+    assert built.model is dense and built.params == params and built.cost_scope is None
+    built.apply.__exit__(None, None, None)
+    params = magnitude.params_for(0.6, dense)
+    built = h.builder(magnitude)(channel_cell, magnitude, params, dense)
+    assert built.model is not dense and built.cost_scope == (channel_cell.calib_noise, channel_cell.seed)
+    assert h.pruned.model(channel_cell, magnitude, params, dense) is built.model  # one prune, memoised
+    assert sum("pruned magnitude" in line for line in logs) == 1
+    built.apply.__exit__(None, None, None)
+
+    class Neither(Method):
+        name = "neither"
+
+    with pytest.raises(VitbenchError, match="neither a TokenMethod nor a ChannelMethod"):
+        h.builder(Neither)

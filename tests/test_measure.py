@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 import pytest
@@ -146,3 +147,21 @@ def test_throughput_rejects_fp16_on_cpu_and_bad_args() -> None:
         measure_throughput(_tiny_net(), input_size=(3, 16, 16), batch_size=1, dtype=torch.float16)
     with pytest.raises(VitbenchError):
         measure_throughput(_tiny_net(), input_size=(3, 16, 16), batch_size=0)
+
+
+def test_time_passes_interleaves_rounds_after_warmup() -> None:
+    from vitbench.measure.throughput import time_passes
+
+    calls: list[str] = []
+    times = time_passes([lambda: calls.append("a"), lambda: calls.append("b")], repeats=3, warmup=2)
+    assert calls == ["a", "b"] * 5  # 2 untimed rounds, then 3 timed interleaved rounds
+    assert [len(t) for t in times] == [3, 3]
+    assert all(s >= 0.0 for t in times for s in t)
+    # min_time_s keeps timing rounds until each pass has spent that long
+    slow = time_passes([lambda: time.sleep(0.002)], repeats=1, warmup=0, min_time_s=0.01)[0]
+    assert len(slow) >= 2 and sum(slow) >= 0.01
+    for bad in ({"repeats": 0}, {"repeats": 1, "warmup": -1}, {"repeats": 1, "min_time_s": -1.0}):
+        with pytest.raises(VitbenchError, match="repeats >= 1"):
+            time_passes([lambda: None], **bad)  # type: ignore[arg-type]
+    with pytest.raises(VitbenchError, match="at least one pass"):
+        time_passes([], repeats=1)

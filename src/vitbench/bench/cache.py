@@ -23,7 +23,8 @@ import torch
 
 from vitbench.core.demo import ARCH, DEMO_DATASET, default_weights_path
 from vitbench.core.models import data_config
-from vitbench.data.cache import BuildStats, CorruptionCache, default_workers
+from vitbench.data.cache import BuildStats, CorruptionCache
+from vitbench.data.files import usable_cpus
 from vitbench.data.noise import corruption_names
 from vitbench.data.prep import prepare_images, to_tensor
 from vitbench.data.subsets import ArraySamples
@@ -182,8 +183,8 @@ def _load() -> str:
 
 
 def _cores() -> int:
-
-    return default_workers()
+    """CPU cores this process may use."""
+    return usable_cpus()
 
 
 __all__ = ["bench_cache"]

@@ -17,6 +17,7 @@ from vitbench.data.prep import to_tensor
 from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, suite_from_dict
 from vitbench.measure import count_gmacs, measure_throughput
+from vitbench.measure.throughput import time_passes
 from vitbench.methods import METHODS
 from vitbench.methods.base import ChannelMethod, token_method
 from vitbench.report.format import gmacs_digits
@@ -65,16 +66,8 @@ def bench_eval(batch_size: int = 250, repeats: int = 3) -> dict[str, float]:
                 for i in range(0, n, batch_size):
                     model(x_all[i : i + batch_size])
 
-        harness_pass()  # warm-up
-        bare_pass()
-        t_h, t_b = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            harness_pass()
-            t_h.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            bare_pass()
-            t_b.append(time.perf_counter() - t0)
+        # one warm-up of each, then `repeats` interleaved timed rounds
+        t_h, t_b = time_passes([harness_pass, bare_pass], repeats, warmup=1)
     eval_ips = n / sorted(t_h)[len(t_h) // 2]
     bare_ips = n / sorted(t_b)[len(t_b) // 2]
     print(f"demo model, {n} images, batch {batch_size}, {torch.get_num_threads()} threads")
@@ -148,31 +141,17 @@ def bench_data(
         dense = token_method("dense")
         params = dense.params_for(1.0, model)
 
-        def sync() -> None:
-            if acc.device.type == "cuda":
-                torch.cuda.synchronize(acc.device)
-
         def eval_pass() -> None:
             with dense.apply(model, params) as handle:
                 h.evaluate(model, handle, h.images(cell, cfg), cfg)
-            sync()
 
         def bare_pass() -> None:
             with torch.inference_mode():
                 for x in batches:
                     model(x).float().cpu()
-            sync()
 
-        eval_pass()
-        bare_pass()
-        t_e, t_b = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            eval_pass()
-            t_e.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            bare_pass()
-            t_b.append(time.perf_counter() - t0)
+        # one warm-up of each, then `repeats` interleaved rounds, synchronised on CUDA
+        t_e, t_b = time_passes([eval_pass, bare_pass], repeats, warmup=1, device=acc.device)
     eval_ips = n / sorted(t_e)[len(t_e) // 2]
     bare_ips = n / sorted(t_b)[len(t_b) // 2]
     where = folder or "generated 500x375 JPEGs (quality 90)"

@@ -50,12 +50,12 @@ from vitbench.core.errors import VitbenchError
 from vitbench.core.models import create_model, data_config
 from vitbench.core.version import VERSION
 from vitbench.data import load_dataset
+from vitbench.data.files import default_workers, ids_hash
 from vitbench.data.noise import NOISES, apply_noise, check_noise, check_size
 from vitbench.data.prep import prep_rule as rule
 from vitbench.data.prep import prepare_images
 
 CACHE_ENV = "VITBENCH_CACHE"
-WORKERS_ENV = "VITBENCH_CACHE_WORKERS"
 OFF = "off"
 FORMAT_VERSION = 1
 _SUBDIR = f"v{FORMAT_VERSION}"
@@ -151,6 +151,44 @@ def prep_rule(cfg: dict[str, Any]) -> str:
     return rule(cfg)
 
 
+def cache_key(
+    dataset: str,
+    split: str,
+    sample_ids: np.ndarray | str,
+    images: np.ndarray | str,
+    cfg: dict[str, Any],
+    noise: str,
+    level: float,
+    seed: int,
+) -> CacheKey:
+    """The cache key of ``images`` of one dataset split, prepared by ``cfg``, under one noise.
+
+    The one place a :class:`CacheKey` is assembled (evaluation images in the harness, the
+    calibration images of channel methods, ``vitbench cache build``).
+
+    Args:
+        dataset: dataset registry key.
+        split: the split the images come from.
+        sample_ids: int64 ``[N]`` sample ids of the images, or their :func:`ids_hash`.
+        images: uint8 ``[N, H, W, 3]`` images the entry is corrupted from (raw or prepared,
+            as long as the same images give the same key), or their :func:`content_hash`.
+        cfg: the model's timm data config: ``input_size`` ``(C, H, W)`` and the resize/crop
+            rule (:func:`prep_rule`) that turn the images into the entry's pixels.
+        noise: registered noise name (never ``clean``).
+        level: its severity or continuous level.
+        seed: run seed.
+
+    Returns:
+        The :class:`CacheKey` (input size ``(H, W)``, level as float, seed as int).
+    """
+    ids = sample_ids if isinstance(sample_ids, str) else ids_hash(sample_ids)
+    content = images if isinstance(images, str) else content_hash(images)
+    size = tuple(int(v) for v in cfg["input_size"][1:])
+    return CacheKey(
+        dataset, split, ids, content, (size[0], size[1]), prep_rule(cfg), noise, float(level), int(seed)
+    )
+
+
 def resolve_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The cache directory: ``explicit``, else ``$VITBENCH_CACHE``, else ``~/.cache/vitbench``.
 
@@ -161,25 +199,6 @@ def resolve_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     if value.strip().lower() == OFF:
         return None
     return Path(value).expanduser() if value else Path.home() / ".cache" / "vitbench"
-
-
-def default_workers() -> int:
-    """``$VITBENCH_CACHE_WORKERS``, else the number of CPU cores this process may use."""
-    env = os.environ.get(WORKERS_ENV)
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise VitbenchError(
-                f"{WORKERS_ENV}={env!r} is not an integer; set a number of processes"
-            ) from None
-        if n < 1:
-            raise VitbenchError(f"{WORKERS_ENV}={env!r} must be >= 1")
-        return n
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -253,8 +272,8 @@ class CorruptionCache:
 
     Args:
         root: cache directory (see :func:`resolve_dir`); created on the first write.
-        workers: processes for :meth:`build` (default :func:`default_workers`); 1 builds in
-            this process.
+        workers: processes for :meth:`build` (default ``default_workers("cache")``,
+            :func:`vitbench.data.files.default_workers`); 1 builds in this process.
         progress: show a tqdm bar while building.
         log: where one-line warnings go (e.g. "entry corrupted, rebuilt").
 
@@ -273,7 +292,7 @@ class CorruptionCache:
     ) -> None:
         self.root = Path(root).expanduser()
         self.dir = self.root / _SUBDIR
-        self.workers = default_workers() if workers is None else int(workers)
+        self.workers = default_workers("cache") if workers is None else int(workers)
         if self.workers < 1:
             raise VitbenchError(f"cache workers must be >= 1, got {workers}")
         self.progress = progress
@@ -691,7 +710,7 @@ def build_suite(suite: Any, cache: CorruptionCache, log: Callable[[str], None] =
     if len(data) == 0:
         raise VitbenchError(f"dataset '{d.name}' split '{d.split}' is empty; check its root and limit")
     total = BuildStats(workers=cache.workers)
-    chash = content_hash(data.images)
+    chash, ids = content_hash(data.images), data.ids_hash()
     for cfg, conditions in suite_keys(suite):
         clean = prepare_images(data.images, cfg)
         h, w = clean.shape[1:3]
@@ -700,10 +719,7 @@ def build_suite(suite: Any, cache: CorruptionCache, log: Callable[[str], None] =
             log(
                 f"skipped '{name}': needs images of at least {NOISES.get(name).min_size}px, these are {h}x{w}"
             )
-        keys = [
-            CacheKey(data.name, data.split, data.ids_hash(), chash, (h, w), prep_rule(cfg), n, lv, s)
-            for n, lv, s in fits
-        ]
+        keys = [cache_key(data.name, data.split, ids, chash, cfg, n, lv, s) for n, lv, s in fits]
         stats = cache.build(clean, data.sample_ids, keys)
         total.built += stats.built
         total.reused += stats.reused

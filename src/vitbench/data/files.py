@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ from vitbench.data.prep import eval_transform
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
 #: Environment variable overriding the default number of DataLoader workers.
 WORKERS_ENV = "VITBENCH_WORKERS"
+#: Environment variable overriding the default number of corruption-cache build processes.
+CACHE_WORKERS_ENV = "VITBENCH_CACHE_WORKERS"
 _SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}
 _CONVERTED = {
     "L": "grayscale",
@@ -49,22 +51,81 @@ _CONVERTED = {
 }
 
 
-def default_workers() -> int:
-    """DataLoader workers: ``$VITBENCH_WORKERS``, else usable cores / local processes (at most 16)."""
-    env = os.environ.get(WORKERS_ENV)
+WorkerKind = Literal["loader", "cache"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRule:
+    """How many workers of one kind a process starts by default.
+
+    Attributes:
+        env: environment variable that sets the count explicitly.
+        minimum: smallest count the variable may give (``loader``: 0 = load in the main process).
+        per_process: share the usable cores among the processes of a local launch
+            (``$LOCAL_WORLD_SIZE``); ``False`` when only one process starts workers at a time.
+        cap: upper bound of the default (not of an explicit count); ``None``: no bound.
+    """
+
+    env: str
+    minimum: int
+    per_process: bool
+    cap: int | None
+
+
+#: The rule of each kind: DataLoader workers of every evaluating process (``loader``) and
+#: corruption-cache build processes, started by the main process alone (``cache``).
+WORKER_RULES: dict[str, WorkerRule] = {
+    "loader": WorkerRule(WORKERS_ENV, minimum=0, per_process=True, cap=16),
+    "cache": WorkerRule(CACHE_WORKERS_ENV, minimum=1, per_process=False, cap=None),
+}
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask; all cores where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(kind: WorkerKind = "loader") -> int:
+    """Default number of worker processes of ``kind``: one rule, two settings.
+
+    The rule: the kind's environment variable when it is set (an integer >= the kind's
+    minimum), else the usable cores (:func:`usable_cpus`), divided among the local processes
+    when every process starts its own workers, within [1, cap]. The settings
+    (:data:`WORKER_RULES`):
+
+    * ``"loader"``: DataLoader workers that decode image files; ``$VITBENCH_WORKERS`` (0 loads
+      in the main process); else usable cores / ``$LOCAL_WORLD_SIZE``, at most 16, since every
+      process of an ``accelerate launch`` runs its own loader.
+    * ``"cache"``: processes that corrupt images into the corruption cache;
+      ``$VITBENCH_CACHE_WORKERS`` (>= 1); else all usable cores, since only the main process
+      builds the cache (the others wait).
+
+    Raises:
+        VitbenchError: the variable is not an integer or is below the minimum (one line).
+    """
+    rule = WORKER_RULES[kind]
+    env = os.environ.get(rule.env)
     if env:
         try:
-            return max(0, int(env))
+            n = int(env)
         except ValueError:
-            raise VitbenchError(
-                f"{WORKERS_ENV}={env!r} is not an integer; set a worker count like 8"
-            ) from None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        cores = os.cpu_count() or 1
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, min(16, cores // max(local, 1)))
+            raise VitbenchError(f"{rule.env}={env!r} is not an integer; set a worker count like 8") from None
+        if n < rule.minimum:
+            raise VitbenchError(f"{rule.env}={env!r} must be >= {rule.minimum}; set a worker count like 8")
+        return n
+    cores = usable_cpus()
+    if rule.per_process:
+        cores //= max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
+    return max(1, min(rule.cap, cores) if rule.cap is not None else cores)
+
+
+def ids_hash(sample_ids: Sequence[int] | np.ndarray) -> str:
+    """16 hex chars of sha256 over int64 little-endian sample ids ``[N]`` (which samples, in order)."""
+    ids = np.ascontiguousarray(sample_ids, dtype="<i8")
+    return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
 
 
 def list_images(folder: Path) -> list[str]:
@@ -223,9 +284,8 @@ class FileImageSet:
         return Path(self.root) / self.files[i]
 
     def ids_hash(self) -> str:
-        """Short sha256 (16 hex chars) of the sample ids (same rule as :class:`ImageSet`)."""
-        ids = np.ascontiguousarray(self.sample_ids, dtype="<i8")
-        return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
+        """Short sha256 (16 hex chars) of the sample ids (:func:`ids_hash`, as :class:`ImageSet`)."""
+        return ids_hash(self.sample_ids)
 
     def subset(self, n: int | None) -> FileImageSet:
         """The first ``n`` samples in stored order."""

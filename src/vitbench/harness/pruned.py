@@ -1,7 +1,7 @@
 """Channel cells in the harness: calibration data, prune once (cached artifact), optional fine-tune.
 
-For a cell of a :class:`~vitbench.methods.base.ChannelMethod` the harness calls
-:func:`channel_model`, which
+For a cell of a :class:`~vitbench.methods.base.ChannelMethod` the harness asks its
+:class:`PrunedModels` provider (:meth:`PrunedModels.model`), which
 
 1. builds the calibration batches (:func:`calibration_batches`): ``suite.calib.n_images``
    images of the dataset's ``suite.calib.split`` (train by default, never the evaluation
@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -34,18 +34,22 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import data_config
+from vitbench.core.specs import Cell, SuiteSpec
 from vitbench.data import load_dataset
-from vitbench.data.cache import CacheKey, content_hash, prep_rule
+from vitbench.data.cache import CorruptionCache, cache_key, prep_rule
 from vitbench.data.noise import apply_noise
 from vitbench.data.prep import to_tensor
 from vitbench.data.subsets import prepared_subset
-from vitbench.methods.base import NoParams
+from vitbench.methods.base import ChannelMethod, NoParams
 from vitbench.methods.baselines import Dense
 from vitbench.methods.slimming.slim import SlimPlan, slim_model, source_plan
 from vitbench.store import artifacts
 from vitbench.train.config import TrainConfig
-from vitbench.train.finetune import _training_data
-from vitbench.train.loop import run_loop
+from vitbench.train.finetune import training_data
+from vitbench.train.loop import LoopRequest, run_loop
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 #: Attribute of a pruned model holding a per-block token schedule (VTC-LFC), kept with the artifact.
 TOKEN_CFG_ATTR = "vb_token_cfg"
@@ -55,12 +59,12 @@ FINETUNE_LR = 2e-4
 
 
 def calibration_batches(
-    suite: Any, cell: Any, cfg: dict[str, Any], cache: Any = False
+    suite: SuiteSpec, cell: Cell, cfg: dict[str, Any], cache: CorruptionCache | Literal[False] = False
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Calibration batches ``(images [B, 3, H, W] float, labels [B] int64)`` of one cell.
 
     Args:
-        suite: the :class:`~vitbench.core.specs.SuiteSpec` (its ``dataset`` and ``calib``).
+        suite: the suite (its ``dataset`` and ``calib``).
         cell: the cell (its ``seed`` and ``calib_noise``).
         cfg: the model's data config (input size, mean/std, crop rule).
         cache: a :class:`~vitbench.data.cache.CorruptionCache`, or ``False`` to corrupt in memory.
@@ -86,18 +90,7 @@ def calibration_batches(
     noise = cell.calib_noise
     if noise.name != "clean":
         if cache is not False:
-            sub = hashlib_ids(ids)
-            key = CacheKey(
-                d.name,
-                spec.split,
-                sub,
-                content_hash(images),
-                tuple(cfg["input_size"][1:]),
-                prep_rule(cfg),
-                noise.name,
-                float(noise.level),
-                int(cell.seed),
-            )
+            key = cache_key(d.name, spec.split, ids, images, cfg, noise.name, noise.level, cell.seed)
             images = cache.get(key, images, ids)
         else:
             images = apply_noise(images, ids, noise.name, noise.level, cell.seed)
@@ -108,13 +101,6 @@ def calibration_batches(
     ]
 
 
-def hashlib_ids(ids: np.ndarray) -> str:
-    """16-hex sha256 of int64 sample ids (same rule as ``ImageSet.ids_hash``)."""
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()[:16]
-
-
 # -- keys -----------------------------------------------------------------------------------------
 
 
@@ -123,7 +109,9 @@ def _params_json(params: Any, **extra: Any) -> str:
     return json.dumps({**values, **extra}, sort_keys=True, default=list)
 
 
-def prune_key(suite: Any, cell: Any, cls: Any, params: Any, prep: str | None = None) -> artifacts.ArtifactKey:
+def prune_key(
+    suite: SuiteSpec, cell: Cell, cls: type[ChannelMethod], params: Any, prep: str | None = None
+) -> artifacts.ArtifactKey:
     """Artifact key of the pruned (not fine-tuned) model of ``cell``.
 
     ``prep`` is the calibration images' preparation (:func:`vitbench.data.cache.prep_rule` of the
@@ -201,46 +189,158 @@ def load_pruned(path: Path, dense: nn.Module) -> nn.Module:
 # -- the cell -------------------------------------------------------------------------------------
 
 
-def channel_model(harness: Any, cell: Any, cls: Any, params: Any, dense: nn.Module) -> nn.Module:
-    """The pruned (and, if asked, fine-tuned) model of a channel cell; see the module docstring."""
-    suite, log = harness.suite, harness.log
-    memo: dict[str, nn.Module] = harness.__dict__.setdefault("_pruned", {})
-    cfg = data_config(dense)
-    key = prune_key(suite, cell, cls, params, prep_rule(cfg))
-    ft = getattr(params, "finetune_epochs", 0.0) or 0.0
-    train = dict(suite.train.options) if suite.train is not None else {}
-    final = finetune_key(key, params, train) if ft > 0 else key
-    if final.digest in memo:
-        return memo[final.digest]
-    path = artifacts.find_artifact(key)
-    if path is not None:
-        pruned = load_pruned(path, dense)
-    else:
-        calib = calibration_batches(suite, cell, cfg, harness.cache)
-        start = time.perf_counter()
-        plain = dataclasses.replace(params, finetune_epochs=0.0) if ft > 0 else params
-        pruned = cls.prune(
-            dense, plain, [(x.to(harness.acc.device), y.to(harness.acc.device)) for x, y in calib]
-        )
-        prune_s = time.perf_counter() - start
-        if harness.main:
-            out = save_pruned(
-                artifacts.user_dir() / key.filename, pruned, key, {"prune_s": round(prune_s, 2)}
-            )
-            log(f"pruned {cls.name} ({cls.setting(params)}) in {prune_s:.1f} s -> {out}")
-        pruned = pruned.eval()
-    if ft > 0:
-        path = artifacts.find_artifact(final)
+class PrunedModels:
+    """Provides the pruned (and, if asked, fine-tuned) models of a suite's channel cells.
+
+    The harness holds one and asks it for the model of every channel cell (see the module
+    docstring); the last model made is kept in memory (one at a time), so the noise levels of one
+    pruning setting reuse it.
+
+    Args:
+        suite: the suite (its ``dataset``, ``calib`` and ``train:`` options).
+        accelerator: the ``accelerate.Accelerator``: calibration batches go to its device,
+            fine-tuning runs on it, and only its main process writes artifacts.
+        progress: show a tqdm bar while fine-tuning (main process only).
+        log: where one-line messages go.
+    """
+
+    def __init__(
+        self,
+        suite: SuiteSpec,
+        accelerator: Accelerator,
+        progress: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.suite = suite
+        self.accelerator = accelerator
+        self.progress = progress
+        self.log = log
+        self._memo: dict[str, nn.Module] = {}
+
+    def model(
+        self,
+        cell: Cell,
+        cls: type[ChannelMethod],
+        params: Any,
+        dense: nn.Module,
+        cache: CorruptionCache | Literal[False] = False,
+    ) -> nn.Module:
+        """The pruned (and, if ``params.finetune_epochs`` > 0, fine-tuned) model of a channel cell.
+
+        Args:
+            cell: the cell (model, seed, calibration noise).
+            cls: its channel method.
+            params: the method's native ``Params`` for the cell.
+            dense: the dense model on the accelerator's device (never modified).
+            cache: the corrupted-image cache for noisy calibration images, or ``False`` to
+                corrupt them in memory (same images).
+
+        Returns:
+            The pruned model in eval mode (its slim plan attached; a VTC-LFC token schedule too).
+
+        Raises:
+            VitbenchError: empty calibration split, an artifact that does not fit its plan, a
+                method that does not build its model with ``slim_model``.
+        """
+        suite, log = self.suite, self.log
+        cfg = data_config(dense)
+        key = prune_key(suite, cell, cls, params, prep_rule(cfg))
+        ft = getattr(params, "finetune_epochs", 0.0) or 0.0
+        train = dict(suite.train.options) if suite.train is not None else {}
+        final = finetune_key(key, params, train) if ft > 0 else key
+        if final.digest in self._memo:
+            return self._memo[final.digest]
+        path = artifacts.find_artifact(key)
         if path is not None:
             pruned = load_pruned(path, dense)
         else:
-            pruned = finetune_pruned(harness, cell, cls, pruned, dense, ft, train, final)
-    memo.clear()  # one pruned model in memory at a time
-    memo[final.digest] = pruned
-    return pruned
+            calib = calibration_batches(suite, cell, cfg, cache)
+            device = self.accelerator.device
+            start = time.perf_counter()
+            plain = dataclasses.replace(params, finetune_epochs=0.0) if ft > 0 else params
+            pruned = cls.prune(dense, plain, [(x.to(device), y.to(device)) for x, y in calib])
+            prune_s = time.perf_counter() - start
+            if self.accelerator.is_main_process:
+                out = save_pruned(
+                    artifacts.user_dir() / key.filename, pruned, key, {"prune_s": round(prune_s, 2)}
+                )
+                log(f"pruned {cls.name} ({cls.setting(params)}) in {prune_s:.1f} s -> {out}")
+            pruned = pruned.eval()
+        if ft > 0:
+            path = artifacts.find_artifact(final)
+            if path is not None:
+                pruned = load_pruned(path, dense)
+            else:
+                pruned = self.finetune(cell, cls, pruned, dense, ft, train, final)
+        self._memo.clear()  # one pruned model in memory at a time
+        self._memo[final.digest] = pruned
+        return pruned
+
+    def finetune(
+        self,
+        cell: Cell,
+        cls: type[ChannelMethod],
+        pruned: nn.Module,
+        dense: nn.Module,
+        epochs: float,
+        train: dict[str, Any],
+        key: artifacts.ArtifactKey,
+    ) -> nn.Module:
+        """Fine-tune a copy of ``pruned`` on the suite's training data, distilling from ``dense``.
+
+        CE + ``distill_weight`` x KL to the dense model through the ``vitbench finetune`` loop
+        (the suite's ``train:`` options, ``epochs`` passes); the main process writes the result
+        as the artifact of ``key``.
+
+        Returns:
+            The fine-tuned copy, in eval mode.
+        """
+        import copy
+
+        log, acc = self.log, self.accelerator
+        data_spec = self.suite.train_data()
+        options = {k: v for k, v in train.items() if k not in ("epochs",)}
+        cfg = TrainConfig.for_cell(cell, cls.name, data_spec, epochs=epochs, **options)
+        data = training_data(cfg)
+        student = copy.deepcopy(pruned)
+        teacher = copy.deepcopy(dense).eval().requires_grad_(False)
+        out = artifacts.user_dir() / key.filename
+        trainer = type(f"Finetune_{cls.name}", (_PrunedTraining,), {"name": cls.name})
+        handle = cls.token_handle(student, params_of(cls, cell, dense)) or Dense.apply(student, NoParams())
+        try:
+            log(
+                f"fine-tuning {cls.name} (keep {cell.keep_ratio:g}) for {epochs:g} epochs on {data_spec.name}"
+            )
+            work = out.with_name(out.stem + ".ckpt")
+            request = LoopRequest(
+                cfg=cfg,
+                method=trainer,
+                handle=handle,
+                model=student,
+                teacher=teacher,
+                data=data,
+                accelerator=acc,
+                work_dir=work,
+                key=key.digest,
+                progress=self.progress,
+                log=log,
+            )
+            state = run_loop(request)
+        finally:
+            handle.close()
+        student.eval()
+        if acc.is_main_process:
+            info = {"finetune": cfg.identity(), "steps": state.steps, "final_losses": state.losses}
+            save_pruned(out, student, key, {**info, "train_s": round(state.train_s, 2)})
+            for f in work.glob("*.pt"):
+                f.unlink()
+            if work.is_dir() and not any(work.iterdir()):
+                work.rmdir()
+            log(f"wrote {out} (fine-tuned {state.steps} steps in {state.train_s:.1f} s)")
+        return student
 
 
-def params_of(cls: Any, cell: Any, dense: nn.Module) -> Any:
+def params_of(cls: type[ChannelMethod], cell: Cell, dense: nn.Module) -> Any:
     """The cell's native parameters of ``cls`` on ``dense``."""
     return cls.params_for(cell.keep_ratio, dense, cell.method.overrides)
 
@@ -263,69 +363,13 @@ class _PrunedTraining:
         return {"ratio": zero, "token": zero}
 
 
-def finetune_pruned(
-    harness: Any,
-    cell: Any,
-    cls: Any,
-    pruned: nn.Module,
-    dense: nn.Module,
-    epochs: float,
-    train: dict[str, Any],
-    key: artifacts.ArtifactKey,
-    log: Callable[[str], None] | None = None,
-) -> nn.Module:
-    """Fine-tune ``pruned`` (a copy) on the suite's training data with distillation from ``dense``."""
-    import copy
-
-    log = log or harness.log
-    data_spec = harness.suite.train_data()
-    options = {k: v for k, v in train.items() if k not in ("epochs",)}
-    cfg = TrainConfig.for_cell(cell, cls.name, data_spec, epochs=epochs, **options)
-    data = _training_data(cfg)
-    student = copy.deepcopy(pruned)
-    teacher = copy.deepcopy(dense).eval().requires_grad_(False)
-    out = artifacts.user_dir() / key.filename
-    trainer = type(f"Finetune_{cls.name}", (_PrunedTraining,), {"name": cls.name})
-    handle = cls.token_handle(student, params_of(cls, cell, dense)) or Dense.apply(student, NoParams())
-    try:
-        log(f"fine-tuning {cls.name} (keep {cell.keep_ratio:g}) for {epochs:g} epochs on {data_spec.name}")
-        work = out.with_name(out.stem + ".ckpt")
-        state = run_loop(
-            cfg,
-            trainer,
-            handle,
-            student,
-            teacher,
-            data,
-            harness.acc,
-            work,
-            key.digest,
-            False,
-            harness.progress,
-            log,
-            None,
-        )
-    finally:
-        handle.close()
-    student.eval()
-    if harness.main:
-        info = {"finetune": cfg.identity(), "steps": state.steps, "final_losses": state.losses}
-        save_pruned(out, student, key, {**info, "train_s": round(state.train_s, 2)})
-        for f in work.glob("*.pt"):
-            f.unlink()
-        if work.is_dir() and not any(work.iterdir()):
-            work.rmdir()
-        log(f"wrote {out} (fine-tuned {state.steps} steps in {state.train_s:.1f} s)")
-    return student
-
-
 __all__ = [
     "FINETUNE_LR",
+    "PrunedModels",
     "calibration_batches",
-    "channel_model",
     "finetune_key",
-    "finetune_pruned",
     "load_pruned",
+    "params_of",
     "prune_key",
     "save_pruned",
 ]

@@ -30,7 +30,7 @@ from typing import Any
 
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import create_model, data_config
-from vitbench.harness.pruned import channel_model
+from vitbench.core.specs import Cell
 from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, load_suite
 from vitbench.measure import COUNTER_VERSION, count_gmacs, count_params_m, self_check
@@ -180,7 +180,7 @@ class _Builder:
     def __init__(self, suite: str | None, results: Path, log: Callable[[str], None]) -> None:
         self.suite_arg, self.results, self.log = suite, results, log
         self._models: dict[tuple[str, str], Any] = {}
-        self._harness: dict[str, Any] = {}
+        self._harness: dict[str, tuple[Harness, dict[str, Cell]]] = {}
 
     def model(self, name: str, weights: str) -> Any:
 
@@ -218,15 +218,14 @@ class _Builder:
         if name not in self._harness:
             spec = load_suite(name)
             harness = Harness(spec, str(self.results), progress=False, log=self.log)
-            harness.cells_by_key = {c.key(): c for c in expand(spec)}  # type: ignore[attr-defined]
-            self._harness[name] = harness
-        harness = self._harness[name]
-        cell = harness.cells_by_key.get(row["cell_key"])
+            self._harness[name] = (harness, {c.key(): c for c in expand(spec)})
+        harness, cells = self._harness[name]
+        cell = cells.get(row["cell_key"])
         if cell is None:
             raise VitbenchError(
                 f"suite '{name}' no longer produces this cell; pass --suite with the suite file that ran it"
             )
-        return channel_model(harness, cell, cls, params, harness.model(cell.model))
+        return harness.pruned.model(cell, cls, params, harness.model(cell.model), harness.cache)
 
 
 def format_summary(summary: RecountSummary, dry_run: bool) -> str:

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import torch
@@ -34,12 +34,13 @@ from vitbench.core.threads import SMALL_WORK_GMACS, auto_threads, intra_op_threa
 from vitbench.core.threads import local_processes as local_processes_of
 from vitbench.data import FileImageSet, ImageSet, default_workers, load_dataset
 from vitbench.data.cache import CacheKey, CorruptionCache, content_hash, prep_rule, resolve_dir
+from vitbench.data.cache import cache_key as corruption_key
 from vitbench.data.files import skip_summary
 from vitbench.data.noise import NOISES, apply_noise
 from vitbench.data.prep import prepare_images, to_tensor
 from vitbench.data.subsets import ArraySamples
-from vitbench.harness.pruned import channel_model
-from vitbench.harness.trained import trained_params
+from vitbench.harness.pruned import PrunedModels
+from vitbench.harness.trained import TrainedParts
 from vitbench.measure import (
     classification_metrics,
     count_gmacs,
@@ -48,12 +49,40 @@ from vitbench.measure import (
     self_check,
 )
 from vitbench.methods import METHODS
-from vitbench.methods.base import ChannelMethod, NoParams, token_method
+from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod
 from vitbench.methods.requirements import check_pairs
+from vitbench.methods.trainable import TrainableMethod
 from vitbench.store.per_sample import PerSample
 from vitbench.store.results import ResultsStore, config_hash, provenance
 
 _PER_SAMPLE = "_per_sample"  # run_cell's per-sample outcome, written beside the record
+
+
+@dataclasses.dataclass(frozen=True)
+class CellModel:
+    """What one cell evaluates and measures.
+
+    Attributes:
+        model: the network (the shared dense model patched by a token method, or a pruned copy).
+        params: the method's final native ``Params`` (trained artifact filled in, if any).
+        apply: the patch context entered around evaluation and cost counting; it yields the
+            :class:`~vitbench.methods.patching.patch.Handle` (sample ids, tokens per block).
+        cost_scope: what the cell's costs depend on beyond (model, method, params, selection):
+            ``None``, or for a pruned model its calibration (calibration noise, seed).
+    """
+
+    model: nn.Module
+    params: Any
+    apply: Any
+    cost_scope: tuple[Any, ...] | None = None
+
+
+class CellBuilder(Protocol):
+    """Builds a cell's :class:`CellModel` from its method, native params and the dense model."""
+
+    def __call__(self, cell: Cell, method: type[Method], params: Any, dense: nn.Module) -> CellModel:
+        """The model, final params and patch context of ``cell`` (the patch applies on entering it)."""
+        ...
 
 
 @dataclasses.dataclass
@@ -83,6 +112,12 @@ class Harness:
             (read-only or full) the run warns once and corrupts in memory instead (same images).
         local_processes: processes of this run sharing this machine's cores (automatic thread
             choice); ``None``: ``$LOCAL_WORLD_SIZE``, else the accelerator's process count.
+
+    Attributes:
+        pruned: the :class:`~vitbench.harness.pruned.PrunedModels` provider of channel cells
+            (prunes once per calibration setting, keeps the last pruned model in memory).
+        trained: the :class:`~vitbench.harness.trained.TrainedParts` provider of trainable
+            token cells (finds or trains their artifacts).
     """
 
     def __init__(
@@ -121,6 +156,15 @@ class Harness:
         self._hash = config_hash(suite.to_dict())
         self._threads: dict[ModelSpec, tuple[int, int]] = {}
         self._local = local_processes or local_processes_of(self.acc.num_processes)
+        #: pruned models of channel cells and trained parts of trainable token cells
+        self.pruned = PrunedModels(suite, self.acc, progress=self.progress, log=self.log)
+        self.trained = TrainedParts(suite, self.acc, progress=self.progress, log=self.log)
+        #: how each method contract's cells get their model (looked up along a method's MRO)
+        self._builders: dict[type[Method], CellBuilder] = {
+            TokenMethod: self._token_cell,
+            ChannelMethod: self._channel_cell,
+        }
+        self._builder_of: dict[str, CellBuilder] = {}
 
     # -- inputs -------------------------------------------------------------------------------
     def dataset(self) -> ImageSet | FileImageSet:
@@ -167,8 +211,8 @@ class Harness:
         if self.cache is not False:
             if prep not in self._prebuilt:
                 self._prebuilt.add(prep)
-                self._prebuild(clean, prep, cell)
-            cached = self._from_cache(clean, prep, noise.name, noise.level, cell.seed)
+                self._prebuild(clean, cfg, cell)
+            cached = self._from_cache(clean, cfg, noise.name, noise.level, cell.seed)
             if cached is not None:
                 return cached
         key = (prep, noise, cell.seed)
@@ -180,26 +224,14 @@ class Harness:
 
     def cache_key(self, cfg: dict[str, Any], noise: str, level: float, seed: int) -> CacheKey:
         """Cache key of this run's dataset at the input size of ``cfg`` under (noise, level, seed)."""
-        return self._cache_key((tuple(cfg["input_size"]), prep_rule(cfg)), noise, level, seed)
-
-    def _cache_key(self, prep: tuple, noise: str, level: float, seed: int) -> CacheKey:
         data = self.dataset()
         if self._content_hash is None:
             self._content_hash = content_hash(data.images)
-        size, rule = prep
-        return CacheKey(
-            data.name,
-            data.split,
-            data.ids_hash(),
-            self._content_hash,
-            tuple(size[1:]),
-            rule,
-            noise,
-            level,
-            seed,
+        return corruption_key(
+            data.name, data.split, data.ids_hash(), self._content_hash, cfg, noise, level, seed
         )
 
-    def _prebuild(self, clean: np.ndarray, prep: tuple, cell: Cell) -> None:
+    def _prebuild(self, clean: np.ndarray, cfg: dict[str, Any], cell: Cell) -> None:
         """Build every noisy (noise, level, seed) of this run for this input size, once, in parallel.
 
         Only the main process writes; the others wait and then read. Noises that cannot handle
@@ -208,7 +240,7 @@ class Harness:
         conditions = self._conditions or {(cell.noise.name, cell.noise.level, cell.seed)}
         h, w = clean.shape[1:3]
         keys = [
-            self._cache_key(prep, n, lv, sd)
+            self.cache_key(cfg, n, lv, sd)
             for n, lv, sd in sorted(conditions)
             if n != "clean" and min(h, w) >= NOISES.get(n).min_size
         ]
@@ -228,12 +260,12 @@ class Harness:
                 self.acc.wait_for_everyone()
 
     def _from_cache(
-        self, clean: np.ndarray, prep: tuple, noise: str, level: float, seed: int
+        self, clean: np.ndarray, cfg: dict[str, Any], noise: str, level: float, seed: int
     ) -> np.ndarray | None:
         """The cached entry, built now when missing (main process); ``None`` -> in memory."""
         if self.cache is False:
             return None
-        key = self._cache_key(prep, noise, level, seed)
+        key = self.cache_key(cfg, noise, level, seed)
         found = self.cache.lookup(key)
         if found is not None or not self.main:
             return found
@@ -283,16 +315,25 @@ class Harness:
         return torch.cat(outs)[order], torch.cat(labels)[order], torch.cat(ids)[order]
 
     def costs(
-        self, cell: Cell, model: nn.Module, handle: Any, params: Any, cfg: dict[str, Any]
+        self,
+        cell: Cell,
+        model: nn.Module,
+        handle: Any,
+        params: Any,
+        cfg: dict[str, Any],
+        scope: tuple[Any, ...] | None = None,
     ) -> dict[str, Any]:
-        """GMACs (batch 1, real forward), params, tokens per block and throughput; cached per setting."""
+        """GMACs (batch 1, real forward), params, tokens per block and throughput; cached per setting.
+
+        ``scope``: what else the costs depend on (:attr:`CellModel.cost_scope`; a pruned model's
+        calibration), part of the cache key.
+        """
         key = (
             cell.model,
             cell.method.name,
             json.dumps(dataclasses.asdict(params), sort_keys=True),
             cell.selection,
-            # a pruned model also depends on its calibration images
-            (cell.calib_noise, cell.seed) if cell.method.name in _CHANNEL else None,
+            scope,
         )
         if key not in self._cost:
             input_size = tuple(cfg["input_size"])
@@ -326,28 +367,55 @@ class Harness:
             self._cost[key] = out
         return self._cost[key]
 
+    # -- how a cell gets its model --------------------------------------------------------------
+    def builder(self, method: type[Method]) -> CellBuilder:
+        """The :class:`CellBuilder` of ``method``'s contract (chosen once per method).
+
+        Raises:
+            VitbenchError: the method implements neither the token nor the channel contract.
+        """
+        if method.name not in self._builder_of:
+            found = next((self._builders[c] for c in method.__mro__ if c in self._builders), None)
+            if found is None:
+                raise VitbenchError(
+                    f"method '{method.name}' is neither a TokenMethod nor a ChannelMethod; "
+                    "derive it from one of the contracts in vitbench.methods.base"
+                )
+            self._builder_of[method.name] = found
+        return self._builder_of[method.name]
+
+    def _token_cell(self, cell: Cell, method: type[Method], params: Any, dense: nn.Module) -> CellModel:
+        """Token methods patch the shared model; trainable ones get their trained parts first."""
+        cls = cast("type[TokenMethod]", method)
+        if cls.trainable:  # look the artifact up by key; train it if the suite says so
+            params = self.trained.params(cell, cast("type[TrainableMethod]", cls), params)
+        return CellModel(dense, params, cls.apply(dense, params, cell.selection, cell.seed))
+
+    def _channel_cell(self, cell: Cell, method: type[Method], params: Any, dense: nn.Module) -> CellModel:
+        """Channel methods evaluate their pruned model under its token handle or the ``dense`` counter."""
+        cls = cast("type[ChannelMethod]", method)
+        model = self.pruned.model(cell, cls, params, dense, self.cache)
+        apply = cls.token_handle(model, params, cell.seed)  # VTC-LFC: its token schedule
+        counter = cast("type[TokenMethod]", METHODS.get("dense"))
+        apply = apply or counter.apply(model, NoParams(), "scored", cell.seed)
+        return CellModel(model, params, apply, cost_scope=(cell.calib_noise, cell.seed))
+
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         """Evaluate one cell and return its record (without provenance).
 
-        Token methods patch the shared model; channel methods get their pruned model from
-        :func:`vitbench.harness.pruned.channel_model` (pruned once per calibration setting, cached
-        as an artifact, fine-tuned when asked) and run under the ``dense`` token counter.
+        The cell's model comes from the builder of its method's contract (:meth:`builder`):
+        token methods patch the shared model (trainable ones with parts from :attr:`trained`);
+        channel methods get their pruned model from :attr:`pruned` (pruned once per calibration
+        setting, cached as an artifact, fine-tuned when asked) and run under their token handle
+        or the ``dense`` token counter.
         """
         start = time.perf_counter()
         method: Any = METHODS.get(cell.method.name)
-        model = self.model(cell.model)
-        method.check_model(model, cell.model.name)
-        params = method.params_for(cell.keep_ratio, model, cell.method.overrides)
-        if issubclass(method, ChannelMethod):
-            model = channel_model(self, cell, method, params, model)
-            cls: Any = METHODS.get("dense")
-            apply = method.token_handle(model, params, cell.seed)  # VTC-LFC: its token schedule
-            apply = apply or cls.apply(model, NoParams(), "scored", cell.seed)
-        else:
-            cls = token_method(cell.method.name)
-            if cls.trainable:  # look the artifact up by key; train it if the suite says so
-                params = trained_params(self.suite, cell, cls, params, self.acc, self.progress, self.log)
-            apply = cls.apply(model, params, cell.selection, cell.seed)
+        dense = self.model(cell.model)
+        method.check_model(dense, cell.model.name)
+        params = method.params_for(cell.keep_ratio, dense, cell.method.overrides)
+        built = self.builder(method)(cell, method, params, dense)
+        model, params, apply = built.model, built.params, built.apply
         cfg = data_config(model)
         data = self.dataset()
         try:
@@ -357,7 +425,7 @@ class Harness:
             raise
         with apply as handle:
             logits, labels, ids = self.evaluate(model, handle, images, cfg)
-            cost = self.costs(cell, model, handle, params, cfg)
+            cost = self.costs(cell, model, handle, params, cfg, built.cost_scope)
         metrics = classification_metrics(logits, labels, n_bootstrap=self.suite.bootstrap, seed=cell.seed)
         return {
             "family": method.family,
@@ -493,17 +561,6 @@ class Harness:
         if self.acc.num_processes > 1:
             broadcast_object_list(box, from_process=0)
         return set(box[0])
-
-
-class _ChannelNames:
-    """``name in _CHANNEL``: is ``name`` a registered channel method (looked up when asked)."""
-
-    def __contains__(self, name: object) -> bool:
-
-        return isinstance(name, str) and name in METHODS and issubclass(METHODS.get(name), ChannelMethod)
-
-
-_CHANNEL = _ChannelNames()
 
 
 def _one_line(exc: BaseException) -> str:

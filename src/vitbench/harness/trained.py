@@ -1,21 +1,27 @@
 """Suites and artifacts: find the artifact a trainable cell needs, or train it when the suite asks.
 
-Called by the harness for every cell of a trainable method (DynamicViT, dTPS).
+The harness holds one :class:`TrainedParts` and asks it for every cell of a trainable method
+(DynamicViT, dTPS).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.specs import Cell, DataSpec, SuiteSpec
+from vitbench.methods.trainable import TrainableMethod
 from vitbench.store import artifacts
 from vitbench.train.config import TrainConfig
 from vitbench.train.finetune import finetune
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
-def finetune_command(cell: Any, data: Any) -> str:
+
+def finetune_command(cell: Cell, data: DataSpec) -> str:
     """The ``vitbench finetune`` command that makes the artifact ``cell`` needs."""
     parts = [
         "vitbench finetune",
@@ -44,40 +50,74 @@ def _flag_value(value: Any) -> str:
     return f"'{text}'" if any(c in text for c in ' [],{}"') else text
 
 
-def trained_params(
-    suite: Any, cell: Any, cls: Any, params: Any, acc: Any, progress: bool, log: Callable[[str], None]
-) -> Any:
-    """``params`` with ``artifact`` set to the trained artifact of ``cell`` (found, or trained now).
+class TrainedParts:
+    """Provides the trained parts (predictor artifacts) of a suite's trainable token cells.
 
-    The key is (model, weights, method, params, the suite's training data). Without an artifact
-    and without ``train:`` in the suite this fails with the exact ``vitbench finetune`` command.
+    The harness holds one and asks it for the parameters of every cell of a trainable method
+    (DynamicViT, dTPS): :meth:`params` finds the cell's artifact by key in the artifact folders
+    (:mod:`vitbench.store.artifacts`), or trains it now when the suite has ``train:``.
+
+    Args:
+        suite: the suite (its training data and ``train:`` options).
+        accelerator: the ``accelerate.Accelerator`` training runs on.
+        progress: show a tqdm bar while training (main process only).
+        log: where one-line messages go.
     """
-    if params.artifact:
-        return params
-    data = suite.train_data()
-    key = artifacts.artifact_key(
-        cell.model.name,
-        cell.model.weights,
-        cls.name,
-        params,
-        (data.name, data.split, data.limit),
-        cell.model.model_args,
-        cell.model.data_config,
-    )
-    path = artifacts.find_artifact(key)
-    if path is None and suite.train is None:
-        raise VitbenchError(
-            f"no trained artifact for {cls.name} ({cls.setting(params)}) on {cell.model.name} "
-            f"(key {key.digest[:16]}); make it with `{finetune_command(cell, data)}` "
-            "or add train: to the suite"
+
+    def __init__(
+        self,
+        suite: SuiteSpec,
+        accelerator: Accelerator,
+        progress: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.suite = suite
+        self.accelerator = accelerator
+        self.progress = progress
+        self.log = log
+
+    def params(self, cell: Cell, cls: type[TrainableMethod], params: Any) -> Any:
+        """``params`` (the method's frozen ``Params``) with ``artifact`` set to the cell's trained artifact.
+
+        The key is (model, weights, method, params, the suite's training data, model arguments,
+        data config). Parameters that already name an artifact are returned as they are.
+
+        Raises:
+            VitbenchError: no artifact and no ``train:`` in the suite (the message gives the exact
+                ``vitbench finetune`` command), or a training failure.
+        """
+        if params.artifact:
+            return params
+        suite = self.suite
+        data = suite.train_data()
+        key = artifacts.artifact_key(
+            cell.model.name,
+            cell.model.weights,
+            cls.name,
+            params,
+            (data.name, data.split, data.limit),
+            cell.model.model_args,
+            cell.model.data_config,
         )
-    if path is None:
-        cfg = TrainConfig.for_cell(cell, cls.name, data, **dict(suite.train.options))
-        log(f"training {cls.name} ({cls.setting(params)}) on {data.name}/{data.split} -> {key.filename}")
-        path = finetune(cfg, progress=progress, log=log, accelerator=acc).path
-        if path.name != key.filename:
-            raise VitbenchError(f"internal: trained artifact {path.name} does not match key {key.filename}")
-    return dataclasses.replace(params, artifact=path.name)
+        path = artifacts.find_artifact(key)
+        if path is None and suite.train is None:
+            raise VitbenchError(
+                f"no trained artifact for {cls.name} ({cls.setting(params)}) on {cell.model.name} "
+                f"(key {key.digest[:16]}); make it with `{finetune_command(cell, data)}` "
+                "or add train: to the suite"
+            )
+        if path is None:
+            assert suite.train is not None
+            cfg = TrainConfig.for_cell(cell, cls.name, data, **dict(suite.train.options))
+            self.log(
+                f"training {cls.name} ({cls.setting(params)}) on {data.name}/{data.split} -> {key.filename}"
+            )
+            path = finetune(cfg, progress=self.progress, log=self.log, accelerator=self.accelerator).path
+            if path.name != key.filename:
+                raise VitbenchError(
+                    f"internal: trained artifact {path.name} does not match key {key.filename}"
+                )
+        return dataclasses.replace(params, artifact=path.name)
 
 
-__all__ = ["finetune_command", "trained_params"]
+__all__ = ["TrainedParts", "finetune_command"]

@@ -1,5 +1,9 @@
 """Inference throughput with measurement hygiene (warm-up, synchronisation, median).
 
+:func:`time_passes` is the one timing loop (warm-up, interleaved rounds, synchronised
+``perf_counter`` brackets); :func:`measure_throughput` and the ``vitbench bench-*`` commands
+time through it.
+
 Precision handling:
 
 * ``float32``: the model runs as is.
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +98,54 @@ def _sync(dev: torch.device) -> None:
     """Wait for queued kernels on ``dev`` (no-op on CPU)."""
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+def time_passes(
+    passes: Sequence[Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    min_time_s: float = 0.0,
+    device: torch.device | None = None,
+) -> list[list[float]]:
+    """Wall seconds of each pass, timed in interleaved rounds: vitbench's one timing loop.
+
+    ``warmup`` untimed rounds run every pass once, in order; then timed rounds run each pass
+    once, in order, until every pass has at least ``repeats`` timings and its timings add up to
+    at least ``min_time_s``. Each timed run is bracketed by ``torch.cuda.synchronize`` when
+    ``device`` is a CUDA device and timed with ``time.perf_counter``. Interleaving makes slow
+    drifts of a shared machine hit every pass alike.
+
+    Args:
+        passes: zero-argument callables (a forward of a batch, a pass over a dataset, ...).
+        repeats: minimum timed runs of each pass (>= 1).
+        warmup: untimed rounds before timing (>= 0).
+        min_time_s: minimum total timed seconds of each pass (>= 0).
+        device: where the passes queue work (``None``/CPU: no synchronisation).
+
+    Returns:
+        Seconds per timed run, one list per pass (in the order of ``passes``).
+
+    Raises:
+        VitbenchError: no passes, ``repeats`` < 1, ``warmup`` < 0 or ``min_time_s`` < 0.
+    """
+    if not passes or repeats < 1 or warmup < 0 or min_time_s < 0:
+        raise VitbenchError(
+            f"need at least one pass, repeats >= 1, warmup >= 0, min_time_s >= 0; got {len(passes)} "
+            f"passes, {repeats}, {warmup}, {min_time_s}"
+        )
+    dev = device if device is not None else torch.device("cpu")
+    for _ in range(warmup):
+        for run in passes:
+            run()
+    times_s: list[list[float]] = [[] for _ in passes]
+    while any(len(t) < repeats or sum(t) < min_time_s for t in times_s):
+        for run, t in zip(passes, times_s):
+            _sync(dev)
+            t0 = time.perf_counter()
+            run()
+            _sync(dev)
+            t.append(time.perf_counter() - t0)
+    return times_s
 
 
 def measure_throughput(
@@ -175,17 +229,8 @@ def measure_throughput(
             if dev.type == "cuda" and dtype != torch.float32
             else contextlib.nullcontext()
         )
-        times_s: list[float] = []
         with torch.inference_mode(), autocast:
-            for _ in range(warmup):
-                runner(x)
-            _sync(dev)
-            while len(times_s) < repeats or sum(times_s) < min_time_s:
-                _sync(dev)
-                t0 = time.perf_counter()
-                runner(x)
-                _sync(dev)
-                times_s.append(time.perf_counter() - t0)
+            times_s = time_passes([functools.partial(runner, x)], repeats, warmup, min_time_s, dev)[0]
         del runner, work
 
     median_s = statistics.median(times_s)

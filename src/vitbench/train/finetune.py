@@ -34,7 +34,7 @@ from vitbench.methods.base import token_method
 from vitbench.methods.trainable import INIT, TrainableMethod, model_shape
 from vitbench.store import artifacts
 from vitbench.train.config import TRAIN_OPTIONS, TrainConfig, coerce_options
-from vitbench.train.loop import TrainingInterrupted, run_loop
+from vitbench.train.loop import LoopRequest, TrainingInterrupted, run_loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _finetune(
     if not issubclass(cls, TrainableMethod):
         trainable = ", ".join(_trainable_names())
         raise VitbenchError(f"method '{cls.name}' has nothing to train; trainable methods: {trainable}")
-    data = _training_data(cfg)
+    data = training_data(cfg)
     model = create_model(
         cfg.model, cfg.weights, model_args=dict(cfg.model_args), data_config=dict(cfg.data_config)
     ).to(acc.device)
@@ -129,19 +129,21 @@ def _finetune(
     handle = cls.apply(model, params, "scored", cfg.seed)
     try:
         state = run_loop(
-            cfg,
-            cls,
-            handle,
-            model,
-            teacher,
-            data,
-            acc,
-            work_dir,
-            key.digest,
-            restart,
-            progress,
-            log,
-            should_stop,
+            LoopRequest(
+                cfg=cfg,
+                method=cls,
+                handle=handle,
+                model=model,
+                teacher=teacher,
+                data=data,
+                accelerator=acc,
+                work_dir=work_dir,
+                key=key.digest,
+                restart=restart,
+                progress=progress,
+                log=log,
+                should_stop=should_stop,
+            )
         )
         if acc.is_main_process:
             meta = {
@@ -173,8 +175,12 @@ def _trainable_names() -> list[str]:
     return [n for n in METHODS.names() if getattr(METHODS.get(n), "trainable", False)]
 
 
-def _training_data(cfg: TrainConfig) -> Any:
+def training_data(cfg: TrainConfig) -> Any:
+    """The training images of ``cfg`` (dataset, root, split, limit): an ``ImageSet`` or ``FileImageSet``.
 
+    Raises:
+        VitbenchError: unknown dataset or root, or an empty split (one line with the fix).
+    """
     data = load_dataset(cfg.dataset, root=cfg.root, split=cfg.split, limit=cfg.limit)
     if len(data) == 0:
         raise VitbenchError(
@@ -209,4 +215,12 @@ def _remove_checkpoints(work_dir: Path) -> None:
         work_dir.rmdir()
 
 
-__all__ = ["TRAIN_OPTIONS", "TrainConfig", "TrainResult", "TrainingInterrupted", "coerce_options", "finetune"]
+__all__ = [
+    "TRAIN_OPTIONS",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingInterrupted",
+    "coerce_options",
+    "finetune",
+    "training_data",
+]

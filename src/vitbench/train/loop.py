@@ -23,9 +23,10 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import data_config
-from vitbench.data import FileImageSet
+from vitbench.data import FileImageSet, ImageSet
 from vitbench.data.prep import prepare_images, to_tensor
 from vitbench.data.subsets import FolderBatches
+from vitbench.train.config import TrainConfig
 from vitbench.train.demo import shift_batch
 from vitbench.train.steps import Student, loss_weights, lr_factor, param_groups, peak_lr, training_losses
 
@@ -175,32 +176,69 @@ def _step(cfg: Any, cls: Any, handle: Any, teacher: nn.Module, run: _Setup, acc:
     return loss, terms, len(idx)
 
 
-def run_loop(
-    cfg: Any,
-    cls: Any,
-    handle: Any,
-    model: nn.Module,
-    teacher: nn.Module,
-    data: Any,
-    acc: Any,
-    work_dir: Path,
-    key: str,
-    restart: bool,
-    progress: bool,
-    log: Callable[[str], None],
-    should_stop: Callable[[int], bool] | None,
-) -> LoopState:
-    """Optimise ``model`` (patched by ``handle``) on ``data``.
+@dataclasses.dataclass(frozen=True)
+class LoopRequest:
+    """One run of :func:`run_loop`: what to train, on what, where to checkpoint, how to report.
 
-    See :func:`vitbench.train.finetune.finetune`.
+    Attributes:
+        cfg: the run's :class:`~vitbench.train.config.TrainConfig` (steps, batch size, lr, seed,
+            checkpoint period, augmentation).
+        method: the training "method": a trainable method class, or any class with its training
+            hooks (``name``, ``default_lr``, ``backbone_lr_scale``, ``loss_weights``,
+            ``aux_losses``), e.g. the pruned-model fine-tune of :mod:`vitbench.harness.pruned`.
+        handle: the method's handle on ``model`` (sample ids and noise step are set per step).
+        model: the student, trained in place (left in eval mode).
+        teacher: the frozen dense model the losses distil from.
+        data: the training images (``ImageSet`` in memory or ``FileImageSet`` decoded per batch).
+        accelerator: the ``accelerate.Accelerator`` that prepares, reduces and synchronises.
+        work_dir: checkpoint folder (``last.pt`` is written every ``cfg.checkpoint_every`` steps
+            and on a stop request).
+        key: artifact key digest stored in checkpoints; a checkpoint of another key is refused.
+        restart: ignore an existing checkpoint instead of resuming from it.
+        progress: tqdm bar over steps (main process only).
+        log: one-line messages (main process only).
+        should_stop: called with the number of completed steps; ``True`` stops like Ctrl-C.
+    """
+
+    cfg: TrainConfig
+    method: Any
+    handle: Any
+    model: nn.Module
+    teacher: nn.Module
+    data: ImageSet | FileImageSet
+    accelerator: Any
+    work_dir: Path
+    key: str
+    restart: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+    should_stop: Callable[[int], bool] | None = None
+
+
+def run_loop(request: LoopRequest) -> LoopState:
+    """Optimise ``request.model`` (patched by ``request.handle``) on ``request.data``.
+
+    Every random draw is a function of (``cfg.seed``, step), so a run resumed from the
+    checkpoint in ``request.work_dir`` reproduces the uninterrupted run exactly. See
+    :func:`vitbench.train.finetune.finetune`.
+
+    Returns:
+        The :class:`LoopState` (steps done, where it resumed, last losses, loop seconds, images).
+
+    Raises:
+        TrainingInterrupted: Ctrl-C or ``should_stop`` after saving a checkpoint.
+        VitbenchError: the checkpoint in ``work_dir`` belongs to another run.
     """
     from tqdm.auto import tqdm
 
-    say = log if acc.is_main_process else (lambda _m: None)
-    run = _setup(cfg, cls, model, data, acc)
-    ident, ckpt = cfg.identity(), work_dir / "last.pt"
+    r = request
+    cfg, cls, handle, model, teacher, acc = r.cfg, r.method, r.handle, r.model, r.teacher, r.accelerator
+    key, progress, should_stop = r.key, r.progress, r.should_stop
+    say = r.log if acc.is_main_process else (lambda _m: None)
+    run = _setup(cfg, cls, model, r.data, acc)
+    ident, ckpt = cfg.identity(), r.work_dir / "last.pt"
     start = 0
-    if ckpt.is_file() and not restart:
+    if ckpt.is_file() and not r.restart:
         start = _resume(ckpt, model, run.opt, run.sched, ident, key)
         say(f"resuming from {ckpt} at step {start}/{run.total}")
     state = LoopState(steps=start, resumed_from=start)
@@ -233,4 +271,4 @@ def run_loop(
     return state
 
 
-__all__ = ["LoopState", "TrainingInterrupted", "batch_indices", "run_loop", "step_seed"]
+__all__ = ["LoopRequest", "LoopState", "TrainingInterrupted", "batch_indices", "run_loop", "step_seed"]
