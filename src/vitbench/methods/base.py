@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import torch
 from torch import nn
@@ -25,6 +25,8 @@ from vitbench.methods.requirements import Requirements, UnsupportedModelError, u
 
 #: All compression methods (token and channel). Plugins: entry-point group ``vitbench.methods``.
 METHODS = cast("Registry[type[Method]]", registry.METHODS)
+
+M = TypeVar("M", bound="type[Method]")
 
 Selection = Literal["scored", "random"]
 SELECTIONS: tuple[str, ...] = ("scored", "random")
@@ -38,8 +40,10 @@ class NoParams:
 class Method:
     """Common part of both contracts.
 
+    Register a subclass with the decorator :func:`register` (it reads ``name`` and ``family``).
+
     Class attributes:
-        name: registry key.
+        name: registry key (stated once: the registration and the card use it).
         family: ``"token"`` or ``"channel"`` (``"baseline"`` methods declare the family they stand in).
         Params: frozen dataclass of native parameters with defaults.
         selections: selection modes the method supports (``scored`` = its own criterion,
@@ -162,6 +166,22 @@ class ChannelMethod(Method):
         inside the ``dense`` token counter when it is ``None``.
         """
         return None
+
+
+def register(cls: M) -> M:
+    """Class decorator registering a method under its own ``name`` and ``family`` attributes.
+
+    Example::
+
+        @register
+        class MyMethod(TokenMethod):
+            name = "mymethod"  # the registry key, stated once
+            ...
+
+    Raises:
+        ValueError: no ``name``, an unknown ``family``, or the name is already taken.
+    """
+    return METHODS.register_self(cls)
 
 
 def check_keep_ratio(keep_ratio: float) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -168,7 +168,7 @@ class DynamicViTParams:
             raise ValueError(f"keep_rate {self.keep_rate} is outside (0, 1]")
 
 
-@METHODS.register("dynamicvit", family="token")
+@register
 class DynamicViT(TrainableMethod):
     """DynamicViT (NeurIPS'21): learned keep scores before 3 stages, tokens dropped physically."""
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -159,7 +159,7 @@ class StageMethod(TokenMethod):
         return attn
 
 
-@METHODS.register("evit", family="token")
+@register
 class EViT(StageMethod):
     """EViT (ICLR'22): CLS-attention top-k at 3 stages, inattentive tokens fused into one."""
 

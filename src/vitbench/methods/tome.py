@@ -22,7 +22,7 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -167,7 +167,7 @@ class ToMeParams:
             raise ValueError(f"r must be >= 0, got r={self.r} r_per_block={self.r_per_block}")
 
 
-@METHODS.register("tome", family="token")
+@register
 class ToMe(TokenMethod):
     """ToMe (ICLR'23): bipartite soft matching on head-mean keys, size-weighted merge, every block."""
 

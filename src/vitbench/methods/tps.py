@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import register
 from vitbench.methods.dynamicvit import DynamicViT
 from vitbench.methods.evit import StageMethod, cls_attention
 from vitbench.methods.patching.patch import CountingMixin, ForwardState
@@ -99,7 +99,7 @@ class ETPSParams:
         _check_temperature(self.temperature)
 
 
-@METHODS.register("etps", family="token")
+@register
 class ETPS(StageMethod):
     """eTPS (CVPR'23): EViT's CLS-attention top-k without a fused token, pruned tokens squeezed."""
 
@@ -136,7 +136,7 @@ class DTPSParams:
         _check_temperature(self.temperature)
 
 
-@METHODS.register("dtps", family="token")
+@register
 class DTPS(DynamicViT):
     """dTPS (CVPR'23): DynamicViT's trained predictor; pruned tokens squeezed into hosts."""
 

@@ -50,7 +50,7 @@ from torch import nn
 from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
 from vitbench.measure.accuracy import top1_pct
-from vitbench.methods.base import METHODS, ChannelMethod
+from vitbench.methods.base import ChannelMethod, register
 from vitbench.methods.lfe import apply_lfe
 from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
 from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
@@ -358,7 +358,7 @@ def load_result(
     return pruned, tuple(int(t) for t in meta["token_cfg"]), meta
 
 
-@METHODS.register("vtc-lfc", family="channel")
+@register
 class VTCLFC(ChannelMethod):
     """VTC-LFC: bottom-up cascade of LFE token and LFS channel pruning under an accuracy budget."""
 
