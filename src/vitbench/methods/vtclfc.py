@@ -56,11 +56,9 @@ from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
 from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
 from vitbench.methods.requirements import Requirements
 from vitbench.methods.slimming.lowpass import check_cutoff, check_filter
-from vitbench.methods.slimming.slim import SlimPlan, model_dims, slim_model
+from vitbench.methods.slimming.slim import TOKEN_CFG_ATTR, SlimPlan, model_dims, slim_model
 from vitbench.store import artifacts
 
-#: Attribute of a pruned model holding its per-block LFE token schedule (image tokens kept).
-TOKEN_CFG_ATTR = "vb_token_cfg"
 #: Image tokens that must survive block 0: the official lower bound 190 of DeiT's 196.
 FIRST_BLOCK_MIN_FRAC = 190 / 196
 
