@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from vitbench.methods.base import NoParams, TokenMethod, register
+from vitbench.methods.base import Conformance, NoParams, TokenMethod, register
 from vitbench.methods.evit import StageMethod
 from vitbench.methods.patching.patch import (
     CountingMixin,
@@ -29,6 +29,7 @@ class Dense(TokenMethod):
     Params = NoParams
     selections: ClassVar[tuple[str, ...]] = ("scored",)
     summary = "unmodified model (reference row of every table)"
+    conformance = Conformance(reduces=False)
 
     @classmethod
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import register
+from vitbench.methods.base import Conformance, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -176,6 +176,7 @@ class DynamicViT(TrainableMethod):
     Params: ClassVar[type] = DynamicViTParams
     knob = "keep_rate"
     summary = "learned PredictorLG before depth/4, depth/2, 3depth/4; keep int(n0*rho^s) (Rao et al. 2021)"
+    conformance = Conformance(gmacs_overhead=0.06)  # the predictor MLPs (large next to tiny blocks)
     mixin: ClassVar[type] = DynamicViTMixin
     squeeze: ClassVar[bool] = False
     default_lr: ClassVar[float] = 1e-3  # --lr 1e-3 (absolute), predictors

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vitbench.methods.base import TokenMethod, register
+from vitbench.methods.base import Conformance, TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -60,13 +60,13 @@ def reduce_tokens(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> t
     """
     p = st.prefix
     fuse = bool(getattr(st.params, "fuse_token", False))
-    split = keep_top(x, st, index, lambda qkv: cls_attention(qkv, attn, p), need_cls_attn=fuse)
+    split = keep_top(x, st, index, lambda: cls_attention(st.qkv.pop(index), attn, p), need_scores=fuse)
     if split is None:
         return x
     parts = [x[:, :p], split.kept]
     if fuse:
-        assert split.cls_attn is not None
-        weights = split.cls_attn.gather(1, split.pruned_idx)[..., None]  # [B, n - left, 1]
+        assert split.scores is not None
+        weights = split.scores.gather(1, split.pruned_idx)[..., None]  # [B, n - left, 1]
         parts.append((split.pruned * weights).sum(dim=1, keepdim=True))
     return torch.cat(parts, dim=1)
 
@@ -149,6 +149,7 @@ class EViT(StageMethod):
         vit_blocks=True, class_token=True, uses="it ranks image tokens by the class token's attention row"
     )
     summary = "CLS-attention top-k at depth/4, depth/2, 3depth/4; pruned tokens fused (Liang et al. 2022)"
+    conformance = Conformance(gmacs_overhead=0.001)  # the class-token attention row
 
 
 __all__ = ["EViT", "EViTParams", "StageMethod", "cls_attention", "evit_keep", "reduce_tokens"]

@@ -22,7 +22,7 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
-from vitbench.methods.base import TokenMethod, register
+from vitbench.methods.base import Conformance, TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -180,6 +180,8 @@ class ToMe(TokenMethod):
     summary = (
         "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"
     )
+    #: proportional attention: prefix tokens differ from timm's after the first merge; matching MACs
+    conformance = Conformance(changes_attention=True, gmacs_overhead=0.01)
 
     @classmethod
     def _resolve(cls, model: nn.Module, params: ToMeParams) -> ToMeParams:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from vitbench.methods.base import register
+from vitbench.methods.base import Conformance, register
 from vitbench.methods.dynamicvit import DynamicViT
 from vitbench.methods.evit import StageMethod, cls_attention
 from vitbench.methods.patching.patch import ForwardState
@@ -33,7 +33,7 @@ def etps_reduce(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> tor
     numbers ``random-tokens`` uses (``"random"``). Kept tokens stay in descending score order.
     """
     p = st.prefix
-    split = keep_top(x, st, index, lambda qkv: cls_attention(qkv, attn, p))
+    split = keep_top(x, st, index, lambda: cls_attention(st.qkv.pop(index), attn, p))
     if split is None:
         return x
     return torch.cat([x[:, :p], squeeze(split.kept, split.pruned, st.params.temperature)], dim=1)
@@ -91,6 +91,7 @@ class ETPS(StageMethod):
     summary = (
         "CLS-attention top-k at 3 stages; pruned tokens squeezed into nearest kept host (Wei et al. 2023)"
     )
+    conformance = Conformance(gmacs_overhead=0.015)  # class-token row and the squeeze similarities
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,7 +50,7 @@ from torch import nn
 from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
 from vitbench.measure.accuracy import top1_pct
-from vitbench.methods.base import ChannelMethod, register
+from vitbench.methods.base import ChannelMethod, Conformance, register
 from vitbench.methods.lfe import apply_lfe
 from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
 from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
@@ -365,6 +365,12 @@ class VTCLFC(ChannelMethod):
     knob: ClassVar[str] = "allowable_drop"
     needs_calibration: ClassVar[bool] = True
     summary = "bottom-up cascade: LFE tokens then LFS channels per block, accuracy budget (Wang et al. 2022)"
+    #: the kit: block 0 only, few samples, a budget that prunes a random model; still minutes
+    conformance = Conformance(
+        fast={"num_samples": 8, "eval_samples": 16, "prune_blocks": (0,), "allowable_drop": 50.0},
+        models=("vit",),
+        slow=True,
+    )
 
     @classmethod
     def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:

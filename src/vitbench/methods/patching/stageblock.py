@@ -1,9 +1,9 @@
 """The pruning-stage block shared by EViT and eTPS: top-k of image tokens after the attention residual.
 
-Both methods run timm's attention, then keep the ``ceil(rho * n)`` best-scored image tokens
-(:func:`keep_top`) and hand the pruned ones to a method-specific step (EViT fuses them into one
-token, eTPS squeezes them into their kept hosts); the MLP runs on the shorter sequence
-(:class:`StageBlockMixin`).
+Both methods (and any method scoring image tokens after attention) run timm's attention, then
+keep the ``ceil(rho * n)`` best-scored image tokens (:func:`keep_top`) and hand the pruned ones
+to a method-specific step (EViT fuses them into one token, eTPS squeezes them into their kept
+hosts); the MLP runs on the shorter sequence (:class:`StageBlockMixin`).
 """
 
 from __future__ import annotations
@@ -27,21 +27,21 @@ class TopSplit:
         kept: [B, left, C] kept image tokens, in descending score order.
         pruned: [B, n - left, C] pruned image tokens, in ascending position order.
         pruned_idx: [B, n - left] positions of the pruned tokens among the n image tokens.
-        cls_attn: [B, n] head-mean class-token attention, or ``None`` when it was not needed.
+        scores: [B, n] the method's scores of the image tokens, or ``None`` when not computed.
     """
 
     kept: torch.Tensor
     pruned: torch.Tensor
     pruned_idx: torch.Tensor
-    cls_attn: torch.Tensor | None
+    scores: torch.Tensor | None
 
 
 def keep_top(
     x: torch.Tensor,
     st: ForwardState,
     index: int,
-    cls_attn: Callable[[torch.Tensor], torch.Tensor],
-    need_cls_attn: bool = False,
+    score: Callable[[], torch.Tensor],
+    need_scores: bool = False,
 ) -> TopSplit | None:
     """Split the image tokens of ``x`` [B, N, C] into the top ``ceil(rho * n)`` and the rest.
 
@@ -49,13 +49,14 @@ def keep_top(
         x: tokens after the attention residual; the first ``st.prefix`` are never pruned.
         st: the forward state (``params.keep_rate``, ``selection``, the captured ``qkv``).
         index: the block index (key of the captured qkv and of the random stream).
-        cls_attn: ``qkv [B, N, 3*attn_dim] -> [B, n]`` class-token attention of the image tokens.
-        need_cls_attn: compute the class-token attention even for ``selection="random"``.
+        score: ``() -> [B, n]`` the method's scores of the image tokens (higher = kept), e.g.
+            the class-token attention from the captured qkv; called at most once.
+        need_scores: call ``score`` even for ``selection="random"`` (e.g. fusion weights).
 
     Returns:
-        ``None`` when every image token is kept (the captured qkv is released), else the split.
-        Scores are the class-token attention (``"scored"``) or seeded uniform numbers
-        (``"random"``, stream ``index``).
+        ``None`` when every image token is kept (a captured qkv is released), else the split.
+        Selection uses ``score()`` (``"scored"``) or seeded uniform numbers (``"random"``,
+        stream ``index``).
     """
     p = st.prefix
     b, n_all, c = x.shape
@@ -64,16 +65,16 @@ def keep_top(
     if left >= n:
         st.qkv.pop(index, None)
         return None
-    attn_row = cls_attn(st.qkv.pop(index)) if (need_cls_attn or st.selection == "scored") else None
-    scores = attn_row if st.selection == "scored" else st.uniform(index, (n,), x)
-    assert scores is not None
-    idx = scores.topk(left, dim=1, largest=True, sorted=True).indices  # [B, left]
+    own = score() if (need_scores or st.selection == "scored") else None
+    ranking = own if st.selection == "scored" else st.uniform(index, (n,), x)
+    assert ranking is not None
+    idx = ranking.topk(left, dim=1, largest=True, sorted=True).indices  # [B, left]
     img = x[:, p:]
     pruned_mask = torch.ones(b, n, dtype=torch.bool, device=x.device).scatter_(1, idx, False)
     compl = pruned_mask.nonzero()[:, 1].view(b, n - left)  # [B, n - left], ascending
     kept = img.gather(1, idx[..., None].expand(-1, -1, c))
     pruned = img.gather(1, compl[..., None].expand(-1, -1, c))
-    return TopSplit(kept, pruned, compl, attn_row)
+    return TopSplit(kept, pruned, compl, own)
 
 
 class StageBlockMixin(CountingMixin):
@@ -86,8 +87,9 @@ class StageBlockMixin(CountingMixin):
         LayerScale, drop-path, q/k norms and fused attention are timm's own.
     """
 
-    #: ``(x [B, N, C], state, block index, attn module) -> [B, N', C]``, set by each subclass.
-    reduce: ClassVar[Callable[[torch.Tensor, ForwardState, int, Any], torch.Tensor]]
+    #: ``(x [B, N, C], state, block index, attn module) -> [B, N', C]``, set by each subclass
+    #: as ``reduce = staticmethod(function)``.
+    reduce: ClassVar[Any]
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:  # noqa: D102
         st = self._vb_enter(x)
