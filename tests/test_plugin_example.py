@@ -93,8 +93,8 @@ def test_one_pytest_line_runs_the_kit_on_the_installed_plugin(tmp_path: Path) ->
     site = tmp_path / "site"
     site.mkdir()
     _install(site)
-    src = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(src)])}
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]  # vitbench as this run imports it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     cmd = ["-p", "vitbench.testing.plugin", "--pyargs", "vitbench.testing.test_conformance"]
     args = [
         sys.executable,
