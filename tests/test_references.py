@@ -16,11 +16,13 @@ TINY = TINY_SUITE
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory with ``benchmark/tiny.yaml`` and no ``$VITBENCH_RESULTS``."""
+    """A working directory, no ``$VITBENCH_RESULTS``, and a shipped suite ``tiny`` (suites folder patched)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VITBENCH_RESULTS", raising=False)
-    (tmp_path / "benchmark").mkdir()
-    (tmp_path / "benchmark" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    shipped = tmp_path / "shipped-suites"
+    shipped.mkdir()
+    (shipped / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    monkeypatch.setattr("vitbench.harness.suites.suites_dir", lambda: shipped)
     return tmp_path
 
 

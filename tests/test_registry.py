@@ -55,3 +55,35 @@ def test_no_shadowing_of_installed_packages() -> None:
     spec = importlib.util.find_spec("datasets")
     if spec is not None and spec.origin:
         assert root not in Path(spec.origin).resolve().parents
+
+
+def test_register_self_reads_name_and_family_once() -> None:
+    from vitbench.core.registry import describe_method
+
+    reg: Registry[type] = Registry("method", describe=describe_method)
+
+    @reg.register_self
+    class Mine:
+        name, family = "mine", "channel"
+
+    assert reg.get("mine") is Mine and reg.info("mine") == {"family": "channel"}
+
+    class Nameless:
+        name, family = "", "token"
+
+    with pytest.raises(ValueError, match="has no name; set the class attribute name"):
+        reg.register_self(Nameless)
+
+    class Odd:
+        name, family = "odd", "tokens"
+
+    with pytest.raises(ValueError, match="family 'tokens'; set the class attribute family to one of token"):
+        reg.register_self(Odd)
+    with pytest.raises(ValueError, match="needs a name"):
+        Registry("thing").register_self(Mine)
+
+
+def test_builtin_registration_matches_class_attributes() -> None:
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        assert cls.name == name and METHODS.info(name) == {"family": cls.family}

@@ -1,6 +1,7 @@
 """One generic registry for methods, datasets and noises, and the method registry itself.
 
-Registration happens by decorator at the definition site. The method registry :data:`METHODS`
+Registration happens by decorator at the definition site (``register(name)``, or
+``register_self`` for objects that state their own name). The method registry :data:`METHODS`
 lives here, at the bottom of the package, so that every layer can look a method's metadata up
 by name; its entries are found the first time a name is looked up: every module of the package
 ``vitbench.methods`` is imported (a new method is one file there, no list to extend), and
@@ -40,6 +41,9 @@ class Registry(Generic[T]):
         entry_point_group: optional entry-point group scanned once, lazily, for plugins.
         package: optional package whose modules are imported once, lazily, before the plugins
             (each module registers what it defines when imported).
+        describe: optional ``obj -> (name, metadata)`` for objects that state their own name:
+            :meth:`register_self` (a decorator without arguments) and entry-point plugins use it,
+            so a name is written once, on the object.
 
     Example:
         >>> R = Registry("method")
@@ -49,8 +53,15 @@ class Registry(Generic[T]):
         UnknownNameError: unknown method 'tmoe'; did you mean 'tome'? available: tome
     """
 
-    def __init__(self, kind: str, entry_point_group: str | None = None, package: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        package: str | None = None,
+        describe: Callable[[Any], tuple[str, dict[str, Any]]] | None = None,
+    ) -> None:
         self.kind = kind
+        self._describe = describe
         self._items: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
         self._group = entry_point_group
@@ -65,6 +76,18 @@ class Registry(Generic[T]):
             return obj
 
         return deco
+
+    def register_self(self, obj: T) -> T:
+        """Decorator registering ``obj`` under the name and metadata it states (``describe``).
+
+        Raises:
+            ValueError: the registry has no ``describe``, or the name is taken.
+        """
+        if self._describe is None:
+            raise ValueError(f"the {self.kind} registry needs a name; use register(name)")
+        name, meta = self._describe(obj)
+        self.add(name, obj, **meta)
+        return obj
 
     def add(self, name: str, obj: T, **meta: Any) -> None:
         """Register ``obj`` under ``name``; a second registration of one name is an error."""
@@ -89,7 +112,18 @@ class Registry(Generic[T]):
             if ep.name in self._items:
                 continue
             obj = ep.load()
-            if ep.name not in self._items:  # the plugin module may register itself on import
+            if self._describe is not None:
+                stated, meta = self._describe(obj)
+                if stated != ep.name:
+                    raise ValueError(
+                        f"entry point '{ep.name}' ({ep.value}) loads the {self.kind} '{stated}'; "
+                        f"name the entry point '{stated}'"
+                    )
+                if stated in self._items:  # the plugin module registered itself on import
+                    self._meta[stated]["plugin"] = ep.value
+                else:
+                    self.add(stated, obj, **meta, plugin=ep.value)
+            elif ep.name not in self._items:  # the plugin module may register itself on import
                 self.add(ep.name, obj, plugin=ep.value)
 
     def get(self, name: str) -> T:
@@ -126,7 +160,32 @@ class Registry(Generic[T]):
         return len(self.names())
 
 
+#: Method families: token reduction, channel pruning, and baselines standing in for either.
+FAMILIES: tuple[str, ...] = ("token", "channel", "baseline")
+
+
+def describe_method(cls: Any) -> tuple[str, dict[str, Any]]:
+    """``(name, {"family": family})`` of a method class, read from its ``name``/``family`` attributes.
+
+    Raises:
+        ValueError: the class has no ``name`` or an unknown ``family``.
+    """
+    name, family = getattr(cls, "name", ""), getattr(cls, "family", "")
+    label = getattr(cls, "__qualname__", repr(cls))
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"method class {label} has no name; set the class attribute name = '...'")
+    if family not in FAMILIES:
+        raise ValueError(
+            f"method '{name}' has family {family!r}; "
+            f"set the class attribute family to one of {', '.join(FAMILIES)}"
+        )
+    return name, {"family": family}
+
+
 #: Every compression method, by name: the built-in modules of ``vitbench.methods`` and the
 #: plugins of the entry-point group ``vitbench.methods`` (loaded on the first lookup). Values are
-#: ``Method`` subclasses (:mod:`vitbench.methods.base`, typed there as ``Registry[type[Method]]``).
-METHODS: Registry[Any] = Registry("method", entry_point_group="vitbench.methods", package="vitbench.methods")
+#: ``Method`` subclasses (:mod:`vitbench.methods.base`, typed there as ``Registry[type[Method]]``);
+#: each states its name and family once, as class attributes (:func:`describe_method`).
+METHODS: Registry[Any] = Registry(
+    "method", entry_point_group="vitbench.methods", package="vitbench.methods", describe=describe_method
+)

@@ -42,7 +42,7 @@ from vitbench.data.prep import to_tensor
 from vitbench.data.subsets import prepared_subset
 from vitbench.methods.base import ChannelMethod, NoParams
 from vitbench.methods.baselines import Dense
-from vitbench.methods.slimming.slim import SlimPlan, slim_model, source_plan
+from vitbench.methods.slimming.slim import TOKEN_CFG_ATTR, SlimPlan, slim_model, source_plan
 from vitbench.store import artifacts
 from vitbench.train.config import TrainConfig
 from vitbench.train.finetune import training_data
@@ -50,9 +50,6 @@ from vitbench.train.loop import LoopRequest, run_loop
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
-
-#: Attribute of a pruned model holding a per-block token schedule (VTC-LFC), kept with the artifact.
-TOKEN_CFG_ATTR = "vb_token_cfg"
 
 #: Default post-pruning fine-tune learning rate (NViT ``finetune_dense.py``: 2e-4, cosine).
 FINETUNE_LR = 2e-4

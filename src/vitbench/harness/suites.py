@@ -75,14 +75,21 @@ def reference_tree(path: str | Path) -> Path | None:
     return None
 
 
+def suites_dir() -> Path:
+    """Folder of the suites shipped with vitbench (``vitbench/suites``)."""
+    return Path(str(resources.files("vitbench") / "suites"))
+
+
 def suite_names() -> list[str]:
-    """Names of the suites in ``./benchmark/`` and of those shipped with vitbench."""
-    folders = (Path("benchmark"), Path(str(resources.files("vitbench") / "suites")))
-    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+    """Names of the suites shipped with vitbench (``vitbench/suites/*.yaml``)."""
+    return sorted(p.stem for p in suites_dir().glob("*.yaml"))
 
 
 def find_suite(name_or_path: str) -> Path:
-    """Resolve a suite given as a path, a name in ``./benchmark/``, or a name shipped with vitbench.
+    """Resolve a suite given as a path to a YAML file, or the name of a suite shipped with vitbench.
+
+    Names are looked up in the package's data only (never in the current directory), so a
+    user's own suite is used when, and only when, it is passed by path.
 
     Raises:
         VitbenchError: no such file or suite name (with close matches and the available names).
@@ -90,10 +97,12 @@ def find_suite(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.parent != Path("."):
+        raise VitbenchError(f"suite file {name_or_path} does not exist; check the path, or give a suite name")
     stem = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
-    for candidate in (Path("benchmark") / stem, Path(str(resources.files("vitbench") / "suites" / stem))):
-        if candidate.is_file():
-            return candidate
+    shipped = suites_dir() / stem
+    if shipped.is_file():
+        return shipped
     names = suite_names()
     hint = close_hint(Path(stem).stem, names) or ";"
     raise VitbenchError(

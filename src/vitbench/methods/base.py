@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import torch
 from torch import nn
@@ -26,8 +26,51 @@ from vitbench.methods.requirements import Requirements, UnsupportedModelError, u
 #: All compression methods (token and channel). Plugins: entry-point group ``vitbench.methods``.
 METHODS = cast("Registry[type[Method]]", registry.METHODS)
 
+M = TypeVar("M", bound="type[Method]")
+
 Selection = Literal["scored", "random"]
 SELECTIONS: tuple[str, ...] = ("scored", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conformance:
+    """What the conformance kit (:mod:`vitbench.testing`) should expect of a method.
+
+    A method states its properties here instead of being special-cased by the checks.
+
+    Attributes:
+        reduces: the method's low keep ratios reduce tokens (token methods) or channels (channel
+            methods); ``False`` for the ``dense`` reference.
+        changes_attention: the method changes attention itself (ToMe's proportional attention
+            adds log token sizes to the logits), so prefix tokens equal the unpatched block's
+            output only up to the first block that reduces tokens; their merge sizes must stay 1.
+        gmacs_overhead: MACs the method adds beyond the transformer blocks it schedules (scores,
+            predictors, matching, squeezing), at most this fraction of the dense model's GMACs on the
+            kit's tiny models.
+        fast: ``Params`` overrides that keep the kit fast on tiny random models (fewer samples or
+            steps) without changing what is checked; the keep ratio's own settings win.
+        models: keys of :data:`vitbench.testing.models.TINY_MODELS` to run on (empty: the kit's
+            default set for the family; models the method does not support are left out).
+        expected_failures: ``(check, reason)`` pairs: checks known to fail for this method; the
+            kit marks them strictly expected to fail (a pass is reported as an error).
+        card: path of the method card YAML relative to the module defining the method (plugins);
+            empty: the card shipped with vitbench (``vitbench/cards/methods/<name>.yaml``).
+        slow: the checks that run the method take minutes on a CPU; the kit marks them
+            ``slow`` (deselected by ``-m "not slow"``; the card and refusal checks stay fast).
+    """
+
+    reduces: bool = True
+    changes_attention: bool = False
+    gmacs_overhead: float = 0.0
+    fast: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    expected_failures: tuple[tuple[str, str], ...] = ()
+    card: str = ""
+    slow: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gmacs_overhead < 1.0:
+            raise ValueError(f"gmacs_overhead {self.gmacs_overhead} is outside [0, 1); give a fraction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +81,10 @@ class NoParams:
 class Method:
     """Common part of both contracts.
 
+    Register a subclass with the decorator :func:`register` (it reads ``name`` and ``family``).
+
     Class attributes:
-        name: registry key.
+        name: registry key (stated once: the registration and the card use it).
         family: ``"token"`` or ``"channel"`` (``"baseline"`` methods declare the family they stand in).
         Params: frozen dataclass of native parameters with defaults.
         selections: selection modes the method supports (``scored`` = its own criterion,
@@ -48,6 +93,7 @@ class Method:
         trainable: the method has learned parts (a predictor, a fine-tuned backbone) that come
             from a safetensors artifact made by ``vitbench finetune`` (see ``vitbench.train.finetune``).
         requirements: what a model must have for the method (the one place it is declared).
+        conformance: what the conformance kit should expect (:class:`Conformance`).
     """
 
     name: ClassVar[str] = ""
@@ -58,6 +104,7 @@ class Method:
     summary: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
     requirements: ClassVar[Requirements] = Requirements()
+    conformance: ClassVar[Conformance] = Conformance()
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -162,6 +209,23 @@ class ChannelMethod(Method):
         inside the ``dense`` token counter when it is ``None``.
         """
         return None
+
+
+def register(cls: M) -> M:
+    """Class decorator registering a method under its own ``name`` and ``family`` attributes.
+
+    Example::
+
+        @register
+        class MyMethod(TokenMethod):
+            name = "mymethod"  # the registry key, stated once
+            ...
+
+    Raises:
+        ValueError: no ``name``, an unknown ``family``, or the name is already taken.
+    """
+    METHODS.register_self(cls)
+    return cls
 
 
 def check_keep_ratio(keep_ratio: float) -> None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from vitbench.methods.base import METHODS, NoParams, TokenMethod
+from vitbench.methods.base import Conformance, NoParams, TokenMethod, register
 from vitbench.methods.evit import StageMethod
 from vitbench.methods.patching.patch import (
     CountingMixin,
@@ -20,7 +20,7 @@ from vitbench.methods.patching.patch import (
 from vitbench.methods.requirements import Requirements
 
 
-@METHODS.register("dense", family="baseline")
+@register
 class Dense(TokenMethod):
     """The unmodified model; its handle only counts tokens."""
 
@@ -29,6 +29,7 @@ class Dense(TokenMethod):
     Params = NoParams
     selections: ClassVar[tuple[str, ...]] = ("scored",)
     summary = "unmodified model (reference row of every table)"
+    conformance = Conformance(reduces=False)
 
     @classmethod
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
@@ -65,7 +66,7 @@ class RandomTokensParams:
             raise ValueError(f"keep_rate {self.keep_rate} is outside (0, 1]")
 
 
-@METHODS.register("random-tokens", family="baseline")
+@register
 class RandomTokens(StageMethod):
     """Drop image tokens uniformly at random (seeded per sample) at the EViT stage schedule."""
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import register
 from vitbench.methods.slimming.channel import ChannelParams, Scores, unit_counts, unit_sums
 from vitbench.methods.slimming.slim import source_plan
 from vitbench.methods.structured import StructuredChannelMethod
@@ -32,7 +32,7 @@ class RandomChannelsParams(ChannelParams):
     seed: int = 0
 
 
-@METHODS.register("random-channels", family="baseline")
+@register
 class RandomChannels(StructuredChannelMethod):
     """Uniform random unit scores (seeded), same groups, global ranking and GMACs target as NViT."""
 
@@ -67,7 +67,7 @@ class MagnitudeParams(ChannelParams):
     """Magnitude parameters (``keep``, ``steps``, ``finetune_epochs`` as every channel method)."""
 
 
-@METHODS.register("magnitude", family="baseline")
+@register
 class Magnitude(StructuredChannelMethod):
     """L1 norm of each unit's scored weights, divided by their count (comparable across kinds)."""
 

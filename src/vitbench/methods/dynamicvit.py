@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import Conformance, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -168,7 +168,7 @@ class DynamicViTParams:
             raise ValueError(f"keep_rate {self.keep_rate} is outside (0, 1]")
 
 
-@METHODS.register("dynamicvit", family="token")
+@register
 class DynamicViT(TrainableMethod):
     """DynamicViT (NeurIPS'21): learned keep scores before 3 stages, tokens dropped physically."""
 
@@ -176,6 +176,7 @@ class DynamicViT(TrainableMethod):
     Params: ClassVar[type] = DynamicViTParams
     knob = "keep_rate"
     summary = "learned PredictorLG before depth/4, depth/2, 3depth/4; keep int(n0*rho^s) (Rao et al. 2021)"
+    conformance = Conformance(gmacs_overhead=0.06)  # the predictor MLPs (large next to tiny blocks)
     mixin: ClassVar[type] = DynamicViTMixin
     squeeze: ClassVar[bool] = False
     default_lr: ClassVar[float] = 1e-3  # --lr 1e-3 (absolute), predictors

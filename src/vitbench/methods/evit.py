@@ -17,8 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import Conformance, TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -28,6 +27,7 @@ from vitbench.methods.patching.patch import (
     patch_blocks,
     prefix_tokens,
 )
+from vitbench.methods.patching.stageblock import StageBlockMixin, keep_top
 from vitbench.methods.patching.stages import evit_keep, stage_blocks, stage_schedule
 from vitbench.methods.requirements import Requirements
 
@@ -59,35 +59,22 @@ def reduce_tokens(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> t
     same counts, same fusion weighted by the real CLS attention).
     """
     p = st.prefix
-    b, n_all, c = x.shape
-    n = n_all - p
     fuse = bool(getattr(st.params, "fuse_token", False))
-    left = evit_keep(st.params.keep_rate, n)
-    if left >= n:
-        st.qkv.pop(index, None)
+    split = keep_top(x, st, index, lambda: cls_attention(st.qkv.pop(index), attn, p), need_scores=fuse)
+    if split is None:
         return x
-    cls_attn = None
-    if fuse or st.selection == "scored":
-        cls_attn = cls_attention(st.qkv.pop(index), attn, p)  # [B, n]
-    scores = cls_attn if st.selection == "scored" else st.uniform(index, (n,), x)
-    assert scores is not None
-    idx = scores.topk(left, dim=1, largest=True, sorted=True).indices  # [B, left]
-    img = x[:, p:]
-    parts = [x[:, :p], img.gather(1, idx[..., None].expand(-1, -1, c))]
+    parts = [x[:, :p], split.kept]
     if fuse:
-        assert cls_attn is not None
-        pruned = torch.ones(b, n, dtype=torch.bool, device=x.device).scatter_(1, idx, False)
-        compl = pruned.nonzero()[:, 1].view(b, n - left)  # [B, n - left], ascending
-        non_topk = img.gather(1, compl[..., None].expand(-1, -1, c))
-        weights = cls_attn.gather(1, compl)[..., None]  # [B, n - left, 1]
-        parts.append((non_topk * weights).sum(dim=1, keepdim=True))
+        assert split.scores is not None
+        weights = split.scores.gather(1, split.pruned_idx)[..., None]  # [B, n - left, 1]
+        parts.append((split.pruned * weights).sum(dim=1, keepdim=True))
     return torch.cat(parts, dim=1)
 
 
-class EViTMixin(CountingMixin):
+class EViTMixin(StageBlockMixin):
     """EViT block (used at the pruning stages only).
 
-    Modifications to timm's ``Block.forward``:
+    Modifications to timm's ``Block.forward`` (:class:`StageBlockMixin`):
         - between the attention residual and the MLP, image tokens are reduced by
           :func:`reduce_tokens` (CLS-attention top-k, optional fused token);
         - prefix tokens (CLS, distillation, registers) are never pruned (the official code
@@ -96,14 +83,7 @@ class EViTMixin(CountingMixin):
         LayerScale, drop-path, q/k norms and fused attention are timm's own.
     """
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:  # noqa: D102
-        st = self._vb_enter(x)
-        if attn_mask is not None:
-            raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
-        blk: Any = self
-        x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), **kw)))
-        x = reduce_tokens(x, st, self._vb_index, blk.attn)
-        return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+    reduce = staticmethod(reduce_tokens)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +139,7 @@ class StageMethod(TokenMethod):
         return attn
 
 
-@METHODS.register("evit", family="token")
+@register
 class EViT(StageMethod):
     """EViT (ICLR'22): CLS-attention top-k at 3 stages, inattentive tokens fused into one."""
 
@@ -169,6 +149,7 @@ class EViT(StageMethod):
         vit_blocks=True, class_token=True, uses="it ranks image tokens by the class token's attention row"
     )
     summary = "CLS-attention top-k at depth/4, depth/2, 3depth/4; pruned tokens fused (Liang et al. 2022)"
+    conformance = Conformance(gmacs_overhead=0.001)  # the class-token attention row
 
 
 __all__ = ["EViT", "EViTParams", "StageMethod", "cls_attention", "evit_keep", "reduce_tokens"]

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -253,7 +253,7 @@ def apply_lfe(
     return patch_blocks(model, st, lambda i: LFEMixin if targets[i] >= 0 else CountingMixin)
 
 
-@METHODS.register("lfe", family="token")
+@register
 class LFE(TokenMethod):
     """VTC-LFC's LFE token pruning: low-frequency energy x head-weighted attention, top-k, dropped."""
 

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS, ChannelMethod
+from vitbench.methods.base import ChannelMethod, register
 from vitbench.methods.requirements import Requirements
 from vitbench.methods.slimming.lowpass import check_cutoff, check_filter, lowpass_images
 from vitbench.methods.slimming.slim import BlockPlan, SlimPlan, model_dims, slim_model, source_plan
@@ -512,7 +512,7 @@ class TaylorFamily(ChannelMethod):
         return pruned
 
 
-@METHODS.register("lfs", family="channel")
+@register
 class LFS(TaylorFamily):
     """VTC-LFC's LFS: Taylor importance of a low-pass CE + CLS distillation loss (qkv, fc1)."""
 
@@ -529,7 +529,7 @@ class LFS(TaylorFamily):
     )
 
 
-@METHODS.register("taylor", family="channel")
+@register
 class Taylor(TaylorFamily):
     """Spatial-domain first-order Taylor importance (CE on original images), qkv/fc1."""
 

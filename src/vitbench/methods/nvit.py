@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import Conformance, register
 from vitbench.methods.channel_baselines import _original_indices
 from vitbench.methods.slimming.channel import ChannelParams, Layer, Scores, group_sizes, unit_sums
 from vitbench.methods.slimming.latency import get_table
@@ -85,7 +85,7 @@ class NViTParams(ChannelParams):
             raise ValueError(f"latency_batch {self.latency_batch} must be >= 1")
 
 
-@METHODS.register("nvit", family="channel")
+@register
 class NViT(StructuredChannelMethod):
     """Hessian-aware global structural pruning with latency awareness (embed, heads, q/k, v, MLP)."""
 
@@ -94,6 +94,8 @@ class NViT(StructuredChannelMethod):
     Params = NViTParams
     knob: ClassVar[str] = "keep"
     summary = "(sum theta*grad/k)^2 per unit, global group ranking (embed/heads/q-k/v/MLP), latency LUT"
+    #: the kit: no latency table (measuring one takes minutes), one pruning step
+    conformance = Conformance(fast={"latency_weight": 0.0, "steps": 1})
 
     @classmethod
     def budget(cls, model: nn.Module, params: Any, state: dict) -> Callable[[ModelDims], float]:

@@ -22,7 +22,7 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
-from vitbench.methods.base import METHODS, TokenMethod
+from vitbench.methods.base import Conformance, TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -167,7 +167,7 @@ class ToMeParams:
             raise ValueError(f"r must be >= 0, got r={self.r} r_per_block={self.r_per_block}")
 
 
-@METHODS.register("tome", family="token")
+@register
 class ToMe(TokenMethod):
     """ToMe (ICLR'23): bipartite soft matching on head-mean keys, size-weighted merge, every block."""
 
@@ -180,6 +180,8 @@ class ToMe(TokenMethod):
     summary = (
         "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"
     )
+    #: proportional attention: prefix tokens differ from timm's after the first merge; matching MACs
+    conformance = Conformance(changes_attention=True, gmacs_overhead=0.01)
 
     @classmethod
     def _resolve(cls, model: nn.Module, params: ToMeParams) -> ToMeParams:

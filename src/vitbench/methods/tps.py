@@ -17,13 +17,12 @@ from typing import Any
 
 import torch
 
-from vitbench.core.errors import VitbenchError
-from vitbench.methods.base import METHODS
+from vitbench.methods.base import Conformance, register
 from vitbench.methods.dynamicvit import DynamicViT
 from vitbench.methods.evit import StageMethod, cls_attention
-from vitbench.methods.patching.patch import CountingMixin, ForwardState
+from vitbench.methods.patching.patch import ForwardState
 from vitbench.methods.patching.squeeze import squeeze
-from vitbench.methods.patching.stages import evit_keep
+from vitbench.methods.patching.stageblock import StageBlockMixin, keep_top
 from vitbench.methods.requirements import Requirements
 
 
@@ -34,29 +33,16 @@ def etps_reduce(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> tor
     numbers ``random-tokens`` uses (``"random"``). Kept tokens stay in descending score order.
     """
     p = st.prefix
-    b, n_all, c = x.shape
-    n = n_all - p
-    left = evit_keep(st.params.keep_rate, n)
-    if left >= n:
-        st.qkv.pop(index, None)
+    split = keep_top(x, st, index, lambda: cls_attention(st.qkv.pop(index), attn, p))
+    if split is None:
         return x
-    if st.selection == "scored":
-        scores = cls_attention(st.qkv.pop(index), attn, p)  # [B, n]
-    else:
-        scores = st.uniform(index, (n,), x)
-    idx = scores.topk(left, dim=1, largest=True, sorted=True).indices  # [B, left]
-    img = x[:, p:]
-    pruned_mask = torch.ones(b, n, dtype=torch.bool, device=x.device).scatter_(1, idx, False)
-    compl = pruned_mask.nonzero()[:, 1].view(b, n - left)
-    kept = img.gather(1, idx[..., None].expand(-1, -1, c))
-    pruned = img.gather(1, compl[..., None].expand(-1, -1, c))
-    return torch.cat([x[:, :p], squeeze(kept, pruned, st.params.temperature)], dim=1)
+    return torch.cat([x[:, :p], squeeze(split.kept, split.pruned, st.params.temperature)], dim=1)
 
 
-class ETPSMixin(CountingMixin):
+class ETPSMixin(StageBlockMixin):
     """eTPS block (used at the pruning stages only).
 
-    Modifications to timm's ``Block.forward``:
+    Modifications to timm's ``Block.forward`` (:class:`StageBlockMixin`):
         - between the attention residual and the MLP, image tokens are reduced by
           :func:`etps_reduce` (CLS-attention top-k, pruned tokens squeezed into hosts);
         - prefix tokens are never pruned and never hosts;
@@ -64,14 +50,7 @@ class ETPSMixin(CountingMixin):
         LayerScale, drop-path, q/k norms and fused attention are timm's own.
     """
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:  # noqa: D102
-        st = self._vb_enter(x)
-        if attn_mask is not None:
-            raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
-        blk: Any = self
-        x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), **kw)))
-        x = etps_reduce(x, st, self._vb_index, blk.attn)
-        return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+    reduce = staticmethod(etps_reduce)
 
 
 def _check_temperature(t: float) -> None:
@@ -99,7 +78,7 @@ class ETPSParams:
         _check_temperature(self.temperature)
 
 
-@METHODS.register("etps", family="token")
+@register
 class ETPS(StageMethod):
     """eTPS (CVPR'23): EViT's CLS-attention top-k without a fused token, pruned tokens squeezed."""
 
@@ -112,6 +91,7 @@ class ETPS(StageMethod):
     summary = (
         "CLS-attention top-k at 3 stages; pruned tokens squeezed into nearest kept host (Wei et al. 2023)"
     )
+    conformance = Conformance(gmacs_overhead=0.015)  # class-token row and the squeeze similarities
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +116,7 @@ class DTPSParams:
         _check_temperature(self.temperature)
 
 
-@METHODS.register("dtps", family="token")
+@register
 class DTPS(DynamicViT):
     """dTPS (CVPR'23): DynamicViT's trained predictor; pruned tokens squeezed into hosts."""
 

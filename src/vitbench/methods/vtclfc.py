@@ -50,17 +50,15 @@ from torch import nn
 from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
 from vitbench.measure.accuracy import top1_pct
-from vitbench.methods.base import METHODS, ChannelMethod
+from vitbench.methods.base import ChannelMethod, Conformance, register
 from vitbench.methods.lfe import apply_lfe
 from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
 from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
 from vitbench.methods.requirements import Requirements
 from vitbench.methods.slimming.lowpass import check_cutoff, check_filter
-from vitbench.methods.slimming.slim import SlimPlan, model_dims, slim_model
+from vitbench.methods.slimming.slim import TOKEN_CFG_ATTR, SlimPlan, model_dims, slim_model
 from vitbench.store import artifacts
 
-#: Attribute of a pruned model holding its per-block LFE token schedule (image tokens kept).
-TOKEN_CFG_ATTR = "vb_token_cfg"
 #: Image tokens that must survive block 0: the official lower bound 190 of DeiT's 196.
 FIRST_BLOCK_MIN_FRAC = 190 / 196
 
@@ -358,7 +356,7 @@ def load_result(
     return pruned, tuple(int(t) for t in meta["token_cfg"]), meta
 
 
-@METHODS.register("vtc-lfc", family="channel")
+@register
 class VTCLFC(ChannelMethod):
     """VTC-LFC: bottom-up cascade of LFE token and LFS channel pruning under an accuracy budget."""
 
@@ -367,6 +365,12 @@ class VTCLFC(ChannelMethod):
     knob: ClassVar[str] = "allowable_drop"
     needs_calibration: ClassVar[bool] = True
     summary = "bottom-up cascade: LFE tokens then LFS channels per block, accuracy budget (Wang et al. 2022)"
+    #: the kit: block 0 only, few samples, a budget that prunes a random model; still minutes
+    conformance = Conformance(
+        fast={"num_samples": 8, "eval_samples": 16, "prune_blocks": (0,), "allowable_drop": 50.0},
+        models=("vit",),
+        slow=True,
+    )
 
     @classmethod
     def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Method cards (``methods/*.yaml``) and the published-GMACs reproduction table."""
+"""Method cards (``vitbench/cards/methods/*.yaml``, shipped with the package) and the published-GMACs table.
+
+Cards are read from the package's data only, never from the current directory, so a folder named
+``methods`` where vitbench runs cannot replace them.
+"""
 
 from __future__ import annotations
 
@@ -17,20 +21,35 @@ from vitbench.methods.base import token_method
 
 
 def cards_dir() -> Path:
-    """Folder of the method cards: ``./methods`` in a checkout, else the copy shipped with vitbench."""
-    local = Path("methods")
-    if local.is_dir() and any(local.glob("*.yaml")):
-        return local
+    """Folder of the method cards shipped with vitbench (``vitbench/cards/methods``)."""
     return Path(str(resources.files("vitbench") / "cards" / "methods"))
 
 
+def load_card(path: str | Path) -> dict[str, Any]:
+    """One method card read from ``path`` (a YAML mapping with at least ``name``).
+
+    Raises:
+        VitbenchError: the file is missing, not YAML, or not a mapping with a ``name``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VitbenchError(f"method card {path} does not exist; give the path of a card YAML file")
+    try:
+        card = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise VitbenchError(
+            f"method card {path} is not valid YAML ({type(exc).__name__}); fix its syntax"
+        ) from None
+    if not isinstance(card, dict) or "name" not in card:
+        raise VitbenchError(f"method card {path} is malformed; it needs at least a 'name' key")
+    return card
+
+
 def load_cards() -> dict[str, dict[str, Any]]:
-    """All method cards by registry key."""
+    """All method cards shipped with vitbench, by registry key."""
     cards = {}
     for path in sorted(cards_dir().glob("*.yaml")):
-        card = yaml.safe_load(path.read_text())
-        if not isinstance(card, dict) or "name" not in card:
-            raise VitbenchError(f"method card {path} is malformed; it needs at least a 'name' key")
+        card = load_card(path)
         cards[card["name"]] = card
     return cards
 

@@ -44,6 +44,10 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 
+#: Attribute of a pruned model holding the per-block token schedule that goes with its channels
+#: (VTC-LFC's LFE image-token counts); the harness stores it with the pruned weights.
+TOKEN_CFG_ATTR = "vb_token_cfg"
+
 # ---------------------------------------------------------------------------------------------
 # plans
 
@@ -543,6 +547,7 @@ def slim_model(model: nn.Module, plan: SlimPlan) -> nn.Module:
 
 
 __all__ = [
+    "TOKEN_CFG_ATTR",
     "BlockPlan",
     "ModelDims",
     "SlimAttention",

@@ -1,0 +1,3 @@
+from vitbench.testing import conformance_tests
+
+test_normtop = conformance_tests("normtop")
