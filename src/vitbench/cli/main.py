@@ -11,7 +11,6 @@ import vitbench
 from vitbench.cli import bench, compare, data, measure, results, run, train
 from vitbench.cli.options import AddCommand, ParserContext
 from vitbench.core.errors import VitbenchError
-from vitbench.core.registry import UnknownNameError
 
 #: Default results store when ``$VITBENCH_RESULTS`` is unset; the parser's defaults come from
 #: :func:`vitbench.harness.suites.default_store`, which reads it.
@@ -72,10 +71,11 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
-        # deferred: only --version needs these; the store brings pandas and SQLite
+        # deferred: only --version needs them
         import platform
         from importlib import metadata
 
+        # deferred: the store brings pandas and SQLite; `vitbench --help` stays free of them
         from vitbench.store.results import source_version
 
         def version(name: str) -> str:
@@ -102,9 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VitbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except UnknownNameError as exc:  # registry lookups: an unknown name with close matches
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except KeyError as exc:  # registry lookups raise UnknownNameError (a KeyError)
+        # deferred: the registry module brings importlib.metadata; `vitbench --help` does without
+        from vitbench.core.registry import UnknownNameError
+
+        if isinstance(exc, UnknownNameError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitbench.core.errors import VitbenchError
 from vitbench.core.threads import check_threads
@@ -21,9 +20,11 @@ DEMO_SUITE = "demo"
 _THREADS_FIX = "use --threads 1 (or N >= 1), or leave it out for the automatic choice"
 
 
-@dataclasses.dataclass(frozen=True)
-class ParserContext:
-    """What a command group needs to register its commands.
+class ParserContext(NamedTuple):
+    """What a command group needs to register its commands (immutable).
+
+    A typed ``NamedTuple`` rather than a dataclass: ``import vitbench.cli.main`` then does not
+    load ``dataclasses`` (and ``inspect``), which only the handlers need.
 
     Attributes:
         results: default of ``--results`` (``$VITBENCH_RESULTS`` or ``./vitbench-results``, then

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +26,9 @@ from vitbench.core.errors import VitbenchError
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a suite (default: the embedded demo) into a results store, then print the leaderboards."""
+    # deferred: dataclasses (and inspect) only once a command runs; the harness loads torch and timm
+    import dataclasses
+
     # deferred: the harness loads torch and timm; `vitbench --help` stays free of them
     from vitbench.core.models import check_model_name, freeze_args
     from vitbench.core.specs import MethodSpec, ModelSpec
@@ -170,6 +171,9 @@ def cmd_regenerate_references(args: argparse.Namespace, execute: Callable[[Seque
 
     ``execute`` runs each step's ``vitbench`` command line in this process (``ParserContext.execute``).
     """
+    # deferred: only this command needs shlex
+    import shlex
+
     # deferred: the harness loads torch and timm; `vitbench --help` stays free of them
     from vitbench.harness.references import commands, select
 

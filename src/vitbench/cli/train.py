@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from vitbench.cli.options import AddCommand, ParserContext, add_model_options, model_options, parse_sets
-from vitbench.train.config import TRAIN_OPTIONS, TrainConfig
 
 #: Help of the hyper-parameter flags (one per ``TrainConfig`` option).
 _HELP = {
@@ -43,6 +41,12 @@ _INTS = ("max_steps", "batch_size", "checkpoint_every", "seed")
 
 
 def _add_finetune(sub: Any, ctx: ParserContext) -> None:
+    # deferred: dataclasses (and inspect) wait until the parser is built
+    import dataclasses
+
+    # deferred: TrainConfig's dataclass is built with the parser, not on `import vitbench.cli.main`
+    from vitbench.train.config import TRAIN_OPTIONS, TrainConfig
+
     ft = sub.add_parser(
         "finetune",
         help="train a method's learned parts (DynamicViT, dTPS) into a safetensors artifact",
@@ -104,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     # deferred: the demo architecture and models load torch and timm; `vitbench --help` stays free of them
     from vitbench.core.demo import ARCH
     from vitbench.core.models import freeze_args
+    from vitbench.train.config import TRAIN_OPTIONS, TrainConfig
 
     weights = args.weights or ("demo" if args.model.split(".")[0] == ARCH else "hub")
     margs, dcfg = model_options(args)
@@ -125,9 +130,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Train the parts of a trainable method and write the artifact; exit 130 when interrupted."""
-    # deferred: training loads torch, timm and accelerate; `vitbench --help` stays free of them
+    # deferred: accelerate loads torch; `vitbench --help` stays free of it
     from accelerate import PartialState
 
+    # deferred: training loads torch and timm, as above
     from vitbench.methods.base import check_keep_ratio
     from vitbench.methods.requirements import check_pairs
     from vitbench.train.finetune import finetune
