@@ -49,7 +49,7 @@ HELP_ORDER = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: every command group's commands, in :data:`HELP_ORDER`."""
-    # deferred: harness.suites loads torch and timm; only building the parser needs its defaults
+    # deferred: harness.suites loads torch and timm (for the --results defaults); importing stays light
     from vitbench.harness.suites import default_store, results_dir
 
     store, folder = str(default_store()), results_dir()
