@@ -135,3 +135,49 @@ def test_paper_flops_progress_off_when_not_a_terminal(capsys: pytest.CaptureFixt
 def test_readme_commands_section_names_the_results_folder() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "vitbench-results/" in readme and "vitbench regenerate-references" in readme
+
+
+def test_every_command_group_registers_its_commands_in_the_help_order() -> None:
+    from vitbench.cli import main as cli
+
+    names = [name for group in cli.GROUPS for name in group.COMMANDS]
+    assert len(names) == len(set(names)), "two command groups register the same command"
+    assert sorted(cli.HELP_ORDER) == sorted(names)
+    assert list(_subparsers(build_parser())) == list(cli.HELP_ORDER)
+
+
+def test_command_groups_import_only_the_shared_options_module() -> None:
+    """No import cycle inside the CLI: main -> command groups -> options, never back up."""
+    import ast
+
+    import vitbench.cli
+
+    folder = Path(vitbench.cli.__file__).parent
+    found: dict[str, set[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        mods |= {
+            n.module + "." + a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module
+            for a in n.names
+        }
+        mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        found[path.stem] = {m.split(".")[2] for m in mods if m.startswith("vitbench.cli.")}
+    groups = set(found) - {"__init__", "main", "options"}
+    assert {"run", "results", "compare", "measure", "data", "train", "bench"} <= groups
+    assert found["options"] == set() and found["__init__"] == set()
+    assert all(found[g] == {"options"} for g in groups), found
+    assert found["main"] == groups | {"options"}
+
+
+def test_importing_the_cli_loads_neither_torch_nor_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, vitbench.cli.main; print(sorted({'torch', 'pandas', 'timm'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from vitbench.cli.options import AddCommand, ParserContext, load_results
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print ΔTop-1 with paired bootstrap CI, exact McNemar p and agreement vs ``--against``."""
+    # deferred: tables bring pandas and the method registry (torch); `vitbench --help` stays free of them
     from vitbench.report.compare import compare_table
     from vitbench.report.population import restrict_suite
-    from vitbench.store.records import counter_warning
-    from vitbench.store.results import load_results, load_samples
+    from vitbench.store.results import load_samples
 
     df = load_results(args.results)
-    if note := counter_warning(df):
-        print(note, file=sys.stderr)
     if args.suite:
         df = restrict_suite(df, args.suite)
     samples = load_samples(args.results)
@@ -38,13 +37,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_compare_command(sub: Any, default_results: str) -> None:
-    """Register ``compare`` on the ``vitbench`` subparsers."""
+def _add_compare(sub: Any, ctx: ParserContext) -> None:
     co = sub.add_parser(
         "compare",
         help="paired ΔTop-1 (bootstrap CI), exact McNemar p and agreement of each method vs a reference",
     )
-    co.add_argument("--results", default=default_results, help="results store (.sqlite)")
+    co.add_argument("--results", default=ctx.results, help="results store (.sqlite)")
     co.add_argument(
         "--against",
         default="dense",
@@ -59,3 +57,7 @@ def add_compare_command(sub: Any, default_results: str) -> None:
     co.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     co.add_argument("--output", default=None, help="also write the table here")
     co.set_defaults(fn=cmd_compare)
+
+
+#: The commands of this group by name.
+COMMANDS: dict[str, AddCommand] = {"compare": _add_compare}

@@ -1,12 +1,48 @@
-"""Options shared by several command groups: KEY=VALUE pairs, --model-arg and --data-config."""
+"""Shared by the command groups: --set/--model-arg/--data-config/--threads, the parser context, results."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.threads import check_threads
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Suite of ``vitbench run`` and ``vitbench bench-contention`` when none is given.
+DEMO_SUITE = "demo"
+
+_THREADS_FIX = "use --threads 1 (or N >= 1), or leave it out for the automatic choice"
+
+
+class ParserContext(NamedTuple):
+    """What a command group needs to register its commands (immutable).
+
+    A typed ``NamedTuple`` rather than a dataclass: ``import vitbench.cli.main`` then does not
+    load ``dataclasses`` (and ``inspect``), which only the handlers need.
+
+    Attributes:
+        results: default of ``--results`` (``$VITBENCH_RESULTS`` or ``./vitbench-results``, then
+            ``vitbench.sqlite``).
+        results_help: help text of ``--results``.
+        folder: default folder of written outputs (plots, reports).
+        execute: runs one ``vitbench`` command line in this process and returns its exit code
+            (``vitbench.cli.main.main``; ``regenerate-references`` calls it for each step).
+    """
+
+    results: str
+    results_help: str
+    folder: Path
+    execute: Callable[[Sequence[str]], int]
+
+
+#: Registers one command (its subparser, options and handler) on the ``vitbench`` subparsers.
+AddCommand = Callable[[Any, ParserContext], None]
 
 
 def parse_sets(pairs: Sequence[str] | None, flag: str = "--set", example: str = "r=13") -> dict[str, Any]:
@@ -27,6 +63,7 @@ def parse_sets(pairs: Sequence[str] | None, flag: str = "--set", example: str = 
 
 def model_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """``--model-arg`` and ``--data-config`` as dicts (YAML values), the data config validated."""
+    # deferred: core.models loads torch and timm; `vitbench --help` stays free of them
     from vitbench.core.models import check_data_config
 
     model_args = parse_sets(getattr(args, "model_arg", None), "--model-arg", "img_size=32")
@@ -52,3 +89,40 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="override the model's data config: input_size, mean, std, interpolation, crop_pct, "
         "crop_mode, e.g. mean=[0.49,0.48,0.45] (repeatable)",
     )
+
+
+def threads_arg(text: str) -> int | str:
+    """``--threads`` value: an integer (validated by the command: one-line error) or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text  # check_threads names the problem and the fix
+
+
+def threads_option(value: int | str | None) -> int | None:
+    """A parsed ``--threads`` value checked: ``None`` (automatic) or a positive thread count.
+
+    Raises:
+        VitbenchError: zero, negative or not an integer; the message says how to give a good value.
+    """
+    return check_threads(value, "--threads", _THREADS_FIX)
+
+
+def load_results(path: str) -> pd.DataFrame:
+    """The records of the results store ``path``, one row per cell.
+
+    Prints a one-line warning on stderr when the records mix GMACs counter versions.
+
+    Raises:
+        VitbenchError: the file does not exist or is not a vitbench results store.
+    """
+    # deferred: the store brings pandas and SQLite; `vitbench --help` stays free of them
+    from vitbench.store.records import counter_warning
+    from vitbench.store.results import load_results as load_store
+
+    frame = load_store(path)
+    if note := counter_warning(frame):
+        print(note, file=sys.stderr)
+    return frame

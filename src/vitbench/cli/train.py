@@ -1,11 +1,12 @@
-"""``vitbench finetune`` and ``vitbench bench-train``: the training side of the command line."""
+"""``vitbench finetune``, ``bench-train`` and ``train-demo``: the training side of the command line."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
+
+from vitbench.cli.options import AddCommand, ParserContext, add_model_options, model_options, parse_sets
 
 #: Help of the hyper-parameter flags (one per ``TrainConfig`` option).
 _HELP = {
@@ -39,8 +40,11 @@ _NO_HELP = {
 _INTS = ("max_steps", "batch_size", "checkpoint_every", "seed")
 
 
-def add_train_commands(sub: Any) -> None:
-    """Register ``finetune`` and ``bench-train`` on the ``vitbench`` subparsers."""
+def _add_finetune(sub: Any, ctx: ParserContext) -> None:
+    # deferred: dataclasses (and inspect) wait until the parser is built
+    import dataclasses
+
+    # deferred: TrainConfig's dataclass is built with the parser, not on `import vitbench.cli.main`
     from vitbench.train.config import TRAIN_OPTIONS, TrainConfig
 
     ft = sub.add_parser(
@@ -52,8 +56,6 @@ def add_train_commands(sub: Any) -> None:
     ft.add_argument(
         "--weights", default=None, help="random | demo | hub | PATH (default: demo for the demo model)"
     )
-    from vitbench.cli.options import add_model_options
-
     add_model_options(ft)
     ft.add_argument("--method", required=True, help="trainable method: dynamicvit | dtps")
     ft.add_argument("--keep", type=float, default=0.7, help="keep ratio (the method's rho)")
@@ -76,13 +78,7 @@ def add_train_commands(sub: Any) -> None:
             else:
                 ft.add_argument(flag, dest=name, action="store_true", help=_HELP[name])
             continue
-        kind = (
-            str
-            if isinstance(default, str)
-            else int
-            if name in ("max_steps", "batch_size", "checkpoint_every", "seed")
-            else float
-        )
+        kind = str if isinstance(default, str) else int if name in _INTS else float
         shown = "" if default is None or "default" in _HELP[name] else f" (default {default})"
         ft.add_argument(flag, dest=name, type=kind, default=default, help=_HELP[name] + shown)
     ft.add_argument("--out", default=None, help="artifact path (default: the artifact folder, named by key)")
@@ -92,6 +88,8 @@ def add_train_commands(sub: Any) -> None:
     ft.add_argument("--no-progress", action="store_true", help="no progress bar")
     ft.set_defaults(fn=cmd_finetune)
 
+
+def _add_bench_train(sub: Any, ctx: ParserContext) -> None:
     bt = sub.add_parser("bench-train", help="finetune img/s vs a bare PyTorch loop (demo model)")
     bt.add_argument("--method", default="dynamicvit", help="trainable method (default dynamicvit)")
     bt.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
@@ -102,8 +100,12 @@ def add_train_commands(sub: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """:class:`~vitbench.train.finetune.TrainConfig` from parsed ``finetune`` arguments."""
-    from vitbench.cli.options import model_options, parse_sets
+    """:class:`~vitbench.train.config.TrainConfig` from parsed ``finetune`` arguments.
+
+    Raises:
+        VitbenchError: a bad ``--set``, ``--model-arg`` or ``--data-config`` value.
+    """
+    # deferred: the demo architecture and models load torch and timm; `vitbench --help` stays free of them
     from vitbench.core.demo import ARCH
     from vitbench.core.models import freeze_args
     from vitbench.train.config import TRAIN_OPTIONS, TrainConfig
@@ -128,14 +130,17 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Train the parts of a trainable method and write the artifact; exit 130 when interrupted."""
+    # deferred: accelerate loads torch; `vitbench --help` stays free of it
+    from accelerate import PartialState
+
+    # deferred: training loads torch and timm, as above
     from vitbench.methods.base import check_keep_ratio
+    from vitbench.methods.requirements import check_pairs
     from vitbench.train.finetune import finetune
     from vitbench.train.loop import TrainingInterrupted
 
     check_keep_ratio(args.keep)
     cfg = config_from_args(args)
-    from vitbench.methods.requirements import check_pairs
-
     check_pairs([(cfg.model, cfg.method)])  # an unsupported model is refused before any weights load
     try:
         res = finetune(
@@ -149,8 +154,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     except TrainingInterrupted as exc:
         print(f"stopped: {exc}")
         return 130
-    from accelerate import PartialState
-
     if not PartialState().is_main_process:
         return 0
     losses = ", ".join(f"{k} {v:.4f}" for k, v in res.losses.items())
@@ -165,10 +168,41 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
     """Training img/s of ``vitbench finetune`` vs a bare PyTorch loop on the demo model."""
+    # deferred: timing loads torch and timm; `vitbench --help` stays free of them
     from vitbench.bench.speed import bench_train
 
     bench_train(args.method, args.batch_size, args.steps, args.threads, args.rounds)
     return 0
 
 
-__all__ = ["add_train_commands", "cmd_bench_train", "cmd_finetune", "config_from_args"]
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    """Re-train the embedded demo model from scratch (writes safetensors)."""
+    # deferred: training loads torch and timm; `vitbench --help` stays free of them
+    from vitbench.core.demo import default_weights_path
+    from vitbench.train.demo import train_demo, write_demo_record
+
+    out = Path(args.output) if args.output else default_weights_path()
+    kwargs = {} if args.epochs is None else {"epochs": args.epochs}
+    info = train_demo(out, seed=args.seed, **kwargs)
+    command = "vitbench train-demo" + ("" if args.epochs is None else f" --epochs {args.epochs}")
+    record = write_demo_record(info, out.with_suffix(".json"), command)
+    print(f"wrote {out} and {out.with_suffix('.json')}: test top-1 {record['test_top1']:.2f}%")
+    return 0
+
+
+def _add_train_demo(sub: Any, ctx: ParserContext) -> None:
+    td = sub.add_parser("train-demo", help="re-train the embedded demo ViT from scratch")
+    td.add_argument("--output", default=None, help="default: the packaged asset path")
+    td.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
+    td.add_argument("--seed", type=int, default=0, help="seed of init, batch order and augmentation")
+    td.set_defaults(fn=cmd_train_demo)
+
+
+#: The commands of this group by name.
+COMMANDS: dict[str, AddCommand] = {
+    "train-demo": _add_train_demo,
+    "finetune": _add_finetune,
+    "bench-train": _add_bench_train,
+}
+
+__all__ = ["COMMANDS", "cmd_bench_train", "cmd_finetune", "cmd_train_demo", "config_from_args"]

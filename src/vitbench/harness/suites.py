@@ -167,7 +167,7 @@ def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
             models=tuple(_model(m, where) for m in _as_list(raw["models"])),
             methods=tuple(_method(m, where) for m in _as_list(raw["methods"])),
             dataset=_dataset(raw.get("dataset", {}), where),
-            keep_ratios=tuple(_keep(k, where) for k in _as_list(raw.get("keep_ratios", [1.0]))),
+            keep_ratios=tuple(parse_keep_ratio(k, where) for k in _as_list(raw.get("keep_ratios", [1.0]))),
             noises=tuple(n for item in _as_list(raw.get("noises", ["clean"])) for n in _noises(item, where)),
             selections=tuple(_selection(s, where) for s in _as_list(raw.get("selections", ["scored"]))),
             seeds=tuple(int(s) for s in _as_list(raw.get("seeds", [0]))),
@@ -235,7 +235,7 @@ def _method(item: Any, where: str) -> MethodSpec:
     make_params(cls, {**cls.defaults(), **params})  # validates names and types now, not mid-sweep
     keeps = item.get("keep_ratios")
     if keeps is not None:
-        keeps = tuple(_keep(k, where) for k in _as_list(keeps))
+        keeps = tuple(parse_keep_ratio(k, where) for k in _as_list(keeps))
         if not keeps:
             raise VitbenchError(f"{where}: methods '{cls.name}' keep_ratios is empty; list at least one")
     return MethodSpec(cls.name, tuple(sorted(params.items())), keeps)
@@ -255,8 +255,16 @@ def _dataset(item: Any, where: str) -> DataSpec:
     return spec
 
 
-def _keep(value: Any, where: str) -> float:
+def parse_keep_ratio(value: Any, where: str) -> float:
+    """A keep ratio from a suite or the command line as a float in ``(0, 1]``.
 
+    Args:
+        value: the given value (a number, or a string of one).
+        where: what gave it, for the message (``suite.yaml: methods[0]``, ``--keep``).
+
+    Raises:
+        VitbenchError: not a number, or outside ``(0, 1]``.
+    """
     try:
         check_keep_ratio(float(value))
     except (TypeError, ValueError):

@@ -1,0 +1,236 @@
+"""``vitbench flops``, ``throughput``, ``recount``, ``methods`` and ``noises``: costs and registries."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vitbench.cli.options import AddCommand, ParserContext, add_model_options, model_options, parse_sets
+from vitbench.core.errors import VitbenchError
+
+
+def _method_arg(name: str, sets: dict[str, Any], keep: float, model: Any) -> tuple[Any, Any]:
+    # deferred: the method registry loads torch and timm; `vitbench --help` stays free of them
+    from vitbench.methods.base import token_method
+
+    cls = token_method(name)
+    if cls.trainable:  # costs do not depend on trained weights: untrained parts unless given
+        sets = {"artifact": "init", **sets}
+    return cls, cls.params_for(keep, model, sets)
+
+
+def _dtype(name: str) -> Any:
+    """The torch dtype a ``--dtype`` value names; an unknown name is a one-line error."""
+    # deferred: keeps `vitbench --help` free of torch
+    import torch
+
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if name not in table:
+        raise VitbenchError(f"unknown dtype '{name}'; use float32, bfloat16 or float16")
+    return table[name]
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    """List registered methods with their parameters and defaults."""
+    # deferred: tabulate, only when a table is printed
+    from tabulate import tabulate
+
+    # deferred: the method registry loads torch and timm; `vitbench --help` stays free of them
+    from vitbench.methods import METHODS
+
+    rows = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "-"
+        needs = cls.requirements.short()
+        rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), needs, params, cls.summary])
+    print(
+        tabulate(
+            rows,
+            headers=["method", "family", "keep knob", "selection", "needs", "parameters (defaults)", "what"],
+            tablefmt="github",
+        )
+    )
+    return 0
+
+
+def cmd_noises(args: argparse.Namespace) -> int:
+    """List registered noises: family, split, levels, definition and the source it follows."""
+    # deferred: tabulate, only when a table is printed
+    from tabulate import tabulate
+
+    # deferred: the noise registry loads torch; `vitbench --help` stays free of it
+    from vitbench.data.noise import NOISES
+
+    names = NOISES.names(split=args.split) if args.split else NOISES.names()
+    keys = ["family", "split", "levels", "definition", "source"]
+    rows = [[n, *(NOISES.info(n)[k] for k in keys)] for n in names]
+    print(tabulate(rows, headers=["noise", *keys], tablefmt="github"))
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    """Print GMACs (papers' convention) of a model + method; no data, random weights."""
+    # deferred: models and the GMACs counter load torch and timm; `vitbench --help` stays free of them
+    from vitbench.core.models import create_model, data_config
+    from vitbench.measure import count_gmacs, self_check
+    from vitbench.report.format import gmacs_digits
+    from vitbench.report.paper import paper_flops_table
+
+    self_check("cpu")  # one line and exit 2 when this torch release breaks the counter
+    if args.paper:
+        text = paper_flops_table(progress=not args.no_progress)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        print(text)
+        return 0
+    margs, dcfg = model_options(args)
+    weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+    model = create_model(args.model, weights, model_args=margs, data_config=dcfg)
+    cls, params = _method_arg(args.method, parse_sets(args.set), args.keep, model)
+    size = tuple(data_config(model)["input_size"])
+    with cls.apply(model, params, args.selection) as handle:
+        gmacs = count_gmacs(model, size)
+        tokens = handle.tokens_per_block
+    shown = f"{gmacs:.{gmacs_digits([gmacs])}f}"
+    print(f"{shown} GMACs  ({args.model}, {cls.name} {cls.setting(params)}, tokens per block {tokens})")
+    return 0
+
+
+def cmd_recount(args: argparse.Namespace) -> int:
+    """Recompute ``gmacs``/``params_m`` of a store's records; print what changed."""
+    # deferred: the harness loads torch and timm; `vitbench --help` stays free of them
+    from vitbench.harness.recount import format_summary, recount
+
+    summary = recount(args.results, suite=args.suite, dry_run=args.dry_run)
+    print(format_summary(summary, args.dry_run))
+    return 0
+
+
+def cmd_throughput(args: argparse.Namespace) -> int:
+    """Throughput of methods x keep ratios x batch sizes on random weights, with realized speedup."""
+    # deferred: timing loads torch and timm; `vitbench --help` stays free of them
+    from vitbench.bench.speed import throughput_table
+
+    margs, dcfg = model_options(args)
+    print(
+        throughput_table(
+            args.model,
+            args.method or ["evit", "tome"],
+            args.keep or [0.7],
+            args.batch_size or [64],
+            [_dtype(d) for d in args.dtype or ["float32"]],
+            args.device,
+            args.selection,
+            parse_sets(args.set),
+            args.warmup,
+            args.repeats,
+            args.rounds,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            model_args=margs,
+            data_config=dcfg,
+            progress=not args.no_progress,
+        )
+    )
+    return 0
+
+
+# -- parsers ----------------------------------------------------------------------------------
+def _add_methods(sub: Any, ctx: ParserContext) -> None:
+    me = sub.add_parser("methods", help="list methods, parameters and defaults")
+    me.set_defaults(fn=cmd_methods)
+
+
+def _add_noises(sub: Any, ctx: ParserContext) -> None:
+    no = sub.add_parser("noises", help="list noises: family, split, levels, definition and source")
+    no.add_argument(
+        "--split",
+        default=None,
+        choices=["test", "validation", "sweep"],
+        help="only ImageNet-C test / validation corruptions or continuous sweeps",
+    )
+    no.set_defaults(fn=cmd_noises)
+
+
+def _add_flops(sub: Any, ctx: ParserContext) -> None:
+    fl = sub.add_parser("flops", help="GMACs of model + method (no data, random weights)")
+    fl.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    fl.add_argument(
+        "--weights",
+        default=None,
+        help="random | demo | hub | PATH (default: demo for the demo model, else random); "
+        "a checkpoint that stores its model_args supplies the architecture",
+    )
+    add_model_options(fl)
+    fl.add_argument("--method", default="dense", help="token method (default dense; see `vitbench methods`)")
+    fl.add_argument("--keep", type=float, default=1.0, help="keep ratio in (0, 1] (default 1.0)")
+    fl.add_argument("--selection", default="scored", choices=["scored", "random"], help="token selection")
+    fl.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
+    )
+    fl.add_argument(
+        "--paper", action="store_true", help="table of every published GMACs value in methods/*.yaml"
+    )
+    fl.add_argument("--output", default=None, help="with --paper: also write the table here")
+    fl.add_argument("--no-progress", action="store_true", help="with --paper: no progress bar")
+    fl.set_defaults(fn=cmd_flops)
+
+
+def _add_throughput(sub: Any, ctx: ParserContext) -> None:
+    th = sub.add_parser("throughput", help="img/s of methods x keep ratios x batch sizes (random weights)")
+    th.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    add_model_options(th)
+    th.add_argument("--method", action="append", default=None, help="method (repeatable; default evit, tome)")
+    th.add_argument(
+        "--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)"
+    )
+    th.add_argument(
+        "--batch-size", action="append", type=int, default=None, help="batch (repeatable; default 64)"
+    )
+    th.add_argument(
+        "--dtype", action="append", default=None, help="float32 | bfloat16 | float16 (CUDA); repeatable"
+    )
+    th.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    th.add_argument("--channels-last", action="store_true", help="model and input in channels_last")
+    th.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up not timed)")
+    th.add_argument("--selection", default="scored", choices=["scored", "random"], help="token selection")
+    th.add_argument("--warmup", type=int, default=3, help="untimed batches before each timing (default 3)")
+    th.add_argument("--repeats", type=int, default=10, help="timed batches per round (default 10)")
+    th.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median round is reported")
+    th.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
+    )
+    th.add_argument("--no-progress", action="store_true", help="no progress bar")
+    th.set_defaults(fn=cmd_throughput)
+
+
+def _add_recount(sub: Any, ctx: ParserContext) -> None:
+    rc = sub.add_parser(
+        "recount",
+        help="recompute gmacs and params_m of every record with today's GMACs counter (in place)",
+    )
+    rc.add_argument("results", help="the results store (.sqlite) to repair")
+    rc.add_argument(
+        "--suite", default=None, help="suite name or YAML for channel records (default: each record's suite)"
+    )
+    rc.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    rc.set_defaults(fn=cmd_recount)
+
+
+#: The commands of this group by name.
+COMMANDS: dict[str, AddCommand] = {
+    "methods": _add_methods,
+    "noises": _add_noises,
+    "flops": _add_flops,
+    "throughput": _add_throughput,
+    "recount": _add_recount,
+}

@@ -1,0 +1,203 @@
+"""``vitbench leaderboard``, ``plot``, ``robustness`` and ``report``: tables and figures of a store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vitbench.cli.options import AddCommand, ParserContext, load_results
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Render tables from a results store."""
+    # deferred: tables bring pandas and the method registry (torch); `vitbench --help` stays free of them
+    from vitbench.report import tables as report
+    from vitbench.report.compare import compare_table
+    from vitbench.report.paper_table import paper_table
+    from vitbench.report.population import restrict_suite
+    from vitbench.store.results import load_samples
+
+    df = load_results(args.results)
+    if args.suite:
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
+    views = {
+        "all": lambda: report.render_all(df, fmt=args.format, samples=load_samples(args.results)),
+        "paper": lambda: report.leaderboard(df, fmt=args.format, model=args.model),
+        "matched": lambda: report.matched_gmacs_table(
+            df, fmt=args.format, model=args.model, samples=load_samples(args.results)
+        ),
+        "selection": lambda: report.selection_table(df, fmt=args.format, model=args.model),
+        "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
+        "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
+        "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
+    }
+    if args.paper:
+        text = paper_table(df, fmt=args.format, model=args.model)
+    else:
+        text = views[args.view]()
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Accuracy vs GMACs Pareto plot (PNG or SVG)."""
+    # deferred: plots bring matplotlib; `vitbench --help` stays free of it
+    from vitbench.report.tables import plot_pareto
+
+    df = load_results(args.results)
+    path = plot_pareto(df, Path(args.output), model=args.model)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """Robustness tables (mCE, severities, corruptions, noise levels, selection, noisy calibration)."""
+    # deferred: tables and plots bring pandas and matplotlib; `vitbench --help` stays free of them
+    from vitbench.report import calibration as rc
+    from vitbench.report import robust as rr
+    from vitbench.report.population import restrict_suite
+
+    df = load_results(args.results)
+    if args.suite:
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
+    sel = None if args.selection == "both" else args.selection
+    common = {"fmt": args.format, "model": args.model}
+    views = {
+        "mce": lambda: rr.robustness_table(
+            df, selection=sel, reference=args.reference, split=args.split, **common
+        ),
+        "severity": lambda: rr.severity_table(df, selection=sel, **common),
+        "corruptions": lambda: rr.corruption_table(
+            df, severity=args.severity, selection=sel, reference=args.reference, **common
+        ),
+        "levels": lambda: rr.level_table(df, args.noise, selection=sel, **common),
+        "selection": lambda: rr.selection_summary_table(df, **common),
+        "calibration": lambda: rc.calibration_tables(df),
+    }
+    text = views[args.view]()
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    if args.plot:
+        plots = {
+            "mce": lambda p: rr.plot_heatmap(df, p, model=args.model, reference=args.reference),
+            "corruptions": lambda p: rr.plot_heatmap(df, p, model=args.model, reference=args.reference),
+            "severity": lambda p: rr.plot_severities(df, p, model=args.model),
+            "levels": lambda p: rr.plot_levels(df, p, noise=args.noise, model=args.model),
+            "selection": lambda p: rr.plot_selection(df, p, model=args.model),
+            "calibration": lambda p: rc.plot_calibration(df, p),
+        }
+        print(f"wrote {plots[args.view](Path(args.plot))}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML page (tables + embedded plots) for a whole results store."""
+    # deferred: tables and plots bring pandas and matplotlib; `vitbench --help` stays free of them
+    from vitbench.report.population import restrict_suite
+    from vitbench.report.robust import write_html_report
+    from vitbench.store.results import load_samples
+
+    df = load_results(args.results)
+    if args.suite:
+        df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
+    figures = args.figures if args.figures != "auto" else str(Path(args.output).with_suffix("")) + "_figures"
+    path = write_html_report(
+        df,
+        args.output,
+        title=args.title,
+        model=args.model,
+        samples=load_samples(args.results),
+        figures_dir=figures or None,
+    )
+    if figures:
+        print(f"wrote figures (PNG, SVG, PDF) to {figures}")
+    print(f"wrote {path}")
+    return 0
+
+
+# -- parsers ----------------------------------------------------------------------------------
+def _add_leaderboard(sub: Any, ctx: ParserContext) -> None:
+    lb = sub.add_parser("leaderboard", help="render leaderboards from a results store")
+    lb.add_argument("--results", default=ctx.results, help=ctx.results_help)
+    lb.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
+    lb.add_argument(
+        "--view",
+        default="all",
+        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare"],
+        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`)",
+    )
+    lb.add_argument(
+        "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
+    )
+    lb.add_argument("--model", default=None, help="only this model's records (default: all)")
+    lb.add_argument("--suite", default=None, help="only this suite's records (default: all)")
+    lb.add_argument("--output", default=None, help="also write the table to this file")
+    lb.set_defaults(fn=cmd_leaderboard)
+
+
+def _add_plot(sub: Any, ctx: ParserContext) -> None:
+    pl = sub.add_parser("plot", help="accuracy vs GMACs Pareto plot")
+    pl.add_argument("--results", default=ctx.results, help=ctx.results_help)
+    pl.add_argument(
+        "--output", default=str(ctx.folder / "pareto.png"), help=".png, .svg or .pdf (default %(default)s)"
+    )
+    pl.add_argument("--model", default=None, help="only this model's records (default: all)")
+    pl.set_defaults(fn=cmd_plot)
+
+
+def _add_robustness(sub: Any, ctx: ParserContext) -> None:
+    ro = sub.add_parser(
+        "robustness", help="robustness tables (mCE, severities, corruptions, levels, selection)"
+    )
+    ro.add_argument("--results", default=ctx.results, help=ctx.results_help)
+    ro.add_argument(
+        "--view",
+        default="mce",
+        choices=["mce", "severity", "corruptions", "levels", "selection", "calibration"],
+        help="which table (default mce)",
+    )
+    ro.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
+    ro.add_argument("--reference", default="dense", choices=["dense", "alexnet"], help="mCE reference")
+    ro.add_argument(
+        "--split", default="test", choices=["test", "validation", "all"], help="corruptions in mCE"
+    )
+    ro.add_argument("--severity", type=int, default=None, help="corruptions view: errors at this severity")
+    ro.add_argument("--noise", default="gaussian-sigma", help="levels view: the swept noise")
+    ro.add_argument(
+        "--selection", default="scored", choices=["scored", "random", "both"], help="token selection rows"
+    )
+    ro.add_argument("--model", default=None, help="only this model's records (default: all)")
+    ro.add_argument("--suite", default=None, help="only this suite's records (default: all)")
+    ro.add_argument("--output", default=None, help="also write the table here")
+    ro.add_argument("--plot", default=None, help="also save the view's plot (.png or .svg)")
+    ro.set_defaults(fn=cmd_robustness)
+
+
+def _add_report(sub: Any, ctx: ParserContext) -> None:
+    rp = sub.add_parser("report", help="one self-contained HTML page for a whole results store")
+    rp.add_argument("--results", default=ctx.results, help=ctx.results_help)
+    rp.add_argument(
+        "--output", default=str(ctx.folder / "report.html"), help=".html file (default %(default)s)"
+    )
+    rp.add_argument("--suite", default=None, help="only this suite's records (default: all)")
+    rp.add_argument("--model", default=None, help="only this model's records (default: all)")
+    rp.add_argument("--title", default=None, help="page title (default: from the store name)")
+    rp.add_argument(
+        "--figures",
+        default="auto",
+        help="folder for every figure as PNG, SVG and PDF (default: <output>_figures; '' to skip)",
+    )
+    rp.set_defaults(fn=cmd_report)
+
+
+#: The commands of this group by name.
+COMMANDS: dict[str, AddCommand] = {
+    "leaderboard": _add_leaderboard,
+    "plot": _add_plot,
+    "robustness": _add_robustness,
+    "report": _add_report,
+}
