@@ -64,7 +64,7 @@ def test_run_refuses_to_write_tables_into_committed_references(
 
 
 def test_repository_results_folder_is_marked() -> None:
-    from vitbench.harness.suites import REFERENCES_MARKER, reference_tree
+    from vitbench.core.paths import REFERENCES_MARKER, reference_tree
 
     results = Path(__file__).resolve().parents[1] / "results"
     assert (results / REFERENCES_MARKER).is_file()

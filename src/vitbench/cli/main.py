@@ -11,10 +11,7 @@ import vitbench
 from vitbench.cli import bench, compare, data, measure, results, run, train
 from vitbench.cli.options import AddCommand, ParserContext
 from vitbench.core.errors import VitbenchError
-
-#: Default results store when ``$VITBENCH_RESULTS`` is unset; the parser's defaults come from
-#: :func:`vitbench.harness.suites.default_store`, which reads it.
-DEFAULT_RESULTS = "vitbench-results/vitbench.sqlite"
+from vitbench.core.paths import default_store, results_dir
 
 #: The command group modules; each maps its command names to the function that registers them.
 GROUPS = (run, results, compare, measure, data, train, bench)
@@ -49,9 +46,6 @@ HELP_ORDER = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: every command group's commands, in :data:`HELP_ORDER`."""
-    # deferred: harness.suites loads torch and timm (for the --results defaults); importing stays light
-    from vitbench.harness.suites import default_store, results_dir
-
     store, folder = str(default_store()), results_dir()
     store_help = f"SQLite results store (default {store}; folder: $VITBENCH_RESULTS or ./vitbench-results)"
     ctx = ParserContext(results=store, results_help=store_help, folder=folder, execute=main)

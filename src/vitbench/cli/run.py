@@ -116,7 +116,7 @@ def _output_dir(args: argparse.Namespace, suite: str) -> Path | None:
     if args.output_dir:
         return Path(args.output_dir)
     # deferred: harness.suites loads torch and timm; `vitbench --help` stays free of them
-    from vitbench.harness.suites import REFERENCES_MARKER, reference_tree
+    from vitbench.core.paths import REFERENCES_MARKER, reference_tree
 
     out = Path(args.results).parent / suite
     tree = reference_tree(out)

@@ -1,8 +1,8 @@
 """The committed reference outputs under ``results/`` and the one command that regenerates them.
 
 Ordinary runs never write there (their default folder is ``./vitbench-results``, see
-:func:`vitbench.harness.suites.results_dir`, and ``vitbench run`` refuses to put its tables into a folder
-marked by :data:`vitbench.harness.suites.REFERENCES_MARKER` unless told with ``--output-dir``).
+:func:`vitbench.core.paths.results_dir`, and ``vitbench run`` refuses to put its tables into a folder
+marked by :data:`vitbench.core.paths.REFERENCES_MARKER` unless told with ``--output-dir``).
 ``vitbench regenerate-references [NAME ...]`` runs the documented commands below, each suite into
 its own store ``<into>/<suite>.sqlite`` (so suites never share or resume each other's records),
 and writes every table and figure to its committed path under ``<into>`` (default ``results``).

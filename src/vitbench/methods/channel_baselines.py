@@ -55,7 +55,7 @@ class RandomChannels(StructuredChannelMethod):
         out: Scores = {}
         for layer, count in unit_counts(model).items():
             kind, b = layer
-            orig = _original_indices(plan, kind, b, len(count))
+            orig = original_indices(plan, kind, b, len(count))
             rng = np.random.default_rng([params.seed, state["step"], KIND_ID[kind], b + 1])
             draws = rng.random(int(max(orig)) + 1)
             out[layer] = draws[np.asarray(orig)]
@@ -95,7 +95,7 @@ class Magnitude(StructuredChannelMethod):
 KIND_ID = {"embed": 0, "head": 1, "qk": 2, "v": 3, "mlp": 4}
 
 
-def _original_indices(plan: Any, kind: str, block: int, n: int) -> list[int]:
+def original_indices(plan: Any, kind: str, block: int, n: int) -> list[int]:
     """Indices in the dense model of the current units of one layer (positions if unknown)."""
     if plan is None:
         return list(range(n))

@@ -37,7 +37,7 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.methods.base import Conformance, register
-from vitbench.methods.channel_baselines import _original_indices
+from vitbench.methods.channel_baselines import original_indices
 from vitbench.methods.slimming.channel import ChannelParams, Layer, Scores, group_sizes, unit_sums
 from vitbench.methods.slimming.latency import get_table
 from vitbench.methods.slimming.slim import ModelDims, model_dims, source_plan
@@ -126,7 +126,7 @@ class NViT(StructuredChannelMethod):
         prev: dict[Layer, dict[int, float]] = state.setdefault("momentum", {})
         out: Scores = {}
         for layer, s in raw.items():
-            orig = _original_indices(plan, layer[0], layer[1], len(s))
+            orig = original_indices(plan, layer[0], layer[1], len(s))
             old = prev.get(layer)
             if old is not None and params.momentum > 0:
                 s = np.array(
