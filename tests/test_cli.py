@@ -136,7 +136,7 @@ def test_set_overrides_method_params(tmp_path: Path) -> None:
         (["--set", "keep_rate=abc"], {"methods": ["evit"]}, "keep_rate='abc' is not a number"),
         (["--set", "r=abc"], {"methods": ["tome"]}, "r='abc' is not an integer"),
         ([], {"methods": [{"name": "evit", "params": {"drop_loc": [40]}}]}, "drop_loc [40] outside blocks"),
-        (["--method", "tome", "--set", "r=13"], {}, "tome r=13 cannot be realised on vitbench_demo_vit"),
+        (["--method", "tome", "--set", "r=40"], {}, "tome r=40 cannot be realised on vitbench_demo_vit"),
     ],
 )
 def test_bad_input_one_line_exit_2(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vitbench.core.errors import VitbenchError
 from vitbench.methods.base import METHODS, Conformance
 from vitbench.testing.checks import CHECKS, cases, run_check
 from vitbench.testing.models import CLSLESS_MODELS, TINY_MODELS, make_model, model_input
@@ -73,9 +74,7 @@ def conformance_tests(*names: str) -> Callable[[str, str, str], None]:
     Raises:
         VitbenchError: no method named.
     """
-    import pytest
-
-    from vitbench.core.errors import VitbenchError
+    import pytest  # deferred: importing vitbench.testing does not need pytest
 
     if not names:
         raise VitbenchError(

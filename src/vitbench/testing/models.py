@@ -17,7 +17,8 @@ TINY_MODELS: dict[str, tuple[str, dict]] = {
     "layerscale": ("test_vit2", {}),
     "registers": ("test_vit", {"reg_tokens": 3}),
     "distilled": ("deit_tiny_distilled_patch16_224", {"img_size": 64, "depth": 4}),
-    "depth12": ("vitbench_demo_vit", {}),
+    # 12 blocks, 32x32 images, 8x8 patches (16 image tokens), width 64, 2 heads
+    "depth12": ("vitbench_demo_vit", {"patch_size": 8, "depth": 12, "embed_dim": 64, "num_heads": 2}),
     "layerscale-cls": ("test_vit2", {"class_token": True, "reg_tokens": 0, "global_pool": "token"}),
 }
 
