@@ -392,13 +392,20 @@ def heatmap_figure(
     values = wide[names].to_numpy(dtype=float)
     fig = _figure(max(6.0, 0.45 * len(names) + 3), max(3.0, 0.35 * len(labels) + 1.8))
     ax = fig.add_subplot()
-    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.colors import FuncNorm
 
     finite = values[~pd.isna(values)]
-    # symmetric around 100 (= as robust as the reference): the colour of a CE says how far it is
-    # from the reference, so 99 is near-neutral, never "best"; red = more error (alarming)
-    span = max(5.0, float(np.abs(finite - 100.0).max())) if finite.size else 5.0
-    norm = TwoSlopeNorm(vcenter=100.0, vmin=100.0 - span, vmax=100.0 + span)
+    # symmetric around 100 (= as robust as the reference) on a log scale: CE is a ratio of errors,
+    # so half the reference's error is as green as twice it is red, and no impossible value
+    # (CE < 0) appears on the colour bar; 99 is near-neutral, never "best"; red = more error
+    positive = finite[finite > 0]
+    ratio = float(np.exp(np.abs(np.log(positive / 100.0)).max())) if positive.size else 1.05
+    factor = max(1.05, ratio)
+    norm = FuncNorm(
+        (lambda v: np.log(np.clip(v, 1e-9, None) / 100.0), lambda u: 100.0 * np.exp(u)),
+        vmin=100.0 / factor,
+        vmax=100.0 * factor,
+    )
     im = ax.imshow(values, cmap="RdYlGn_r", aspect="auto", norm=norm)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([n + ("*" if NOISES.get(n).extra else "") for n in names], rotation=60, ha="right")
@@ -409,7 +416,10 @@ def heatmap_figure(
             for j in range(values.shape[1]):
                 if not math.isnan(values[i, j]):
                     ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=6)
-    fig.colorbar(im, ax=ax, label=f"CE (%) vs {reference} (> 100: more error, red)")
+    ticks = [
+        t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if 100.0 / factor <= t <= 100.0 * factor
+    ]
+    fig.colorbar(im, ax=ax, ticks=ticks, format="%g", label=f"CE (%) vs {reference} (> 100: more error, red)")
     ax.set_title("Corruption error per method and corruption (* validation)")
     ax.grid(False)
     return fig
