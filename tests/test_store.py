@@ -206,9 +206,11 @@ def test_git_commit_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
         raise FileNotFoundError("git")
 
     monkeypatch.setattr(store_mod.subprocess, "run", boom)
-    # no git and no commit recorded at build time (an installed wheel has vitbench._build_info)
-    monkeypatch.delattr(vitbench, "_build_info", raising=False)
-    monkeypatch.setitem(sys.modules, "vitbench._build_info", None)
+    # no git and no commit recorded at build time (an installed wheel has vitbench.core.build_info)
+    import vitbench.core
+
+    monkeypatch.delattr(vitbench.core, "build_info", raising=False)
+    monkeypatch.setitem(sys.modules, "vitbench.core.build_info", None)
     assert store_mod.provenance()["git_commit"] == "unknown"
 
 
