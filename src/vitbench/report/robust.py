@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
-def _label(method: str, keep: float, selection: str = "scored") -> str:
+def _config_label(method: str, keep: float, selection: str = "scored") -> str:
     """Legend/row label of a configuration: ``dense``, ``evit 0.7``, ``evit 0.7 (random)``."""
     if method == DENSE:
         return DENSE
@@ -318,7 +318,7 @@ def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1", band: bool = T
     for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
         cfg: dict[str, Any] = dict(zip(CONFIG, key))
         method, selection = str(cfg["method"]), str(cfg["selection"])
-        label = _label(curve_label(method, str(cfg["setting"])), float(cfg["keep_ratio"]), selection)
+        label = _config_label(curve_label(method, str(cfg["setting"])), float(cfg["keep_ratio"]), selection)
         if varying:
             label = f"{filters_text(cfg, varying)}: {label}"
         seen = variants.setdefault(method, [])
@@ -385,7 +385,7 @@ def heatmap_figure(
         ce.pivot_table(index=CONFIG, columns="noise", values="ce", sort=False).reset_index()
     )
     curves = [curve_label(m, str(st)) for m, st in zip(wide["method"], wide["setting"])]
-    labels = [_label(c, k, s) for c, k, s in zip(curves, wide["keep_ratio"], wide["selection"])]
+    labels = [_config_label(c, k, s) for c, k, s in zip(curves, wide["keep_ratio"], wide["selection"])]
     varying = _varying(wide)
     if varying:
         labels = [f"{filters_text(cfg, varying)}: {lb}" for cfg, lb in zip(wide.to_dict("records"), labels)]

@@ -575,7 +575,7 @@ SQUEEZE_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _label(method: str, setting: str) -> str:
+def _variant_label(method: str, setting: str) -> str:
     """``method`` plus its non-knob settings, e.g. ``evit (fuse_token=False)``."""
     extra = [p for p in str(setting).split(", ") if p and p != "-" and not p.startswith("keep_rate=")]
     return f"{method} ({', '.join(extra)})" if extra else method
@@ -623,8 +623,8 @@ def squeeze_table(
     )
     delta = list(both["top1"] - both["top1_base"])
     gd = gmacs_digits(pd.concat([both["gmacs"], both["gmacs_base"]]))
-    squeeze_names = [_label(m, s) for m, s in zip(both["method"], both["setting"])]
-    base_names = [_label(m, s) for m, s in zip(both["method_base"], both["setting_base"])]
+    squeeze_names = [_variant_label(m, s) for m, s in zip(both["method"], both["setting"])]
+    base_names = [_variant_label(m, s) for m, s in zip(both["method_base"], both["setting_base"])]
     cols = lead_columns(both) + [
         Col("Keep", list(both["keep_ratio"]), [fmt_num(v) for v in both["keep_ratio"]]),
         Col("Selection", list(both["selection"]), list(both["selection"]), numeric=False),
