@@ -35,7 +35,7 @@ import pandas as pd
 
 from vitbench.core.errors import VitbenchError
 from vitbench.data.noise import CORRUPTIONS, FAMILIES, NOISES, corruption_names
-from vitbench.report.rows import source_name, successful_rows
+from vitbench.report.rows import only_model, source_name, successful_rows
 from vitbench.store.records import with_curves
 
 DENSE = "dense"
@@ -126,13 +126,7 @@ def select_records(df: pd.DataFrame, model: str | None = None, selection: str | 
 
 
 def _filter(ok: pd.DataFrame, model: str | None, selection: str | None, df: pd.DataFrame) -> pd.DataFrame:
-    if model is not None:
-        if model not in set(ok["model"]):
-            raise VitbenchError(
-                f"no successful records for model '{model}' in {source_name(df)}; "
-                f"available: {', '.join(sorted(set(ok['model'])))}"
-            )
-        ok = ok.loc[ok["model"] == model]
+    ok = only_model(ok, model, df)
     if selection is not None:
         if selection not in ("scored", "random"):
             raise VitbenchError(f"selection '{selection}' is not 'scored' or 'random'")

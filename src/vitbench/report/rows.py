@@ -88,6 +88,22 @@ def method_selections(method: str) -> tuple[str, ...]:
     return tuple(METHODS.get(method).selections) if method in METHODS else ("scored", "random")
 
 
+def only_model(ok: pd.DataFrame, model: str | None, df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``ok`` for ``model`` (all rows for ``None``); ``df`` names the source in the error.
+
+    Raises:
+        VitbenchError: ``model`` has no successful record (the message lists the models that do).
+    """
+    if model is None:
+        return ok
+    if model not in set(ok["model"]):
+        raise VitbenchError(
+            f"no successful records for model '{model}' in {source_name(df)}; "
+            f"available: {', '.join(sorted(set(ok['model'])))}"
+        )
+    return ok.loc[ok["model"] == model]
+
+
 def select_rows(
     df: pd.DataFrame,
     model: str | None,
@@ -97,13 +113,7 @@ def select_rows(
 ) -> pd.DataFrame:
     """Successful rows filtered by model, noise condition and selection (dense always kept)."""
     ok = successful_rows(df)
-    if model is not None:
-        if model not in set(ok["model"]):
-            raise VitbenchError(
-                f"no successful records for model '{model}' in {source_name(df)}; "
-                f"available: {', '.join(sorted(set(ok['model'])))}"
-            )
-        ok = ok.loc[ok["model"] == model]
+    ok = only_model(ok, model, df)
     if noise is not None:
         if noise == "clean":
             ok = ok.loc[ok["noise"] == "clean"]
