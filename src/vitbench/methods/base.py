@@ -94,6 +94,10 @@ class Method:
             from a safetensors artifact made by ``vitbench finetune`` (see ``vitbench.train.finetune``).
         requirements: what a model must have for the method (the one place it is declared).
         conformance: what the conformance kit should expect (:class:`Conformance`).
+        version: semantics version of the method's numbers. Part of every cell key: raise it in
+            the same commit as any change that changes what the method computes (its scores,
+            counts, rounding, merge/prune step or defaults), so that stores re-evaluate records
+            made by the earlier semantics instead of resuming or showing them.
     """
 
     name: ClassVar[str] = ""
@@ -105,6 +109,7 @@ class Method:
     trainable: ClassVar[bool] = False
     requirements: ClassVar[Requirements] = Requirements()
     conformance: ClassVar[Conformance] = Conformance()
+    version: ClassVar[int] = 1
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
