@@ -146,7 +146,7 @@ def test_evaluation_pixels_are_timms(mode: str, folder: Path, tmp_path: Path) ->
     _assert_same(u8, to_tensor(u8, cfg), [decode_rgb(data.path(i)) for i in range(len(data))], cfg)
 
     arrays = array_set()
-    harness._data = arrays  # the same harness path for an in-memory dataset
+    harness.inputs._data = arrays  # the same harness path for an in-memory dataset
     u8 = harness.images(cell, cfg)
     _assert_same(u8, to_tensor(u8, cfg), [Image.fromarray(a) for a in arrays.images], cfg)
 

@@ -51,11 +51,31 @@ def cmd_methods(args: argparse.Namespace) -> int:
         cls = METHODS.get(name)
         params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "-"
         needs = cls.requirements.short()
-        rows.append([name, cls.family, cls.knob or "-", "/".join(cls.selections), needs, params, cls.summary])
+        rows.append(
+            [
+                name,
+                cls.version,
+                cls.family,
+                cls.knob or "-",
+                "/".join(cls.selections),
+                needs,
+                params,
+                cls.summary,
+            ]
+        )
     print(
         tabulate(
             rows,
-            headers=["method", "family", "keep knob", "selection", "needs", "parameters (defaults)", "what"],
+            headers=[
+                "method",
+                "version",
+                "family",
+                "keep knob",
+                "selection",
+                "needs",
+                "parameters (defaults)",
+                "what",
+            ],
             tablefmt="github",
         )
     )

@@ -113,16 +113,20 @@ def threads_option(value: int | str | None) -> int | None:
 def load_results(path: str) -> pd.DataFrame:
     """The records of the results store ``path``, one row per cell.
 
-    Prints a one-line warning on stderr when the records mix GMACs counter versions.
+    Records of an earlier method version are left out and rows measured on different weight
+    contents or label orders are kept apart (:func:`vitbench.store.records.current_records`), one
+    line on stderr each; a one-line warning when the records mix GMACs counter versions.
 
     Raises:
         VitbenchError: the file does not exist or is not a vitbench results store.
     """
     # deferred: the store brings pandas and SQLite; `vitbench --help` stays free of them
-    from vitbench.store.records import counter_warning
+    from vitbench.store.records import counter_warning, current_records
     from vitbench.store.results import load_results as load_store
 
-    frame = load_store(path)
+    frame, notes = current_records(load_store(path))
+    for line in notes:
+        print(line, file=sys.stderr)
     if note := counter_warning(frame):
         print(note, file=sys.stderr)
     return frame

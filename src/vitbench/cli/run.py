@@ -81,7 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
     preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
-    summary = harness.run(cells)
+    try:
+        summary = harness.run(cells)
+    finally:
+        harness.close()
     if not harness.main:
         return 0
     print(f"done{shard}: {summary.done} evaluated, {summary.skipped} resumed, {summary.failed} failed")

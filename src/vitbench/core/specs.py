@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -179,11 +180,22 @@ class Cell:
     dataset: DataSpec
     calib_noise: NoiseSpec = NoiseSpec()
 
-    def key(self) -> str:
-        """Stable unique key (sha256 of the cell's identity, 24 hex chars)."""
+    def key(self, content: Mapping[str, Any] | None = None) -> str:
+        """Stable unique key (sha256 of the cell's identity, 24 hex chars).
+
+        Args:
+            content: what the cell's numbers depend on beyond its spec -- the digest of the weights
+                it loads, its method's semantics version and its dataset's label order (see
+                :meth:`vitbench.harness.runner.Harness.content`). The harness always passes it,
+                so a changed checkpoint under the same file name, a new method version or another
+                label order gets a new key and is evaluated again. ``None``: the spec alone (the
+                key of stores written before content was keyed).
+        """
         ident = dataclasses.asdict(self)
         ident["method"].pop("keep_ratios", None)  # the keep ratio itself is in the key
         ident["model"] = self.model.ident()
+        if content is not None:
+            ident["content"] = dict(content)
         blob = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

@@ -40,14 +40,13 @@ def preflight(harness: Any, cells: list[Any]) -> None:
     Raises:
         VitbenchError: the first problem found (one line with the fix).
     """
-    done = harness._done_keys()
-    todo = [c for c in cells if c.key() not in done]
+    for spec in dict.fromkeys(c.model for c in cells):  # before digesting their weights
+        check_weights(spec.name, spec.weights)
+    harness.dataset()
+    todo = harness.todo(cells)  # keys hold weights digests, method versions, the label order
     if not todo:
         return
     models = list(dict.fromkeys(c.model for c in todo))
-    for spec in models:
-        check_weights(spec.name, spec.weights)
-    harness.dataset()
     for spec in models:
         model = harness.model(spec)  # builds it, checks its classes against the dataset
         settings = {repr((c.method, c.keep_ratio)): (c.method, c.keep_ratio) for c in todo if c.model == spec}

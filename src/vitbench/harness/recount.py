@@ -218,7 +218,11 @@ class _Builder:
         if name not in self._harness:
             spec = load_suite(name)
             harness = Harness(spec, str(self.results), progress=False, log=self.log)
-            self._harness[name] = (harness, {c.key(): c for c in expand(spec)})
+            every = expand(spec)  # keyed as today's runs key them, and as stores before content keys
+            self._harness[name] = (
+                harness,
+                {**{c.key(): c for c in every}, **{harness.cell_key(c): c for c in every}},
+            )
         harness, cells = self._harness[name]
         cell = cells.get(row["cell_key"])
         if cell is None:

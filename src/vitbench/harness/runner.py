@@ -11,15 +11,18 @@ sweep goes on; re-running a suite skips cells already recorded without error. Wi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from vitbench.core.digests import state_digest, weights_digest
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import (
     DATA_CONFIG_KEYS,
@@ -32,22 +35,15 @@ from vitbench.core.models import (
 from vitbench.core.specs import Cell, ModelSpec, SuiteSpec
 from vitbench.core.threads import SMALL_WORK_GMACS, auto_threads, intra_op_threads, usable_cores
 from vitbench.core.threads import local_processes as local_processes_of
-from vitbench.data import FileImageSet, ImageSet, default_workers, load_dataset
-from vitbench.data.cache import CacheKey, CorruptionCache, content_hash, prep_rule, resolve_dir
-from vitbench.data.cache import cache_key as corruption_key
-from vitbench.data.files import skip_summary
-from vitbench.data.noise import NOISES, apply_noise
-from vitbench.data.prep import prepare_images, to_tensor
+from vitbench.data import FileImageSet, ImageSet, default_workers
+from vitbench.data.cache import CacheKey, CorruptionCache
+from vitbench.data.prep import to_tensor
 from vitbench.data.subsets import ArraySamples
+from vitbench.harness.costs import CellCosts
+from vitbench.harness.inputs import CellInputs
 from vitbench.harness.pruned import PrunedModels
 from vitbench.harness.trained import TrainedParts
-from vitbench.measure import (
-    classification_metrics,
-    count_gmacs,
-    count_params_m,
-    measure_throughput,
-    self_check,
-)
+from vitbench.measure import classification_metrics, count_gmacs, self_check
 from vitbench.methods import METHODS
 from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod
 from vitbench.methods.requirements import check_pairs
@@ -55,7 +51,28 @@ from vitbench.methods.trainable import TrainableMethod
 from vitbench.store.per_sample import PerSample
 from vitbench.store.results import ResultsStore, config_hash, provenance
 
-_PER_SAMPLE = "_per_sample"  # run_cell's per-sample outcome, written beside the record
+
+def labels_digest(classes: tuple[str, ...] | list[str]) -> str:
+    """16 hex characters of the sha256 of the class names in label order (label ``i`` = ``classes[i]``).
+
+    Two runs whose folders map to labels differently (a changed ``class_order``, renamed folders)
+    get different digests, so their records never resume or average one another.
+    """
+    return hashlib.sha256(json.dumps(list(classes)).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class CellResult:
+    """What evaluating one cell produced.
+
+    Attributes:
+        fields: record fields measured by the cell (metrics, costs, params, wall time), without
+            the identity fields of :meth:`Harness.identity` and without provenance.
+        samples: per-sample correctness and predictions, stored beside the record.
+    """
+
+    fields: dict[str, Any]
+    samples: PerSample | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +131,10 @@ class Harness:
             choice); ``None``: ``$LOCAL_WORLD_SIZE``, else the accelerator's process count.
 
     Attributes:
+        inputs: the :class:`~vitbench.harness.inputs.CellInputs` of the run (dataset, clean and
+            noisy images, the corrupted-image cache).
+        costs: the :class:`~vitbench.harness.costs.CellCosts` of the run (GMACs, params, tokens,
+            throughput per setting).
         pruned: the :class:`~vitbench.harness.pruned.PrunedModels` provider of channel cells
             (prunes once per calibration setting, keeps the last pruned model in memory).
         trained: the :class:`~vitbench.harness.trained.TrainedParts` provider of trainable
@@ -137,21 +158,23 @@ class Harness:
         self.main = self.acc.is_main_process
         self.progress = progress and self.main
         self.log = log if self.main else (lambda _msg: None)
-        self.store = ResultsStore(results) if self.main else None
-        self.acc.wait_for_everyone()
         self.results = results
+        self._store: ResultsStore | None = None  # opened when the first record is written
         self._models: dict[ModelSpec, nn.Module] = {}
-        self._data: ImageSet | FileImageSet | None = None
-        self._inputs: dict[tuple, np.ndarray] = {}
-        self._clean: dict[tuple, np.ndarray] = {}
-        if cache is None:
-            root = resolve_dir(suite.cache_dir)
-            cache = CorruptionCache(root, progress=self.progress, log=self.log) if root else False
-        self.cache: CorruptionCache | Literal[False] = cache
-        self._content_hash: str | None = None
-        self._prebuilt: set[tuple] = set()
-        self._conditions: set[tuple[str, float, int]] = set()
-        self._cost: dict[tuple, dict[str, Any]] = {}
+        self._digests: dict[ModelSpec, str] = {}
+        self._labels: str | None = None
+        #: the images of each cell (dataset, clean preparation, corrupted-image cache)
+        self.inputs = CellInputs(
+            suite,
+            main=self.main,
+            wait=self.acc.wait_for_everyone,
+            processes=self.acc.num_processes,
+            progress=self.progress,
+            log=self.log,
+            cache=cache,
+        )
+        #: GMACs, params, tokens and throughput of each cell, measured once per setting
+        self.costs = CellCosts(suite.throughput, self.acc.device, lambda spec: self.threads_for(spec)[1])
         self._prov = provenance()
         self._hash = config_hash(suite.to_dict())
         self._threads: dict[ModelSpec, tuple[int, int]] = {}
@@ -166,19 +189,23 @@ class Harness:
         }
         self._builder_of: dict[str, CellBuilder] = {}
 
-    # -- inputs -------------------------------------------------------------------------------
+    # -- inputs (delegated to CellInputs) ----------------------------------------------------
     def dataset(self) -> ImageSet | FileImageSet:
-        """The suite's dataset split (loaded once; folder datasets are decoded on demand)."""
-        if self._data is None:
-            d = self.suite.dataset
-            self._data = load_dataset(d.name, root=d.root, split=d.split, limit=d.limit)
-            if len(self._data) == 0:
-                raise VitbenchError(
-                    f"dataset '{d.name}' split '{d.split}' is empty; check its root and limit"
-                )
-            if isinstance(self._data, FileImageSet) and (line := skip_summary(self._data)):
-                self.log(line)
-        return self._data
+        """The suite's dataset split (:meth:`CellInputs.dataset`)."""
+        return self.inputs.dataset()
+
+    def images(self, cell: Cell, cfg: dict[str, Any]) -> np.ndarray:
+        """The cell's images at the model's input size under its noise (:meth:`CellInputs.images`)."""
+        return self.inputs.images(cell, cfg)
+
+    def cache_key(self, cfg: dict[str, Any], noise: str, level: float, seed: int) -> CacheKey:
+        """Corrupted-image cache key of this run's dataset (:meth:`CellInputs.cache_key`)."""
+        return self.inputs.cache_key(cfg, noise, level, seed)
+
+    @property
+    def cache(self) -> CorruptionCache | Literal[False]:
+        """The corrupted-image cache of the run (``False``: off, or disabled after a write failure)."""
+        return self.inputs.cache
 
     def model(self, spec: ModelSpec) -> nn.Module:
         """The model of ``spec`` on the accelerator's device (created once, reused by every cell)."""
@@ -189,94 +216,48 @@ class Harness:
             self._models[spec] = model
         return self._models[spec]
 
-    def images(self, cell: Cell, cfg: dict[str, Any]) -> np.ndarray:
-        """uint8 [N, h, w, 3] of the dataset at the model's input size with the cell's noise.
+    # -- what a cell measured: its identity -----------------------------------------------------
+    def weights_digest(self, spec: ModelSpec) -> str:
+        """Digest of the weights ``spec`` loads (:func:`vitbench.core.digests.weights_digest`).
 
-        Clean images are prepared in memory; noisy ones come from the corruption cache (a
-        memory-mapped entry shared by every method of the sweep), or are corrupted in memory
-        when the cache is off or cannot be written.
+        Hub weights are digested after the model is built (the file timm resolved, or the loaded
+        state dict when no cache file can be named). Computed once per entry and run.
+
+        Raises:
+            VitbenchError: a weights file that cannot be read.
         """
-        data = self.dataset()
-        if isinstance(data, FileImageSet):  # decoded, resized and corrupted in DataLoader workers
-            return data.samples(cfg, cell.noise.name, cell.noise.level, cell.seed)  # type: ignore[return-value]
-        prep = (tuple(cfg["input_size"]), prep_rule(cfg))
-        if prep not in self._clean:
-            if len(self._clean) >= 2:
-                self._clean.clear()
-            self._clean[prep] = prepare_images(data.images, cfg)
-        clean = self._clean[prep]
-        noise = cell.noise
-        if noise.name == "clean":
-            return clean
-        if self.cache is not False:
-            if prep not in self._prebuilt:
-                self._prebuilt.add(prep)
-                self._prebuild(clean, cfg, cell)
-            cached = self._from_cache(clean, cfg, noise.name, noise.level, cell.seed)
-            if cached is not None:
-                return cached
-        key = (prep, noise, cell.seed)
-        if key not in self._inputs:
-            if len(self._inputs) > 8:
-                self._inputs.clear()
-            self._inputs[key] = apply_noise(clean, data.sample_ids, noise.name, noise.level, cell.seed)
-        return self._inputs[key]
+        if spec not in self._digests:
+            hub = spec.weights == "hub" or spec.name.startswith(HF_HUB_PREFIX)
+            model = self.model(spec) if hub else None  # resolves (downloads) what timm loads
+            digest = weights_digest(spec)
+            if digest is None and model is not None:
+                digest = state_digest(model.state_dict())
+            self._digests[spec] = digest or "unknown"
+        return self._digests[spec]
 
-    def cache_key(self, cfg: dict[str, Any], noise: str, level: float, seed: int) -> CacheKey:
-        """Cache key of this run's dataset at the input size of ``cfg`` under (noise, level, seed)."""
-        data = self.dataset()
-        if self._content_hash is None:
-            self._content_hash = content_hash(data.images)
-        return corruption_key(
-            data.name, data.split, data.ids_hash(), self._content_hash, cfg, noise, level, seed
-        )
+    def labels_digest(self) -> str:
+        """Digest of the dataset's class names in label order (:func:`labels_digest`)."""
+        if self._labels is None:
+            self._labels = labels_digest(self.dataset().classes)
+        return self._labels
 
-    def _prebuild(self, clean: np.ndarray, cfg: dict[str, Any], cell: Cell) -> None:
-        """Build every noisy (noise, level, seed) of this run for this input size, once, in parallel.
+    def content(self, cell: Cell) -> dict[str, Any]:
+        """What a cell's numbers depend on beyond its spec: weights, method semantics, label order."""
+        method = METHODS.get(cell.method.name)
+        return {
+            "weights_digest": self.weights_digest(cell.model),
+            "method_version": int(method.version),
+            "labels_digest": self.labels_digest(),
+        }
 
-        Only the main process writes; the others wait and then read. Noises that cannot handle
-        the image size are left out (their cells fail with the size error).
-        """
-        conditions = self._conditions or {(cell.noise.name, cell.noise.level, cell.seed)}
-        h, w = clean.shape[1:3]
-        keys = [
-            self.cache_key(cfg, n, lv, sd)
-            for n, lv, sd in sorted(conditions)
-            if n != "clean" and min(h, w) >= NOISES.get(n).min_size
-        ]
-        try:
-            if self.main and self.cache is not False and keys:
-                stats = self.cache.build(clean, self.dataset().sample_ids, keys)
-                if stats.built:
-                    self.log(
-                        f"cache: corrupted {stats.built} entries ({stats.images} images) in "
-                        f"{stats.wall_s:.1f} s with {stats.workers} process(es), reused {stats.reused}"
-                    )
-        except Exception as exc:  # unwritable/full cache, or a noise failing in a worker
-            self.log(f"warning: {_one_line(exc)}; corrupting images in memory instead")
-            self.cache = False  # every process then corrupts (and fails, if it must) the same way
-        finally:
-            if self.acc.num_processes > 1:
-                self.acc.wait_for_everyone()
+    def cell_key(self, cell: Cell) -> str:
+        """The store key of ``cell``: its spec and :meth:`content` (see :meth:`Cell.key`)."""
+        return cell.key(self.content(cell))
 
-    def _from_cache(
-        self, clean: np.ndarray, cfg: dict[str, Any], noise: str, level: float, seed: int
-    ) -> np.ndarray | None:
-        """The cached entry, built now when missing (main process); ``None`` -> in memory."""
-        if self.cache is False:
-            return None
-        key = self.cache_key(cfg, noise, level, seed)
-        found = self.cache.lookup(key)
-        if found is not None or not self.main:
-            return found
-        if min(clean.shape[1:3]) < NOISES.get(noise).min_size:
-            return None  # the in-memory path raises the size error for this cell
-        try:
-            return self.cache.get(key, clean, self.dataset().sample_ids)
-        except Exception as exc:  # as in _prebuild: the in-memory path gives the same images
-            self.log(f"warning: {_one_line(exc)}; corrupting images in memory instead")
-            self.cache = False
-            return None
+    def todo(self, cells: list[Cell]) -> list[Cell]:
+        """The cells of ``cells`` without a successful record under their current key."""
+        done = self._done_keys()
+        return [c for c in cells if self.cell_key(c) not in done]
 
     # -- one cell -----------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, handle: Any, images: np.ndarray, cfg: dict[str, Any]) -> tuple:
@@ -314,59 +295,6 @@ class Harness:
         order = torch.argsort(torch.cat(ids))
         return torch.cat(outs)[order], torch.cat(labels)[order], torch.cat(ids)[order]
 
-    def costs(
-        self,
-        cell: Cell,
-        model: nn.Module,
-        handle: Any,
-        params: Any,
-        cfg: dict[str, Any],
-        scope: tuple[Any, ...] | None = None,
-    ) -> dict[str, Any]:
-        """GMACs (batch 1, real forward), params, tokens per block and throughput; cached per setting.
-
-        ``scope``: what else the costs depend on (:attr:`CellModel.cost_scope`; a pruned model's
-        calibration), part of the cache key.
-        """
-        key = (
-            cell.model,
-            cell.method.name,
-            json.dumps(dataclasses.asdict(params), sort_keys=True),
-            cell.selection,
-            scope,
-        )
-        if key not in self._cost:
-            input_size = tuple(cfg["input_size"])
-            handle.set_sample_ids(None)
-            gmacs = count_gmacs(model, input_size, device=str(self.acc.device))
-            tokens = handle.tokens_per_block
-            out: dict[str, Any] = {
-                "gmacs": gmacs,
-                "params_m": count_params_m(model),
-                "tokens_per_block": tokens,
-                "tokens_kept_frac": float(np.mean(tokens) / tokens[0]) if tokens and tokens[0] else None,
-            }
-            tp = self.suite.throughput
-            if tp.enabled:
-                with intra_op_threads(self.threads_for(cell.model)[1]):  # not the evaluation threads
-                    res = measure_throughput(
-                        model,
-                        input_size,
-                        tp.batch_size,
-                        device=self.acc.device,
-                        warmup=tp.warmup,
-                        repeats=tp.repeats,
-                    )
-                out.update(
-                    img_per_s=res.img_per_s,
-                    ms_per_batch=res.ms_per_batch,
-                    batch_size=res.batch_size,
-                    throughput_dtype=res.dtype,
-                    threads=res.threads,
-                )
-            self._cost[key] = out
-        return self._cost[key]
-
     # -- how a cell gets its model --------------------------------------------------------------
     def builder(self, method: type[Method]) -> CellBuilder:
         """The :class:`CellBuilder` of ``method``'s contract (chosen once per method).
@@ -400,8 +328,8 @@ class Harness:
         apply = apply or counter.apply(model, NoParams(), "scored", cell.seed)
         return CellModel(model, params, apply, cost_scope=(cell.calib_noise, cell.seed))
 
-    def run_cell(self, cell: Cell) -> dict[str, Any]:
-        """Evaluate one cell and return its record (without provenance).
+    def run_cell(self, cell: Cell) -> CellResult:
+        """Evaluate one cell: its measured record fields and per-sample outcome.
 
         The cell's model comes from the builder of its method's contract (:meth:`builder`):
         token methods patch the shared model (trainable ones with parts from :attr:`trained`);
@@ -425,9 +353,9 @@ class Harness:
             raise
         with apply as handle:
             logits, labels, ids = self.evaluate(model, handle, images, cfg)
-            cost = self.costs(cell, model, handle, params, cfg, built.cost_scope)
+            cost = self.costs.of(cell, model, handle, params, cfg, built.cost_scope)
         metrics = classification_metrics(logits, labels, n_bootstrap=self.suite.bootstrap, seed=cell.seed)
-        return {
+        fields = {
             "family": method.family,
             "params_json": dataclasses.asdict(params),
             "setting": method.setting(params),
@@ -437,13 +365,14 @@ class Harness:
             **metrics,
             **cost,
             "wall_s": time.perf_counter() - start,
-            _PER_SAMPLE: PerSample.from_logits(logits, labels, ids),  # stored beside the record
         }
+        return CellResult(fields, PerSample.from_logits(logits, labels, ids))
 
     def identity(self, cell: Cell) -> dict[str, Any]:
-        """Record fields that identify the cell."""
+        """Record fields that identify the cell: its spec, its :meth:`content` and provenance."""
         return {
-            "cell_key": cell.key(),
+            "cell_key": self.cell_key(cell),
+            **self.content(cell),
             "suite": self.suite.name,
             "model": cell.model.name,
             "weights": cell.model.weights,
@@ -516,15 +445,16 @@ class Harness:
 
     def _run(self, cells: list[Cell]) -> RunSummary:
         summary = RunSummary()
-        done = self._done_keys()
-        todo = [c for c in cells if c.key() not in done]
-        self._conditions = {(c.noise.name, c.noise.level, c.seed) for c in todo if c.noise.name != "clean"}
+        self.dataset()  # fail fast on a bad dataset before any cell
+        for spec in dict.fromkeys(c.model for c in cells):  # ... on a model that cannot be built
+            check_model_spec(spec)
+        todo = self.todo(cells)  # keyed by weights digest, method version and label order
+        self.inputs.conditions = {
+            (c.noise.name, c.noise.level, c.seed) for c in todo if c.noise.name != "clean"
+        }
         summary.skipped = len(cells) - len(todo)
         if summary.skipped:
             self.log(f"resuming: {summary.skipped} of {len(cells)} cells already in {self.results}")
-        self.dataset()  # fail fast on a bad dataset before any cell
-        for spec in dict.fromkeys(c.model for c in todo):  # ... on a model that cannot be built
-            check_model_spec(spec)
         # ... and on an unsupported model (registered architectures; own model_args: per cell)
         check_pairs(
             (c.model.name, c.method.name)
@@ -535,10 +465,13 @@ class Harness:
             self_check(self.acc.device)  # a counter this torch release breaks stops the run here
         for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
+            samples = None
             try:
                 record["eval_threads"] = threads = self.threads_for(cell.model)[0]
                 with intra_op_threads(threads):
-                    record.update(self.run_cell(cell))
+                    result = self.run_cell(cell)
+                record.update(result.fields)
+                samples = result.samples
                 summary.done += 1
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -548,25 +481,47 @@ class Harness:
                 summary.failed += 1
                 summary.errors.append(f"{cell.label()}: {line}")
                 self.log(f"cell failed ({cell.label()}): {line}")
-            samples = record.pop(_PER_SAMPLE, None)
-            if self.store is not None:
+            if self.main:
                 self.store.write(record, samples=samples)
         return summary
 
+    @property
+    def store(self) -> ResultsStore:
+        """The results store, created and opened when the first record is written (main process).
+
+        A run refused before its first cell leaves no store file behind.
+
+        Raises:
+            VitbenchError: on another process than the main one (only the main process writes),
+                or the store cannot be created or opened.
+        """
+        if not self.main:
+            raise VitbenchError("only the main process writes the results store")
+        if self._store is None:
+            self._store = ResultsStore(self.results)
+        return self._store
+
+    def close(self) -> None:
+        """Close the results store if it was opened (idempotent)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
     def _done_keys(self) -> set[str]:
-        keys = self.store.done_keys() if self.store is not None else set()
+        """Keys of the successful records already in the store (read without creating it)."""
+        keys: set[str] = set()
+        if self.main:
+            if self._store is not None:
+                keys = self._store.done_keys()
+            elif Path(self.results).expanduser().is_file():
+                with ResultsStore(self.results, readonly=True) as existing:
+                    keys = existing.done_keys()
         from accelerate.utils import broadcast_object_list
 
         box = [sorted(keys)]
         if self.acc.num_processes > 1:
             broadcast_object_list(box, from_process=0)
         return set(box[0])
-
-
-def _one_line(exc: BaseException) -> str:
-    """A one-line message: a VitbenchError's own text, otherwise ``Type: message``."""
-    text = str(exc) if isinstance(exc, VitbenchError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
 
 
 def _bar(items: Any, enabled: bool, desc: str, leave: bool, position: int) -> Iterator[Any]:

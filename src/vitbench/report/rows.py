@@ -16,7 +16,7 @@ from vitbench.core.errors import VitbenchError
 from vitbench.methods import METHODS
 from vitbench.report.format import NA, Col
 from vitbench.report.population import MEASURED, mask_cost_only, normalise, population_keys, seeds_note
-from vitbench.store.records import fold_calibration
+from vitbench.store.records import current_records, fold_calibration
 
 REQUIRED_COLUMNS = (
     "model",
@@ -53,7 +53,9 @@ def successful_rows(
 
     Every :data:`vitbench.report.population.MEASURED` column is present (defaults for older frames),
     ``numeric`` columns become float64 (NaN when absent), clean rows have level 0, rows pruned
-    on noisy calibration images are kept apart (:func:`vitbench.store.records.fold_calibration`) and
+    on noisy calibration images are kept apart (:func:`vitbench.store.records.fold_calibration`), rows
+    of an earlier method version are left out and rows on different weight contents or label orders
+    kept apart (:func:`vitbench.store.records.current_records`), and
     cost-only rows have no accuracy (:func:`vitbench.report.population.mask_cost_only`). Shared with
     :mod:`vitbench.report.robustness`.
     """
@@ -62,6 +64,7 @@ def successful_rows(
         raise VitbenchError(
             f"results frame lacks column(s) {', '.join(missing)}; load it with vitbench.load_results"
         )
+    df, _notes = current_records(df)  # the CLI prints the notes once when it loads the store
     ok = fold_calibration(df.loc[df["error"].isna()].copy())
     if ok.empty:
         raise VitbenchError(f"no successful records in {source_name(df)}; run `vitbench run` first")

@@ -66,6 +66,10 @@ RECORD_FIELDS: dict[str, str] = {
     "timestamp": "TEXT",
     "model_args": "TEXT",  # JSON object of the model entry's model_args; NULL when none
     "data_config": "TEXT",  # JSON: the data config the images were prepared with
+    # what the numbers depend on beyond the names (part of cell_key; NULL: written before 0.2)
+    "weights_digest": "TEXT",  # sha256[:16] of the weights file (demo: the packaged file; random: "random")
+    "method_version": "INTEGER",  # the method's semantics version (Method.version) that computed the row
+    "labels_digest": "TEXT",  # sha256[:16] of the dataset's class names in label order
 }
 
 JSON_FIELDS = ("params_json", "tokens_per_block", "model_args", "data_config")
@@ -133,3 +137,84 @@ def counter_warning(frame: pd.DataFrame) -> str | None:
         f"warning: these records mix GMACs counter versions {', '.join(versions)}, so their GMACs are not "
         f"comparable; run `vitbench recount {source}` to recount them with this release"
     )
+
+
+#: Marker in ``frame.attrs``: :func:`current_records` already ran on the frame.
+_CURRENT = "vitbench_current_records"
+
+
+def current_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows a view may show, with rows measured on different contents kept apart.
+
+    * Rows computed by another semantics version of their method than this vitbench's
+      (``method_version`` differs from :attr:`vitbench.methods.base.Method.version`; NULL counts
+      as version 1, the semantics before versions were recorded) are left out: they are not what
+      a run would measure today, and a run re-evaluates them.
+    * Where one ``weights`` entry of a model was measured with different weight contents
+      (``weights_digest``; NULL: recorded before digests), each row's ``weights`` gets its digest
+      appended (``"w.pth (3f2a9c1b)"``, ``"demo (digest unrecorded)"``), so every table, plot and
+      reference lookup keeps them apart as different populations.
+    * Likewise a dataset whose folders were mapped to labels in different orders
+      (``labels_digest``) gets ``"(labels 1a2b3c4d)"`` appended to its ``dataset``.
+
+    Args:
+        frame: records (:func:`vitbench.store.results.load_results`).
+
+    Returns:
+        ``(frame, notes)``: the frame to show (``attrs`` kept) and one line per fact a reader must
+        know (empty when nothing was left out or relabelled). Idempotent.
+    """
+    if frame.attrs.get(_CURRENT) or frame.empty or "method" not in frame:
+        return frame, []
+    import pandas as pd
+
+    out = frame.copy()
+    out.attrs = dict(frame.attrs)
+    notes: list[str] = []
+    if "method_version" in out:
+        versions = pd.to_numeric(out["method_version"], errors="coerce")
+        recorded = [1 if pd.isna(v) else int(v) for v in versions]
+        current = [METHODS.get(m).version if m in METHODS else r for m, r in zip(out["method"], recorded)]
+        stale = [r != c for r, c in zip(recorded, current)]
+        if any(stale):
+            parts = sorted(
+                {
+                    f"{m} (version {r}; this vitbench computes {c})"
+                    for m, r, c, st in zip(out["method"], recorded, current, stale)
+                    if st
+                }
+            )
+            notes.append(
+                f"note: left out {sum(stale)} record(s) computed by an earlier method version: "
+                f"{', '.join(parts)}; re-run their suites to evaluate them again"
+            )
+            out = out.loc[[not st for st in stale]]
+    for base, column, group, label in (
+        ("weights", "weights_digest", "model", "weights"),
+        ("dataset", "labels_digest", "split", "labels"),
+    ):
+        if base not in out or column not in out:
+            continue
+        digests = ["" if pd.isna(v) else str(v) for v in out[column]]
+        where = [str(g) for g in out[group]] if group in out else [""] * len(out)
+        seen: dict[tuple[str, str], set[str]] = {}
+        for b, w, d in zip(out[base].astype(str), where, digests):
+            seen.setdefault((b, w), set()).add(d)
+        mixed = {k: v for k, v in seen.items() if len(v) > 1}
+        if not mixed:
+            continue
+        tag = (
+            (lambda d: d[:8] if d else "digest unrecorded")
+            if label == "weights"
+            else (lambda d: f"labels {d[:8]}" if d else "labels unrecorded")
+        )
+        out[base] = [
+            f"{b} ({tag(d)})" if (str(b), w) in mixed else b for b, w, d in zip(out[base], where, digests)
+        ]
+        for (b, w), ds in sorted(mixed.items()):
+            shown = ", ".join(tag(d) for d in sorted(ds))
+            what = f"weights '{b}' of {w}" if label == "weights" else f"dataset '{b}' ({w})"
+            why = "different weight contents" if label == "weights" else "different folder-to-label orders"
+            notes.append(f"note: {what} were measured with {why} ({shown}); their rows are kept apart")
+    out.attrs[_CURRENT] = True
+    return out, notes
