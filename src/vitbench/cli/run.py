@@ -81,8 +81,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
     preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
+    workers, mine = _start_workers(args, harness, cells, results, launched=bool(args.shard))
     try:
-        summary = harness.run(cells)
+        summary = harness.run(mine)
+        if workers is not None:
+            _join_workers(workers, summary)
+    except BaseException:
+        if workers is not None:
+            workers.stop()
+        raise
     finally:
         harness.close()
     if not harness.main:
@@ -152,6 +159,59 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
             f"--set {', '.join(unused)}: no method in this run has such a parameter (see `vitbench methods`)"
         )
     return tuple(out)
+
+
+def _start_workers(
+    args: argparse.Namespace, harness: Any, cells: list[Any], results: str, launched: bool
+) -> tuple[Any, list[Any]]:
+    """Start cell-parallel worker processes when the cores allow (see :mod:`vitbench.harness.workers`).
+
+    Returns:
+        ``(workers or None, the cells this process runs)``.
+    """
+    # deferred: only runs that plan workers need them
+    from vitbench.core.threads import usable_cores
+    from vitbench.harness.scaleout import shard_cells
+    from vitbench.harness.workers import Workers, plan_workers
+
+    requested = None
+    if args.workers not in (None, "auto"):
+        try:
+            requested = int(args.workers)
+        except ValueError:
+            raise VitbenchError(f"--workers {args.workers!r}: give a number of processes, or auto") from None
+    if not harness.main or (requested is None and launched):
+        return None, cells
+    todo = harness.todo(cells)
+    specs = list(dict.fromkeys(c.model for c in todo))
+    threads = max((harness.threads_for(spec)[0] for spec in specs), default=1)
+    plan = plan_workers(
+        requested,
+        cells=len(todo),
+        eval_threads=threads,
+        cores=usable_cores(),
+        throughput=harness.suite.throughput.enabled,
+        launched=launched or harness.acc.num_processes > 1,
+        gpu=harness.acc.device.type != "cpu",
+    )
+    if plan.count < 2:
+        return None, cells
+    harness.log(f"workers: {plan.why}")
+    argv = list(getattr(args, "argv", None) or ["run"])
+    return Workers(argv, plan.count, results, threads), shard_cells(cells, 0, plan.count)
+
+
+def _join_workers(workers: Any, summary: Any) -> None:
+    """Wait for the workers and add their counts to ``summary``; a crashed worker is one error line."""
+    for res in workers.wait():
+        summary.done += res.done
+        summary.skipped += res.skipped
+        summary.failed += res.failed
+        if res.code not in (0, 1):
+            raise VitbenchError(
+                f"worker process {res.index} of {workers.count} exited with {res.code} ({res.tail}); "
+                "its finished cells are stored: run the same command again to resume, or pass --workers 1"
+            )
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -244,6 +304,13 @@ def _add_run(sub: Any, ctx: ParserContext) -> None:
         "'{shard}' in --results gives each shard its own store (join with `vitbench merge`)",
     )
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
+    r.add_argument(
+        "--workers",
+        default="auto",
+        metavar="N|auto",
+        help="cell-parallel processes on this machine writing one store (default auto: the usable "
+        "cores when each cell needs one thread and the suite measures no throughput, else 1)",
+    )
     r.add_argument(
         "--threads",
         type=threads_arg,
