@@ -27,6 +27,7 @@ from vitbench.core.specs import (
 )
 from vitbench.core.threads import check_threads
 from vitbench.data import DATASETS
+from vitbench.data.classes import check_class_order
 from vitbench.data.noise import check_noise
 from vitbench.methods import METHODS, ChannelMethod
 from vitbench.methods.base import check_keep_ratio, make_params
@@ -221,6 +222,7 @@ def _dataset(item: Any, where: str) -> DataSpec:
     if "split" not in item:  # the dataset's evaluation split (imagenet: val, mnist-demo: test)
         item = {**item, "split": default_split(str(item.get("name", DataSpec.name)))}
     spec = DataSpec(**item)
+    spec = dataclasses.replace(spec, class_order=check_class_order(spec.class_order, f"{where} dataset"))
     if spec.limit is not None and (not isinstance(spec.limit, int) or spec.limit < 1):
         raise VitbenchError(f"{where}: dataset.limit must be a positive integer or null, got {spec.limit!r}")
     return spec
