@@ -11,7 +11,7 @@ from PIL import Image
 
 from vitbench.core.errors import VitbenchError
 from vitbench.data import load_dataset
-from vitbench.data.classes import class_list_digest, natural_key, order_classes
+from vitbench.data.classes import class_list_digest, dataset_class_digest, natural_key, order_classes
 from vitbench.data.files import decode_rgb
 from vitbench.measure.accuracy import classification_metrics
 
@@ -69,6 +69,7 @@ def test_image_folder_orders(tmp_path: Path) -> None:
     assert np.array_equal(lex.sample_ids, data.sample_ids)  # ids do not depend on the labelling
     assert class_list_digest(data.classes) != class_list_digest(lex.classes)
     assert class_list_digest(data.classes) == class_list_digest(list(data.classes))
+    assert dataset_class_digest(data) == class_list_digest(data.classes) != dataset_class_digest(lex)
     order = tmp_path.parent / f"{tmp_path.name}-order.txt"
     order.write_text("# reversed\n" + "\n".join(str(k) for k in reversed(range(12))) + "\n")
     rev = load_dataset("image-folder", root=str(tmp_path), split="val", class_order=str(order))

@@ -133,3 +133,14 @@ def class_list_digest(classes: Sequence[str]) -> str:
     """
     blob = json.dumps([str(c) for c in classes], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def dataset_class_digest(data: object) -> str:
+    """:func:`class_list_digest` of a loaded data set's labelling.
+
+    Folder data sets hash their class folders in label order (``FileImageSet.class_folders``:
+    which folder got which label); others, and flat folders labelled by a label file, hash
+    their ``classes``.
+    """
+    folders = tuple(getattr(data, "class_folders", ()) or ())
+    return class_list_digest(folders or tuple(getattr(data, "classes", ())))
