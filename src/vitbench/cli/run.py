@@ -80,8 +80,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         local_processes=local if acc else None,
     )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
-    preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
-    summary = harness.run(cells)
+    try:
+        preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
+        summary = harness.run(cells)
+    except KeyboardInterrupt:  # the store commits the record being written before this arrives
+        print(
+            f"interrupted: every finished cell is in {results}; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     if not harness.main:
         return 0
     print(f"done{shard}: {summary.done} evaluated, {summary.skipped} resumed, {summary.failed} failed")

@@ -52,8 +52,9 @@ from vitbench.methods import METHODS
 from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod
 from vitbench.methods.requirements import check_pairs
 from vitbench.methods.trainable import TrainableMethod
+from vitbench.store.pending import PendingStore
 from vitbench.store.per_sample import PerSample
-from vitbench.store.results import ResultsStore, config_hash, provenance
+from vitbench.store.results import config_hash, provenance
 
 _PER_SAMPLE = "_per_sample"  # run_cell's per-sample outcome, written beside the record
 
@@ -137,7 +138,7 @@ class Harness:
         self.main = self.acc.is_main_process
         self.progress = progress and self.main
         self.log = log if self.main else (lambda _msg: None)
-        self.store = ResultsStore(results) if self.main else None
+        self.store = PendingStore(results) if self.main else None  # file created by the first record
         self.acc.wait_for_everyone()
         self.results = results
         self._models: dict[ModelSpec, nn.Module] = {}
