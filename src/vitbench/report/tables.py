@@ -10,6 +10,7 @@ Tables render as ``markdown`` (pipe), ``github``, ``latex`` (booktabs), ``html``
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,17 @@ def throughput_note(ok: pd.DataFrame) -> str:
 
 
 def _default_grid(points: pd.Series) -> list[float]:
-    values = sorted({round(float(v), gmacs_digits(points)) for v in points.dropna()})
+    """Budgets of the matched view: measured GMACs themselves, as stored, one per printed value.
+
+    Measured costs that print alike (``gmacs_digits`` decimals) give one budget: the cost most
+    points share (the smallest of equally common ones). A method measured at a budget thus
+    shows its measured top-1 there, never a value interpolated next to its own point.
+    """
+    digits = gmacs_digits(points)
+    groups: dict[float, Counter[float]] = {}
+    for v in points.dropna():
+        groups.setdefault(round(float(v), digits), Counter())[float(v)] += 1
+    values = [min(c, key=lambda v: (-c[v], v)) for _, c in sorted(groups.items())]
     if len(values) > MAX_GRID_POINTS:
         picks = np.unique(np.round(np.linspace(0, len(values) - 1, MAX_GRID_POINTS)).astype(int))
         values = [values[i] for i in picks]
@@ -211,13 +222,15 @@ def matched_gmacs_table(
         df: records frame.
         fmt: one of :data:`FORMATS`.
         model: restrict to one model (default: all; a ``Model`` column is added if several).
-        grid: GMACs budgets; default: the sorted unique GMACs (2 decimals) of the non-dense
-            rows, at most 8 evenly picked.
+        grid: GMACs budgets; default: the measured GMACs of the non-dense rows as stored, one per
+            printed value (headers round them), at most 8 evenly picked; a method measured at a
+            budget shows its measured top-1 there.
         noise: noise condition (``"clean"`` or a noise name at ``level``).
         level: noise severity.
         selection: token selection of the compressed methods.
         samples: per-sample outcomes by cell key (:func:`vitbench.store.results.load_samples`); with
-            them, each budget marks the best method (▲) and those statistically tied with it
+            them, each budget marks the best method (▲; every method with the best value) and
+            those statistically tied with it
             (≈: paired bootstrap 95 % CI of the difference of interpolated per-image
             correctness contains 0).
 
@@ -269,9 +282,11 @@ def matched_gmacs_table(
             if len(idx) < 2:
                 continue
             best = max(idx, key=lambda i: column[i])
-            shown[best] += " ▲"
+            tops = {i for i in idx if column[i] == column[best]}  # equal values: all best
+            for i in tops:
+                shown[i] += " ▲"
             for i in idx:
-                if i == best or vectors[i][j] is None or vectors[best][j] is None:
+                if i in tops or vectors[i][j] is None or vectors[best][j] is None:
                     continue
 
                 lo, hi = paired_bootstrap_ci(vectors[i][j] - vectors[best][j], seed=0)
