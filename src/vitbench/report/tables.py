@@ -9,6 +9,7 @@ Tables render as ``markdown`` (pipe), ``github``, ``latex`` (booktabs), ``html``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -543,42 +544,77 @@ def pareto_figure(
     return fig
 
 
-def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
-    """All views as one document with short markdown headings.
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One table of the ``all`` view.
 
-    Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
-    random rows exist), robustness under noise (if noisy rows exist), failed cells (if any).
-    A section whose filter matches nothing says so instead of failing the whole report.
+    Attributes:
+        view: the ``vitbench leaderboard --view`` that renders this table alone (``failed``: none).
+        title: its heading.
+        body: the rendered table, or ``None`` when its filter matched nothing.
+        reason: why there is no table (the one-line error of the view), else ``None``.
+    """
+
+    view: str
+    title: str
+    body: str | None
+    reason: str | None = None
+
+
+def all_sections(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> list[Section]:
+    """The tables of the ``all`` view, each rendered alone in ``fmt`` (see :func:`render_all`).
 
     Raises:
-        VitbenchError: unknown ``fmt`` or no successful records at all.
+        VitbenchError: unknown ``fmt``.
     """
     check_fmt(fmt)
     ok = successful_rows(df)
 
-    def section(title: str, fn: Any, **kwargs: Any) -> str:
+    def section(view: str, title: str, fn: Any, **kwargs: Any) -> Section:
         try:
-            body = fn(df, fmt=fmt, **kwargs)
+            return Section(view, title, fn(df, fmt=fmt, **kwargs))
         except VitbenchError as exc:
-            body = f"_{exc}_"
-        return f"## {title}\n\n{body}"
+            return Section(view, title, None, str(exc))
 
     parts = [
-        section("Leaderboard (clean, scored selection)", leaderboard),
-        section("Accuracy at matched GMACs (clean, scored selection)", matched_gmacs_table, samples=samples),
+        section("paper", "Leaderboard (clean, scored selection)", leaderboard),
+        section(
+            "matched",
+            "Accuracy at matched GMACs (clean, scored selection)",
+            matched_gmacs_table,
+            samples=samples,
+        ),
     ]
     if (ok["selection"] == "random").any():
-        parts.append(section("Token selection: scored vs random (clean)", selection_table))
+        parts.append(section("selection", "Token selection: scored vs random (clean)", selection_table))
     if (ok["noise"] != "clean").any():
-        parts.append(section("Robustness under noise (Top-1, scored selection)", noise_table))
+        parts.append(section("noise", "Robustness under noise (Top-1, scored selection)", noise_table))
     failed = failed_cells(df)
     if not failed.empty:
         cols = [
             Col(str(c), list(failed[c]), ["" if csv_value(v) is None else str(v) for v in failed[c]], False)
             for c in failed.columns
         ]
-        parts.append(f"## Failed cells ({len(failed)})\n\n{render_table(cols, fmt)}")
-    return "\n\n".join(parts) + "\n"
+        parts.append(Section("failed", f"Failed cells ({len(failed)})", render_table(cols, fmt)))
+    return parts
+
+
+def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
+    """All views as one document with short markdown headings.
+
+    Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
+    random rows exist), robustness under noise (if noisy rows exist), failed cells (if any).
+    A section whose filter matches nothing says so instead of failing the whole report. A
+    document of several tables is no csv file: csv callers take :func:`all_sections` one by one.
+
+    Raises:
+        VitbenchError: unknown ``fmt`` or no successful records at all.
+    """
+    parts = all_sections(df, fmt, samples)
+    return (
+        "\n\n".join(f"## {p.title}\n\n{p.body if p.body is not None else f'_{p.reason}_'}" for p in parts)
+        + "\n"
+    )
 
 
 #: (method that squeezes, the same pruning without the squeeze). ``random-tokens`` is EViT's
