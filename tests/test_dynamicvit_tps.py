@@ -275,7 +275,7 @@ def test_harness_names_the_finetune_command_then_trains_when_asked(
     assert (
         "vitbench finetune --model vitbench_demo_vit --weights random --method dynamicvit --keep 0.7" in err
     )
-    assert not Path(results).exists()  # refused before any cell: no store file
+    assert not Path(results).exists()  # refused during setup: no store file
     path.write_text(yaml.safe_dump({**SUITE, "train": {"max_steps": 1, "batch_size": 4}}))
     assert main(["run", str(path), "--results", results, "--no-progress"]) == 0
     df = load_results(results)

@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VitbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except KeyError as exc:  # registry lookups raise UnknownNameError (a KeyError)
         # deferred: the registry module brings importlib.metadata; `vitbench --help` does without
         from vitbench.core.registry import UnknownNameError

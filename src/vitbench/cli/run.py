@@ -80,12 +80,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         local_processes=local if acc else None,
     )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
-    preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
-    workers, mine = _start_workers(args, harness, cells, results, launched=bool(args.shard))
+    workers = None
     try:
+        preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
+        workers, mine = _start_workers(args, harness, cells, results, launched=bool(args.shard))
         summary = harness.run(mine)
         if workers is not None:
             _join_workers(workers, summary)
+    except KeyboardInterrupt:  # the store commits the record being written before this arrives
+        if workers is not None:
+            workers.stop()
+        print(
+            f"interrupted: every finished cell is in {results}; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     except BaseException:
         if workers is not None:
             workers.stop()

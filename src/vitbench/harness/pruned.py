@@ -71,7 +71,7 @@ def calibration_batches(
     """
     spec, d = suite.calib, suite.dataset
     try:
-        data = load_dataset(d.name, root=d.root, split=spec.split)
+        data = load_dataset(d.name, root=d.root, split=spec.split, class_order=d.class_order)
     except VitbenchError as exc:
         raise VitbenchError(f"calibration loader: {exc}") from None
     if len(data) == 0:

@@ -11,11 +11,8 @@ sweep goes on; re-running a suite skips cells already recorded without error. Wi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
@@ -37,6 +34,7 @@ from vitbench.core.threads import SMALL_WORK_GMACS, auto_threads, intra_op_threa
 from vitbench.core.threads import local_processes as local_processes_of
 from vitbench.data import FileImageSet, ImageSet, default_workers
 from vitbench.data.cache import CacheKey, CorruptionCache
+from vitbench.data.classes import dataset_class_digest
 from vitbench.data.prep import to_tensor
 from vitbench.data.subsets import ArraySamples
 from vitbench.harness.costs import CellCosts
@@ -48,17 +46,9 @@ from vitbench.methods import METHODS
 from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod
 from vitbench.methods.requirements import check_pairs
 from vitbench.methods.trainable import TrainableMethod
+from vitbench.store.pending import PendingStore
 from vitbench.store.per_sample import PerSample
-from vitbench.store.results import ResultsStore, config_hash, provenance
-
-
-def labels_digest(classes: tuple[str, ...] | list[str]) -> str:
-    """16 hex characters of the sha256 of the class names in label order (label ``i`` = ``classes[i]``).
-
-    Two runs whose folders map to labels differently (a changed ``class_order``, renamed folders)
-    get different digests, so their records never resume or average one another.
-    """
-    return hashlib.sha256(json.dumps(list(classes)).encode()).hexdigest()[:16]
+from vitbench.store.results import config_hash, provenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +148,11 @@ class Harness:
         self.main = self.acc.is_main_process
         self.progress = progress and self.main
         self.log = log if self.main else (lambda _msg: None)
+        #: the results store (main process): an existing one is opened, a new file is created by
+        #: the first record, so a run refused during setup leaves no store behind
+        self.store = PendingStore(results) if self.main else None
+        self.acc.wait_for_everyone()
         self.results = results
-        self._store: ResultsStore | None = None  # opened when the first record is written
         self._models: dict[ModelSpec, nn.Module] = {}
         self._digests: dict[ModelSpec, str] = {}
         self._labels: str | None = None
@@ -236,9 +229,9 @@ class Harness:
         return self._digests[spec]
 
     def labels_digest(self) -> str:
-        """Digest of the dataset's class names in label order (:func:`labels_digest`)."""
+        """Digest of which class (folder) got which label (``data.classes.dataset_class_digest``)."""
         if self._labels is None:
-            self._labels = labels_digest(self.dataset().classes)
+            self._labels = dataset_class_digest(self.dataset())
         return self._labels
 
     def content(self, cell: Cell) -> dict[str, Any]:
@@ -481,41 +474,18 @@ class Harness:
                 summary.failed += 1
                 summary.errors.append(f"{cell.label()}: {line}")
                 self.log(f"cell failed ({cell.label()}): {line}")
-            if self.main:
+            if self.store is not None:
                 self.store.write(record, samples=samples)
         return summary
 
-    @property
-    def store(self) -> ResultsStore:
-        """The results store, created and opened when the first record is written (main process).
-
-        A run refused before its first cell leaves no store file behind.
-
-        Raises:
-            VitbenchError: on another process than the main one (only the main process writes),
-                or the store cannot be created or opened.
-        """
-        if not self.main:
-            raise VitbenchError("only the main process writes the results store")
-        if self._store is None:
-            self._store = ResultsStore(self.results)
-        return self._store
-
     def close(self) -> None:
         """Close the results store if it was opened (idempotent)."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        if self.store is not None:
+            self.store.close()
 
     def _done_keys(self) -> set[str]:
         """Keys of the successful records already in the store (read without creating it)."""
-        keys: set[str] = set()
-        if self.main:
-            if self._store is not None:
-                keys = self._store.done_keys()
-            elif Path(self.results).expanduser().is_file():
-                with ResultsStore(self.results, readonly=True) as existing:
-                    keys = existing.done_keys()
+        keys = self.store.done_keys() if self.store is not None else set()
         from accelerate.utils import broadcast_object_list
 
         box = [sorted(keys)]
