@@ -245,8 +245,8 @@ def test_one_unit_mlp_is_scored_and_pruned_without_squeezing(monkeypatch) -> Non
         return out
 
     monkeypatch.setattr(vtclfc, "lfs_scores", spy)
-    calib = _calib(model, 32)
-    params = VTCLFCParams(allowable_drop=60.0, num_samples=8, eval_samples=32)
+    calib = _calib(model, 16)
+    params = VTCLFCParams(allowable_drop=4.0, num_samples=8, eval_samples=16)
     res = cascade(model, calib, params, blocks=[0, 1])
     assert seen[0][0][1] == (1,)  # block 0's fc1 score: one channel, still a vector
     assert [r["block"] for r in res.history] == [0, 1]  # the cascade went on to block 1
