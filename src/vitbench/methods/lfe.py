@@ -12,7 +12,15 @@ before the MLP:
    Gaussian filter of :func:`vitbench.methods.slimming.lowpass.token_lowpass_kernel` on the
    unshifted spectrum,
    inverse FFT, complex magnitude; ``LFE_j = sum_c |X_lf[j, c]| / mean_j' sum_c |X[j', c]|``;
-3. ``score_j = LFE_j * a_j``; the top ``n_keep`` image tokens survive, the rest are dropped.
+3. ``score_j = LFE_j * a_j``; the top ``n_keep`` image tokens survive, the rest are dropped;
+4. the kept image tokens follow the prefix tokens in the order ``token_order`` names
+   (:func:`kept_indices`): ``official`` (default) is the order of the official selector's
+   output, ``torch.topk(sorted=False)`` followed by ``gather``, as the authors' runs produced it
+   on CUDA: the kept tokens that score above the k-th largest score in index order, then the
+   k-th ranked one (ties at the k-th score: the first in index order); ``spatial`` sorts them by
+   index. The order is the sequence the next pruning block's FFT runs over, so it changes every
+   later stage's LFE scores (in the VTC-LFC cascade on the demo model: up to 35x at the next
+   pruning block, other kept sets on 74-80 % of the images; see the method card).
 
 Where it prunes: the official model prunes in every block to a searched per-block count
 (``token_cfg``, found by the VTC-LFC cascade, :mod:`vitbench.methods.vtclfc`). As a stand-alone
@@ -109,19 +117,67 @@ def lfe_scores(x: torch.Tensor, probs: torch.Tensor, prefix: int, cutoff: float)
     return energy * head_weighted_attention(probs, prefix)
 
 
+#: Orders of the kept image tokens after a selection (:func:`kept_indices`).
+TOKEN_ORDERS: tuple[str, ...] = ("official", "spatial")
+
+
+def check_token_order(order: str) -> str:
+    """Return ``order`` or raise a one-line ``ValueError`` unless it is one of :data:`TOKEN_ORDERS`."""
+    if order not in TOKEN_ORDERS:
+        raise ValueError(
+            f"token_order {order!r} is unknown; use one of: {', '.join(TOKEN_ORDERS)} "
+            "(official = the order the VTC-LFC code's selector produced, spatial = index order)"
+        )
+    return order
+
+
+def kept_indices(scores: torch.Tensor, keep: int, order: str = "official") -> torch.Tensor:
+    """Indices [B, keep] of the ``keep`` highest ``scores`` [B, n], in the order they are kept.
+
+    ``spatial``: ascending index. ``official``: the order of the official selector's output
+    (``torch.topk(scores, keep, sorted=False)``, Daner-Wang/VTC-LFC ``models/deit/deit.py``) as
+    CUDA's radix-select top-k writes it, the order of the authors' runs: first every index
+    whose score is above the k-th largest score, in index order, then indices whose score
+    equals it, in index order, until ``keep`` are taken (with distinct scores: the k-th ranked
+    token last). Both orders keep the same set when the scores are distinct.
+
+    Args:
+        scores: [B, n] float scores (higher = kept).
+        keep: tokens to keep, 1 <= keep <= n.
+        order: one of :data:`TOKEN_ORDERS`.
+
+    Raises:
+        ValueError: an unknown ``order``.
+    """
+    check_token_order(order)
+    if order == "spatial":
+        return scores.topk(keep, dim=1, largest=True, sorted=False).indices.sort(dim=1).values
+    n = scores.shape[1]
+    kth = scores.topk(keep, dim=1, largest=True, sorted=True).values[:, -1:]  # [B, 1]
+    above = scores > kth
+    tied = scores == kth
+    need = keep - above.sum(dim=1, keepdim=True)  # [B, 1] tied tokens still to take
+    take = tied & (tied.cumsum(dim=1) <= need)
+    pos = torch.arange(n, device=scores.device).expand_as(scores)
+    rank = torch.where(above, pos, torch.where(take, pos + n, pos + 2 * n))  # above, then ties, then dropped
+    return rank.topk(keep, dim=1, largest=False, sorted=True).indices
+
+
 @dataclasses.dataclass
 class LFEState(ForwardState):
     """:class:`ForwardState` plus the per-block image-token targets (``-1``: no pruning)."""
 
     targets: tuple[int, ...] = ()
     cutoff: float = 0.15
+    order: str = "official"
 
 
 def select_tokens(x: torch.Tensor, probs: torch.Tensor | None, st: LFEState, index: int) -> torch.Tensor:
     """Keep the prefix tokens and the top ``st.targets[index]`` image tokens of ``x`` [B, N, C].
 
-    Kept image tokens are returned in their current (spatial) order; ``selection="random"``
-    replaces the scores by seeded uniform numbers (same counts).
+    Kept image tokens follow the prefix tokens in the order ``st.order`` names
+    (:func:`kept_indices`); ``selection="random"`` replaces the scores by seeded uniform
+    numbers (same counts, same ordering rule).
     """
     p = st.prefix
     b, n_all, c = x.shape
@@ -136,7 +192,7 @@ def select_tokens(x: torch.Tensor, probs: torch.Tensor | None, st: LFEState, ind
         scores = lfe_scores(x, probs, p, st.cutoff)
     else:
         scores = st.uniform(index, (n,), x)
-    idx = scores.topk(keep, dim=1, largest=True, sorted=False).indices.sort(dim=1).values  # [B, keep]
+    idx = kept_indices(scores, keep, st.order)  # [B, keep]
     kept = x[:, p:].gather(1, idx[..., None].expand(-1, -1, c))
     return torch.cat([x[:, :p], kept], dim=1)
 
@@ -148,7 +204,8 @@ class LFEMixin(CountingMixin):
         - the attention runs unfused (:func:`attention_with_probs`, the module's own layers) to
           expose its probabilities, skipped when the selection is random;
         - between the attention residual and the MLP the image tokens are reduced by
-          :func:`select_tokens` (LFE x head-weighted attention top-k; pruned tokens dropped);
+          :func:`select_tokens` (LFE x head-weighted attention top-k; pruned tokens dropped;
+          kept tokens in the ``token_order`` of the parameters);
         - prefix tokens (CLS, distillation, registers) are never pruned;
         - an external ``attn_mask`` is not supported.
         LayerScale, drop-path and the MLP are timm's own.
@@ -181,12 +238,16 @@ class LFEParams:
         drop_loc: stage blocks; empty = depth/4, depth/2, 3*depth/4.
         token_cfg: explicit image tokens kept after each block's selection (one per block,
             non-increasing; the official ``token_cfg``); overrides ``keep_rate``/``drop_loc``.
+        token_order: order of the kept image tokens after a selection (:func:`kept_indices`):
+            ``official`` (the official selector's output order as its CUDA runs produced it)
+            or ``spatial`` (index order, vitbench's behaviour before this parameter).
     """
 
     keep_rate: float = 0.7
     cutoff_token: float = 0.85
     drop_loc: tuple[int, ...] = ()
     token_cfg: tuple[int, ...] = ()
+    token_order: str = "official"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.keep_rate <= 1.0:
@@ -200,6 +261,7 @@ class LFEParams:
             raise ValueError(f"token_cfg {list(self.token_cfg)} has negative counts")
         if any(b > a for a, b in zip(self.token_cfg, self.token_cfg[1:], strict=False)):
             raise ValueError(f"token_cfg {list(self.token_cfg)} must be non-increasing")
+        check_token_order(self.token_order)
 
 
 def block_targets(model: nn.Module, params: LFEParams, name: str = "lfe") -> tuple[int, ...]:
@@ -244,12 +306,17 @@ def apply_lfe(
     params: Any,
     selection: str,
     seed: int,
+    token_order: str = "official",
 ) -> Handle:
-    """Patch ``model`` with LFE selection to per-block ``targets``; returns the undo handle."""
+    """Patch ``model`` with LFE selection to per-block ``targets``; returns the undo handle.
+
+    ``token_order``: order of the kept image tokens (:func:`kept_indices`).
+    """
     blocks = check_vit(model, name)
     st = LFEState(name, prefix_tokens(model), selection, seed, len(blocks), params=params)
     st.targets = targets
     st.cutoff = cutoff
+    st.order = check_token_order(token_order)
     return patch_blocks(model, st, lambda i: LFEMixin if targets[i] >= 0 else CountingMixin)
 
 
@@ -266,6 +333,9 @@ class LFE(TokenMethod):
     )
     knob: ClassVar[str] = "keep_rate"
     summary = "low-frequency energy x head-weighted attention top-k, pruned tokens dropped (Wang et al. 2022)"
+    #: 2: kept tokens in the official selector's order by default (token_order), which changes
+    #: the LFE scores of every pruning stage after the first
+    version: ClassVar[int] = 2
 
     @classmethod
     def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:
@@ -276,7 +346,9 @@ class LFE(TokenMethod):
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
         """Patch ``model``: pruning blocks get LFE selection, the others only count tokens."""
         targets = block_targets(model, params, cls.name)
-        return apply_lfe(model, targets, 1.0 - params.cutoff_token, cls.name, params, selection, seed)
+        return apply_lfe(
+            model, targets, 1.0 - params.cutoff_token, cls.name, params, selection, seed, params.token_order
+        )
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
@@ -287,10 +359,13 @@ class LFE(TokenMethod):
 __all__ = [
     "LFE",
     "LFEParams",
+    "TOKEN_ORDERS",
     "apply_lfe",
     "attention_with_probs",
     "block_targets",
+    "check_token_order",
     "head_weighted_attention",
+    "kept_indices",
     "lfe_schedule",
     "lfe_scores",
     "select_tokens",
