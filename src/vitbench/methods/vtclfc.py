@@ -51,12 +51,12 @@ from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
 from vitbench.measure.accuracy import top1_pct
 from vitbench.methods.base import ChannelMethod, Conformance, register
-from vitbench.methods.lfe import apply_lfe
-from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
+from vitbench.methods.lfeblock import apply_lfe
 from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
 from vitbench.methods.requirements import Requirements
 from vitbench.methods.slimming.lowpass import check_cutoff, check_filter
 from vitbench.methods.slimming.slim import TOKEN_CFG_ATTR, SlimPlan, model_dims, slim_model
+from vitbench.methods.slimming.taylor import Criterion, lfs_scores, plan_from_scores
 from vitbench.store import artifacts
 
 #: Image tokens that must survive block 0: the official lower bound 190 of DeiT's 196.
