@@ -191,6 +191,22 @@ def test_pitome_equals_the_official_merge(which: str, ratio: float, monkeypatch:
     assert (got - ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
+def test_pitome_equals_the_official_merge_on_full_deit_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeiT-S at 224x224 (196 image tokens), random weights, the official ratio 0.9 (~20 s on a CPU)."""
+    torch.manual_seed(0)
+    model = timm.create_model("deit_small_patch16_224", pretrained=False).eval()
+    x = model_input(model, batch=2, seed=1)
+    with torch.inference_mode():
+        ref, ref_counts, ref_sets = _ref_forward(model, x, 0.9)
+    got, counts, sets = _vitbench(model, x, 0.9, monkeypatch)
+    assert counts == ref_counts == [197, 178, 161, 145, 131, 118, 107, 97, 88, 80, 73, 66]
+    assert len(sets) == len(ref_sets) == 12
+    for ours, theirs in zip(sets, ref_sets, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    assert (got - ref).abs().max().item() <= 1e-5
+
+
 def test_pitome_schedule_follows_the_official_ratio() -> None:
     """floor(T - T * ratio) per block from T = 196 (the official DeiT-S count at ratio 0.9)."""
     model = timm.create_model("deit_small_patch16_224", pretrained=False)
