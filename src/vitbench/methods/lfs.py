@@ -23,8 +23,9 @@ Scoring mode (``pruning/pruning_py/pruning_deit.py``, ``--drop-path 0.1``; ``get
 runs the student in train mode): the student's blocks get stochastic depth with DeiT's linear
 rule, rate ``drop_path * i / (depth - 1)`` in block ``i`` (timm's ``drop_path_rate``), the same
 per-sample drop of each residual branch with survivors scaled by ``1 / (1 - rate)``
-(:class:`SeededDropPath`). Its draws come from a CPU ``torch.Generator`` seeded with ``seed``,
-so scores are reproducible and identical on every device, and the global RNG is not touched.
+(:class:`~vitbench.methods.slimming.taylor.SeededDropPath`). Its draws come from a CPU
+``torch.Generator`` seeded with ``seed``, so scores are reproducible and identical on every
+device, and the global RNG is not touched.
 ``drop_path = 0`` gives deterministic gradients.
 
 Structure (``get_mask_and_newcfg``): channels with ``S >= threshold`` survive (threshold = the
