@@ -20,10 +20,11 @@ from vitbench.harness.suites import suite_from_dict
 from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS
 from vitbench.methods import tps as tps_mod
-from vitbench.methods.dynamicvit import DynamicState, decide
-from vitbench.methods.evit import EViTParams, reduce_tokens
+from vitbench.methods.evit import EViTParams
 from vitbench.methods.patching.patch import ForwardState
 from vitbench.methods.patching.squeeze import squeeze, squeeze_dense
+from vitbench.methods.predictorbase import DynamicState, decide
+from vitbench.methods.stagebase import reduce_tokens
 from vitbench.report.tables import squeeze_table
 from vitbench.store import artifacts
 from vitbench.store.records import RECORD_FIELDS

@@ -19,12 +19,13 @@ import pytest
 import torch
 
 import vitbench.methods.lfe as lfe
+import vitbench.methods.lfeblock as lfeblock
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import create_model, data_config
 from vitbench.data import load_dataset
 from vitbench.data.prep import prepare_images, to_tensor
 from vitbench.methods import METHODS
-from vitbench.methods.lfe import TOKEN_ORDERS, kept_indices
+from vitbench.methods.lfeblock import TOKEN_ORDERS, kept_indices
 
 
 def official_order(scores: np.ndarray, k: int) -> list[int]:
@@ -156,7 +157,7 @@ def demo() -> tuple[Any, torch.Tensor]:
 def _run_lfe(model: Any, images: torch.Tensor, order: str, monkeypatch: Any) -> tuple[list, list]:
     """vitbench's LFE at keep 0.5: the scores and kept indices of every pruning block."""
     scores, kept = [], []
-    real_scores, real_kept = lfe.lfe_scores, lfe.kept_indices
+    real_scores, real_kept = lfeblock.lfe_scores, lfeblock.kept_indices
 
     def spy_scores(*a: Any, **k: Any) -> torch.Tensor:
         scores.append(real_scores(*a, **k))
@@ -166,8 +167,8 @@ def _run_lfe(model: Any, images: torch.Tensor, order: str, monkeypatch: Any) -> 
         kept.append(real_kept(*a, **k))
         return kept[-1]
 
-    monkeypatch.setattr(lfe, "lfe_scores", spy_scores)
-    monkeypatch.setattr(lfe, "kept_indices", spy_kept)
+    monkeypatch.setattr(lfeblock, "lfe_scores", spy_scores)
+    monkeypatch.setattr(lfeblock, "kept_indices", spy_kept)
     cls = METHODS.get("lfe")
     params = cls.params_for(0.5, model, {"token_order": order})
     with torch.no_grad(), cls.apply(model, params):

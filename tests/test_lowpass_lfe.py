@@ -11,7 +11,7 @@ import torch
 from vbtest import make_model, model_input
 from vitbench.core.errors import VitbenchError
 from vitbench.methods import METHODS
-from vitbench.methods.lfe import attention_with_probs, head_weighted_attention, lfe_scores
+from vitbench.methods.lfeblock import attention_with_probs, head_weighted_attention, lfe_scores
 from vitbench.methods.slimming.lowpass import (
     IMAGE_FILTERS,
     image_lowpass_mask,

@@ -26,7 +26,7 @@ For block l = 0 .. depth-1 on the current model M (already pruned in blocks < l)
   first excess ``p <- max(int((2 - drop/b) p), p_last)``, prune with it, stop.
 * M <- the pruned block-l model; next block.
 
-LFE keeps the selected tokens in ``token_order`` (:func:`vitbench.methods.lfe.kept_indices`;
+LFE keeps the selected tokens in ``token_order`` (:func:`vitbench.methods.lfeblock.kept_indices`;
 default ``official``, the order the official selector's CUDA runs produced), which every later
 block's LFE scores depend on.
 
@@ -59,12 +59,12 @@ from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
 from vitbench.measure.accuracy import top1_pct
 from vitbench.methods.base import ChannelMethod, Conformance, register
-from vitbench.methods.lfe import apply_lfe, check_token_order
-from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
+from vitbench.methods.lfeblock import apply_lfe, check_token_order
 from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
 from vitbench.methods.requirements import Requirements
 from vitbench.methods.slimming.lowpass import check_cutoff, check_filter
 from vitbench.methods.slimming.slim import TOKEN_CFG_ATTR, SlimPlan, model_dims, slim_model
+from vitbench.methods.slimming.taylor import Criterion, lfs_scores, plan_from_scores
 from vitbench.store import artifacts
 
 #: Image tokens that must survive block 0: the official lower bound 190 of DeiT's 196.
@@ -81,7 +81,7 @@ class VTCLFCParams:
         drop_for_token: share of each block's budget the token search may use (0.56).
         cutoff: LFS image low-pass cutoff factor (0.1).
         cutoff_token: LFE ``--cutoff-token`` (0.85; token-filter sigma = n * 0.15 / 2).
-        token_order: order of LFE's kept tokens (:func:`vitbench.methods.lfe.kept_indices`):
+        token_order: order of LFE's kept tokens (:func:`vitbench.methods.lfeblock.kept_indices`):
             ``official`` (the official selector's CUDA output order) or ``spatial`` (index order).
         lfs_lambda: LFS CE weight (0.1); distillation gets 1 - lambda.
         lowpass: LFS image low-pass filter: ``official`` (what the paper's code ran) or
@@ -172,7 +172,7 @@ def with_tokens(
 ) -> Handle:
     """Patch ``model`` (dense or slimmed) with LFE selection to ``token_cfg``; returns the undo handle.
 
-    ``token_order``: order of the kept tokens (:func:`vitbench.methods.lfe.kept_indices`).
+    ``token_order``: order of the kept tokens (:func:`vitbench.methods.lfeblock.kept_indices`).
     """
     n = input_tokens(model) - prefix_tokens(model)
     targets = tuple(t if t < n else -1 for t in token_cfg)
