@@ -42,19 +42,19 @@ def test_two_workers_write_the_records_of_one_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     suite = tmp_path / "tiny.yaml"
-    suite.write_text(yaml.safe_dump({**TINY_SUITE, "keep_ratios": [0.7, 0.5]}))  # 3 cells
+    suite.write_text(yaml.safe_dump({**TINY_SUITE, "keep_ratios": [1.0, 0.7, 0.5]}))  # 4 cells, one reused
     one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
     assert main(["run", str(suite), "--results", str(one), "--workers", "1", "--output-dir", ""]) == 0
     assert main(["run", str(suite), "--results", str(two), "--workers", "2", "--output-dir", ""]) == 0
     out = capsys.readouterr()
     assert "workers: set by --workers" in out.out + out.err
-    assert "done: 3 evaluated, 0 resumed, 0 failed" in out.out
+    assert "done: 4 evaluated, 0 resumed, 0 failed" in out.out
     a, b = (load_results(p).sort_values("cell_key").reset_index(drop=True) for p in (one, two))
-    assert len(a) == len(b) == 3
+    assert len(a) == len(b) == 4 and a["reused_from"].notna().sum() == 1
     keep = [c for c in a.columns if c not in PROCESS_COLUMNS]
     assert a[keep].equals(b[keep])
     assert main(["run", str(suite), "--results", str(two), "--workers", "2", "--output-dir", ""]) == 0
-    assert "done: 0 evaluated, 3 resumed" in capsys.readouterr().out  # nothing left: no workers
+    assert "done: 0 evaluated, 4 resumed" in capsys.readouterr().out  # nothing left: no workers
 
 
 def test_bad_workers_value_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

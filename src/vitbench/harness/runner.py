@@ -29,7 +29,7 @@ from vitbench.core.models import (
     data_config,
     model_from_spec,
 )
-from vitbench.core.specs import Cell, ModelSpec, SuiteSpec
+from vitbench.core.specs import Cell, MethodSpec, ModelSpec, SuiteSpec
 from vitbench.core.threads import SMALL_WORK_GMACS, auto_threads, intra_op_threads, usable_cores
 from vitbench.core.threads import local_processes as local_processes_of
 from vitbench.data import FileImageSet, ImageSet, default_workers
@@ -49,6 +49,38 @@ from vitbench.methods.trainable import TrainableMethod
 from vitbench.store.pending import PendingStore
 from vitbench.store.per_sample import PerSample
 from vitbench.store.results import config_hash, provenance
+
+#: Record fields a keep-1.0 token cell takes from the dense record it reuses (what the images gave).
+REUSED_FIELDS: tuple[str, ...] = (
+    "n_samples",
+    "sample_ids_hash",
+    "data_config",
+    "top1",
+    "top5",
+    "nll",
+    "ece",
+    "top1_ci_low",
+    "top1_ci_high",
+)
+
+
+def dense_twin(cell: Cell) -> Cell | None:
+    """The ``dense`` cell whose record ``cell`` reuses, or ``None`` when ``cell`` is evaluated.
+
+    Keep ratio 1.0 of a token method is the unmodified model: the method contract requires
+    bit-identical logits there for every selection (the conformance kit's ``token_identity``
+    check), so its accuracy is the dense record's on the same images, noise and seed. Cells with
+    explicit native parameters (``--set``/``params``), trainable methods (their parts come from
+    an artifact) and channel methods are evaluated.
+    """
+    if cell.keep_ratio != 1.0 or cell.method.params or cell.method.name == "dense":
+        return None
+    if cell.method.name not in METHODS or "dense" not in METHODS:
+        return None
+    cls = METHODS.get(cell.method.name)
+    if not issubclass(cls, TokenMethod) or cls.trainable:
+        return None
+    return dataclasses.replace(cell, method=MethodSpec("dense"), selection="scored")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +172,7 @@ class Harness:
         log: Callable[[str], None] = print,
         cache: CorruptionCache | Literal[False] | None = None,
         local_processes: int | None = None,
+        reuse: bool = True,
     ) -> None:
         from accelerate import Accelerator
 
@@ -169,6 +202,8 @@ class Harness:
         #: GMACs, params, tokens and throughput of each cell, measured once per setting
         self.costs = CellCosts(suite.throughput, self.acc.device, lambda spec: self.threads_for(spec)[1])
         self._prov = provenance()
+        #: keep-1.0 token cells take their accuracy from the dense record (:func:`dense_twin`)
+        self.reuse = reuse
         self._hash = config_hash(suite.to_dict())
         self._threads: dict[ModelSpec, tuple[int, int]] = {}
         self._local = local_processes or local_processes_of(self.acc.num_processes)
@@ -361,6 +396,48 @@ class Harness:
         }
         return CellResult(fields, PerSample.from_logits(logits, labels, ids))
 
+    def reused_cell(self, cell: Cell) -> CellResult | None:
+        """A keep-1.0 token cell from its dense record (:func:`dense_twin`), or ``None`` to evaluate it.
+
+        The accuracy fields (:data:`REUSED_FIELDS`) and per-sample outcome are the dense record's;
+        GMACs, parameters and tokens per block are counted with the method applied, as for any
+        cell; ``reused_from`` names the dense record. ``None`` when no successful dense record
+        is stored (it was not part of the run, or failed).
+        """
+        twin = dense_twin(cell)
+        if twin is None:
+            return None
+        key = self.cell_key(twin)
+        found: Any = self.store.record(key) if self.store is not None else None
+        samples = self.store.samples([key]).get(key) if found is not None and self.store is not None else None
+        if self.acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            box = [found is not None]
+            broadcast_object_list(box, from_process=0)
+            if not box[0]:
+                return None
+        elif found is None:
+            return None
+        start = time.perf_counter()
+        method: Any = METHODS.get(cell.method.name)
+        dense = self.model(cell.model)
+        method.check_model(dense, cell.model.name)
+        params = method.params_for(cell.keep_ratio, dense, cell.method.overrides)
+        built = self.builder(method)(cell, method, params, dense)
+        with built.apply as handle:
+            cost = self.costs.of(cell, built.model, handle, built.params, data_config(built.model))
+        fields = {
+            "family": method.family,
+            "params_json": dataclasses.asdict(built.params),
+            "setting": method.setting(built.params),
+            **({k: found[k] for k in REUSED_FIELDS} if found is not None else {}),
+            **cost,
+            "reused_from": key,
+            "wall_s": time.perf_counter() - start,
+        }
+        return CellResult(fields, samples)
+
     def identity(self, cell: Cell) -> dict[str, Any]:
         """Record fields that identify the cell: its spec, its :meth:`content` and provenance."""
         return {
@@ -456,13 +533,16 @@ class Harness:
         )
         if todo:
             self_check(self.acc.device)  # a counter this torch release breaks stops the run here
-        for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
+        later = [c for c in todo if dense_twin(c) is not None] if self.reuse else []
+        first = [c for c in todo if c not in set(later)]
+        for cell in _bar([*first, *later], self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             samples = None
             try:
                 record["eval_threads"] = threads = self.threads_for(cell.model)[0]
                 with intra_op_threads(threads):
-                    result = self.run_cell(cell)
+                    result = self.reused_cell(cell) if cell in later else None
+                    result = result or self.run_cell(cell)
                 record.update(result.fields)
                 samples = result.samples
                 summary.done += 1

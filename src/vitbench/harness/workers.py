@@ -125,6 +125,7 @@ class Workers:
                 f"{i}/{count}",
                 "--workers",
                 "1",
+                "--cell-worker",
                 "--results",
                 results,
                 "--threads",

@@ -76,6 +76,21 @@ def successful_rows(
     return mask_cost_only(ok)
 
 
+def reuse_note(rows: pd.DataFrame) -> str:
+    """``"keep 1.0 of evit, tome: the dense record (identical by the method contract), not re-run"``.
+
+    Empty when no row of ``rows`` reuses a dense record (``reused_from``, see
+    :func:`vitbench.harness.runner.dense_twin`).
+    """
+    if "reused_from" not in rows:
+        return ""
+    reused = rows["reused_from"].notna()
+    if not bool(reused.any()):
+        return ""
+    methods = ", ".join(sorted({str(m) for m in rows.loc[reused, "method"]}))
+    return f"keep 1.0 of {methods}: the dense record (identical by the method contract), not re-run"
+
+
 def filters_text(model: str | None, noise: str | None, level: float | None, selection: str | None) -> str:
     """The active filters as ``model=..., noise=...@level, selection=...`` for messages."""
     parts = [f"model={model}"] if model is not None else []

@@ -43,6 +43,7 @@ from vitbench.report.rows import (
     lead_columns,
     order_rows,
     reference_top1,
+    reuse_note,
     seed_stats,
     select_rows,
     source_name,
@@ -157,6 +158,8 @@ def leaderboard(
         if timed
         else "img/s: not measured by this suite (`throughput: {enabled: false}`); see `vitbench throughput`"
     )
+    if note := reuse_note(ok):
+        extra += "; " + note
     return render_table(cols, fmt, caption=caption_text(stats, extra))
 
 

@@ -67,6 +67,14 @@ class PendingStore:
         """Cell keys of the successful cells already stored (none before the file exists)."""
         return self._store.done_keys() if self._store is not None else set()
 
+    def record(self, cell_key: str) -> dict[str, Any] | None:
+        """The stored successful record ``cell_key`` (:meth:`ResultsStore.record`), or ``None``."""
+        return self._store.record(cell_key) if self._store is not None else None
+
+    def samples(self, keys: Any = None) -> dict[str, PerSample]:
+        """Per-sample outcomes by cell key (:meth:`ResultsStore.samples`); ``{}`` before the file exists."""
+        return self._store.samples(keys) if self._store is not None else {}
+
     def write(self, record: Mapping[str, Any], samples: PerSample | None = None) -> None:
         """:meth:`ResultsStore.write`, creating the store file first when it does not exist yet."""
         if self._store is None:

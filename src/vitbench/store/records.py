@@ -70,6 +70,9 @@ RECORD_FIELDS: dict[str, str] = {
     "weights_digest": "TEXT",  # sha256[:16] of the weights file (demo: the packaged file; random: "random")
     "method_version": "INTEGER",  # the method's semantics version (Method.version) that computed the row
     "labels_digest": "TEXT",  # sha256[:16] of the dataset's class names in label order
+    # keep 1.0 of a token method is the dense model (method contract): its accuracy is the dense
+    # record's, not evaluated again; the cell_key of that record (NULL: evaluated)
+    "reused_from": "TEXT",
 }
 
 JSON_FIELDS = ("params_json", "tokens_per_block", "model_args", "data_config")

@@ -475,6 +475,18 @@ class ResultsStore:
             if wanted is None or k in wanted
         }
 
+    def record(self, cell_key: str) -> dict[str, Any] | None:
+        """The successful record with ``cell_key`` as column -> value (JSON columns decoded), or ``None``."""
+        row = self._conn.execute(
+            f"SELECT {self.select_list()} FROM records WHERE cell_key = ? AND error IS NULL", (cell_key,)
+        ).fetchone()
+        if row is None:
+            return None
+        out = dict(zip(_COLUMNS, row))
+        for name in JSON_FIELDS:
+            out[name] = decode_json(out[name])
+        return out
+
     def done_keys(self) -> set[str]:
         """Cell keys of successful cells (``error IS NULL``); used to resume a suite."""
         with self._reading():
