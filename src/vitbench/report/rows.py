@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods import METHODS
+from vitbench.core.method_index import method_info
 from vitbench.report.format import NA, Col
 from vitbench.report.population import MEASURED, mask_cost_only, normalise, population_keys, seeds_note
 from vitbench.store.records import current_records, fold_calibration
@@ -103,7 +103,8 @@ def filters_text(model: str | None, noise: str | None, level: float | None, sele
 
 def method_selections(method: str) -> tuple[str, ...]:
     """Selection modes a registered method supports (both when it is not registered here)."""
-    return tuple(METHODS.get(method).selections) if method in METHODS else ("scored", "random")
+    info = method_info(method)
+    return info.selections if info is not None else ("scored", "random")
 
 
 def only_model(ok: pd.DataFrame, model: str | None, df: pd.DataFrame) -> pd.DataFrame:

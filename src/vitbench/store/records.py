@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vitbench.core.registry import METHODS
+from vitbench.core.method_index import method_info
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,7 +108,8 @@ def curve_label(method: str, setting: str) -> str:
     Tables and plots that draw one curve per method (matched GMACs, Pareto, scored vs random)
     group by this label, so variants are never averaged into one curve.
     """
-    knob = METHODS.get(method).knob if method in METHODS else ""
+    info = method_info(method)
+    knob = info.knob if info is not None else ""
     parts = [
         p
         for p in str(setting or "").split(", ")
@@ -177,7 +178,8 @@ def current_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if "method_version" in out:
         versions = pd.to_numeric(out["method_version"], errors="coerce")
         recorded = [1 if pd.isna(v) else int(v) for v in versions]
-        current = [METHODS.get(m).version if m in METHODS else r for m, r in zip(out["method"], recorded)]
+        infos = [method_info(str(m)) for m in out["method"]]
+        current = [i.version if i is not None else r for i, r in zip(infos, recorded)]
         stale = [r != c for r, c in zip(recorded, current)]
         if any(stale):
             parts = sorted(

@@ -30,8 +30,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.version import GMACS_COUNTER_VERSION as COUNTER_VERSION
 from vitbench.core.version import VERSION
-from vitbench.measure.gmacs import COUNTER_VERSION
 from vitbench.store.per_sample import PerSample
 from vitbench.store.records import JSON_FIELDS, RECORD_FIELDS, SCHEMA_VERSION
 
