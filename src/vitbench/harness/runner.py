@@ -43,7 +43,7 @@ from vitbench.harness.pruned import PrunedModels
 from vitbench.harness.trained import TrainedParts
 from vitbench.measure import classification_metrics, count_gmacs, self_check
 from vitbench.methods import METHODS
-from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod
+from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod, make_params
 from vitbench.methods.requirements import check_pairs
 from vitbench.methods.trainable import TrainableMethod
 from vitbench.store.pending import PendingStore
@@ -508,7 +508,10 @@ class Harness:
         """
         caller = torch.get_num_threads()
         try:
-            return self._run(cells)
+            summary = self._run(cells)
+            if self.suite.throughput.enabled:  # after every cell: nothing else runs beside a timing
+                self._throughput_phase(cells)
+            return summary
         finally:
             if torch.get_num_threads() != caller:
                 torch.set_num_threads(caller)
@@ -557,6 +560,51 @@ class Harness:
             if self.store is not None:
                 self.store.write(record, samples=samples)
         return summary
+
+    def _throughput_phase(self, cells: list[Cell]) -> None:
+        """Time every setting of ``cells`` whose records have no img/s yet, once, and fill them in.
+
+        Runs after every cell is evaluated (a quiet machine for the timings); cells resumed from
+        a run interrupted before its timings get them now. A setting that fails to time leaves its
+        records without img/s and logs one line.
+        """
+        wanted: dict[tuple, list[str]] = {}
+        first: dict[tuple, tuple[Cell, Any, Any]] = {}
+        for cell in cells:
+            key = self.cell_key(cell)
+            found = self.store.record(key) if self.store is not None else None
+            missing = found is not None and found.get("img_per_s") is None
+            if self.acc.num_processes > 1:
+                from accelerate.utils import broadcast_object_list
+
+                box: list[Any] = [missing, found.get("params_json") if found else None]
+                broadcast_object_list(box, from_process=0)
+                missing, params_json = bool(box[0]), box[1]
+            else:
+                params_json = found.get("params_json") if found else None
+            if not missing:
+                continue
+            method: Any = METHODS.get(cell.method.name)
+            params = make_params(method, dict(params_json or {}))
+            scope = (cell.calib_noise, cell.seed) if issubclass(method, ChannelMethod) else None
+            setting = self.costs.key(cell, params, scope)
+            wanted.setdefault(setting, []).append(key)
+            first.setdefault(setting, (cell, method, params))
+        for setting, keys in wanted.items():
+            cell, method, params = first[setting]
+            try:
+                dense = self.model(cell.model)
+                built = self.builder(method)(cell, method, params, dense)
+                with built.apply as handle:
+                    timed = self.costs.throughput_of(cell, built.model, handle, data_config(built.model))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # the records stay, without img/s
+                self.log(f"throughput of {cell.label()} not measured: {' '.join(str(exc).split())}")
+                continue
+            if self.store is not None:
+                for key in keys:
+                    self.store.update(key, timed)
 
     def close(self) -> None:
         """Close the results store if it was opened (idempotent)."""

@@ -75,6 +75,12 @@ class PendingStore:
         """Per-sample outcomes by cell key (:meth:`ResultsStore.samples`); ``{}`` before the file exists."""
         return self._store.samples(keys) if self._store is not None else {}
 
+    def update(self, cell_key: str, values: Mapping[str, Any]) -> None:
+        """:meth:`ResultsStore.update` of a stored record (the store exists once a record was written)."""
+        if self._store is None:
+            raise VitbenchError(f"results file {self.path} has no record {cell_key!r}")
+        self._store.update(cell_key, values)
+
     def write(self, record: Mapping[str, Any], samples: PerSample | None = None) -> None:
         """:meth:`ResultsStore.write`, creating the store file first when it does not exist yet."""
         if self._store is None:
