@@ -39,7 +39,7 @@ from vitbench.data.prep import to_tensor
 from vitbench.data.subsets import ArraySamples
 from vitbench.harness.costs import CellCosts
 from vitbench.harness.inputs import CellInputs
-from vitbench.harness.pruned import PrunedModels
+from vitbench.harness.pruned import PrunedModels, calibration_source
 from vitbench.harness.trained import TrainedParts
 from vitbench.measure import classification_metrics, count_gmacs, self_check
 from vitbench.methods import METHODS
@@ -108,12 +108,15 @@ class CellModel:
             :class:`~vitbench.methods.patching.patch.Handle` (sample ids, tokens per block).
         cost_scope: what the cell's costs depend on beyond (model, method, params, selection):
             ``None``, or for a pruned model its calibration (calibration noise, seed).
+        fields: record fields describing how the model was made (a pruned model's calibration
+            images, :func:`~vitbench.harness.pruned.calibration_source`).
     """
 
     model: nn.Module
     params: Any
     apply: Any
     cost_scope: tuple[Any, ...] | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class CellBuilder(Protocol):
@@ -354,7 +357,8 @@ class Harness:
         apply = cls.token_handle(model, params, cell.seed)  # VTC-LFC: its token schedule
         counter = cast("type[TokenMethod]", METHODS.get("dense"))
         apply = apply or counter.apply(model, NoParams(), "scored", cell.seed)
-        return CellModel(model, params, apply, cost_scope=(cell.calib_noise, cell.seed))
+        source = calibration_source(self.suite, cell)
+        return CellModel(model, params, apply, cost_scope=(cell.calib_noise, cell.seed), fields=source)
 
     def run_cell(self, cell: Cell) -> CellResult:
         """Evaluate one cell: its measured record fields and per-sample outcome.
@@ -392,6 +396,7 @@ class Harness:
             "data_config": {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg},
             **metrics,
             **cost,
+            **built.fields,
             "wall_s": time.perf_counter() - start,
         }
         return CellResult(fields, PerSample.from_logits(logits, labels, ids))

@@ -91,6 +91,20 @@ def reuse_note(rows: pd.DataFrame) -> str:
     return f"keep 1.0 of {methods}: the dense record (identical by the method contract), not re-run"
 
 
+def calibration_note(rows: pd.DataFrame) -> str:
+    """``"channel methods pruned on 256 train images (drawn with the cell's seed)"`` (empty: none)."""
+    if "calib_images" not in rows or "calib_split" not in rows:
+        return ""
+    have = rows["calib_images"].notna()
+    if not bool(have.any()):
+        return ""
+    pairs = sorted(
+        {(int(n), str(s)) for n, s in zip(rows.loc[have, "calib_images"], rows.loc[have, "calib_split"])}
+    )
+    what = " or ".join(f"{n} {s} images" for n, s in pairs)
+    return f"channel methods pruned on {what} (drawn with the cell's seed; calibration noise in Setting)"
+
+
 def filters_text(model: str | None, noise: str | None, level: float | None, selection: str | None) -> str:
     """The active filters as ``model=..., noise=...@level, selection=...`` for messages."""
     parts = [f"model={model}"] if model is not None else []

@@ -37,6 +37,7 @@ from vitbench.report.plotstyle import legend_outside, method_color, variant_mark
 from vitbench.report.population import MEASURED, seeds_note
 from vitbench.report.rows import (
     DENSE,
+    calibration_note,
     caption_text,
     ci_text,
     filters_text,
@@ -158,8 +159,9 @@ def leaderboard(
         if timed
         else "img/s: not measured by this suite (`throughput: {enabled: false}`); see `vitbench throughput`"
     )
-    if note := reuse_note(ok):
-        extra += "; " + note
+    for note in (reuse_note(ok), calibration_note(ok)):
+        if note:
+            extra += "; " + note
     return render_table(cols, fmt, caption=caption_text(stats, extra))
 
 

@@ -73,6 +73,10 @@ RECORD_FIELDS: dict[str, str] = {
     # keep 1.0 of a token method is the dense model (method contract): its accuracy is the dense
     # record's, not evaluated again; the cell_key of that record (NULL: evaluated)
     "reused_from": "TEXT",
+    # channel cells: the calibration images their pruning used (noise: calib_noise, calib_level)
+    "calib_images": "INTEGER",  # images drawn (min(calib.n_images, images in the split))
+    "calib_split": "TEXT",  # the split they come from (train unless the suite says otherwise)
+    "calib_ids_hash": "TEXT",  # hash of their sample ids (as sample_ids_hash of the evaluated ones)
 }
 
 JSON_FIELDS = ("params_json", "tokens_per_block", "model_args", "data_config")
