@@ -49,6 +49,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["methods"],
         ["leaderboard", "--results", "STORE"],
         ["leaderboard", "--results", "STORE", "--view", "all"],
+        ["compare", "--results", "STORE", "--against", "dense"],
     ],
 )
 def test_commands_without_a_model_do_not_import_torch(args: list[str], store: Path) -> None:
