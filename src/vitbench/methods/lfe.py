@@ -248,6 +248,7 @@ def apply_lfe(
     """Patch ``model`` with LFE selection to per-block ``targets``; returns the undo handle."""
     blocks = check_vit(model, name)
     st = LFEState(name, prefix_tokens(model), selection, seed, len(blocks), params=params)
+    st.tokens = input_tokens(model)  # the targets are counts on this input's grid
     st.targets = targets
     st.cutoff = cutoff
     return patch_blocks(model, st, lambda i: LFEMixin if targets[i] >= 0 else CountingMixin)
@@ -280,7 +281,7 @@ class LFE(TokenMethod):
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
-        """Tokens entering each block at the model's native input size."""
+        """Tokens entering each block for the model's input size (:func:`input_tokens`)."""
         return lfe_schedule(model, block_targets(model, params, cls.name))
 
 
