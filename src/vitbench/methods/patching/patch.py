@@ -243,8 +243,9 @@ def patch_model_class(model: nn.Module, state: ForwardState, mixin: type, handle
     Raises:
         VitbenchError: the model's class is already patched.
     """
-    if getattr(model, "_vb_state", None) is not None:
-        method = model._vb_state.method
+    current: Any = getattr(model, "_vb_state", None)
+    if current is not None:
+        method = current.method
         raise VitbenchError(f"model is already patched by '{method}'; leave that handle's context first")
     original = model.__class__
     model.__class__ = _subclass(mixin, original)
