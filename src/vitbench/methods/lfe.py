@@ -156,7 +156,7 @@ class LFE(TokenMethod):
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
-        """Tokens entering each block at the model's native input size."""
+        """Tokens entering each block for the model's input size (:func:`input_tokens`)."""
         return lfe_schedule(model, block_targets(model, params, cls.name))
 
 

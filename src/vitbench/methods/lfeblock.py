@@ -20,6 +20,7 @@ from vitbench.methods.patching.patch import (
     ForwardState,
     Handle,
     check_vit,
+    input_tokens,
     patch_blocks,
     prefix_tokens,
 )
@@ -215,6 +216,7 @@ def apply_lfe(
     """
     blocks = check_vit(model, name)
     st = LFEState(name, prefix_tokens(model), selection, seed, len(blocks), params=params)
+    st.tokens = input_tokens(model)  # the targets are counts on this input's grid
     st.targets = targets
     st.cutoff = cutoff
     st.order = check_token_order(token_order)

@@ -205,6 +205,7 @@ class PredictorMethod(TrainableMethod):
         """Patch ``model`` from the first decision block on and attach the predictors."""
         depth, locs, keeps = cls._plan(model, params)
         st = DynamicState(cls.name, prefix_tokens(model), selection, seed, depth, params=params)
+        st.tokens = input_tokens(model)  # keeps are int(n0 * rho^s) of this input's image tokens
         st.decide = {loc - 1: s for s, loc in enumerate(locs)}
         st.keeps, st.squeeze = keeps, cls.squeeze
         st.targets = tuple(params.keep_rate ** (s + 1) for s in range(len(locs)))
@@ -220,7 +221,7 @@ class PredictorMethod(TrainableMethod):
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
-        """Tokens entering each block at the model's native input size (inference)."""
+        """Tokens entering each block for the model's input size (:func:`input_tokens`; inference)."""
         depth, locs, keeps = cls._plan(model, params)
         p, n = prefix_tokens(model), input_tokens(model) - prefix_tokens(model)
         out = []

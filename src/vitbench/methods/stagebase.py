@@ -107,7 +107,7 @@ class StageMethod(TokenMethod):
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
-        """Tokens entering each block at the model's native input size."""
+        """Tokens entering each block for the model's input size (:func:`input_tokens`)."""
         depth = len(check_vit(model, cls.name))
         locs = stage_blocks(depth, params.drop_loc)
         fuse = bool(getattr(params, "fuse_token", False))

@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.models import input_size
 from vitbench.measure import count_gmacs
 from vitbench.measure.accuracy import top1_pct
 from vitbench.methods.base import ChannelMethod, Conformance, register
@@ -429,8 +430,7 @@ class VTCLFC(ChannelMethod):
 
 def check_target(model: nn.Module, result: CascadeResult, params: VTCLFCParams) -> float:
     """GMACs fraction of the result (batch 1); one-line error when above ``max_gmacs_frac``."""
-    pe: Any = model.patch_embed
-    size = (3, *pe.img_size)
+    size = input_size(model)
     dense = count_gmacs(model, size)
     with with_tokens(result.model, result.token_cfg, params.cutoff_token, params.token_order):
         pruned = count_gmacs(result.model, size)
