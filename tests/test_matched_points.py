@@ -51,6 +51,8 @@ def _store() -> tuple[pd.DataFrame, dict[str, PerSample]]:
         _cell("t9", "tome", 0.9, 0.017501, 975),
         _cell("l1", "lfe", 1.0, 0.0180412, 975),  # prints as 0.0180 too, measured a bit above
         _cell("l9", "lfe", 0.9, 0.0159, 960),
+        _cell("p1", "etps", 1.0, 0.0180351, 976),  # 1e-7 above the budget: prints the same 97.60
+        _cell("p9", "etps", 0.9, 0.0150, 970),
     ]
     return pd.DataFrame([r for r, _ in cells]), {r["cell_key"]: s for r, s in cells}
 
@@ -64,6 +66,7 @@ def test_dense_budget_shows_the_measured_points() -> None:
     text = matched_gmacs_table(df, fmt="github", samples=samples)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     dense_col = [c.strip() for c in rows["evit"].split("|")].index("97.60 ▲")
-    for method in ("evit", "tome"):  # equal values, equal marks: both best, neither "tied"
+    assert 97.59 < table.loc["etps", "0.0180 G"] < 97.6
+    for method in ("evit", "tome", "etps"):  # the best value as printed: every one ▲, none "tied"
         assert [c.strip() for c in rows[method].split("|")][dense_col] == "97.60 ▲"
     assert "▲" not in rows["lfe"].split("|")[dense_col]

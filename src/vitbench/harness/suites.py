@@ -147,7 +147,7 @@ def check_suite_name(name: object, where: str) -> str:
     if len(text) > SUITE_NAME_MAX:
         raise VitbenchError(
             f"{where}: suite name of {len(text)} characters is too long (at most {SUITE_NAME_MAX}); "
-            "give the suite a shorter name:"
+            "set a shorter name: in the suite"
         )
     if not _SUITE_NAME.fullmatch(text) or ".." in text:
         raise VitbenchError(

@@ -235,7 +235,7 @@ def matched_gmacs_table(
         level: noise severity.
         selection: token selection of the compressed methods.
         samples: per-sample outcomes by cell key (:func:`vitbench.store.results.load_samples`); with
-            them, each budget marks the best method (▲; every method with the best value) and
+            them, each budget marks the best method (▲; every method that prints the best value) and
             those statistically tied with it
             (≈: paired bootstrap 95 % CI of the difference of interpolated per-image
             correctness contains 0).
@@ -288,7 +288,7 @@ def matched_gmacs_table(
             if len(idx) < 2:
                 continue
             best = max(idx, key=lambda i: column[i])
-            tops = {i for i in idx if column[i] == column[best]}  # equal values: all best
+            tops = {i for i in idx if shown[i] == shown[best]}  # the best value as printed: all ▲
             for i in tops:
                 shown[i] += " ▲"
             for i in idx:
