@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vitbench.methods import METHODS
 from vitbench.report.tables import matched_gmacs_table
 from vitbench.store.per_sample import PerSample
 from vitbench.store.records import RECORD_FIELDS
@@ -37,6 +38,7 @@ def _cell(
         seed=0,
         gmacs=gmacs,
         top1=100.0 * n_correct / N,
+        method_version=METHODS.get(method).version,  # records of the current semantics
     )
     correct = np.arange(N) < n_correct
     return rec, PerSample(np.arange(N, dtype=np.int64), correct, correct.astype(np.int64))

@@ -98,7 +98,7 @@ def test_mixed_counter_versions_are_warned_about(
     with sqlite3.connect(mixed) as conn:
         conn.execute("UPDATE records SET gmacs_counter = NULL WHERE method = 'tome'")
     for command in ("leaderboard", "compare"):  # every command that reads a store warns, once
-        assert main([command, "--results", str(mixed), "--format", "csv"]) == 0
+        assert main([command, "--results", str(mixed)]) == 0
         err = capsys.readouterr().err
         assert err.count("mix GMACs counter versions 1, 2") == 1, (command, err)
         assert f"vitbench recount {mixed}" in err
