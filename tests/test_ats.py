@@ -129,7 +129,7 @@ def _ref_ats_block(
 def _ref_forward(
     model: Any, x: torch.Tensor, blocks: set[int], samples: int
 ) -> tuple[torch.Tensor, list[int], list[set[int]]]:
-    """Official forward of one image batch: (logits, tokens entering each block, kept patches per ATS block)."""
+    """Official forward: (logits, tokens entering each block, kept patches per ATS block of image 0)."""
     h = model._pos_embed(model.patch_embed(x))
     b, n, _ = h.shape
     policy = torch.ones(b, n, 1)
@@ -186,7 +186,7 @@ def _deit_s_tiny() -> Any:
 @pytest.mark.parametrize("keep", [1.0, 0.5])
 @pytest.mark.parametrize("which", ["deit-s", "demo"])
 def test_ats_equals_the_official_sampling(which: str, keep: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Logits within 1e-5 of the official code at batch 1, same counts and kept patches per image and block."""
+    """Logits within 1e-5 of the official code at batch 1; same counts and kept patches per image, block."""
     model = _deit_s_tiny() if which == "deit-s" else load_demo_model()
     x = model_input(model, batch=4, seed=1)
     p = ATS.params_for(keep, model)

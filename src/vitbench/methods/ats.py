@@ -150,8 +150,14 @@ def block_macs(
     sample). The scores, CDF and sampling count 0 (norms, sums, sorting).
 
     Args:
-        n_attn, n_mlp: int64 [...] token counts (prefix included).
-        dim, attn_dim, hidden: embedding, total q/k/v and MLP hidden widths.
+        n_attn: int64 [...] tokens entering the block (prefix included).
+        n_mlp: int64 [...] tokens the block keeps (same shape).
+        dim: embedding width C.
+        attn_dim: total q/k/v width.
+        hidden: MLP hidden width.
+
+    Returns:
+        int64 [...] MACs.
     """
     na, nm = n_attn.to(torch.int64), n_mlp.to(torch.int64)
     return (
@@ -331,7 +337,9 @@ class ATS(TokenMethod):
             "zero tokens that only a class-token head ignores"
         ),
     )
-    summary = "adaptive token sampling: CDF of CLS attention x value norm, tokens per image vary (Fayyaz et al. 2022)"
+    summary = (
+        "adaptive token sampling on the CLS-attention x value-norm CDF, tokens vary per image (Fayyaz 2022)"
+    )
     conformance = Conformance(adaptive=True)
 
     @classmethod
