@@ -259,3 +259,56 @@ def test_ats_refusals_and_params() -> None:
     gap = timm.create_model("vit_small_patch16_224", pretrained=False, global_pool="avg", img_size=64)
     assert "class-token" in (ATS.supported(gap) or "")
     assert count_gmacs(model, (3, 32, 32)) > 0
+
+
+def test_adaptive_records_keep_the_per_image_distribution() -> None:
+    """CellCosts: mean GMACs over the evaluated images, their percentiles, per-block token stats."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from vitbench.core.specs import ThroughputSpec
+    from vitbench.harness.costs import CellCosts
+    from vitbench.methods.base import NoParams
+    from vitbench.report.tables import adaptive_note
+    from vitbench.store.records import RECORD_FIELDS
+
+    model = load_demo_model()
+    cfg = {"input_size": (3, 32, 32)}
+    costs = CellCosts(ThroughputSpec(enabled=False), "cpu", lambda spec: 1)
+
+    def cell(name: str) -> Any:
+        return SimpleNamespace(model="demo", method=SimpleNamespace(name=name), selection="scored")
+
+    p = ATS.params_for(0.7, model)
+    rows = []
+    with torch.inference_mode(), ATS.apply(model, p) as h:
+        for seed, n in ((1, 12), (2, 7)):  # two cells of one setting (e.g. two noise levels)
+            h.set_sample_ids(torch.arange(n) + 100 * seed)
+            model(model_input(model, batch=n, seed=seed))
+            _, na, nm = (torch.cat(parts) for parts in zip(*h.state.images))
+            macs = ats_mod.block_macs(na, nm, *h.state.dims).sum(dim=1) + h.state.final_norm * nm[:, -1]
+            rows.append((costs.of(cell("ats"), model, h, p, cfg), na, macs))
+        h.image_costs()
+        anchor_gmacs = count_gmacs(model, (3, 32, 32))
+        anchor = h.image_costs()
+    assert anchor is not None
+    for out, na, macs in rows:
+        assert set(out) <= set(RECORD_FIELDS)
+        per_image = anchor_gmacs + (macs.double() - float(anchor.macs[0])) / 1e9
+        assert out["gmacs"] == pytest.approx(float(per_image.mean()), rel=1e-12)
+        assert out["gmacs_p50"] == pytest.approx(float(np.percentile(per_image.numpy(), 50)), rel=1e-12)
+        assert (
+            out["gmacs_p10"] <= out["gmacs_p50"] <= out["gmacs_p90"] and out["gmacs_p10"] < out["gmacs_p90"]
+        )
+        assert out["gmacs_images"] == na.shape[0]
+        assert out["tokens_per_block"] == [round(float(t), 3) for t in na.double().mean(dim=0)]
+        assert out["tokens_p90"] == [round(float(t), 3) for t in np.percentile(na.numpy(), 90, axis=0)]
+    assert rows[0][0]["gmacs"] != rows[1][0]["gmacs"]  # per cell, not cached per setting
+    with torch.inference_mode(), METHODS.get("dense").apply(model, NoParams()) as h:
+        fixed = costs.of(cell("dense"), model, h, NoParams(), cfg)
+    assert "gmacs_p50" not in fixed and isinstance(fixed["tokens_per_block"][0], int)
+    frame = pd.DataFrame({"method": ["ats", "evit"], "gmacs_p50": [0.1, None]})
+    assert adaptive_note(frame).startswith("ats: tokens per image vary, placed at the mean GMACs")
+    assert adaptive_note(frame.iloc[1:]) == ""
