@@ -207,6 +207,22 @@ def test_ats_equals_the_official_sampling(which: str, keep: float, monkeypatch: 
     assert int(costs.tokens[:, -1].max()) < int(costs.tokens[0, 0])
 
 
+@pytest.mark.slow
+def test_ats_equals_the_official_sampling_on_full_deit_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeiT-S at 224x224 (196 image tokens), random weights, the official setting (K = 196, blocks 3-11)."""
+    torch.manual_seed(0)
+    model = timm.create_model("deit_small_patch16_224", pretrained=False).eval()
+    x = model_input(model, batch=2, seed=1)
+    p = ATS.params_for(1.0, model)
+    assert ats_mod.samples_of(p, 196) == 196 and ats_mod.ats_blocks(12, p.blocks) == set(range(3, 12))
+    got, costs, kept = _vitbench(model, x, p, monkeypatch)
+    with torch.inference_mode():
+        for j in range(2):
+            ref, ref_counts, ref_kept = _ref_forward(model, x[j : j + 1], set(range(3, 12)), 196)
+            assert costs.tokens[j].tolist() == ref_counts and kept[j] == ref_kept
+            assert (got[j] - ref[0]).abs().max().item() <= 1e-5
+
+
 def test_ats_batch_one_and_batch_many_agree() -> None:
     """A batch gives every image its batch-1 prediction and counts (padding never changes a result)."""
     model = load_demo_model()
