@@ -328,3 +328,23 @@ def test_adaptive_records_keep_the_per_image_distribution() -> None:
     frame = pd.DataFrame({"method": ["ats", "evit"], "gmacs_p50": [0.1, None]})
     assert adaptive_note(frame).startswith("ats: tokens per image vary, placed at the mean GMACs")
     assert adaptive_note(frame.iloc[1:]) == ""
+
+
+def test_recount_leaves_adaptive_records_alone(tmp_path: Any) -> None:
+    """Recount cannot rebuild a mean over images from one synthetic input: it refuses, one line."""
+    from vitbench.harness.recount import _Builder
+
+    builder = _Builder(None, tmp_path / "r.sqlite", lambda line: None)
+    row = {
+        "method": "ats",
+        "gmacs_p50": 0.008,
+        "params_json": "{}",
+        "model": "vitbench_demo_vit",
+        "selection": "scored",
+    }
+    with pytest.raises(VitbenchError, match="adaptive method need its images; rerun the cell"):
+        builder.costs(row)
+    gmacs, _ = builder.costs(
+        {**row, "method": "evit", "gmacs_p50": float("nan"), "weights": "demo", "seed": 0}
+    )
+    assert gmacs > 0
