@@ -164,7 +164,7 @@ def _vitbench(model: Any, x: torch.Tensor, p: Any, monkeypatch: pytest.MonkeyPat
         orig = ats_mod.sample_tokens
 
         def sample(*a: Any) -> Any:
-            spy_state["pos"] = h.state.extra["pos"]
+            spy_state["pos"] = h.state.extra["run"]["pos"]
             return orig(*a)
 
         monkeypatch.setattr(ats_mod, "sample_tokens", sample)
@@ -242,6 +242,24 @@ def test_ats_batch_one_and_batch_many_agree() -> None:
         assert torch.equal(batch.argmax(1), torch.cat(single).argmax(1))
         assert (batch - torch.cat(single)).abs().max().item() <= 1e-5
         assert torch.equal(counts.tokens, alone.tokens) and torch.equal(counts.sample_ids, alone.sample_ids)
+
+
+def test_ats_random_selection_keeps_the_scored_counts_of_each_image() -> None:
+    """Random selection: the same tokens per block per image as scored, other tokens, same GMACs."""
+    model = load_demo_model()
+    x = model_input(model, batch=6, seed=4)
+    p = ATS.params_for(0.7, model)
+    out = {}
+    for selection in ("scored", "random"):
+        with torch.inference_mode(), ATS.apply(model, p, selection, seed=0) as h:
+            logits = model(x)
+            costs = h.image_costs()
+            gmacs = count_gmacs(model, (3, 32, 32))
+        out[selection] = (logits, costs, gmacs)
+    (ls, cs, gs), (lr, cr, gr) = out["scored"], out["random"]
+    assert torch.equal(cs.tokens, cr.tokens) and torch.equal(cs.macs, cr.macs)
+    assert gs == gr  # the scored pass that fixes the counts is not counted
+    assert not torch.allclose(ls, lr)
 
 
 @pytest.mark.parametrize("selection", ["scored", "random"])

@@ -31,8 +31,9 @@ code, padding never changes an image's result: its ``N``, softmax maximum and CD
 tokens only, so every image gets what the official code gives it at batch 1 (the official batch
 lets padded zeros into the CDF's min-max normalisation and the softmax's ``eps / N``).
 
-``selection="random"``: each ATS block keeps as many tokens as the scored sampling would keep from
-the tokens present, chosen by seeded uniform draws (keyed by sample id and original patch index).
+``selection="random"``: each image keeps, in every block, as many tokens as under scored selection
+(a scored pass at block 0 fixes the counts; it runs outside the MAC counter), chosen by seeded
+uniform draws keyed by sample id and original patch index.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import _disable_current_modes
 
 from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims
@@ -200,6 +202,7 @@ class ATSState(ForwardState):
     t0: int = 0
     dims: tuple[int, int, int] = (0, 0, 0)
     final_norm: int = 0
+    blocks: list[nn.Module] = dataclasses.field(default_factory=list)
     images: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = dataclasses.field(default_factory=list)
 
 
@@ -221,17 +224,88 @@ class ATSHandle(Handle):
         return ImageCosts(ids, na, macs)
 
 
+def _fresh(x: torch.Tensor, st: Any) -> dict[str, torch.Tensor]:
+    """Trajectory state at block 0: all tokens real, original patch positions, empty counts."""
+    b, n, _ = x.shape
+    return {
+        "mask": torch.ones(b, n, dtype=torch.bool, device=x.device),
+        "pos": torch.arange(n - st.prefix, device=x.device)[None].expand(b, -1),
+        "counts": torch.zeros(2, b, st.depth, dtype=torch.int64),
+    }
+
+
+def ats_step(blk: Any, x: torch.Tensor, run: dict[str, torch.Tensor], st: Any, i: int) -> torch.Tensor:
+    """Block ``i`` of ATS on ``x`` [B, N, C] (padded batch), updating the trajectory ``run``.
+
+    ``run`` holds ``mask`` [B, N] (real tokens), ``pos`` [B, N - prefix] (original patch index of
+    each image token) and ``counts`` [2, B, depth] (tokens entering the attention / kept, per image).
+    With ``run["target"]`` [B, depth] (random selection) an ATS block keeps that many tokens per
+    image, chosen by seeded uniform draws; otherwise it keeps the sampled ones.
+    """
+    p = st.prefix
+    b, n, c = x.shape
+    mask = run["mask"]
+    attn = blk.attn
+    qkv = attn.qkv(blk.norm1(x)).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    probs = policy_softmax((q @ k.transpose(-2, -1)) * attn.scale, mask)
+    out = (probs.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, c)
+    out = getattr(attn, "norm", nn.Identity())(out)
+    run["counts"][0, :, i] = mask.sum(dim=1).cpu()
+    if i in st.sampling and n > p:
+        valid = mask[:, p:]
+        if "target" in run:  # random: the scored pass's count, uniform draws decide which tokens
+            m = run["target"][:, i : i + 1] - p
+            u = st.uniform(i, (st.t0,), x.float())  # keyed by original patch index
+            order = u.gather(1, run["pos"]).masked_fill(~valid, float("inf")).sort(dim=1, stable=True).indices
+            rank = torch.arange(n - p, device=x.device)[None]
+            real = valid.sum(dim=1, keepdim=True)
+            picked = (rank >= real - m) & (rank < real)
+        else:
+            order, picked = sample_tokens(significance(probs, v, p), valid, st.samples)
+        index, mask = kept_index(order, picked, p)
+        run["pos"] = run["pos"].gather(1, (index[:, p:] - p).clamp(min=0))
+        x = x.gather(1, index[..., None].expand(-1, -1, c))
+        out = out.gather(1, index[..., None].expand(-1, -1, c))
+        run["mask"] = mask
+    keep = mask[..., None].to(x.dtype)
+    x = (x + blk.drop_path1(blk.ls1(attn.proj_drop(attn.proj(out))))) * keep
+    x = (x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))) * keep
+    run["counts"][1, :, i] = mask.sum(dim=1).cpu()
+    return x
+
+
+def scored_counts(x: torch.Tensor, st: Any) -> torch.Tensor:
+    """Tokens each block keeps per image under scored selection, int64 [B, depth] on ``x``'s device.
+
+    Random selection keeps these counts (same counts, random tokens). This pass is the protocol's
+    control, not part of the random baseline's network: it runs outside any MAC counter
+    (``vitbench.measure.gmacs`` counts the random trajectory only, as it counts the scored one);
+    throughput of random cells includes it.
+    """
+    run = _fresh(x, st)
+    with _disable_current_modes(), torch.no_grad():
+        h = x
+        for i, blk in enumerate(st.blocks):
+            h = ats_step(blk, h, run, st, i)
+    return run["counts"][1].to(x.device)
+
+
 class ATSMixin(CountingMixin):
     """ATS block (every block: the masked ``softmax_with_policy``; ATS blocks also sample).
 
-    Modifications to timm's ``Block.forward``:
+    Modifications to timm's ``Block.forward`` (:func:`ats_step`):
         - attention is computed explicitly with :func:`policy_softmax` over the image's real
-          tokens (timm's fused attention is not used: the official block needs the matrix);
+          tokens (timm's fused attention is not used: the official code computes the matrix with
+          its eps in every block);
         - in ATS blocks the attention output keeps only the rows of the sampled tokens
           (:func:`sample_tokens`), then projection, residual and MLP run on them;
         - padded tokens of a batch are zeroed after every block;
         - prefix tokens (CLS, distillation, registers) are always kept (the official code keeps
-          token 0 only); an external ``attn_mask`` is not supported.
+          token 0 only); an external ``attn_mask`` is not supported;
+        - random selection: block 0 first runs the scored trajectory (:func:`scored_counts`) to
+          fix each image's counts.
         LayerScale, drop-path and q/k norms are timm's own.
     """
 
@@ -239,44 +313,15 @@ class ATSMixin(CountingMixin):
         st: Any = self._vb_enter(x)
         if attn_mask is not None:
             raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
-        blk: Any = self
-        i, p = self._vb_index, st.prefix
-        b, n, c = x.shape
+        i = self._vb_index
         if i == 0:
-            st.extra["mask"] = torch.ones(b, n, dtype=torch.bool, device=x.device)
-            st.extra["pos"] = torch.arange(n - p, device=x.device)[None].expand(b, -1)
-            st.extra["counts"] = torch.zeros(2, b, st.depth, dtype=torch.int64)
-        mask: torch.Tensor = st.extra["mask"]
-        attn = blk.attn
-        qkv = attn.qkv(blk.norm1(x)).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        probs = policy_softmax((q @ k.transpose(-2, -1)) * attn.scale, mask)
-        out = (probs.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, c)
-        out = getattr(attn, "norm", nn.Identity())(out)
-        counts = st.extra["counts"]
-        counts[0, :, i] = mask.sum(dim=1).cpu()
-        if i in st.sampling and n > p:
-            valid = mask[:, p:]
-            order, picked = sample_tokens(significance(probs, v, p), valid, st.samples)
+            st.extra["run"] = _fresh(x, st)
             if st.selection == "random":
-                m = picked.sum(dim=1, keepdim=True)
-                u = st.uniform(i, (st.t0,), x.float())  # keyed by original patch index
-                u = u.gather(1, st.extra["pos"]).masked_fill(~valid, float("inf"))
-                order = u.sort(dim=1, stable=True).indices
-                rank = torch.arange(n - p, device=x.device)[None]
-                real = valid.sum(dim=1, keepdim=True)
-                picked = (rank >= real - m) & (rank < real)
-            index, mask = kept_index(order, picked, p)
-            st.extra["pos"] = st.extra["pos"].gather(1, (index[:, p:] - p).clamp(min=0))
-            x = x.gather(1, index[..., None].expand(-1, -1, c))
-            out = out.gather(1, index[..., None].expand(-1, -1, c))
-            st.extra["mask"] = mask
-        keep = mask[..., None].to(x.dtype)
-        x = (x + blk.drop_path1(blk.ls1(attn.proj_drop(attn.proj(out))))) * keep
-        x = (x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))) * keep
-        counts[1, :, i] = mask.sum(dim=1).cpu()
+                st.extra["run"]["target"] = scored_counts(x, st)
+        run = st.extra["run"]
+        x = ats_step(self, x, run, st, i)
         if i == st.depth - 1:
+            counts = run["counts"]
             st.images.append((st._ids.detach().cpu(), counts[0].clone(), counts[1].clone()))
         return x
 
@@ -373,6 +418,7 @@ class ATS(TokenMethod):
         st.sampling = ats_blocks(depth, params.blocks)
         st.samples = samples_of(params, input_tokens(model) - p)
         st.t0 = input_tokens(model) - p
+        st.blocks = list(check_vit(model, cls.name))
         dim, attn_dim, hidden, _ = vit_dims(model)
         st.dims = (dim, attn_dim, hidden)
         norm = getattr(model, "norm", None)  # runs on the last block's kept tokens
