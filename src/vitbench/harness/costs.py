@@ -9,7 +9,9 @@ Adaptive methods (ATS: tokens per block vary per image) are the exception: their
 each evaluated image's token counts and closed-form MACs (``Handle.image_costs``). An image's
 GMACs are the counted batch-1 GMACs of the synthetic input plus the closed-form difference
 between the image and that input; the record keeps their mean (``gmacs``), their p10/p50/p90
-and the per-block mean and percentiles of the tokens over the images of the cell.
+and the per-block mean and percentiles of the tokens over the images of the cell. The counts are
+those of the images this process evaluated (``gmacs_images`` says how many): in a multi-process
+run that is the process's shard, not gathered across processes.
 """
 
 from __future__ import annotations
