@@ -366,3 +366,31 @@ def test_recount_leaves_adaptive_records_alone(tmp_path: Any) -> None:
         {**row, "method": "evit", "gmacs_p50": float("nan"), "weights": "demo", "seed": 0}
     )
     assert gmacs > 0
+
+
+def test_stores_without_the_adaptive_columns_gain_them_as_null(tmp_path: Any) -> None:
+    import sqlite3
+
+    from vitbench.store.records import RECORD_FIELDS, SCHEMA_VERSION
+    from vitbench.store.results import ResultsStore, decode_json, load_results
+
+    new = ("gmacs_p10", "gmacs_p50", "gmacs_p90", "gmacs_images", "tokens_p10", "tokens_p50", "tokens_p90")
+    path = tmp_path / "old.sqlite"
+    cols = ", ".join(
+        f'"{n}" {k}' + (" UNIQUE" if n == "cell_key" else "")
+        for n, k in RECORD_FIELDS.items()
+        if n not in new
+    )
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute(f"CREATE TABLE records ({cols})")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT INTO records (cell_key, method, gmacs) VALUES ('old', 'evit', 4.25)")
+    assert load_results(path)[list(new)].isna().all().all()
+    with ResultsStore(path) as store:
+        record = {"cell_key": "ats", "method": "ats", "gmacs": 2.5, "gmacs_images": 50}
+        record.update(gmacs_p10=2.0, gmacs_p50=2.4, gmacs_p90=3.1, tokens_p10=[197, 150.5])
+        store.write({**record, "tokens_p50": [197, 160], "tokens_p90": [197, 170]})
+        df = store.frame().set_index("cell_key")
+    assert decode_json(df.loc["ats", "tokens_p10"]) == [197, 150.5] and df.loc["ats", "gmacs_p90"] == 3.1
+    assert df.loc["old", list(new)].isna().all()
