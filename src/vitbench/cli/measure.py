@@ -109,6 +109,11 @@ def cmd_flops(args: argparse.Namespace) -> int:
         tokens = handle.tokens_per_block
     shown = f"{gmacs:.{gmacs_digits([gmacs])}f}"
     print(f"{shown} GMACs  ({args.model}, {cls.name} {cls.setting(params)}, tokens per block {tokens})")
+    if cls.conformance.adaptive:
+        print(
+            f"note: {cls.name} keeps a different number of tokens per image; this is one synthetic "
+            "input (batch 1); `vitbench run` records the mean and p10/p50/p90 over the evaluated images"
+        )
     return 0
 
 

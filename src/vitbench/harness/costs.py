@@ -7,6 +7,14 @@ entering each block, counted with the cell. Throughput (a synthetic batch, the t
 is timed in a quiet phase of its own after every cell of the run is evaluated
 (:meth:`CellCosts.throughput_of`, driven by :meth:`vitbench.harness.runner.Harness.run`): an
 evaluation, a corruption build or a loader never shares the machine with a timing.
+
+Adaptive methods (ATS: tokens per block vary per image) are the exception: their handle reports
+each evaluated image's token counts and closed-form MACs (``Handle.image_costs``). An image's
+GMACs are the counted batch-1 GMACs of the synthetic input plus the closed-form difference
+between the image and that input; the record keeps their mean (``gmacs``), their p10/p50/p90
+and the per-block mean and percentiles of the tokens over the images of the cell. The counts are
+those of the images this process evaluated (``gmacs_images`` says how many): in a multi-process
+run that is the process's shard, not gathered across processes.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class CellCosts:
         self.device = device
         self._threads = threads
         self._cache: dict[tuple, dict[str, Any]] = {}
+        self._anchor: dict[tuple, Any] = {}  # adaptive methods: the synthetic input's ImageCosts
 
     def key(self, cell: Cell, params: Any, scope: tuple[Any, ...] | None = None) -> tuple:
         """What a cell's costs depend on: model entry, method, native params, selection, scope."""
@@ -70,13 +79,19 @@ class CellCosts:
 
         Returns:
             GMACs per image at batch 1, millions of parameters, tokens entering each block (prefix
-            tokens included) and their mean fraction of the first block's.
+            tokens included) and their mean fraction of the first block's. Adaptive methods (the
+            handle's ``image_costs`` reports the images evaluated since the last call): ``gmacs`` is
+            the mean over those images, ``tokens_per_block`` the per-block mean, plus
+            ``gmacs_p10/p50/p90``, ``tokens_p10/p50/p90`` and ``gmacs_images``.
         """
+        report = getattr(handle, "image_costs", None)
+        images = report() if report is not None else None  # before the synthetic forward below
         key = self.key(cell, params, scope)
         if key not in self._cache:
             input_size = tuple(cfg["input_size"])
             handle.set_sample_ids(None)
             gmacs = count_gmacs(model, input_size, device=str(self.device))
+            self._anchor[key] = report() if images is not None and report is not None else None
             tokens = handle.tokens_per_block
             out: dict[str, Any] = {
                 "gmacs": gmacs,
@@ -85,7 +100,10 @@ class CellCosts:
                 "tokens_kept_frac": float(np.mean(tokens) / tokens[0]) if tokens and tokens[0] else None,
             }
             self._cache[key] = out
-        return self._cache[key]
+        anchor = self._anchor.get(key)
+        if images is None or anchor is None:
+            return self._cache[key]
+        return {**self._cache[key], **adaptive_costs(images, anchor, self._cache[key]["gmacs"])}
 
     def throughput_of(self, cell: Cell, model: nn.Module, handle: Any, cfg: dict[str, Any]) -> dict[str, Any]:
         """Record fields ``img_per_s``, ``ms_per_batch``, ``batch_size``, ``throughput_dtype``, ``threads``.
@@ -112,3 +130,34 @@ class CellCosts:
             "throughput_dtype": res.dtype,
             "threads": res.threads,
         }
+
+
+def adaptive_costs(images: Any, anchor: Any, anchor_gmacs: float) -> dict[str, Any]:
+    """Record fields of an adaptive method from per-image counts (``ImageCosts``).
+
+    Args:
+        images: the evaluated images' ``ImageCosts`` (token counts [M, depth], MACs [M]).
+        anchor: the synthetic input's ``ImageCosts`` (one row), counted at ``anchor_gmacs``.
+        anchor_gmacs: GMACs the counter gave for the synthetic input at batch 1.
+
+    Returns:
+        ``gmacs`` (mean over the images), ``gmacs_p10/p50/p90``, ``gmacs_images``,
+        ``tokens_per_block`` (per-block mean), ``tokens_p10/p50/p90`` (per-block lists) and
+        ``tokens_kept_frac`` (of the means).
+    """
+    ids = images.sample_ids.numpy()
+    _, first = np.unique(ids, return_index=True)  # an image counted twice counts once
+    macs = images.macs.numpy()[first].astype(np.float64)
+    tokens = images.tokens.numpy()[first].astype(np.float64)
+    gmacs = anchor_gmacs + (macs - float(anchor.macs[0])) / 1e9
+    mean_tokens = tokens.mean(axis=0)
+    out: dict[str, Any] = {
+        "gmacs": float(gmacs.mean()),
+        "gmacs_images": len(first),
+        "tokens_per_block": [round(float(t), 3) for t in mean_tokens],
+        "tokens_kept_frac": float(mean_tokens.mean() / mean_tokens[0]) if mean_tokens[0] else None,
+    }
+    for q in (10, 50, 90):
+        out[f"gmacs_p{q}"] = float(np.percentile(gmacs, q))
+        out[f"tokens_p{q}"] = [round(float(t), 3) for t in np.percentile(tokens, q, axis=0)]
+    return out

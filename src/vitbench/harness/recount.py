@@ -192,6 +192,11 @@ class _Builder:
 
     def costs(self, row: dict[str, Any]) -> tuple[float, float]:
 
+        spread = row.get("gmacs_p50")
+        if spread is not None and not math.isnan(float(spread)):  # adaptive: a mean over the images
+            raise VitbenchError(
+                "per-image GMACs of an adaptive method need its images; rerun the cell to recount it"
+            )
         cls: Any = METHODS.get(row["method"])
         values = json.loads(row["params_json"]) if row.get("params_json") else {}
         params = make_params(cls, values)

@@ -57,6 +57,8 @@ class Conformance:
             empty: the card shipped with vitbench (``vitbench/cards/methods/<name>.yaml``).
         slow: the checks that run the method take minutes on a CPU; the kit marks them
             ``slow`` (deselected by ``-m "not slow"``; the card and refusal checks stay fast).
+        adaptive: the tokens per block vary per image (ATS): ``schedule`` is an upper bound and
+            the handle reports per-image counts and block MACs (``Handle.image_costs``).
     """
 
     reduces: bool = True
@@ -67,6 +69,7 @@ class Conformance:
     expected_failures: tuple[tuple[str, str], ...] = ()
     card: str = ""
     slow: bool = False
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gmacs_overhead < 1.0:

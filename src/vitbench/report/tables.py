@@ -198,6 +198,24 @@ def _default_grid(points: pd.Series) -> list[float]:
     return values
 
 
+def adaptive_note(frame: pd.DataFrame) -> str:
+    """One line naming the adaptive methods of ``frame`` (per-image token counts), else ``""``.
+
+    Their records carry ``gmacs`` as the mean over the evaluated images and the distribution in
+    ``gmacs_p10/p50/p90`` (:mod:`vitbench.store.records`); tables and plots place them at the mean.
+    """
+    if "gmacs_p50" not in frame or frame.empty:
+        return ""
+    rows = frame.loc[frame["gmacs_p50"].notna()]
+    if rows.empty:
+        return ""
+    names = ", ".join(sorted(set(rows["method"].astype(str))))
+    return (
+        f"{names}: tokens per image vary, placed at the mean GMACs over the evaluated images "
+        "(records keep the p10/p50/p90)"
+    )
+
+
 def _interp(x: np.ndarray, y: np.ndarray, grid: Sequence[float], tol: float = _GRID_TOL) -> list[float]:
     """Linear interpolation of y(x) on ``grid``; NaN outside [min x, max x] ± tol (no extrapolation)."""
     order = np.argsort(x, kind="mergesort")
@@ -314,6 +332,8 @@ def matched_gmacs_table(
     caption += "; ▲ best at the budget"
     if marked or samples:
         caption += "; ≈ tied with the best (paired bootstrap 95% CI of Δ contains 0)"
+    if note := adaptive_note(ok.loc[ok["method"].isin(methods["method"])]):
+        caption += f"; {note}"
     return render_table(cols, fmt, caption=caption)
 
 
@@ -540,9 +560,10 @@ def pareto_figure(
     ax.set_xlabel("Compute (GMACs per image)")
     ax.set_ylabel("Top-1 accuracy (%)")
     condition = "clean" if noise == "clean" else f"{noise}@{level:g}"
+    note = adaptive_note(ok.loc[ok["method"].isin(stats["method"])])
     ax.set_title(
         f"{model or ', '.join(sorted(set(stats['model'])))} ({condition}, {selection}); "
-        f"bars: 95% CI, {seeds_note(stats['n'])}",
+        f"bars: 95% CI, {seeds_note(stats['n'])}" + (f"\n{note}" if note else ""),
         fontsize=8,
     )
     legend_outside(ax)

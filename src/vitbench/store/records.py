@@ -3,6 +3,8 @@
 Accuracy-like numbers (``top1``, ``top5``, ``ece``, CI bounds) are percentages in [0, 100];
 ``nll`` is in nats per sample; ``gmacs`` are papers'-convention GMACs per image (batch 1);
 ``params_m`` millions of parameters; ``img_per_s`` images per second at ``batch_size``.
+Adaptive methods (per-image token counts) store the mean GMACs over the evaluated images in
+``gmacs`` and their distribution in ``gmacs_p10/p50/p90`` and ``tokens_p10/p50/p90``.
 JSON columns hold structured values (native parameters, tokens per block).
 """
 
@@ -53,6 +55,15 @@ RECORD_FIELDS: dict[str, str] = {
     "threads": "INTEGER",  # intra-op CPU threads of the throughput measurement (img_per_s)
     "tokens_per_block": "TEXT",  # JSON list: tokens entering each block (incl. prefix tokens)
     "tokens_kept_frac": "REAL",  # mean over blocks of tokens entering the block / dense tokens
+    # adaptive methods (tokens per image vary, e.g. ATS): gmacs and tokens_per_block are means over
+    # the evaluated images, these their distribution; NULL for methods with fixed counts
+    "gmacs_p10": "REAL",  # 10th percentile of per-image GMACs (batch 1, papers' convention)
+    "gmacs_p50": "REAL",
+    "gmacs_p90": "REAL",
+    "gmacs_images": "INTEGER",  # images the distribution is over
+    "tokens_p10": "TEXT",  # JSON list: per block, 10th percentile of tokens entering it
+    "tokens_p50": "TEXT",
+    "tokens_p90": "TEXT",
     "wall_s": "REAL",
     "eval_threads": "INTEGER",  # intra-op CPU threads of the evaluation (--threads / auto rule)
     "error": "TEXT",  # one line; NULL when the cell succeeded
@@ -79,7 +90,15 @@ RECORD_FIELDS: dict[str, str] = {
     "calib_ids_hash": "TEXT",  # hash of their sample ids (as sample_ids_hash of the evaluated ones)
 }
 
-JSON_FIELDS = ("params_json", "tokens_per_block", "model_args", "data_config")
+JSON_FIELDS = (
+    "params_json",
+    "tokens_per_block",
+    "model_args",
+    "data_config",
+    "tokens_p10",
+    "tokens_p50",
+    "tokens_p90",
+)
 
 
 def fold_calibration(frame: pd.DataFrame) -> pd.DataFrame:

@@ -80,6 +80,24 @@ class ForwardState:
         return keyed_uniform(self.seed, self._ids, stream, shape).to(like.device, like.dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageCosts:
+    """Per-image token counts and block MACs of an adaptive method's forwards (one row per image).
+
+    Attributes:
+        sample_ids: int64 [M] dataset ids of the images (``arange`` ids when none were set).
+        tokens: int64 [M, depth] tokens entering each block's attention, prefix tokens included
+            (the image's own count, padding of a batch excluded).
+        macs: int64 [M] closed-form MACs for the image alone of the parts whose cost depends on
+            the image (blocks, and the final norm on the tokens leaving them), batch 1, the papers'
+            convention of :mod:`vitbench.measure.gmacs`; the stem and head are excluded.
+    """
+
+    sample_ids: torch.Tensor
+    tokens: torch.Tensor
+    macs: torch.Tensor
+
+
 class CountingMixin:
     """Records the tokens entering the block, then runs the block's own forward.
 
@@ -162,6 +180,13 @@ class Handle:
         """Merging methods: patches represented by each final token, [B, N_final, 1] (else None)."""
         return self.state.extra.get("size")
 
+    def image_costs(self) -> ImageCosts | None:
+        """Adaptive methods: per-image counts of the forwards since the last call, then forgotten.
+
+        ``None`` for methods whose token counts do not depend on the image (the default).
+        """
+        return None
+
     def set_sample_ids(self, sample_ids: torch.Tensor | None) -> None:
         """Key random selection to dataset ids of the next batch (int64 [B])."""
         self.state.sample_ids = sample_ids
@@ -197,6 +222,7 @@ def patch_blocks(
     state: ForwardState,
     mixin_for: Callable[[int], type],
     capture_qkv: set[int] | frozenset[int] = frozenset(),
+    handle_cls: type[Handle] = Handle,
 ) -> Handle:
     """Swap every block's class to ``mixin_for(i)`` + its own class; capture qkv where asked.
 
@@ -205,9 +231,10 @@ def patch_blocks(
         state: per-forward state shared by all patched blocks.
         mixin_for: block index -> mixin class placed before the block's own class in the MRO.
         capture_qkv: indices of blocks whose ``attn.qkv`` output is stored in ``state.qkv``.
+        handle_cls: the handle class (a subclass adds capabilities such as :meth:`Handle.image_costs`).
     """
     blocks = check_vit(model, state.method, unpatched=True)
-    handle = Handle(model, state)
+    handle = handle_cls(model, state)
     blk: Any
     for i, blk in enumerate(blocks):
         original = blk.__class__
