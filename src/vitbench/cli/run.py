@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         index, count, local = parse_shard(args.shard)
         if args.cell_worker:  # a worker of `--workers`: the caller reuses dense records afterwards
+            # deferred: the harness loads torch and timm (imported above for every run already)
             from vitbench.harness.runner import dense_twin
 
             cells = [c for c in cells if dense_twin(c) is None]

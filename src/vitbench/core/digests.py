@@ -28,7 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from vitbench.core.demo import default_weights_path
 from vitbench.core.errors import VitbenchError
+from vitbench.core.models import cached_hub_file
 
 #: Characters of the sha256 hex digest kept (64 bits: collisions are not a practical concern).
 DIGEST_CHARS = 16
@@ -124,8 +128,6 @@ def state_digest(state: Any) -> str:
     Returns:
         16 lowercase hex characters; equal for equal weights whatever file they came from.
     """
-    import torch
-
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name]
@@ -143,7 +145,7 @@ _HF_HUB = "hf-hub:"
 def _cached_hub_weights(name: str) -> str | None:
     """The weights file of ``name`` in the local Hugging Face cache (no network), or ``None``."""
     if name.startswith(_HF_HUB):
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # the hub client, only for hub ids
 
         repo = name[len(_HF_HUB) :]
         for fname in ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin"):
@@ -151,8 +153,6 @@ def _cached_hub_weights(name: str) -> str | None:
             if isinstance(found, str):
                 return found
         return None
-    from vitbench.core.models import cached_hub_file
-
     return cached_hub_file(name)
 
 
@@ -175,8 +175,6 @@ def weights_digest(spec: Any, resolve_hub: Callable[[str], str | None] | None = 
     if weights == "random":
         return "random"
     if weights == "demo":
-        from vitbench.core.demo import default_weights_path
-
         return file_digest(default_weights_path())
     if weights == "hub" or str(spec.name).startswith(_HF_HUB):
         if resolve_hub is None:

@@ -19,6 +19,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from vitbench.core.registry import METHODS
+
 #: The entry-point group of plugin methods (as :data:`vitbench.core.registry.METHODS` scans).
 PLUGIN_GROUP = "vitbench.methods"
 
@@ -107,8 +109,6 @@ def method_info(name: str) -> MethodInfo | None:
         return found
     if not _plugins() and shipped():
         return None
-    from vitbench.core.registry import METHODS
-
     return info_of(METHODS.get(name)) if name in METHODS else None
 
 
@@ -116,8 +116,6 @@ def all_methods() -> list[MethodInfo]:
     """Every method, sorted by name: the shipped index plus installed plugins (imported)."""
     infos = dict(shipped())
     if _plugins() or not infos:
-        from vitbench.core.registry import METHODS
-
         for name in METHODS.names():
             infos[name] = info_of(METHODS.get(name))
     return [infos[n] for n in sorted(infos)]
@@ -125,8 +123,6 @@ def all_methods() -> list[MethodInfo]:
 
 def build_index() -> dict[str, dict[str, Any]]:
     """The index of every method registered by the package ``vitbench.methods`` (imports torch)."""
-    from vitbench.core.registry import METHODS
-
     out = {}
     for name in METHODS.names():
         cls = METHODS.get(name)

@@ -1,60 +1,18 @@
-"""Method cards (``vitbench/cards/methods/*.yaml``, shipped with the package) and the published-GMACs table.
+"""The published-GMACs table: every card's published GMACs next to vitbench's count (``flops --paper``).
 
-Cards are read from the package's data only, never from the current directory, so a folder named
-``methods`` where vitbench runs cannot replace them.
+The cards themselves are read by :mod:`vitbench.report.cards` (no torch); this module counts
+models, so it imports torch and timm.
 """
 
 from __future__ import annotations
 
-import math
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from vitbench.core.errors import VitbenchError
-
-
-def cards_dir() -> Path:
-    """Folder of the method cards shipped with vitbench (``vitbench/cards/methods``)."""
-    return Path(str(resources.files("vitbench") / "cards" / "methods"))
-
-
-def load_card(path: str | Path) -> dict[str, Any]:
-    """One method card read from ``path`` (a YAML mapping with at least ``name``).
-
-    Raises:
-        VitbenchError: the file is missing, not YAML, or not a mapping with a ``name``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise VitbenchError(f"method card {path} does not exist; give the path of a card YAML file")
-    try:
-        card = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise VitbenchError(
-            f"method card {path} is not valid YAML ({type(exc).__name__}); fix its syntax"
-        ) from None
-    if not isinstance(card, dict) or "name" not in card:
-        raise VitbenchError(f"method card {path} is malformed; it needs at least a 'name' key")
-    return card
-
-
-def load_cards() -> dict[str, dict[str, Any]]:
-    """All method cards shipped with vitbench, by registry key."""
-    cards = {}
-    for path in sorted(cards_dir().glob("*.yaml")):
-        card = load_card(path)
-        cards[card["name"]] = card
-    return cards
-
-
-def paper_round(value: float, mode: str = "round") -> float:
-    """Round to one decimal as the paper does (``truncate`` for DynamicViT's tables)."""
-    if mode == "truncate":
-        return math.floor(value * 10 + 1e-9) / 10
-    return round(value, 1)
+from vitbench.core.models import create_model
+from vitbench.measure import count_gmacs
+from vitbench.methods import METHODS, TokenMethod
+from vitbench.methods.base import token_method
+from vitbench.report.cards import cards_dir, load_card, load_cards, paper_round
 
 
 def _untagged(params: Any) -> Any:
@@ -70,14 +28,8 @@ def paper_flops_table(progress: bool = False) -> str:
     ``progress``: a tqdm bar on stderr, one step per published value (off when stderr is not a
     terminal).
     """
-    # deferred: models and the GMACs counter bring torch and timm; reading cards needs neither
     from tabulate import tabulate
     from tqdm.auto import tqdm
-
-    from vitbench.core.models import create_model
-    from vitbench.measure import count_gmacs
-    from vitbench.methods import METHODS, TokenMethod
-    from vitbench.methods.base import token_method
 
     rows = []
     models: dict[str, Any] = {}
@@ -130,3 +82,6 @@ def paper_flops_table(progress: bool = False) -> str:
         "convention (fvcore MACs, attention matmuls included, LayerNorm 5/element)."
     )
     return note + "\n\n" + tabulate(rows, headers=head, tablefmt="github")
+
+
+__all__ = ["cards_dir", "load_card", "load_cards", "paper_flops_table", "paper_round"]

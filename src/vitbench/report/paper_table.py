@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
+from vitbench.report.cards import load_cards, paper_round
 from vitbench.report.format import gmacs_digits
-from vitbench.report.paper import load_cards, paper_round
 from vitbench.report.population import COST_ONLY_DATASETS, normalise, seeds_note
 
 #: What a row measured besides model, method and parameters (shown as columns when they vary).

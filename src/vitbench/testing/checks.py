@@ -54,7 +54,7 @@ from vitbench.methods.patching.patch import input_tokens, prefix_tokens
 from vitbench.methods.requirements import UnsupportedModelError, runnable_methods
 from vitbench.methods.slimming.channel import macs_function
 from vitbench.methods.slimming.slim import model_dims, source_plan
-from vitbench.report.paper import load_card
+from vitbench.report.cards import load_card
 from vitbench.testing.common import card_path, params
 from vitbench.testing.common import logits as _logits
 from vitbench.testing.models import CLSLESS_MODELS, TINY_MODELS, calib_batches, make_model, model_input

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from vitbench.methods.base import Method
-from vitbench.report.paper import cards_dir
+from vitbench.report.cards import cards_dir
 
 
 def params(cls: type[Method], keep: float, model: nn.Module) -> Any:

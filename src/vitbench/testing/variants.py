@@ -46,7 +46,7 @@ from vitbench.methods.base import ChannelMethod, Method, TokenMethod
 from vitbench.methods.patching.patch import prefix_tokens
 from vitbench.methods.requirements import UnsupportedModelError
 from vitbench.methods.slimming.slim import model_dims
-from vitbench.report.paper import load_card
+from vitbench.report.cards import load_card
 from vitbench.testing.common import card_path, logits, params
 from vitbench.testing.models import calib_batches, model_input
 
