@@ -32,6 +32,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
         "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
     }
+    if args.view == "runtimes":  # the runtime_speed side table, not the records
+        from vitbench.report.runtimes import runtimes_table
+        from vitbench.store.runtimes import load_runtime_rows
+
+        views["runtimes"] = lambda: runtimes_table(
+            load_runtime_rows(args.results), fmt=args.format, model=args.model
+        )
     if args.paper:
         text = paper_table(df, fmt=args.format, model=args.model)
     else:
@@ -47,6 +54,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     # deferred: plots bring matplotlib; `vitbench --help` stays free of it
     from vitbench.report.tables import plot_pareto
 
+    if args.view == "runtimes":
+        from vitbench.report.runtimes import plot_runtimes
+        from vitbench.store.runtimes import load_runtime_rows
+
+        print(f"wrote {plot_runtimes(load_runtime_rows(args.results), Path(args.output), model=args.model)}")
+        return 0
     df = load_results(args.results)
     path = plot_pareto(df, Path(args.output), model=args.model)
     print(f"wrote {path}")
@@ -127,8 +140,9 @@ def _add_leaderboard(sub: Any, ctx: ParserContext) -> None:
     lb.add_argument(
         "--view",
         default="all",
-        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare"],
-        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`)",
+        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare", "runtimes"],
+        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`; "
+        "runtimes: realized speedup per runtime next to the GMACs ratio)",
     )
     lb.add_argument(
         "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
@@ -146,6 +160,12 @@ def _add_plot(sub: Any, ctx: ParserContext) -> None:
         "--output", default=str(ctx.folder / "pareto.png"), help=".png, .svg or .pdf (default %(default)s)"
     )
     pl.add_argument("--model", default=None, help="only this model's records (default: all)")
+    pl.add_argument(
+        "--view",
+        default="pareto",
+        choices=["pareto", "runtimes"],
+        help="pareto: accuracy vs GMACs; runtimes: realized vs ideal speedup per method and runtime",
+    )
     pl.set_defaults(fn=cmd_plot)
 
 

@@ -85,6 +85,11 @@ class ThroughputSpec:
     ``threads``: intra-op CPU threads of the measurement (recorded as ``threads``); ``None``
     applies :func:`vitbench.core.threads.auto_threads` to ``batch_size`` (kept apart from the
     evaluation threads, ``SuiteSpec.threads``).
+
+    ``runtimes`` / ``batch_sizes``: the runtime phase (:mod:`vitbench.harness.runtime_phase`), run
+    after every cell is evaluated: each setting timed in each runtime (``eager``, ``compile``,
+    ``onnxruntime``, ``openvino``) at each batch size, equality with eager checked first; empty:
+    no runtime phase. Not part of a cell's or suite's identity (speed only).
     """
 
     enabled: bool = True
@@ -92,6 +97,8 @@ class ThroughputSpec:
     warmup: int = 2
     repeats: int = 5
     threads: int | None = None
+    runtimes: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +171,8 @@ class SuiteSpec:
         d["models"] = [m.ident() for m in self.models]
         d.pop("threads", None)
         d["throughput"].pop("threads", None)
+        d["throughput"].pop("runtimes", None)  # speed only: the runtime phase changes no record
+        d["throughput"].pop("batch_sizes", None)
         return d
 
 

@@ -438,7 +438,12 @@ class Harness:
         """
         caller = torch.get_num_threads()
         try:
-            return self._run(cells)
+            summary = self._run(cells)
+            if self.suite.throughput.runtimes:  # after every cell: exports never disturb accuracy cells
+                from vitbench.harness.runtime_phase import run_runtime_phase
+
+                run_runtime_phase(self, cells)
+            return summary
         finally:
             if torch.get_num_threads() != caller:
                 torch.set_num_threads(caller)
