@@ -18,6 +18,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from vitbench.report.population import restrict_suite
     from vitbench.store.results import load_samples
 
+    if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
+        from vitbench.report.runtimes import runtimes_table
+        from vitbench.store.runtimes import load_runtime_rows
+
+        rt = load_runtime_rows(args.results)
+        if args.suite:
+            rt = rt.loc[rt["suite"] == args.suite]
+        text = runtimes_table(rt, fmt=args.format, model=args.model)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        print(text)
+        return 0
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
@@ -32,13 +44,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
         "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
     }
-    if args.view == "runtimes":  # the runtime_speed side table, not the records
-        from vitbench.report.runtimes import runtimes_table
-        from vitbench.store.runtimes import load_runtime_rows
-
-        views["runtimes"] = lambda: runtimes_table(
-            load_runtime_rows(args.results), fmt=args.format, model=args.model
-        )
     if args.paper:
         text = paper_table(df, fmt=args.format, model=args.model)
     else:
@@ -73,6 +78,18 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from vitbench.report import robust as rr
     from vitbench.report.population import restrict_suite
 
+    if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
+        from vitbench.report.runtimes import runtimes_table
+        from vitbench.store.runtimes import load_runtime_rows
+
+        rt = load_runtime_rows(args.results)
+        if args.suite:
+            rt = rt.loc[rt["suite"] == args.suite]
+        text = runtimes_table(rt, fmt=args.format, model=args.model)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        print(text)
+        return 0
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
@@ -114,6 +131,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vitbench.report.robust import write_html_report
     from vitbench.store.results import load_samples
 
+    if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
+        from vitbench.report.runtimes import runtimes_table
+        from vitbench.store.runtimes import load_runtime_rows
+
+        rt = load_runtime_rows(args.results)
+        if args.suite:
+            rt = rt.loc[rt["suite"] == args.suite]
+        text = runtimes_table(rt, fmt=args.format, model=args.model)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        print(text)
+        return 0
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses

@@ -18,7 +18,7 @@ import pandas as pd
 
 from vitbench.core.errors import VitbenchError
 from vitbench.report.format import NA, Col, figure_kind, fmt_num, render_table, save_figure
-from vitbench.report.plotstyle import legend_outside, method_color, variant_marker, with_style
+from vitbench.report.plotstyle import legend_outside, with_style
 
 _GROUP = ["suite", "model", "weights", "runtime", "batch_size", "threads", "round_id"]
 _ORDER = {"eager": 0, "compile": 1, "onnxruntime": 2, "openvino": 3}
@@ -123,58 +123,81 @@ def plot_runtimes(df: pd.DataFrame, path: str | Path, model: str | None = None) 
     return save_figure(runtimes_figure(df, model), path)
 
 
+#: One colour per runtime in the runtimes figure (methods are the x axis there).
+RUNTIME_COLORS = {"eager": "#7f7f7f", "compile": "#1f77b4", "onnxruntime": "#2ca02c", "openvino": "#9467bd"}
+
+
 @with_style
 def runtimes_figure(df: pd.DataFrame, model: str | None = None) -> Any:
-    """Realized vs ideal speedup: one panel per batch size, a colour per method, a marker per runtime.
+    """Realized vs ideal speedup: a panel per batch size, a group of bars per method setting.
 
-    Points on the diagonal turn all saved GMACs into time; below 1 (dashed line) the method is
-    slower than dense in that runtime. Settings not equal to eager are left out (their speed is
-    not a result). Error bars: interquartile range of the per-round ratios.
+    Each bar is the realized speedup over dense in one runtime (colour), with the interquartile
+    range of the per-round ratios as its error bar; the black tick over a group is the ideal
+    speedup (GMACs ratio) and the dashed line is dense speed (below it: slower than dense).
+    A setting not equal to eager, or not exportable, in a runtime has no bar there and is
+    marked ``≠`` at the bottom: its speed is not a result.
     """
     s = speedups(df, model)
-    s = s.loc[(s["method"] != "dense") & np.isfinite(s["speedup"].astype(float))]
+    s = s.loc[s["method"] != "dense"]
     if s.empty:
-        raise VitbenchError("no timed, equal non-dense settings to plot; measure a method besides dense")
+        raise VitbenchError("no non-dense settings to plot; measure a method besides dense")
     from matplotlib.figure import Figure
 
     sizes = sorted(int(b) for b in s["batch_size"].unique())
-    fig = Figure(figsize=(4.2 * len(sizes) + 2.0, 4.0))
+    variants = list(dict.fromkeys(f"{m} {st}".strip() for m, st in zip(s["method"], s["setting"])))
     runtimes = sorted(s["runtime"].unique(), key=lambda r: _ORDER.get(str(r), 9))
-    hi = float(max(s["gmacs_ratio"].max(), s["speedup_q3"].max())) * 1.1
+    width = 0.8 / len(runtimes)
+    fig = Figure(figsize=(max(5.0, 1.1 * len(variants) * len(sizes) + 2.5), 4.2))
+    finite = s["speedup"].astype(float).dropna()
+    top = float(max([*finite.tolist(), *s["gmacs_ratio"].dropna().tolist(), 1.0])) * 1.25
     for k, bs in enumerate(sizes):
-        ax = fig.add_subplot(1, len(sizes), k + 1)
+        ax = fig.add_subplot(1, len(sizes), k + 1, sharey=fig.axes[0] if k else None)
         part = s.loc[s["batch_size"] == bs]
-        ax.plot([0, hi], [0, hi], color="0.6", lw=0.8, zorder=0, label="ideal (= GMACs ratio)")
-        ax.axhline(1.0, color="0.6", lw=0.8, ls="--", zorder=0, label="dense speed")
-        for _, r in part.iterrows():
-            ri = runtimes.index(r["runtime"])
-            err = np.array([[r["speedup"] - r["speedup_q1"]], [r["speedup_q3"] - r["speedup"]]])
-            ax.errorbar(
-                r["gmacs_ratio"],
-                r["speedup"],
-                yerr=err,
-                marker=variant_marker(ri),
-                color=method_color(str(r["method"])),
-                ls="none",
-                label=f"{r['method']} {r['setting']}, {r['runtime']}",
-            )
-        ax.set_xlim(0.9, hi)
-        ax.set_ylim(0, hi)
-        ax.set_xlabel("ideal speedup (GMACs ratio)")
+        ax.axhline(1.0, color="0.3", lw=0.8, ls="--", zorder=1, label="dense speed")
+        for vi, var in enumerate(variants):
+            rows = part.loc[[f"{m} {st}".strip() == var for m, st in zip(part["method"], part["setting"])]]
+            if rows.empty:
+                continue
+            ideal = float(rows["gmacs_ratio"].iloc[0])
+            ax.hlines(ideal, vi - 0.45, vi + 0.45, color="black", lw=2, zorder=3, label="ideal (GMACs ratio)")
+            for ri, rt in enumerate(runtimes):
+                r = rows.loc[rows["runtime"] == rt]
+                x = vi - 0.4 + width * (ri + 0.5)
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                if not np.isfinite(float(r["speedup"])):
+                    ax.text(
+                        x,
+                        0.02 * top,
+                        "≠",
+                        ha="center",
+                        va="bottom",
+                        fontsize=14,
+                        color=RUNTIME_COLORS.get(rt, "k"),
+                    )
+                    continue
+                err = np.array([[r["speedup"] - r["speedup_q1"]], [r["speedup_q3"] - r["speedup"]]])
+                ax.bar(
+                    x, r["speedup"], width * 0.9, yerr=np.clip(err, 0, top), capsize=2,
+                    color=RUNTIME_COLORS.get(rt, "0.5"), label=rt, zorder=2,
+                )  # fmt: skip
+        ax.set_xticks(range(len(variants)))
+        ax.set_xticklabels([v.replace(" ", "\n", 1).replace(", ", "\n") for v in variants], fontsize=7)
+        ax.set_ylim(0, top)
         if k == 0:
-            ax.set_ylabel("realized speedup over dense, same runtime")
+            ax.set_ylabel("speedup over dense, same runtime")
         ax.set_title(f"batch {bs}", fontsize=9)
     names = ", ".join(sorted(set(s["model"])))
     threads = ", ".join(str(int(t)) for t in sorted(set(s["threads"])))
     fig.suptitle(
-        f"{names}: realized vs ideal speedup ({threads} thread(s); bars: IQR over rounds)", fontsize=9
+        f"{names}: realized (bars, IQR over rounds) vs ideal (black) speedup, {threads} thread(s); "
+        "≠: not equal to eager",
+        fontsize=8,
     )
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-    for ax in fig.axes[1:]:
-        h, lab = ax.get_legend_handles_labels()
-        for hh, ll in zip(h, lab):
-            if ll not in labels:
-                handles.append(hh)
-                labels.append(ll)
-    legend_outside(fig.axes[-1], handles, labels)
+    seen: dict[str, Any] = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    legend_outside(fig.axes[-1], list(seen.values()), list(seen))
     return fig

@@ -77,6 +77,9 @@ def write_runtime_rows(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> i
         unknown = sorted(set(row) - set(RUNTIME_FIELDS))
         if unknown:
             raise ValueError(f"unknown runtime field(s): {', '.join(unknown)}")
+    from vitbench.store.results import ResultsStore
+
+    ResultsStore(path).close()  # a new file becomes a results store (meta, records) first
     names = list(RUNTIME_FIELDS)
     values = [
         [json.dumps(r.get(n)) if n == "times_ms" and r.get(n) is not None else r.get(n) for n in names]
