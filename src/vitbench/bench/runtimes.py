@@ -106,7 +106,8 @@ def runtime_table(
 
     Args:
         model_name: timm model name.
-        methods: methods besides dense (each at every keep ratio of ``keeps``).
+        methods: methods besides dense, each at every keep ratio of ``keeps``; ``name@0.5``: at
+            keep 0.5 only.
         keeps: keep ratios.
         batch_sizes: batch sizes to check and time (1: latency).
         runtimes: runtime names (:data:`vitbench.measure.runtimes.RUNTIMES`).
@@ -130,7 +131,7 @@ def runtime_table(
     size = tuple(data_config(base)["input_size"])
     with contextlib.ExitStack() as stack:
         variants, meta = [], {}
-        for name, keep in [("dense", 1.0)] + [(m, k) for m in methods if m != "dense" for k in keeps]:
+        for name, keep in [("dense", 1.0), *_method_keeps(methods, keeps)]:
             model, info = build_variant(base, name, keep, sets or {}, selection, stack)
             label = f"{name} {info['setting']}"
             if label in meta:
@@ -157,6 +158,30 @@ def runtime_table(
         log(f"wrote {len(stored)} runtime rows to {results}")
     frame = pd.DataFrame(stored, columns=list(RUNTIME_FIELDS))
     return runtimes_table(frame, fmt="github")
+
+
+def _method_keeps(methods: list[str], keeps: list[float]) -> list[tuple[str, float]]:
+    """(method, keep) pairs: ``name`` at every keep of ``keeps``, ``name@0.5`` at its own keep only.
+
+    Raises:
+        VitbenchError: a keep after ``@`` that is not a number in (0, 1].
+    """
+    out = []
+    for m in methods:
+        name, _, own = m.partition("@")
+        if name == "dense":
+            continue
+        if not own:
+            out += [(name, k) for k in keeps]
+            continue
+        try:
+            keep = float(own)
+        except ValueError:
+            keep = -1.0
+        if not 0.0 < keep <= 1.0:
+            raise VitbenchError(f"--method {m}: the keep ratio after @ must be in (0, 1], e.g. magnitude@0.5")
+        out.append((name, keep))
+    return out
 
 
 def _load() -> str:

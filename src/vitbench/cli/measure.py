@@ -270,7 +270,12 @@ def _add_throughput(sub: Any, ctx: ParserContext) -> None:
     th = sub.add_parser("throughput", help="img/s of methods x keep ratios x batch sizes (random weights)")
     th.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
     add_model_options(th)
-    th.add_argument("--method", action="append", default=None, help="method (repeatable; default evit, tome)")
+    th.add_argument(
+        "--method",
+        action="append",
+        default=None,
+        help="method (repeatable; default evit, tome); with --runtime, NAME@KEEP gives one method its own keep",
+    )
     th.add_argument(
         "--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)"
     )
