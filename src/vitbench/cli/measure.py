@@ -274,7 +274,7 @@ def _add_throughput(sub: Any, ctx: ParserContext) -> None:
         "--method",
         action="append",
         default=None,
-        help="method (repeatable; default evit, tome); with --runtime, NAME@KEEP gives one method its own keep",
+        help="method (repeatable; default evit, tome); with --runtime, NAME@KEEP: that method at KEEP only",
     )
     th.add_argument(
         "--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)"
