@@ -216,8 +216,8 @@ def export_model(
             method that cannot export (``ExportError``: one line naming the failing op), or an
             unwritable ``out``.
     """
-    check = check_runtimes(check or ["onnxruntime", "openvino"])
-    if any(r not in ("onnxruntime", "openvino") for r in check):
+    checks = check_runtimes(check or ["onnxruntime", "openvino"])
+    if any(r not in ("onnxruntime", "openvino") for r in checks):
         raise VitbenchError("vitbench export checks in onnxruntime and/or openvino; use --check for those")
     sizes = batch_sizes or [1, 32]
     n_threads = threads or torch.get_num_threads()
@@ -230,7 +230,7 @@ def export_model(
         model, info = build_variant(base, method, keep, sets or {}, selection, stack)
         path, export_s = export_onnx(model, size, Path(tmp) / "model.onnx")
         verdicts = []
-        for rt in check:
+        for rt in checks:
             prep = prepare(rt, model, size, sizes, n_threads, Path(tmp), onnx_file=path)
             for bs in sizes:
                 x = sample_input(size, bs, seed=0)

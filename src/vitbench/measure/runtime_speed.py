@@ -157,18 +157,18 @@ def measure_runtimes(
             x = sample_input(input_size, bs, seed=0)
             refs = {vi: eager_logits(model, x) for vi, (_n, model) in enumerate(variants)}
             checked: dict[tuple[int, str], tuple[Prepared | str, str, bool, float | None]] = {}
-            for (vi, rt), prep in prepared.items():
-                if isinstance(prep, str):
-                    checked[vi, rt] = (prep, f"not exportable: {prep}", False, None)
+            for (vi, rt), item in prepared.items():
+                if isinstance(item, str):
+                    checked[vi, rt] = (item, f"not exportable: {item}", False, None)
                     continue
-                eq = compare(prep, refs[vi], x, dtype)
-                checked[vi, rt] = (prep, eq.verdict(), eq.equal, eq.max_abs)
+                eq = compare(item, refs[vi], x, dtype)
+                checked[vi, rt] = (item, eq.verdict(), eq.equal, eq.max_abs)
             timed = [key for key, (p, _v, ok, _d) in checked.items() if ok and not isinstance(p, str)]
             passes = [_pass(checked[key][0], x) for key in timed]  # type: ignore[arg-type]
             times = time_passes(passes, repeats, warmup) if passes else []
             ms = {key: tuple(t * 1000.0 for t in ts) for key, ts in zip(timed, times)}
-            for (vi, rt), (prep, verdict, ok, diff) in checked.items():
-                real = prep if not isinstance(prep, str) else None
+            for (vi, rt), (item, verdict, ok, diff) in checked.items():
+                real = item if not isinstance(item, str) else None
                 rows.append(
                     RuntimeRow(
                         variant=variants[vi][0],
@@ -183,7 +183,7 @@ def measure_runtimes(
                         equal=ok,
                         max_abs_diff=diff,
                         times_ms=ms.get((vi, rt), ()),
-                        error=prep if isinstance(prep, str) else None,
+                        error=item if isinstance(item, str) else None,
                     )
                 )
     return rows
