@@ -40,7 +40,7 @@ from vitbench.measure.runtimes import (
 from vitbench.methods import METHODS
 from vitbench.methods.base import ChannelMethod, token_method
 from vitbench.report.runtimes import runtimes_table
-from vitbench.store.runtimes import RUNTIME_FIELDS
+from vitbench.store.runtimes import RUNTIME_FIELDS, write_runtime_rows
 
 
 def _random_calib(model: Any, size: tuple) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -152,8 +152,6 @@ def runtime_table(
     }
     stored = store_rows(rows, meta, common)
     if results:
-        from vitbench.store.runtimes import write_runtime_rows
-
         write_runtime_rows(results, stored)
         log(f"wrote {len(stored)} runtime rows to {results}")
     frame = pd.DataFrame(stored, columns=list(RUNTIME_FIELDS))

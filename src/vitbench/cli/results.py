@@ -19,6 +19,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from vitbench.store.results import load_samples
 
     if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
+        # deferred: the runtimes view brings pandas; `vitbench --help` stays free of it
         from vitbench.report.runtimes import runtimes_table
         from vitbench.store.runtimes import load_runtime_rows
 
@@ -60,6 +61,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from vitbench.report.tables import plot_pareto
 
     if args.view == "runtimes":
+        # deferred: plots bring matplotlib; `vitbench --help` stays free of it
         from vitbench.report.runtimes import plot_runtimes
         from vitbench.store.runtimes import load_runtime_rows
 
@@ -78,18 +80,6 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from vitbench.report import robust as rr
     from vitbench.report.population import restrict_suite
 
-    if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
-        from vitbench.report.runtimes import runtimes_table
-        from vitbench.store.runtimes import load_runtime_rows
-
-        rt = load_runtime_rows(args.results)
-        if args.suite:
-            rt = rt.loc[rt["suite"] == args.suite]
-        text = runtimes_table(rt, fmt=args.format, model=args.model)
-        if args.output:
-            Path(args.output).write_text(text + "\n")
-        print(text)
-        return 0
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
@@ -131,18 +121,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vitbench.report.robust import write_html_report
     from vitbench.store.results import load_samples
 
-    if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
-        from vitbench.report.runtimes import runtimes_table
-        from vitbench.store.runtimes import load_runtime_rows
-
-        rt = load_runtime_rows(args.results)
-        if args.suite:
-            rt = rt.loc[rt["suite"] == args.suite]
-        text = runtimes_table(rt, fmt=args.format, model=args.model)
-        if args.output:
-            Path(args.output).write_text(text + "\n")
-        print(text)
-        return 0
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses

@@ -42,6 +42,7 @@ from vitbench.data.subsets import ArraySamples
 from vitbench.harness.costs import CellCosts
 from vitbench.harness.inputs import CellInputs
 from vitbench.harness.pruned import PrunedModels
+from vitbench.harness.runtime_phase import run_runtime_phase
 from vitbench.harness.trained import TrainedParts
 from vitbench.measure import classification_metrics, count_gmacs, self_check
 from vitbench.methods import METHODS
@@ -440,8 +441,6 @@ class Harness:
         try:
             summary = self._run(cells)
             if self.suite.throughput.runtimes:  # after every cell: exports never disturb accuracy cells
-                from vitbench.harness.runtime_phase import run_runtime_phase
-
                 run_runtime_phase(self, cells)
             return summary
         finally:

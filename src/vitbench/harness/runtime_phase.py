@@ -27,6 +27,7 @@ from vitbench.core.version import VERSION
 from vitbench.measure import count_gmacs
 from vitbench.measure.runtime_speed import RuntimeRow, measure_runtimes
 from vitbench.methods import METHODS
+from vitbench.store.runtimes import write_runtime_rows
 
 
 def store_rows(
@@ -114,8 +115,6 @@ def run_runtime_phase(harness: Any, cells: Sequence[Cell]) -> int:
             "weights": spec.weights,
             "device": f"cpu ({threads} threads)",
         }
-        from vitbench.store.runtimes import write_runtime_rows
-
         written += write_runtime_rows(harness.results, store_rows(rows, meta, common))
     return written
 

@@ -31,10 +31,12 @@ from vitbench.core.errors import VitbenchError
 from vitbench.measure.runtimes import (
     ExportError,
     Prepared,
+    check_runtimes,
     compare,
     compile_path,
     eager_logits,
     prepare,
+    runtime_version,
     sample_input,
 )
 from vitbench.measure.throughput import time_passes
@@ -132,8 +134,6 @@ def measure_runtimes(
         raise VitbenchError(
             "need at least one variant, runtime and batch size, batch sizes >= 1 and threads >= 1"
         )
-    from vitbench.measure.runtimes import check_runtimes
-
     check_runtimes(runtimes)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
@@ -198,6 +198,4 @@ def _pass(prep: Prepared, x: torch.Tensor) -> Callable[[], object]:
 
 
 def _version(runtime: str) -> str:
-    from vitbench.measure.runtimes import runtime_version
-
     return runtime_version(runtime)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitbench.core.errors import VitbenchError
+from vitbench.store.results import ResultsStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,8 +78,6 @@ def write_runtime_rows(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> i
         unknown = sorted(set(row) - set(RUNTIME_FIELDS))
         if unknown:
             raise ValueError(f"unknown runtime field(s): {', '.join(unknown)}")
-    from vitbench.store.results import ResultsStore
-
     ResultsStore(path).close()  # a new file becomes a results store (meta, records) first
     names = list(RUNTIME_FIELDS)
     values = [
