@@ -184,6 +184,10 @@ def test_runtime_phase_runs_after_the_cells_into_the_side_table(tmp_path: Path) 
         and df["runtime_version"].str.startswith("torch").all()
     )
     assert any("runtime phase" in line for line in logs)
+    again: list[str] = []
+    Harness(suite, str(store), progress=False, log=again.append).run(expand(suite))  # resumed
+    assert any("runtime phase already in" in line for line in again)
+    assert len(load_runtime_rows(store)) == 4
 
 
 # -- ONNX Runtime and OpenVINO on the demo model ---------------------------------------------------

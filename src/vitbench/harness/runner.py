@@ -441,7 +441,7 @@ class Harness:
         try:
             summary = self._run(cells)
             if self.suite.throughput.runtimes:  # after every cell: exports never disturb accuracy cells
-                run_runtime_phase(self, cells)
+                run_runtime_phase(self, cells, resumed=summary.done == 0 and summary.skipped > 0)
             return summary
         finally:
             if torch.get_num_threads() != caller:

@@ -17,6 +17,7 @@ import copy
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -27,7 +28,7 @@ from vitbench.core.version import VERSION
 from vitbench.measure import count_gmacs
 from vitbench.measure.runtime_speed import RuntimeRow, measure_runtimes
 from vitbench.methods import METHODS
-from vitbench.store.runtimes import write_runtime_rows
+from vitbench.store.runtimes import load_runtime_rows, write_runtime_rows
 
 
 def store_rows(
@@ -74,17 +75,27 @@ def store_rows(
     return out
 
 
-def run_runtime_phase(harness: Any, cells: Sequence[Cell]) -> int:
+def run_runtime_phase(harness: Any, cells: Sequence[Cell], resumed: bool = False) -> int:
     """Time every setting of ``cells`` in the suite's runtimes; write the rows. Returns rows written.
 
     Settings are grouped per model; each model's settings are timed together (interleaved).
-    Only the main process measures and writes.
+    Only the main process measures and writes. ``resumed`` (no cell was evaluated in this run):
+    a model whose runtimes were all measured before for this suite is not measured again (compiles
+    and exports take minutes); delete its rows from the ``runtime_speed`` table to re-measure.
     """
     tp = harness.suite.throughput
     if not tp.runtimes or not harness.main:
         return 0
+    done: set[tuple] = set()
+    if resumed and Path(harness.results).expanduser().is_file():
+        old = load_runtime_rows(harness.results)
+        old = old.loc[old["suite"] == harness.suite.name]
+        done = set(zip(old["model"], old["runtime"], old["batch_size"].astype(int)))
     written = 0
     for spec in dict.fromkeys(c.model for c in cells):
+        if done and all((spec.name, r, b) in done for r in tp.runtimes for b in tp.batch_sizes):
+            harness.log(f"{spec.name}: runtime phase already in {harness.results}; not measured again")
+            continue
         reps = _settings([c for c in cells if c.model == spec])
         dense = harness.model(spec)
         size = tuple(data_config(dense)["input_size"])
