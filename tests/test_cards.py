@@ -40,7 +40,7 @@ def test_card_check_names_each_disagreement(tmp_path: Path, monkeypatch: pytest.
         ({"defaults": {**shipped["defaults"], "keep_rate": 0.5}}, "defaults"),
     ):
         (tmp_path / "evit.yaml").write_text(yaml.safe_dump({**shipped, **change}))
-        monkeypatch.setattr("vitbench.testing.checks.cards_dir", lambda: tmp_path)
+        monkeypatch.setattr("vitbench.testing.common.cards_dir", lambda: tmp_path)
         with pytest.raises(AssertionError, match=words):
             card(cls)
     (tmp_path / "evit.yaml").unlink()

@@ -56,6 +56,12 @@ def test_channel_cells_prune_once_and_reuse_artifact(tmp_path: Path, artifacts_d
     assert summary.failed == 0, summary.errors
     df = load_results(str(tmp_path / "r.sqlite"))
     assert set(df["family"]) == {"baseline", "channel"}
+    # every record says which images calibrated it: 24 train images drawn with the seed
+    assert (df["calib_images"] == 24).all() and (df["calib_split"] == "train").all()
+    assert df["calib_ids_hash"].nunique() == 1 and (df["calib_ids_hash"] != df["sample_ids_hash"]).all()
+    from vitbench.report.tables import leaderboard
+
+    assert "channel methods pruned on 24 train images" in leaderboard(df)
     dense_gmacs = 0.018034896  # the demo model, batch 1 (`vitbench flops --model vitbench_demo_vit`)
     for _, row in df.iterrows():
         assert abs(row["gmacs"] / dense_gmacs - 0.6) <= 0.02 * 0.6 + 1e-4, (row["method"], row["gmacs"])

@@ -20,10 +20,11 @@ from vitbench.harness.suites import suite_from_dict
 from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS
 from vitbench.methods import tps as tps_mod
-from vitbench.methods.dynamicvit import DynamicState, decide
-from vitbench.methods.evit import EViTParams, reduce_tokens
+from vitbench.methods.evit import EViTParams
 from vitbench.methods.patching.patch import ForwardState
 from vitbench.methods.patching.squeeze import squeeze, squeeze_dense
+from vitbench.methods.predictorbase import DynamicState, decide
+from vitbench.methods.stagebase import reduce_tokens
 from vitbench.report.tables import squeeze_table
 from vitbench.store import artifacts
 from vitbench.store.records import RECORD_FIELDS
@@ -275,7 +276,7 @@ def test_harness_names_the_finetune_command_then_trains_when_asked(
     assert (
         "vitbench finetune --model vitbench_demo_vit --weights random --method dynamicvit --keep 0.7" in err
     )
-    assert not Path(results).exists()  # refused before any cell: no store file
+    assert not Path(results).exists()  # refused during setup: no store file
     path.write_text(yaml.safe_dump({**SUITE, "train": {"max_steps": 1, "batch_size": 4}}))
     assert main(["run", str(path), "--results", results, "--no-progress"]) == 0
     df = load_results(results)

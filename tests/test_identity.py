@@ -15,7 +15,8 @@ from vitbench.cli.main import main
 from vitbench.core import digests
 from vitbench.core.digests import file_digest, state_digest, weights_digest
 from vitbench.core.specs import ModelSpec
-from vitbench.harness.runner import Harness, labels_digest
+from vitbench.data.classes import class_list_digest, dataset_class_digest
+from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, suite_from_dict
 from vitbench.methods import METHODS
 from vitbench.store.records import current_records
@@ -144,12 +145,12 @@ def test_store_of_an_earlier_release_is_readable_and_re_evaluated(tmp_path: Path
 
 
 def test_label_order_is_part_of_the_key(tmp_path: Path) -> None:
-    assert labels_digest(["0", "1", "10", "2"]) != labels_digest(["0", "1", "2", "10"])
+    assert class_list_digest(["0", "1", "10", "2"]) != class_list_digest(["0", "1", "2", "10"])
     suite = _suite("demo")
     h = Harness(suite, str(tmp_path / "r.sqlite"), progress=False, log=lambda _m: None, cache=False)
     (cell,) = expand(suite)
     key = h.cell_key(cell)
-    h._labels = labels_digest(["b", "a"])
+    h._labels = class_list_digest(["b", "a"])
     assert h.cell_key(cell) != key
     assert cell.key() != key  # the spec alone is not the store key
     assert not (tmp_path / "r.sqlite").exists()  # a harness opens its store at the first record
@@ -173,7 +174,7 @@ def test_content_columns_are_recorded(tmp_path: Path) -> None:
         row = store.frame().iloc[0]
     from vitbench.data import load_dataset
 
-    classes = load_dataset("mnist-demo", split="test", limit=16).classes
+    data = load_dataset("mnist-demo", split="test", limit=16)
     assert row["weights_digest"] == weights_digest(ModelSpec("vitbench_demo_vit", "demo"))
     assert int(row["method_version"]) == METHODS.get("dense").version
-    assert row["labels_digest"] == labels_digest(classes)
+    assert row["labels_digest"] == dataset_class_digest(data)

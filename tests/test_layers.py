@@ -132,3 +132,33 @@ def test_function_level_imports_are_only_deferred_cli_handlers() -> None:
             if i < 0 or "deferred" not in lines[i]:
                 bad.append(f"{name}:{node.lineno} deferred import without a '# deferred: ...' comment above")
     assert not bad, bad
+
+
+def test_methods_contract_makes_every_method_module_an_independent_top_layer() -> None:
+    """The methods contract is exhaustive and every module that registers a method sits in its top
+    layer of independent siblings, so no method module imports another and none escapes the check."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    methods = [c for c in contracts if c.get("containers") == ["vitbench.methods"]]
+    assert len(methods) == 1, (
+        "pyproject.toml needs one layers contract with containers = ['vitbench.methods']"
+    )
+    contract = methods[0]
+    assert contract["type"] == "layers" and contract.get("exhaustive") is True
+    top = contract["layers"][0]
+    assert ":" not in top, f"the top layer must use '|' (independent siblings), not ':': {top}"
+    listed = {name.strip() for name in top.split("|")}
+    registering = {
+        path.stem
+        for path in (PACKAGE / "methods").glob("*.py")
+        if any(
+            isinstance(node, ast.ClassDef)
+            and any(isinstance(d, ast.Name) and d.id == "register" for d in node.decorator_list)
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    }
+    assert registering, "no module of vitbench.methods registers a method"
+    assert registering <= listed, (
+        f"method modules outside the independent top layer: {sorted(registering - listed)}"
+    )

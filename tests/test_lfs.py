@@ -14,17 +14,17 @@ from vbtest import make_model, model_input
 from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs, count_params_m
 from vitbench.methods import METHODS
-from vitbench.methods.lfs import (
+from vitbench.methods.lfs import plan_of
+from vitbench.methods.slimming.slim import dims_macs, model_dims
+from vitbench.methods.slimming.taylor import (
     Criterion,
     SeededDropPath,
     add_drop_path,
     lfs_scores,
-    plan_of,
     prunable_channels,
     structure_block,
     threshold_for,
 )
-from vitbench.methods.slimming.slim import dims_macs, model_dims
 
 
 def _batches(model: torch.nn.Module, n: int = 2, b: int = 4, dtype=torch.float32):

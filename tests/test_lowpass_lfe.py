@@ -11,7 +11,7 @@ import torch
 from vbtest import make_model, model_input
 from vitbench.core.errors import VitbenchError
 from vitbench.methods import METHODS
-from vitbench.methods.lfe import attention_with_probs, head_weighted_attention, lfe_scores
+from vitbench.methods.lfeblock import attention_with_probs, head_weighted_attention, lfe_scores
 from vitbench.methods.slimming.lowpass import (
     IMAGE_FILTERS,
     image_lowpass_mask,
@@ -202,12 +202,13 @@ def test_explicit_attention_matches_timm() -> None:
     torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))
 
 
-def test_lfe_keeps_official_topk_in_spatial_order() -> None:
+@pytest.mark.parametrize("order", ["official", "spatial"])
+def test_lfe_keeps_official_topk_in_its_token_order(order: str) -> None:
     model = make_model("depth12")
     cls = METHODS.get("lfe")
     n0 = model.patch_embed.num_patches
     cfg = (n0,) * 3 + (10,) * 9
-    params = cls.params_for(1.0, model, {"token_cfg": cfg})
+    params = cls.params_for(1.0, model, {"token_cfg": cfg, "token_order": order})
     x = model_input(model, batch=3)
     # reference: run blocks 0..3 by hand and select with the official formula
     with torch.no_grad():
@@ -218,7 +219,11 @@ def test_lfe_keeps_official_topk_in_spatial_order() -> None:
         out, probs = attention_with_probs(blk.attn, blk.norm1(t))
         t = t + out
         scores = lfe_scores(t, probs, 1, 0.15)
-        want = scores.topk(10, dim=1).indices.sort(dim=1).values
+        ranked = scores.topk(10, dim=1).indices  # distinct scores: descending
+        if order == "spatial":
+            want = ranked.sort(dim=1).values
+        else:  # the official selector's CUDA order: index order, the 10th ranked token last
+            want = torch.cat([ranked[:, :-1].sort(dim=1).values, ranked[:, -1:]], dim=1)
     captured = {}
 
     def hook(_m, args):

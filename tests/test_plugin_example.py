@@ -56,7 +56,17 @@ def test_entry_point_registers_the_plugin(normtop: str) -> None:
 def test_kit_runs_on_the_plugin(normtop: str) -> None:
     found = conformance_cases(normtop)
     checks = {c for _, c, _ in found}
-    assert checks == {"identity", "undo", "schedule", "prefix", "random", "gmacs", "refusal", "card"}
+    assert checks == {
+        "identity",
+        "undo",
+        "schedule",
+        "prefix",
+        "random",
+        "gmacs",
+        "refusal",
+        "card",
+        "variant",
+    }
     for case in found:
         run_case(*case)
 

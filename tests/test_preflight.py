@@ -10,7 +10,6 @@ import yaml
 from vbtest import TINY_SUITE
 from vitbench.cli.main import main
 from vitbench.core import models
-from vitbench.store.results import load_results
 
 TINY = TINY_SUITE
 
@@ -56,7 +55,7 @@ def test_offline_hub_weights_fail_once_before_any_cell(
     results = tmp_path / "r.sqlite"
     err = run_error([str(_hub_suite(tmp_path)), "--results", str(results)], capsys)
     assert "hub is offline (HF_HUB_OFFLINE)" in err and "weights: /path/to/model.safetensors" in err
-    assert no_cells == [] and not results.exists()  # refused before any cell: no store file
+    assert no_cells == [] and not results.exists()  # refused during setup: no store file
 
 
 class _Unreachable:

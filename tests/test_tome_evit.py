@@ -9,7 +9,7 @@ import timm
 import torch
 
 from vitbench.measure import count_gmacs
-from vitbench.methods import METHODS
+from vitbench.methods import METHODS, stagebase
 from vitbench.methods import evit as evit_mod
 from vitbench.methods.patching.patch import ForwardState
 from vitbench.methods.tome import bipartite_soft_matching, merge_wavg
@@ -68,17 +68,17 @@ def test_evit_cls_attention_equals_timm_probabilities() -> None:
     h1.remove(), h2.remove()
     expected = probs["a"][:, :, 0, 1:].mean(dim=1)
     with torch.inference_mode():
-        got = evit_mod.cls_attention(qkv_out["q"], attn, 1)
+        got = stagebase.cls_attention(qkv_out["q"], attn, 1)
     torch.testing.assert_close(got, expected)
 
 
 def test_evit_keep_topk_and_fuse(monkeypatch: pytest.MonkeyPatch) -> None:
     a = torch.tensor([[0.1, 0.4, 0.2, 0.3]])
-    monkeypatch.setattr(evit_mod, "cls_attention", lambda qkv, attn, p: a)
+    monkeypatch.setattr(stagebase, "cls_attention", lambda qkv, attn, p: a)
     params = evit_mod.EViTParams(keep_rate=0.5)
     st = ForwardState("evit", 1, "scored", 0, 1, params=params, qkv={0: torch.empty(0)})
     x = torch.arange(5 * 2, dtype=torch.float32).reshape(1, 5, 2)
-    out = evit_mod.reduce_tokens(x, st, 0, attn=None)
+    out = stagebase.reduce_tokens(x, st, 0, attn=None)
     # keep ceil(0.5 * 4) = 2 tokens in descending attention order (image 2, image 4), fuse 1 and 3
     fused = 0.1 * x[0, 1] + 0.2 * x[0, 3]
     torch.testing.assert_close(out, torch.stack([x[0, 0], x[0, 2], x[0, 4], fused])[None])

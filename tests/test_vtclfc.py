@@ -218,3 +218,43 @@ def test_harness_runs_cascade_with_token_schedule(tmp_path, monkeypatch) -> None
     assert json.loads(vtc["tokens_per_block"]) == lfe_schedule(pruned, cfg)
     assert vtc["gmacs"] < 0.018034896
     assert df.loc["lfs", "gmacs"] < 0.018034896
+
+
+def test_one_unit_mlp_is_scored_and_pruned_without_squeezing(monkeypatch) -> None:
+    """Deviation C: a block whose fc1 has one output channel stays a 1-dim score and the cascade goes on.
+
+    The official scoring turns a one-row fc1 score into a 0-dim tensor (``.squeeze()``,
+    deit_pruning_tools.py line 229) that its ``torch.cat`` rejects (line 273).
+    """
+    import vitbench.methods.vtclfc as vtclfc
+    from vitbench.methods.slimming.slim import BlockPlan, SlimPlan, slim_model
+    from vitbench.methods.slimming.taylor import structure_block
+
+    dense = make_model("depth12")
+    base = SlimPlan.identity(dense)
+    b0 = base.blocks[0]
+    plan = SlimPlan(base.embed, (BlockPlan(b0.heads, b0.qk, b0.v, (7,)), *base.blocks[1:]))
+    model = slim_model(dense, plan)
+    assert model_dims(model).blocks[0][3] == 1 and model.blocks[0].mlp.fc1.weight.shape[0] == 1
+    seen = []
+    real = vtclfc.lfs_scores
+
+    def spy(*a, **k):
+        out = real(*a, **k)
+        seen.append({b: (q.shape, f.shape) for b, (q, f) in out.items()})
+        return out
+
+    monkeypatch.setattr(vtclfc, "lfs_scores", spy)
+    calib = _calib(model, 16)
+    params = VTCLFCParams(allowable_drop=4.0, num_samples=8, eval_samples=16)
+    res = cascade(model, calib, params, blocks=[0, 1])
+    assert seen[0][0][1] == (1,)  # block 0's fc1 score: one channel, still a vector
+    assert [r["block"] for r in res.history] == [0, 1]  # the cascade went on to block 1
+    assert res.history[0]["mlp"] == 1  # the single unit is kept (every block keeps >= 1)
+    x = model_input(model, batch=2)
+    with torch.no_grad(), with_tokens(res.model, res.token_cfg):
+        assert torch.isfinite(res.model(x)).all()
+    # a one-unit MLP below the threshold keeps its unit, as a 1-dim index list
+    h, dqk, dv, _m = model_dims(model).blocks[0]
+    bp = structure_block(torch.rand(h * (2 * dqk + dv)), torch.tensor([0.5]), 1.0, h, dqk, dv)
+    assert bp.mlp == (0,)

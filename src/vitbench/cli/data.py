@@ -25,14 +25,47 @@ def cmd_data(args: argparse.Namespace) -> int:
     if needs_root and not Path(args.root).expanduser().exists():
         raise VitbenchError(f"data path {args.root} does not exist; pass an existing folder with --root PATH")
     split = args.split or default_split(args.name)
-    data = load_dataset(args.name, root=args.root, split=split, limit=args.limit)
+    data = load_dataset(
+        args.name, root=args.root, split=split, limit=args.limit, class_order=args.class_order
+    )
     classes = ", ".join(data.classes[:5]) + (", ..." if len(data.classes) > 5 else "")
     print(f"{args.name} {split}: {len(data)} images, {len(data.classes)} classes ({classes})")
+    for line in mapping_lines(data, args.class_order):
+        print(line)
     for path, reason in getattr(data, "skipped", ()):
         print(f"skipped   {path}: {reason}")
     for path, note in getattr(data, "notes", ()):
         print(f"converted {path}: {note}")
     return 0
+
+
+def mapping_lines(data: Any, class_order: str | None, show: int = 3) -> list[str]:
+    """Lines showing which class folder got which label: the first and last ``show`` pairs.
+
+    Adds a line when the natural and the lexicographic orders label the folders differently,
+    so a user of a torchvision-trained model sees the choice. Nothing for data sets without
+    class folders (arrays, a flat folder with a label file).
+    """
+    # deferred: the class-order rules live with the datasets, which load numpy
+    from vitbench.data.classes import class_list_digest, order_classes
+
+    pairs = [(f, k) for k, f in enumerate(getattr(data, "class_folders", ()) or ()) if f]
+    if not pairs:
+        return []
+    shown = pairs if len(pairs) <= 2 * show else [*pairs[:show], None, *pairs[-show:]]
+    text = ", ".join("..." if p is None else f"{p[0]} -> {p[1]}" for p in shown)
+    names = [f for f, _ in pairs]
+    digest = class_list_digest(data.class_folders)
+    out = [f"labels ({class_order or 'natural'} order, class list {digest}): {text}"]
+    if class_order in (None, "natural", "lexicographic") and order_classes(names, "natural") != order_classes(
+        names, "lexicographic"
+    ):
+        out.append(
+            "note: natural and lexicographic orders label these folders differently (timm's reader "
+            "sorts naturally, torchvision's ImageFolder lexicographically); set class_order to match "
+            "how the model was trained"
+        )
+    return out
 
 
 def _cache_for(args: argparse.Namespace, suite_dir: str | None = None) -> Any:
@@ -111,6 +144,13 @@ def _add_data(sub: Any, ctx: ParserContext) -> None:
         "--split", default=None, help="split (default: the dataset's evaluation split, test or val)"
     )
     da.add_argument("--limit", type=int, default=None, help="only the first N images")
+    da.add_argument(
+        "--class-order",
+        default=None,
+        metavar="ORDER",
+        help="folder datasets: natural (default, as timm), lexicographic (torchvision), or a file of "
+        "class names, one per line (label = line)",
+    )
     da.set_defaults(fn=cmd_data)
 
 

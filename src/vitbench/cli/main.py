@@ -89,14 +89,20 @@ class _VersionAction(argparse.Action):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vitbench`` console script; bad input exits 2 with one line."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(given)
     if not getattr(args, "command", None):
-        args = parser.parse_args(["run", *(argv or [])])
+        given = ["run", *given]
+        args = parser.parse_args(given)
+    args.argv = given  # the arguments as given (worker processes of `run` repeat them)
     try:
         return int(args.fn(args))
     except VitbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except KeyError as exc:  # registry lookups raise UnknownNameError (a KeyError)
         # deferred: the registry module brings importlib.metadata; `vitbench --help` does without
         from vitbench.core.registry import UnknownNameError

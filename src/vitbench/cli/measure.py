@@ -43,26 +43,13 @@ def cmd_methods(args: argparse.Namespace) -> int:
     # deferred: tabulate, only when a table is printed
     from tabulate import tabulate
 
-    # deferred: the method registry loads torch and timm; `vitbench --help` stays free of them
-    from vitbench.methods import METHODS
+    # deferred: the index of the shipped methods (no torch; plugin methods are imported)
+    from vitbench.core.method_index import all_methods
 
-    rows = []
-    for name in METHODS.names():
-        cls = METHODS.get(name)
-        params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "-"
-        needs = cls.requirements.short()
-        rows.append(
-            [
-                name,
-                cls.version,
-                cls.family,
-                cls.knob or "-",
-                "/".join(cls.selections),
-                needs,
-                params,
-                cls.summary,
-            ]
-        )
+    rows = [
+        [m.name, m.version, m.family, m.knob or "-", "/".join(m.selections), m.needs, m.params, m.summary]
+        for m in all_methods()
+    ]
     print(
         tabulate(
             rows,

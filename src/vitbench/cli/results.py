@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vitbench.cli.options import AddCommand, ParserContext, load_results
+from vitbench.core.errors import VitbenchError
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -45,6 +46,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
         "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
     }
+    if args.format == "csv" and args.view == "all" and not args.paper:
+        return _csv_tables(df, args, report.all_sections(df, fmt="csv", samples=load_samples(args.results)))
     if args.paper:
         text = paper_table(df, fmt=args.format, model=args.model)
     else:
@@ -52,6 +55,34 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(text + "\n")
     print(text)
+    return 0
+
+
+def _csv_tables(df: Any, args: argparse.Namespace, sections: list[Any]) -> int:
+    """``--format csv`` of the multi-table ``all`` view: one csv file per table, or a one-line refusal.
+
+    A csv file holds one table; the ``all`` view has several. With ``--output FILE`` each table
+    goes to ``FILE`` with its view name before the suffix (``board.csv`` -> ``board-matched.csv``).
+
+    Raises:
+        VitbenchError: no ``--output`` (names the views that give one table).
+    """
+    if not args.output:
+        views = ", ".join(s.view for s in sections if s.view != "failed")
+        raise VitbenchError(
+            f"--format csv writes one table and the 'all' view has {len(sections)}; pick one with --view "
+            f"({views}) or pass --output FILE.csv to write one csv file per table"
+        )
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise VitbenchError(f"output folder {out.parent} does not exist; create it or pass another --output")
+    for s in sections:
+        if s.body is None:
+            print(f"no {s.view} table: {s.reason}")
+            continue
+        path = out.with_name(f"{out.stem}-{s.view}{out.suffix or '.csv'}")
+        path.write_text(s.body + "\n")
+        print(f"wrote {path}")
     return 0
 
 
@@ -97,6 +128,11 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         "selection": lambda: rr.selection_summary_table(df, **common),
         "calibration": lambda: rc.calibration_tables(df),
     }
+    if args.view == "calibration" and args.format == "csv":
+        raise VitbenchError(
+            "the calibration view is one markdown table per test condition, no single csv table; "
+            "drop --format csv (or use --view levels/selection for csv)"
+        )
     text = views[args.view]()
     if args.output:
         Path(args.output).write_text(text + "\n")
@@ -156,7 +192,11 @@ def _add_leaderboard(sub: Any, ctx: ParserContext) -> None:
     )
     lb.add_argument("--model", default=None, help="only this model's records (default: all)")
     lb.add_argument("--suite", default=None, help="only this suite's records (default: all)")
-    lb.add_argument("--output", default=None, help="also write the table to this file")
+    lb.add_argument(
+        "--output",
+        default=None,
+        help="also write the table to this file (csv of the all view: one FILE-<view>.csv per table)",
+    )
     lb.set_defaults(fn=cmd_leaderboard)
 
 

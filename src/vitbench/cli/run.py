@@ -68,6 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from vitbench.harness.scaleout import parse_shard, results_path, shard_cells, solo_accelerator
 
         index, count, local = parse_shard(args.shard)
+        if args.cell_worker:  # a worker of `--workers`: the caller reuses dense records afterwards
+            from vitbench.harness.runner import dense_twin
+
+            cells = [c for c in cells if dense_twin(c) is None]
         cells, results = shard_cells(cells, index, count), results_path(args.results, index, count)
         shard = f" (shard {index}/{count})" if count > 1 else ""
         acc = solo_accelerator(local) if count > 1 else None
@@ -80,9 +84,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         local_processes=local if acc else None,
     )
     harness.log(f"suite '{suite.name}': {len(cells)} cells{shard} -> {results}")
-    preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
+    workers = None
     try:
-        summary = harness.run(cells)
+        preflight(harness, cells)  # models, weights, data, artifacts: one-line errors before any cell
+        workers, mine, rest = _start_workers(args, harness, cells, results, launched=bool(args.shard))
+        summary = harness.run(mine)
+        if workers is not None:
+            _join_workers(workers, summary)
+            tail = harness.run(rest)  # keep-1.0 token cells from the dense records just written
+            summary.done, summary.skipped = summary.done + tail.done, summary.skipped + tail.skipped
+            summary.failed += tail.failed
+    except KeyboardInterrupt:  # the store commits the record being written before this arrives
+        if workers is not None:
+            workers.stop()
+        print(
+            f"interrupted: every finished cell is in {results}; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except BaseException:
+        if workers is not None:
+            workers.stop()
+        raise
     finally:
         harness.close()
     if not harness.main:
@@ -152,6 +175,64 @@ def _with_params(methods: tuple, sets: dict[str, Any]) -> tuple:
             f"--set {', '.join(unused)}: no method in this run has such a parameter (see `vitbench methods`)"
         )
     return tuple(out)
+
+
+def _start_workers(
+    args: argparse.Namespace, harness: Any, cells: list[Any], results: str, launched: bool
+) -> tuple[Any, list[Any], list[Any]]:
+    """Start cell-parallel worker processes when the cores allow (see :mod:`vitbench.harness.workers`).
+
+    Returns:
+        ``(workers or None, the cells this process runs, the cells it runs after the workers)``:
+        keep-1.0 token cells that reuse a dense record (:func:`~vitbench.harness.runner.dense_twin`)
+        run last, in this process, so that their dense records exist whichever worker wrote them.
+    """
+    # deferred: only runs that plan workers need them
+    from vitbench.core.threads import usable_cores
+    from vitbench.harness.runner import dense_twin
+    from vitbench.harness.scaleout import shard_cells
+    from vitbench.harness.workers import Workers, plan_workers
+
+    requested = None
+    if args.workers not in (None, "auto"):
+        try:
+            requested = int(args.workers)
+        except ValueError:
+            raise VitbenchError(f"--workers {args.workers!r}: give a number of processes, or auto") from None
+    if not harness.main or (requested is None and launched):
+        return None, cells, []
+    todo = harness.todo(cells)
+    specs = list(dict.fromkeys(c.model for c in todo))
+    threads = max((harness.threads_for(spec)[0] for spec in specs), default=1)
+    plan = plan_workers(
+        requested,
+        cells=len(todo),
+        eval_threads=threads,
+        cores=usable_cores(),
+        throughput=harness.suite.throughput.enabled,
+        launched=launched or harness.acc.num_processes > 1,
+        gpu=harness.acc.device.type != "cpu",
+    )
+    if plan.count < 2:
+        return None, cells, []
+    harness.log(f"workers: {plan.why}")
+    argv = list(getattr(args, "argv", None) or ["run"])
+    evaluated = [c for c in cells if dense_twin(c) is None]
+    rest = [c for c in cells if dense_twin(c) is not None]
+    return Workers(argv, plan.count, results, threads), shard_cells(evaluated, 0, plan.count), rest
+
+
+def _join_workers(workers: Any, summary: Any) -> None:
+    """Wait for the workers and add their counts to ``summary``; a crashed worker is one error line."""
+    for res in workers.wait():
+        summary.done += res.done
+        summary.skipped += res.skipped
+        summary.failed += res.failed
+        if res.code not in (0, 1):
+            raise VitbenchError(
+                f"worker process {res.index} of {workers.count} exited with {res.code} ({res.tail}); "
+                "its finished cells are stored: run the same command again to resume, or pass --workers 1"
+            )
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -244,6 +325,14 @@ def _add_run(sub: Any, ctx: ParserContext) -> None:
         "'{shard}' in --results gives each shard its own store (join with `vitbench merge`)",
     )
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
+    r.add_argument("--cell-worker", action="store_true", help=argparse.SUPPRESS)  # set by --workers
+    r.add_argument(
+        "--workers",
+        default="auto",
+        metavar="N|auto",
+        help="cell-parallel processes on this machine writing one store (default auto: the usable "
+        "cores when each cell needs one thread and the suite measures no throughput, else 1)",
+    )
     r.add_argument(
         "--threads",
         type=threads_arg,

@@ -513,15 +513,62 @@ def check_data_config(dcfg: Mapping[str, Any], model_args: Mapping[str, Any], wh
         raise VitbenchError(f"{where}: data_config crop_pct must be in (0, 1], got {pct!r}")
 
 
+def dynamic_input(model: nn.Module) -> bool:
+    """Whether ``model`` takes any input size: timm's ``VisionTransformer(dynamic_img_size=True)``.
+
+    timm sets the flag on the model (``model.dynamic_img_size``) and builds the patch embedding
+    with ``strict_img_size=False``; the patch embedding itself carries no such attribute.
+    """
+    return bool(getattr(model, "dynamic_img_size", False))
+
+
 def native_input_size(model: nn.Module) -> tuple[int, int, int] | None:
-    """``(C, H, W)`` a ViT with a fixed-size patch embedding accepts, or ``None`` when any size works."""
+    """``(C, H, W)`` the ViT was built for (its patch embedding's ``img_size``); ``None`` without one."""
     pe = getattr(model, "patch_embed", None)
     size = getattr(pe, "img_size", None)
-    if pe is None or size is None or getattr(pe, "dynamic_img_size", False):
+    if pe is None or size is None:
         return None
     proj = getattr(pe, "proj", None)
     chans = int(getattr(proj, "in_channels", 3))
     return (chans, int(size[0]), int(size[1]))
+
+
+def input_size(model: nn.Module) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images ``model`` is fed: what token counts and GMACs are computed for.
+
+    A fixed-size ViT takes its native size. A ``dynamic_img_size`` ViT takes the ``input_size``
+    of the data config vitbench gave it (:func:`apply_data_config`, which the harness's images
+    follow), else its native size.
+
+    Raises:
+        VitbenchError: a model without a patch embedding that states its image size.
+    """
+    native = native_input_size(model)
+    if native is None:
+        raise VitbenchError(f"cannot find the input size of {type(model).__name__} (no patch_embed.img_size)")
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if dynamic_input(model) and hasattr(model, "vitbench_data_config") and "input_size" in cfg:
+        c, h, w = (int(v) for v in cfg["input_size"])
+        return (c, h, w)
+    return native
+
+
+def input_grid(model: nn.Module) -> tuple[int, int]:
+    """Patch grid ``(rows, cols)`` of the images ``model`` is fed (:func:`input_size`).
+
+    The grid of a ``dynamic_img_size`` ViT follows the input (``patch_embed.dynamic_feat_size``,
+    which rounds up when the model pads, ``dynamic_img_pad``); a fixed-size ViT has its own grid.
+    """
+    pe: Any = getattr(model, "patch_embed", None)
+    _, h, w = input_size(model)
+    if dynamic_input(model) and hasattr(pe, "dynamic_feat_size"):
+        gh, gw = pe.dynamic_feat_size((h, w))
+        return int(gh), int(gw)
+    grid = getattr(pe, "grid_size", None)
+    if grid is None:
+        num = int(pe.num_patches)
+        return 1, num
+    return int(grid[0]), int(grid[1])
 
 
 def apply_data_config(model: nn.Module, overrides: Mapping[str, Any], name: str) -> nn.Module:
@@ -530,10 +577,11 @@ def apply_data_config(model: nn.Module, overrides: Mapping[str, Any], name: str)
     A ViT built with a non-default ``img_size`` gets its native input size as ``input_size``
     unless the override gives one; timm's :func:`~timm.data.resolve_model_data_config` (and
     :func:`data_config`) then return the overridden values, so every preprocessing path that
-    resolves the model's data config uses them.
+    resolves the model's data config uses them. A ``dynamic_img_size`` ViT takes any
+    ``input_size``; token methods then count tokens on its grid (:func:`input_grid`).
 
     Raises:
-        VitbenchError: an ``input_size`` the model cannot take, or a mean/std whose length
+        VitbenchError: an ``input_size`` a fixed-size model cannot take, or a mean/std whose length
             differs from the model's input channels.
     """
     if "input_size" in overrides:
@@ -546,7 +594,7 @@ def apply_data_config(model: nn.Module, overrides: Mapping[str, Any], name: str)
     for key, value in overrides.items():
         cfg[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     size = tuple(cfg.get("input_size", native or (3, 224, 224)))
-    if native is not None and size != native:
+    if native is not None and size != native and (not dynamic_input(model) or size[0] != native[0]):
         raise VitbenchError(
             f"model '{name}': data_config input_size {list(size)} does not fit the model, which takes "
             f"{list(native)} (img_size in model_args sets it; dynamic_img_size: true accepts any)"

@@ -62,12 +62,18 @@ class MethodSpec:
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """A registered dataset adapter, its root (if it needs one), split and sample limit."""
+    """A registered dataset adapter, its root (if it needs one), split and sample limit.
+
+    ``class_order``: which class folder gets which label in folder datasets (``natural``,
+    ``lexicographic`` or a file of class names; ``None`` = natural). It is left out of
+    :meth:`Cell.key`: the labelling it gives is keyed by the digest of the class list.
+    """
 
     name: str = "mnist-demo"
     split: str = "test"
     root: str | None = None
     limit: int | None = None
+    class_order: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +164,12 @@ class SuiteSpec:
         """Data that trainable methods' artifacts are (or would be) trained on."""
         if self.train is not None and self.train.dataset is not None:
             return self.train.dataset
-        return DataSpec(name=self.dataset.name, split="train", root=self.dataset.root)
+        return DataSpec(
+            name=self.dataset.name,
+            split="train",
+            root=self.dataset.root,
+            class_order=self.dataset.class_order,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (for hashing and provenance).
@@ -173,6 +184,8 @@ class SuiteSpec:
         d["throughput"].pop("threads", None)
         d["throughput"].pop("runtimes", None)  # speed only: the runtime phase changes no record
         d["throughput"].pop("batch_sizes", None)
+        if d["dataset"]["class_order"] is None:  # as before the key existed
+            d["dataset"].pop("class_order")
         return d
 
 
@@ -203,6 +216,7 @@ class Cell:
         ident = dataclasses.asdict(self)
         ident["method"].pop("keep_ratios", None)  # the keep ratio itself is in the key
         ident["model"] = self.model.ident()
+        ident["dataset"].pop("class_order", None)  # the class list's digest keys the labelling
         if content is not None:
             ident["content"] = dict(content)
         blob = json.dumps(ident, sort_keys=True, default=str)

@@ -1,7 +1,8 @@
 """Dataset adapter protocol: an in-memory image set and the registry of loaders.
 
 An adapter is a function ``load(root, split, limit) -> ImageSet`` registered in :data:`DATASETS`
-with metadata ``num_classes``, ``splits``, ``needs_root`` and ``description``. Datasets are
+with metadata ``num_classes``, ``splits``, ``needs_root`` and ``description``. Folder adapters
+(metadata ``class_order=True``) also take ``class_order=`` (:mod:`vitbench.data.classes`). Datasets are
 small enough to live in memory as uint8 arrays; normalisation is the model's business (its
 pretrained data config), never the adapter's.
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 from vitbench.core.errors import VitbenchError
 from vitbench.core.registry import Registry
+from vitbench.data.classes import check_class_order
 
 Loader = Callable[[str | None, str, int | None], Any]
 """Adapter signature: ``load(root, split, limit) -> ImageSet`` (or a ``FileImageSet`` read from files)."""
@@ -78,7 +80,13 @@ class ImageSet:
         return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
 
 
-def load_dataset(name: str, root: str | None = None, split: str = "test", limit: int | None = None) -> Any:
+def load_dataset(
+    name: str,
+    root: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    class_order: str | None = None,
+) -> Any:
     """Load a registered dataset after checking the split and the data root.
 
     Args:
@@ -86,14 +94,18 @@ def load_dataset(name: str, root: str | None = None, split: str = "test", limit:
         root: data folder for adapters with ``needs_root=True``; ignored otherwise.
         split: one of the adapter's ``splits``.
         limit: keep only the first ``limit`` samples of the split (None keeps all).
+        class_order: which folder gets which label, for folder datasets: ``natural`` (the
+            default, as timm), ``lexicographic`` or a file of class names
+            (:func:`vitbench.data.classes.order_classes`); ``None`` = the default.
 
     Returns:
         The split as an :class:`ImageSet`, or a :class:`vitbench.data.files.FileImageSet` for
         folder datasets (decoded on demand).
 
     Raises:
-        VitbenchError: unknown dataset, unknown split, a missing/nonexistent root, or a split
-            whose files were all skipped as unusable.
+        VitbenchError: unknown dataset, unknown split, a missing/nonexistent root, a
+            ``class_order`` for a dataset whose classes are fixed, or a split whose files were all
+            skipped as unusable.
     """
     if name not in DATASETS:
         raise VitbenchError(DATASETS.unknown_message(name))
@@ -116,7 +128,16 @@ def load_dataset(name: str, root: str | None = None, split: str = "test", limit:
                 "pass an existing folder with --set dataset.root=PATH or the suite's dataset.root"
             )
         root = str(Path(root).expanduser())
-    data = loader(root, split, limit)
+    class_order = check_class_order(class_order, f"dataset '{name}'")
+    if class_order is None:
+        data = loader(root, split, limit)
+    elif not meta.get("class_order", False):
+        raise VitbenchError(
+            f"dataset '{name}' has a fixed class order; class_order applies to folder datasets "
+            f"({', '.join(n for n in DATASETS.names() if DATASETS.info(n).get('class_order'))}): drop it"
+        )
+    else:
+        data = loader(root, split, limit, class_order=class_order)  # type: ignore[call-arg]
     if len(data) == 0 and getattr(data, "skipped", None):
         path, reason = data.skipped[0]
         raise VitbenchError(

@@ -253,6 +253,8 @@ class FileImageSet:
         variants: for pre-corrupted datasets (ImageNet-C): ``(noise, level) -> FileImageSet``
             of the same samples under that corruption, or ``None`` when not on disk.
         clean_error: when set, clean images are not available and this is the error message.
+        class_folders: the class folder of each label, in label order (``""`` for a label
+            without a folder, e.g. an ImageNet subset); empty when labels come from a label file.
     """
 
     name: str
@@ -268,6 +270,7 @@ class FileImageSet:
         default=None, compare=False
     )
     clean_error: str | None = None
+    class_folders: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.files)
@@ -398,6 +401,7 @@ def build_file_set(
     limit: int | None,
     order_seed: int | None = 0,
     check: bool = True,
+    class_folders: Sequence[str] = (),
 ) -> FileImageSet:
     """Check files, assign sample ids (position in ``files``), apply a seeded order and ``limit``.
 
@@ -412,6 +416,7 @@ def build_file_set(
         order_seed: seed of the fixed shuffle that makes every ``limit`` prefix class-balanced in
             expectation (``None`` keeps the listing order).
         check: run :func:`check_file` on the kept files (skips and notes recorded).
+        class_folders: the class folder of each label (``FileImageSet.class_folders``).
 
     Raises:
         VitbenchError: no images at all.
@@ -452,6 +457,7 @@ def build_file_set(
         classes=tuple(classes),
         skipped=tuple(skipped),
         notes=tuple(notes),
+        class_folders=tuple(class_folders),
     )
 
 

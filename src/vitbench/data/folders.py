@@ -3,10 +3,16 @@
 Layouts (see the cards in ``datasets/``):
 
 * ``image-folder``: ``<root>/<split>/<class>/<image>`` or, when there is no ``<split>`` folder,
-  ``<root>/<class>/<image>``; classes are the sorted sub-folder names (torchvision's rule).
-* ``imagenet``: the same ImageFolder layout with WordNet-id class folders (``n01440764``), or a
-  flat folder of images plus a label file (:func:`parse_label_file`). Labels index timm's
+  ``<root>/<class>/<image>``; classes are the sub-folder names in ``class_order``
+  (:mod:`vitbench.data.classes`: natural order by default, as timm's folder reader, so
+  ``2`` comes before ``10``; ``lexicographic`` is torchvision's rule; or a file of names).
+* ``imagenet``: the same ImageFolder layout with WordNet-id class folders (``n01440764``), or
+  exactly 1000 folders of other names (ImageNetV2: ``0`` .. ``999``) labelled in ``class_order``,
+  or a flat folder of images plus a label file (:func:`parse_label_file`). Labels index timm's
   sorted 1000 ImageNet-1k synsets (the order every timm/DeiT classifier uses).
+
+Files are listed folder by folder in string order whatever the class order, so sample ids
+(positions in that listing) do not depend on the labelling.
 * ``imagenet-c``: ``<root>/<corruption>/<severity>/<wnid>/<image>`` read as is; each
   (corruption, severity) folder is the pre-corrupted source of that noise cell.
 """
@@ -25,6 +31,7 @@ import numpy as np
 
 from vitbench.core.errors import VitbenchError
 from vitbench.data.base import DATASETS
+from vitbench.data.classes import order_classes
 from vitbench.data.files import FileImageSet, build_file_set, check_files, list_images
 from vitbench.data.noise import NOISES
 
@@ -43,7 +50,7 @@ def imagenet_synsets() -> tuple[str, ...]:
 
 
 def class_folders(folder: Path) -> list[str]:
-    """Sorted names of the sub-folders of ``folder`` (hidden ones excluded)."""
+    """Sorted (string order) names of the sub-folders of ``folder`` (hidden ones excluded)."""
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
@@ -51,20 +58,31 @@ def _split_folder(root: Path, split: str) -> Path:
     return root / split if (root / split).is_dir() else root
 
 
-def scan_image_folder(folder: Path) -> tuple[list[str], list[int], list[str]]:
-    """``(relative files, labels, classes)`` of an ImageFolder tree (class = first path part)."""
-    classes = class_folders(folder)
-    if not classes:
+def _list_by_folder(folder: Path, subdirs: list[str], index: dict[str, int]) -> tuple[list[str], list[int]]:
+    """``(relative files, labels)``: the images of each of ``subdirs`` in turn, labelled by ``index``."""
+    files: list[str] = []
+    labels: list[int] = []
+    for d in subdirs:
+        rel = [os.path.join(d, f) for f in list_images(folder / d)]
+        files += rel
+        labels += [index[d]] * len(rel)
+    return files, labels
+
+
+def scan_image_folder(folder: Path, class_order: str | None = None) -> tuple[list[str], list[int], list[str]]:
+    """``(relative files, labels, classes)`` of an ImageFolder tree (class = first path part).
+
+    ``classes`` are the folder names in label order under ``class_order``
+    (:func:`vitbench.data.classes.order_classes`; default natural).
+    """
+    subdirs = class_folders(folder)
+    if not subdirs:
         raise VitbenchError(
             f"{folder} has no class sub-folders; an ImageFolder needs <root>/<class>/<image> "
             "(or use the 'imagenet' dataset with a label file for a flat folder)"
         )
-    files: list[str] = []
-    labels: list[int] = []
-    for k, c in enumerate(classes):
-        rel = [os.path.join(c, f) for f in list_images(folder / c)]
-        files += rel
-        labels += [k] * len(rel)
+    classes = order_classes(subdirs, class_order)
+    files, labels = _list_by_folder(folder, subdirs, {c: k for k, c in enumerate(classes)})
     if not files:
         raise VitbenchError(f"{folder} has {len(classes)} class folders but no image files in them")
     return files, labels, classes
@@ -75,14 +93,17 @@ def scan_image_folder(folder: Path) -> tuple[list[str], list[int], list[str]]:
     num_classes=None,
     splits=(),
     needs_root=True,
-    description="any ImageFolder tree <root>/[<split>/]<class>/<image>; classes = sorted folder names",
+    class_order=True,
+    description="any ImageFolder tree <root>/[<split>/]<class>/<image>; classes: folder names, natural order",
 )
-def load_image_folder(root: str | None, split: str, limit: int | None) -> FileImageSet:
+def load_image_folder(
+    root: str | None, split: str, limit: int | None, class_order: str | None = None
+) -> FileImageSet:
     """Load an ImageFolder tree (see module docstring); images decoded on demand."""
     assert root is not None
     folder = _split_folder(Path(root), split)
-    files, labels, classes = scan_image_folder(folder)
-    return build_file_set("image-folder", split, folder, files, labels, classes, limit)
+    files, labels, classes = scan_image_folder(folder, class_order)
+    return build_file_set("image-folder", split, folder, files, labels, classes, limit, class_folders=classes)
 
 
 # -- label files ------------------------------------------------------------------------------------
@@ -191,14 +212,23 @@ def imagenet_labels_for(folder: Path, files: list[str], label_file: Path) -> lis
     return [imagenet_label_index(table[_stem(f)], f"{label_file.name} '{_stem(f)}'") for f in files]
 
 
-def scan_imagenet(folder: Path) -> tuple[list[str], list[int]]:
-    """``(relative files, labels)`` of an ImageNet split folder (ImageFolder or flat + label file)."""
+def scan_imagenet(
+    folder: Path, class_order: str | None = None
+) -> tuple[list[str], list[int], tuple[str, ...]]:
+    """``(relative files, labels, class folders)`` of an ImageNet split folder.
+
+    ImageFolder: WordNet-id folders take their synset's index (a class-order file may reorder
+    them), 1000 folders of other names are labelled in ``class_order`` (default natural, so
+    ImageNetV2's ``0`` .. ``999`` get labels 0 .. 999). Class folders are the folder of each of
+    the 1000 labels (``""`` where a subset has none); empty for a flat folder with a label file.
+    """
     if not folder.is_dir():
         raise VitbenchError(f"ImageNet folder {folder} does not exist; pass --set dataset.root=PATH")
     subdirs = class_folders(folder)
     if subdirs:
         wnids = [d for d in subdirs if _WNID.match(d)]
-        if len(wnids) == len(subdirs):
+        by_file = class_order not in (None, "natural", "lexicographic")
+        if len(wnids) == len(subdirs) and not by_file:
             unknown = [d for d in wnids if d not in _synset_index()]
             if unknown:
                 raise VitbenchError(
@@ -207,19 +237,17 @@ def scan_imagenet(folder: Path) -> tuple[list[str], list[int]]:
                 )
             index = {d: _synset_index()[d] for d in wnids}
         elif len(subdirs) == IMAGENET_CLASSES:
-            index = {d: k for k, d in enumerate(subdirs)}  # 1000 folders in sorted order
+            index = {d: k for k, d in enumerate(order_classes(subdirs, class_order))}
         else:
             raise VitbenchError(
                 f"{folder} has {len(subdirs)} class folders but ImageNet-1k has {IMAGENET_CLASSES}; "
                 "name them by WordNet id (n01440764, ...) or use the 'image-folder' dataset"
             )
-        files: list[str] = []
-        labels: list[int] = []
-        for d in subdirs:
-            rel = [os.path.join(d, f) for f in list_images(folder / d)]
-            files += rel
-            labels += [index[d]] * len(rel)
-        return files, labels
+        files, labels = _list_by_folder(folder, subdirs, index)
+        by_label = [""] * IMAGENET_CLASSES
+        for d, k in index.items():
+            by_label[k] = d
+        return files, labels, tuple(by_label)
     files = list_images(folder)
     if not files:
         raise VitbenchError(f"{folder} holds no images and no class folders; check dataset.root")
@@ -229,7 +257,7 @@ def scan_imagenet(folder: Path) -> tuple[list[str], list[int]]:
             f"{folder} is a flat folder of images without a label file; put one of "
             f"{', '.join(LABEL_FILES)} ('<file> <label>' lines) in it or its parent"
         )
-    return files, imagenet_labels_for(folder, files, label_file)
+    return files, imagenet_labels_for(folder, files, label_file), ()
 
 
 @DATASETS.register(
@@ -237,14 +265,19 @@ def scan_imagenet(folder: Path) -> tuple[list[str], list[int]]:
     num_classes=IMAGENET_CLASSES,
     splits=("val", "train"),
     needs_root=True,
-    description="ImageNet-1k: <root>/<split>/<wnid>/<image> or a flat folder + label file",
+    class_order=True,
+    description="ImageNet-1k: <root>/<split>/<wnid>/<image> (or 1000 named folders), or flat + label file",
 )
-def load_imagenet(root: str | None, split: str, limit: int | None) -> FileImageSet:
+def load_imagenet(
+    root: str | None, split: str, limit: int | None, class_order: str | None = None
+) -> FileImageSet:
     """Load an ImageNet-1k split; ``root`` is the ImageNet folder or the split folder itself."""
     assert root is not None
     folder = _split_folder(Path(root), split)
-    files, labels = scan_imagenet(folder)
-    return build_file_set("imagenet", split, folder, files, labels, imagenet_synsets(), limit)
+    files, labels, folders = scan_imagenet(folder, class_order)
+    return build_file_set(
+        "imagenet", split, folder, files, labels, imagenet_synsets(), limit, class_folders=folders
+    )
 
 
 # -- ImageNet-C -------------------------------------------------------------------------------------
@@ -295,8 +328,10 @@ def load_imagenet_c(root: str | None, split: str, limit: int | None) -> FileImag
     folders = scan_imagenet_c(base)
     clean = base / "clean"
     ref_folder = clean if clean.is_dir() else folders[min(folders)]
-    files, labels = scan_imagenet(ref_folder)
-    data = build_file_set("imagenet-c", split, ref_folder, files, labels, imagenet_synsets(), limit)
+    files, labels, by_label = scan_imagenet(ref_folder)
+    data = build_file_set(
+        "imagenet-c", split, ref_folder, files, labels, imagenet_synsets(), limit, class_folders=by_label
+    )
     clean_error = None
     if not clean.is_dir():
         clean_error = (

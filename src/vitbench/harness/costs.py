@@ -2,8 +2,11 @@
 
 Costs depend on the network a cell runs, not on its images or noise, so every cell of one
 (model, method, native params, selection, scope) shares one measurement: GMACs on a real batch-1
-forward (the papers' convention, :func:`vitbench.measure.count_gmacs`), parameters, the tokens
-entering each block, and throughput on a synthetic batch with the throughput threads.
+forward (the papers' convention, :func:`vitbench.measure.count_gmacs`), parameters and the tokens
+entering each block, counted with the cell. Throughput (a synthetic batch, the throughput threads)
+is timed in a quiet phase of its own after every cell of the run is evaluated
+(:meth:`CellCosts.throughput_of`, driven by :meth:`vitbench.harness.runner.Harness.run`): an
+evaluation, a corruption build or a loader never shares the machine with a timing.
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ class CellCosts:
         self._threads = threads
         self._cache: dict[tuple, dict[str, Any]] = {}
 
+    def key(self, cell: Cell, params: Any, scope: tuple[Any, ...] | None = None) -> tuple:
+        """What a cell's costs depend on: model entry, method, native params, selection, scope."""
+        return (
+            cell.model,
+            cell.method.name,
+            json.dumps(dataclasses.asdict(params), sort_keys=True),
+            cell.selection,
+            scope,
+        )
+
     def of(
         self,
         cell: Cell,
@@ -57,16 +70,9 @@ class CellCosts:
 
         Returns:
             GMACs per image at batch 1, millions of parameters, tokens entering each block (prefix
-            tokens included), their mean fraction of the first block's, and when enabled
-            ``img_per_s``, ``ms_per_batch``, ``batch_size``, ``throughput_dtype``, ``threads``.
+            tokens included) and their mean fraction of the first block's.
         """
-        key = (
-            cell.model,
-            cell.method.name,
-            json.dumps(dataclasses.asdict(params), sort_keys=True),
-            cell.selection,
-            scope,
-        )
+        key = self.key(cell, params, scope)
         if key not in self._cache:
             input_size = tuple(cfg["input_size"])
             handle.set_sample_ids(None)
@@ -78,23 +84,31 @@ class CellCosts:
                 "tokens_per_block": tokens,
                 "tokens_kept_frac": float(np.mean(tokens) / tokens[0]) if tokens and tokens[0] else None,
             }
-            tp = self.throughput
-            if tp.enabled:
-                with intra_op_threads(self._threads(cell.model)):  # not the evaluation threads
-                    res = measure_throughput(
-                        model,
-                        input_size,
-                        tp.batch_size,
-                        device=self.device,
-                        warmup=tp.warmup,
-                        repeats=tp.repeats,
-                    )
-                out.update(
-                    img_per_s=res.img_per_s,
-                    ms_per_batch=res.ms_per_batch,
-                    batch_size=res.batch_size,
-                    throughput_dtype=res.dtype,
-                    threads=res.threads,
-                )
             self._cache[key] = out
         return self._cache[key]
+
+    def throughput_of(self, cell: Cell, model: nn.Module, handle: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Record fields ``img_per_s``, ``ms_per_batch``, ``batch_size``, ``throughput_dtype``, ``threads``.
+
+        Times ``model`` (its method applied, ``handle`` entered) on a synthetic batch of the suite's
+        throughput ``batch_size`` at ``cfg``'s input size with the model's throughput threads:
+        warm-up discarded, median of ``repeats`` (:func:`vitbench.measure.measure_throughput`).
+        """
+        tp = self.throughput
+        handle.set_sample_ids(None)
+        with intra_op_threads(self._threads(cell.model)):  # not the evaluation threads
+            res = measure_throughput(
+                model,
+                tuple(cfg["input_size"]),
+                tp.batch_size,
+                device=self.device,
+                warmup=tp.warmup,
+                repeats=tp.repeats,
+            )
+        return {
+            "img_per_s": res.img_per_s,
+            "ms_per_batch": res.ms_per_batch,
+            "batch_size": res.batch_size,
+            "throughput_dtype": res.dtype,
+            "threads": res.threads,
+        }

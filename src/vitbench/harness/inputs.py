@@ -79,7 +79,9 @@ class CellInputs:
         """
         if self._data is None:
             d = self.suite.dataset
-            self._data = load_dataset(d.name, root=d.root, split=d.split, limit=d.limit)
+            self._data = load_dataset(
+                d.name, root=d.root, split=d.split, limit=d.limit, class_order=d.class_order
+            )
             if len(self._data) == 0:
                 raise VitbenchError(
                     f"dataset '{d.name}' split '{d.split}' is empty; check its root and limit"

@@ -37,6 +37,7 @@ from vitbench.core.models import data_config
 from vitbench.core.specs import Cell, SuiteSpec
 from vitbench.data import load_dataset
 from vitbench.data.cache import CorruptionCache, cache_key, prep_rule
+from vitbench.data.files import ids_hash
 from vitbench.data.noise import apply_noise
 from vitbench.data.prep import to_tensor
 from vitbench.data.subsets import prepared_subset
@@ -55,6 +56,47 @@ if TYPE_CHECKING:
 FINETUNE_LR = 2e-4
 
 
+def _calibration_split(suite: SuiteSpec) -> Any:
+    """The dataset split calibration images come from (``suite.calib.split``), non-empty."""
+    spec, d = suite.calib, suite.dataset
+    try:
+        data = load_dataset(d.name, root=d.root, split=spec.split, class_order=d.class_order)
+    except VitbenchError as exc:
+        raise VitbenchError(f"calibration loader: {exc}") from None
+    if len(data) == 0:
+        raise VitbenchError(
+            f"calibration loader is empty: dataset '{d.name}' split '{spec.split}' has no images; "
+            "set calib.split to a split with images"
+        )
+    return data
+
+
+def calibration_pick(available: int, n_images: int, seed: int) -> np.ndarray:
+    """Sorted indices of the ``min(n_images, available)`` calibration images drawn with ``seed``."""
+    n = min(n_images, available)
+    return np.sort(np.random.default_rng([seed, 0xCA11B]).permutation(available)[:n])
+
+
+def calibration_source(suite: SuiteSpec, cell: Cell) -> dict[str, Any]:
+    """Record fields saying which images calibrated a channel cell.
+
+    Returns:
+        ``calib_images`` (images drawn), ``calib_split`` (the split they come from) and
+        ``calib_ids_hash`` (hash of their sample ids, as ``sample_ids_hash`` hashes the evaluated
+        ones); the calibration noise is the cell's ``calib_noise``/``calib_level``.
+
+    Raises:
+        VitbenchError: the calibration split is empty.
+    """
+    data = _calibration_split(suite)
+    pick = calibration_pick(len(data), suite.calib.n_images, cell.seed)
+    return {
+        "calib_images": len(pick),
+        "calib_split": suite.calib.split,
+        "calib_ids_hash": ids_hash(np.asarray(data.sample_ids)[pick]),
+    }
+
+
 def calibration_batches(
     suite: SuiteSpec, cell: Cell, cfg: dict[str, Any], cache: CorruptionCache | Literal[False] = False
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -70,17 +112,9 @@ def calibration_batches(
         VitbenchError: the calibration split is empty (one line, with the fix).
     """
     spec, d = suite.calib, suite.dataset
-    try:
-        data = load_dataset(d.name, root=d.root, split=spec.split)
-    except VitbenchError as exc:
-        raise VitbenchError(f"calibration loader: {exc}") from None
-    if len(data) == 0:
-        raise VitbenchError(
-            f"calibration loader is empty: dataset '{d.name}' split '{spec.split}' has no images; "
-            "set calib.split to a split with images"
-        )
-    n = min(spec.n_images, len(data))
-    pick = np.sort(np.random.default_rng([cell.seed, 0xCA11B]).permutation(len(data))[:n])
+    data = _calibration_split(suite)
+    pick = calibration_pick(len(data), spec.n_images, cell.seed)
+    n = len(pick)
     labels = np.asarray(data.labels)[pick].astype(np.int64)
     ids = np.asarray(data.sample_ids)[pick].astype(np.int64)
     images = prepared_subset(data, pick, cfg)  # folder datasets: only the picked files are decoded

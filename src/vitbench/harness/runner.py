@@ -11,11 +11,8 @@ sweep goes on; re-running a suite skips cells already recorded without error. Wi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
@@ -32,34 +29,59 @@ from vitbench.core.models import (
     data_config,
     model_from_spec,
 )
-from vitbench.core.specs import Cell, ModelSpec, SuiteSpec
+from vitbench.core.specs import Cell, MethodSpec, ModelSpec, SuiteSpec
 from vitbench.core.threads import SMALL_WORK_GMACS, auto_threads, intra_op_threads, usable_cores
 from vitbench.core.threads import local_processes as local_processes_of
 from vitbench.data import FileImageSet, ImageSet, default_workers
 from vitbench.data.cache import CacheKey, CorruptionCache
+from vitbench.data.classes import dataset_class_digest
 from vitbench.data.prep import to_tensor
 from vitbench.data.subsets import ArraySamples
 from vitbench.harness.costs import CellCosts
 from vitbench.harness.inputs import CellInputs
-from vitbench.harness.pruned import PrunedModels
+from vitbench.harness.pruned import PrunedModels, calibration_source
 from vitbench.harness.runtime_phase import run_runtime_phase
 from vitbench.harness.trained import TrainedParts
 from vitbench.measure import classification_metrics, count_gmacs, self_check
 from vitbench.methods import METHODS
-from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod
+from vitbench.methods.base import ChannelMethod, Method, NoParams, TokenMethod, make_params
 from vitbench.methods.requirements import check_pairs
 from vitbench.methods.trainable import TrainableMethod
+from vitbench.store.pending import PendingStore
 from vitbench.store.per_sample import PerSample
-from vitbench.store.results import ResultsStore, config_hash, provenance
+from vitbench.store.results import config_hash, provenance
+
+#: Record fields a keep-1.0 token cell takes from the dense record it reuses (what the images gave).
+REUSED_FIELDS: tuple[str, ...] = (
+    "n_samples",
+    "sample_ids_hash",
+    "data_config",
+    "top1",
+    "top5",
+    "nll",
+    "ece",
+    "top1_ci_low",
+    "top1_ci_high",
+)
 
 
-def labels_digest(classes: tuple[str, ...] | list[str]) -> str:
-    """16 hex characters of the sha256 of the class names in label order (label ``i`` = ``classes[i]``).
+def dense_twin(cell: Cell) -> Cell | None:
+    """The ``dense`` cell whose record ``cell`` reuses, or ``None`` when ``cell`` is evaluated.
 
-    Two runs whose folders map to labels differently (a changed ``class_order``, renamed folders)
-    get different digests, so their records never resume or average one another.
+    Keep ratio 1.0 of a token method is the unmodified model: the method contract requires
+    bit-identical logits there for every selection (the conformance kit's ``token_identity``
+    check), so its accuracy is the dense record's on the same images, noise and seed. Cells with
+    explicit native parameters (``--set``/``params``), trainable methods (their parts come from
+    an artifact) and channel methods are evaluated.
     """
-    return hashlib.sha256(json.dumps(list(classes)).encode()).hexdigest()[:16]
+    if cell.keep_ratio != 1.0 or cell.method.params or cell.method.name == "dense":
+        return None
+    if cell.method.name not in METHODS or "dense" not in METHODS:
+        return None
+    cls = METHODS.get(cell.method.name)
+    if not issubclass(cls, TokenMethod) or cls.trainable:
+        return None
+    return dataclasses.replace(cell, method=MethodSpec("dense"), selection="scored")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +109,15 @@ class CellModel:
             :class:`~vitbench.methods.patching.patch.Handle` (sample ids, tokens per block).
         cost_scope: what the cell's costs depend on beyond (model, method, params, selection):
             ``None``, or for a pruned model its calibration (calibration noise, seed).
+        fields: record fields describing how the model was made (a pruned model's calibration
+            images, :func:`~vitbench.harness.pruned.calibration_source`).
     """
 
     model: nn.Module
     params: Any
     apply: Any
     cost_scope: tuple[Any, ...] | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class CellBuilder(Protocol):
@@ -151,6 +176,7 @@ class Harness:
         log: Callable[[str], None] = print,
         cache: CorruptionCache | Literal[False] | None = None,
         local_processes: int | None = None,
+        reuse: bool = True,
     ) -> None:
         from accelerate import Accelerator
 
@@ -159,8 +185,11 @@ class Harness:
         self.main = self.acc.is_main_process
         self.progress = progress and self.main
         self.log = log if self.main else (lambda _msg: None)
+        #: the results store (main process): an existing one is opened, a new file is created by
+        #: the first record, so a run refused during setup leaves no store behind
+        self.store = PendingStore(results) if self.main else None
+        self.acc.wait_for_everyone()
         self.results = results
-        self._store: ResultsStore | None = None  # opened when the first record is written
         self._models: dict[ModelSpec, nn.Module] = {}
         self._digests: dict[ModelSpec, str] = {}
         self._labels: str | None = None
@@ -177,6 +206,8 @@ class Harness:
         #: GMACs, params, tokens and throughput of each cell, measured once per setting
         self.costs = CellCosts(suite.throughput, self.acc.device, lambda spec: self.threads_for(spec)[1])
         self._prov = provenance()
+        #: keep-1.0 token cells take their accuracy from the dense record (:func:`dense_twin`)
+        self.reuse = reuse
         self._hash = config_hash(suite.to_dict())
         self._threads: dict[ModelSpec, tuple[int, int]] = {}
         self._local = local_processes or local_processes_of(self.acc.num_processes)
@@ -237,9 +268,9 @@ class Harness:
         return self._digests[spec]
 
     def labels_digest(self) -> str:
-        """Digest of the dataset's class names in label order (:func:`labels_digest`)."""
+        """Digest of which class (folder) got which label (``data.classes.dataset_class_digest``)."""
         if self._labels is None:
-            self._labels = labels_digest(self.dataset().classes)
+            self._labels = dataset_class_digest(self.dataset())
         return self._labels
 
     def content(self, cell: Cell) -> dict[str, Any]:
@@ -327,7 +358,8 @@ class Harness:
         apply = cls.token_handle(model, params, cell.seed)  # VTC-LFC: its token schedule
         counter = cast("type[TokenMethod]", METHODS.get("dense"))
         apply = apply or counter.apply(model, NoParams(), "scored", cell.seed)
-        return CellModel(model, params, apply, cost_scope=(cell.calib_noise, cell.seed))
+        source = calibration_source(self.suite, cell)
+        return CellModel(model, params, apply, cost_scope=(cell.calib_noise, cell.seed), fields=source)
 
     def run_cell(self, cell: Cell) -> CellResult:
         """Evaluate one cell: its measured record fields and per-sample outcome.
@@ -365,9 +397,52 @@ class Harness:
             "data_config": {k: cfg[k] for k in DATA_CONFIG_KEYS if k in cfg},
             **metrics,
             **cost,
+            **built.fields,
             "wall_s": time.perf_counter() - start,
         }
         return CellResult(fields, PerSample.from_logits(logits, labels, ids))
+
+    def reused_cell(self, cell: Cell) -> CellResult | None:
+        """A keep-1.0 token cell from its dense record (:func:`dense_twin`), or ``None`` to evaluate it.
+
+        The accuracy fields (:data:`REUSED_FIELDS`) and per-sample outcome are the dense record's;
+        GMACs, parameters and tokens per block are counted with the method applied, as for any
+        cell; ``reused_from`` names the dense record. ``None`` when no successful dense record
+        is stored (it was not part of the run, or failed).
+        """
+        twin = dense_twin(cell)
+        if twin is None:
+            return None
+        key = self.cell_key(twin)
+        found: Any = self.store.record(key) if self.store is not None else None
+        samples = self.store.samples([key]).get(key) if found is not None and self.store is not None else None
+        if self.acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            box = [found is not None]
+            broadcast_object_list(box, from_process=0)
+            if not box[0]:
+                return None
+        elif found is None:
+            return None
+        start = time.perf_counter()
+        method: Any = METHODS.get(cell.method.name)
+        dense = self.model(cell.model)
+        method.check_model(dense, cell.model.name)
+        params = method.params_for(cell.keep_ratio, dense, cell.method.overrides)
+        built = self.builder(method)(cell, method, params, dense)
+        with built.apply as handle:
+            cost = self.costs.of(cell, built.model, handle, built.params, data_config(built.model))
+        fields = {
+            "family": method.family,
+            "params_json": dataclasses.asdict(built.params),
+            "setting": method.setting(built.params),
+            **({k: found[k] for k in REUSED_FIELDS} if found is not None else {}),
+            **cost,
+            "reused_from": key,
+            "wall_s": time.perf_counter() - start,
+        }
+        return CellResult(fields, samples)
 
     def identity(self, cell: Cell) -> dict[str, Any]:
         """Record fields that identify the cell: its spec, its :meth:`content` and provenance."""
@@ -440,6 +515,8 @@ class Harness:
         caller = torch.get_num_threads()
         try:
             summary = self._run(cells)
+            if self.suite.throughput.enabled:  # after every cell: nothing else runs beside a timing
+                self._throughput_phase(cells)
             if self.suite.throughput.runtimes:  # after every cell: exports never disturb accuracy cells
                 run_runtime_phase(self, cells, resumed=summary.done == 0 and summary.skipped > 0)
             return summary
@@ -467,13 +544,16 @@ class Harness:
         )
         if todo:
             self_check(self.acc.device)  # a counter this torch release breaks stops the run here
-        for cell in _bar(todo, self.progress, "cells", leave=True, position=0):
+        later = [c for c in todo if dense_twin(c) is not None] if self.reuse else []
+        first = [c for c in todo if c not in set(later)]
+        for cell in _bar([*first, *later], self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             samples = None
             try:
                 record["eval_threads"] = threads = self.threads_for(cell.model)[0]
                 with intra_op_threads(threads):
-                    result = self.run_cell(cell)
+                    result = self.reused_cell(cell) if cell in later else None
+                    result = result or self.run_cell(cell)
                 record.update(result.fields)
                 samples = result.samples
                 summary.done += 1
@@ -485,41 +565,63 @@ class Harness:
                 summary.failed += 1
                 summary.errors.append(f"{cell.label()}: {line}")
                 self.log(f"cell failed ({cell.label()}): {line}")
-            if self.main:
+            if self.store is not None:
                 self.store.write(record, samples=samples)
         return summary
 
-    @property
-    def store(self) -> ResultsStore:
-        """The results store, created and opened when the first record is written (main process).
+    def _throughput_phase(self, cells: list[Cell]) -> None:
+        """Time every setting of ``cells`` whose records have no img/s yet, once, and fill them in.
 
-        A run refused before its first cell leaves no store file behind.
-
-        Raises:
-            VitbenchError: on another process than the main one (only the main process writes),
-                or the store cannot be created or opened.
+        Runs after every cell is evaluated (a quiet machine for the timings); cells resumed from
+        a run interrupted before its timings get them now. A setting that fails to time leaves its
+        records without img/s and logs one line.
         """
-        if not self.main:
-            raise VitbenchError("only the main process writes the results store")
-        if self._store is None:
-            self._store = ResultsStore(self.results)
-        return self._store
+        wanted: dict[tuple, list[str]] = {}
+        first: dict[tuple, tuple[Cell, Any, Any]] = {}
+        for cell in cells:
+            key = self.cell_key(cell)
+            found = self.store.record(key) if self.store is not None else None
+            missing = found is not None and found.get("img_per_s") is None
+            if self.acc.num_processes > 1:
+                from accelerate.utils import broadcast_object_list
+
+                box: list[Any] = [missing, found.get("params_json") if found else None]
+                broadcast_object_list(box, from_process=0)
+                missing, params_json = bool(box[0]), box[1]
+            else:
+                params_json = found.get("params_json") if found else None
+            if not missing:
+                continue
+            method: Any = METHODS.get(cell.method.name)
+            params = make_params(method, dict(params_json or {}))
+            scope = (cell.calib_noise, cell.seed) if issubclass(method, ChannelMethod) else None
+            setting = self.costs.key(cell, params, scope)
+            wanted.setdefault(setting, []).append(key)
+            first.setdefault(setting, (cell, method, params))
+        for setting, keys in wanted.items():
+            cell, method, params = first[setting]
+            try:
+                dense = self.model(cell.model)
+                built = self.builder(method)(cell, method, params, dense)
+                with built.apply as handle:
+                    timed = self.costs.throughput_of(cell, built.model, handle, data_config(built.model))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # the records stay, without img/s
+                self.log(f"throughput of {cell.label()} not measured: {' '.join(str(exc).split())}")
+                continue
+            if self.store is not None:
+                for key in keys:
+                    self.store.update(key, timed)
 
     def close(self) -> None:
         """Close the results store if it was opened (idempotent)."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        if self.store is not None:
+            self.store.close()
 
     def _done_keys(self) -> set[str]:
         """Keys of the successful records already in the store (read without creating it)."""
-        keys: set[str] = set()
-        if self.main:
-            if self._store is not None:
-                keys = self._store.done_keys()
-            elif Path(self.results).expanduser().is_file():
-                with ResultsStore(self.results, readonly=True) as existing:
-                    keys = existing.done_keys()
+        keys = self.store.done_keys() if self.store is not None else set()
         from accelerate.utils import broadcast_object_list
 
         box = [sorted(keys)]

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vitbench.core.errors import VitbenchError
-from vitbench.store.records import RECORD_FIELDS
 from vitbench.store.results import ResultsStore
 
 _DIST_ENV = (
@@ -114,33 +112,25 @@ def merge_stores(target: str | Path, sources: Sequence[str | Path]) -> MergeSumm
     target = Path(target)
     if any(Path(s).resolve() == target.resolve() for s in sources if target.exists()):
         raise VitbenchError(f"merge target {target} is also a source; write into a new file")
+    read = []
+    for src in sources:  # every source is read (and validated) before the target is touched
+        with ResultsStore(src, readonly=True) as source:  # path, schema, columns, damage
+            read.append((src, source.records(), source.samples()))
     with ResultsStore(target) as store:
-        have = {
-            str(k): (err, t1)
-            for k, err, t1 in store._conn.execute("SELECT cell_key, error, top1 FROM records").fetchall()
-        }
-        for src in sources:
-            with ResultsStore(src, readonly=True) as source:  # validates path, schema and columns
-                samples = source.samples()  # per-sample outcomes travel with their records
-                quoted = source.select_list()  # NULL for columns added after it was written
-            conn = sqlite3.connect(f"{Path(src).resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                names = list(RECORD_FIELDS)
-                for row in conn.execute(f"SELECT {quoted} FROM records ORDER BY rowid"):
-                    rec = dict(zip(names, row))
-                    key = str(rec["cell_key"])
-                    if key not in have:
-                        out.added += 1
-                    elif have[key][0] is not None and rec["error"] is None:
-                        out.replaced += 1
-                    else:
-                        out.kept += 1
-                        old_top1 = have[key][1]
-                        if rec["error"] is None and have[key][0] is None and old_top1 != rec["top1"]:
-                            out.disagreements.append(f"{key}: top1 {old_top1} vs {rec['top1']} ({src})")
-                        continue
-                    store.write(rec, samples=samples.get(key))
-                    have[key] = (rec["error"], rec["top1"])
-            finally:
-                conn.close()
+        have = {str(r["cell_key"]): (r["error"], r["top1"]) for r in store.records()}
+        for src, records, samples in read:
+            for rec in records:
+                key = str(rec["cell_key"])
+                if key not in have:
+                    out.added += 1
+                elif have[key][0] is not None and rec["error"] is None:
+                    out.replaced += 1
+                else:
+                    out.kept += 1
+                    old_top1 = have[key][1]
+                    if rec["error"] is None and have[key][0] is None and old_top1 != rec["top1"]:
+                        out.disagreements.append(f"{key}: top1 {old_top1} vs {rec['top1']} ({src})")
+                    continue
+                store.write(rec, samples=samples.get(key))
+                have[key] = (rec["error"], rec["top1"])
     return out

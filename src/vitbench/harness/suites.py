@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ from vitbench.core.specs import (
 )
 from vitbench.core.threads import check_threads
 from vitbench.data import DATASETS
+from vitbench.data.classes import check_class_order
 from vitbench.data.noise import check_noise
 from vitbench.measure.runtimes import check_runtimes
 from vitbench.methods import METHODS, ChannelMethod
@@ -127,9 +129,39 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
 
 
+#: Longest suite name: it names files (``<suite>.sqlite``) and folders (``<results>/<suite>/``).
+SUITE_NAME_MAX = 100
+_SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_suite_name(name: object, where: str) -> str:
+    """A suite name that is safe as one file or folder name, as a string.
+
+    Allowed: letters, digits and ``. _ + -``, starting with a letter or digit, at most
+    :data:`SUITE_NAME_MAX` characters, no ``..``; so no path separator, no hidden file and no
+    name a file system refuses.
+
+    Raises:
+        VitbenchError: any other name (one line, before any file is written).
+    """
+    text = str(name)
+    if len(text) > SUITE_NAME_MAX:
+        raise VitbenchError(
+            f"{where}: suite name of {len(text)} characters is too long (at most {SUITE_NAME_MAX}); "
+            "set a shorter name: in the suite"
+        )
+    if not _SUITE_NAME.fullmatch(text) or ".." in text:
+        raise VitbenchError(
+            f"{where}: suite name {text!r} is not a safe file name; use letters, digits and . _ + - "
+            "(no '/', no '..', not starting with '.'), e.g. name: my-suite"
+        )
+    return text
+
+
 def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
     """Validate a plain mapping and build a :class:`SuiteSpec`."""
     _unknown(where, list(raw), SUITE_KEYS)
+    check_suite_name(raw.get("name", ""), where)
     for required in ("models", "methods"):
         if not raw.get(required):
             raise VitbenchError(f"{where}: '{required}' is missing or empty; list at least one")
@@ -222,6 +254,7 @@ def _dataset(item: Any, where: str) -> DataSpec:
     if "split" not in item:  # the dataset's evaluation split (imagenet: val, mnist-demo: test)
         item = {**item, "split": default_split(str(item.get("name", DataSpec.name)))}
     spec = DataSpec(**item)
+    spec = dataclasses.replace(spec, class_order=check_class_order(spec.class_order, f"{where} dataset"))
     if spec.limit is not None and (not isinstance(spec.limit, int) or spec.limit < 1):
         raise VitbenchError(f"{where}: dataset.limit must be a positive integer or null, got {spec.limit!r}")
     return spec

@@ -45,12 +45,13 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.version import GMACS_COUNTER_VERSION
 from vitbench.measure.modes import eval_mode
 
 #: Identifies the counting rules; stored with every record (``gmacs_counter``). Bump it whenever
 #: a formula or the op coverage changes what a model counts. Records without it were counted by
 #: torch's ``FlopCounterMode`` (version 1), which missed attention on some torch releases.
-COUNTER_VERSION = "2"
+COUNTER_VERSION = GMACS_COUNTER_VERSION
 
 #: Norm ops without an fvcore convention; they count 0 and trigger a warning.
 _UNCOUNTED_NORM_OPS: tuple[str, ...] = ("rms_norm", "_fused_rms_norm")

@@ -169,7 +169,8 @@ class TokenMethod(Method):
 
     ``apply`` returns a :class:`~vitbench.methods.patching.patch.Handle`; leaving its context restores the
     original classes bit-for-bit. ``schedule`` gives the tokens entering each block (prefix
-    tokens included) for the model's native input size.
+    tokens included) for the model's input size (:func:`~vitbench.methods.patching.patch.input_tokens`:
+    the native grid, or the configured input of a ``dynamic_img_size`` model).
     """
 
     family: ClassVar[str] = "token"

@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 from torch import nn
 
 from vitbench.methods.base import Conformance, NoParams, TokenMethod, register
-from vitbench.methods.evit import StageMethod
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -18,6 +17,7 @@ from vitbench.methods.patching.patch import (
     patch_blocks,
 )
 from vitbench.methods.requirements import Requirements
+from vitbench.methods.stagebase import StageMethod
 
 
 @register

@@ -18,7 +18,7 @@ from torch import nn
 from vitbench.methods.base import register
 from vitbench.methods.slimming.channel import ChannelParams, Scores, unit_counts, unit_sums
 from vitbench.methods.slimming.slim import source_plan
-from vitbench.methods.structured import StructuredChannelMethod
+from vitbench.methods.structured import StructuredChannelMethod, original_indices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,16 +93,6 @@ class Magnitude(StructuredChannelMethod):
 
 
 KIND_ID = {"embed": 0, "head": 1, "qk": 2, "v": 3, "mlp": 4}
-
-
-def original_indices(plan: Any, kind: str, block: int, n: int) -> list[int]:
-    """Indices in the dense model of the current units of one layer (positions if unknown)."""
-    if plan is None:
-        return list(range(n))
-    if kind == "embed":
-        return list(plan.embed)
-    bp = plan.blocks[block]
-    return list({"head": bp.heads, "qk": bp.qk[0], "v": bp.v[0], "mlp": bp.mlp}[kind])
 
 
 __all__ = ["Magnitude", "MagnitudeParams", "RandomChannels", "RandomChannelsParams"]

@@ -37,11 +37,10 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.methods.base import Conformance, register
-from vitbench.methods.channel_baselines import original_indices
 from vitbench.methods.slimming.channel import ChannelParams, Layer, Scores, group_sizes, unit_sums
 from vitbench.methods.slimming.latency import get_table
 from vitbench.methods.slimming.slim import ModelDims, model_dims, source_plan
-from vitbench.methods.structured import StructuredChannelMethod, loss_grads
+from vitbench.methods.structured import StructuredChannelMethod, loss_grads, original_indices
 
 #: Per-kind divisor of the summed Taylor term before squaring (official method 23).
 NORMALISE: dict[str, float] = {"embed": 12.0, "head": 12.0, "qk": 2.0, "v": 2.0, "mlp": 1.0}

@@ -54,6 +54,10 @@ class Requirements:
             tokens by its attention row or distils its feature.
         class_token_head: the classifier reads the class token (``global_pool='token'``).
         slimmable: channel pruning can slim the model (:func:`vitbench.methods.slimming.slim.supported`).
+        pooling: the ``global_pool`` types the method reads correctly (empty: any), e.g. ToMe
+            weights ``'avg'`` by token size but cannot reproduce a max or an attention pool over
+            merged tokens.
+        pooling_why: why other pooling is refused (for the error message).
         uses: what the method does with the class token / its head (for the error message).
     """
 
@@ -62,6 +66,8 @@ class Requirements:
     class_token: bool = False
     class_token_head: bool = False
     slimmable: bool = False
+    pooling: tuple[str, ...] = ()
+    pooling_why: str = ""
     uses: str = ""
 
     def short(self) -> str:
@@ -72,7 +78,9 @@ class Requirements:
             "attn_mask": "attn_mask",
             "slimmable": "slimmable",
         }
-        return ", ".join(text for field, text in names.items() if getattr(self, field)) or "-"
+        pools = f"pooling {'/'.join(self.pooling)}" if self.pooling else ""
+        needs = [text for field, text in names.items() if getattr(self, field)] + ([pools] if pools else [])
+        return ", ".join(needs) or "-"
 
     def unmet(self, model: nn.Module) -> tuple[str, str] | None:
         """The first need ``model`` does not meet as ``(need, what the model has)``, else ``None``."""
@@ -85,6 +93,10 @@ class Requirements:
             return "a classifier on the class token (global_pool='token')", (
                 f"has {_POOLS.get(str(pool), str(pool))} (global_pool='{pool}')"
             )
+        if self.pooling and pool not in self.pooling:
+            kinds = " or ".join(f"{_POOLS.get(k, k)} (global_pool='{k}')" for k in self.pooling)
+            why = f" ({self.pooling_why})" if self.pooling_why else ""
+            return f"{kinds}{why}", f"has {_POOLS.get(str(pool), str(pool))} (global_pool='{pool}')"
         if self.attn_mask and (has := _no_attn_mask(model)):
             return "attention that takes attn_mask (timm >= 1.0.16)", has
         if self.slimmable:

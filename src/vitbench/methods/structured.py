@@ -114,4 +114,14 @@ def loss_grads(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> No
         loss.backward()
 
 
-__all__ = ["StructuredChannelMethod", "loss_grads"]
+def original_indices(plan: Any, kind: str, block: int, n: int) -> list[int]:
+    """Indices in the dense model of the current units of one layer (positions if unknown)."""
+    if plan is None:
+        return list(range(n))
+    if kind == "embed":
+        return list(plan.embed)
+    bp = plan.blocks[block]
+    return list({"head": bp.heads, "qk": bp.qk[0], "v": bp.v[0], "mlp": bp.mlp}[kind])
+
+
+__all__ = ["StructuredChannelMethod", "loss_grads", "original_indices"]

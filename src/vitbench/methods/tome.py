@@ -7,8 +7,12 @@ similarity are averaged into their B partners weighted by token size; sizes add 
 is proportional: log(size) is added to the attention logits, passed to timm's own attention
 as an additive ``attn_mask`` so the fused kernel stays in use. Prefix tokens are protected
 (an A-side prefix token is never merged away, a B-side prefix token never receives a merge),
-which reproduces the official handling of CLS and distillation tokens. Official code:
-facebookresearch/ToMe (``tome/merge.py``, ``tome/patch/timm.py``).
+which reproduces the official handling of CLS and distillation tokens. On a model that
+averages its tokens (``global_pool='avg'``, with or without a class token) the average weights
+every token by its size, as the official code pools MAE's models (``tome/patch/mae.py``), so
+the pooled feature is the mean over the original patches; max and attention pooling cannot be
+rebuilt from merged tokens and are refused. Official code: facebookresearch/ToMe
+(``tome/merge.py``, ``tome/patch/timm.py``, ``tome/patch/mae.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from vitbench.methods.patching.patch import (
     check_vit,
     input_tokens,
     patch_blocks,
+    patch_model_class,
     prefix_tokens,
 )
 from vitbench.methods.patching.stages import stage_blocks, stage_schedule
@@ -136,6 +141,48 @@ class ToMeMixin(CountingMixin):
         return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
 
 
+def size_weighted_pool(
+    x: torch.Tensor, size: torch.Tensor, prefix: int, include_prefix: bool
+) -> torch.Tensor:
+    """Average of the tokens of ``x`` [B, N, C] weighted by their sizes ``size`` [B, N, 1] -> [B, C].
+
+    ``sum_j size_j x_j / sum_j size_j`` over the image tokens (all tokens when
+    ``include_prefix``; prefix tokens have size 1): the mean over the original patches that the
+    merged tokens stand for (official ``tome/patch/mae.py``: ``(x * size)[:, 1:].sum(1) / T``).
+    """
+    if not include_prefix:
+        x, size = x[:, prefix:], size[:, prefix:]
+    size = size.to(x.dtype)
+    return (x * size).sum(dim=1) / size.sum(dim=1)
+
+
+class ToMePoolMixin:
+    """ToMe's pooling on a VisionTransformer that averages its tokens (``global_pool='avg'``).
+
+    Modifications to timm's ``VisionTransformer.pool``:
+        - after a merge, the average is weighted by token size (:func:`size_weighted_pool`),
+          as the official ToMe patch of MAE's pooled models; before any merge (r = 0) timm's
+          own pooling runs, bit for bit;
+        - any other pooling type asked for explicitly after a merge is refused (max pooling
+          over merged tokens is not the max over the original patches).
+    """
+
+    _vb_state: ForwardState
+
+    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:  # noqa: D102
+        vit: Any = self
+        size = self._vb_state.extra.get("size")
+        kind = vit.global_pool if pool_type is None else pool_type
+        if size is None or size.shape[1] != x.shape[1]:
+            return super().pool(x, pool_type)  # type: ignore[misc]
+        if kind != "avg":
+            raise VitbenchError(
+                f"tome cannot pool merged tokens with global_pool='{kind}'; only 'avg' (size-weighted) and "
+                "'token' are reproduced"
+            )
+        return size_weighted_pool(x, size, self._vb_state.prefix, bool(vit.pool_include_prefix))
+
+
 def _random_matcher(st: ForwardState, index: int, x: torch.Tensor) -> Callable[[int, int], tuple]:
     """Random selection: uniform edge scores and a uniform partner among non-prefix B tokens."""
 
@@ -174,8 +221,16 @@ class ToMe(TokenMethod):
     name = "tome"
     Params = ToMeParams
     #: no class token needed (prefix tokens, if any, are protected; the official code ran MAE's
-    #: average-pooled ViTs); proportional attention goes through timm's ``attn_mask``
-    requirements = Requirements(vit_blocks=True, attn_mask=True)
+    #: average-pooled ViTs); proportional attention goes through timm's ``attn_mask``; the
+    #: classifier reads the class token or the size-weighted average of the tokens
+    requirements = Requirements(
+        vit_blocks=True,
+        attn_mask=True,
+        pooling=("token", "avg"),
+        pooling_why="merged tokens are pooled by their sizes; a max or attention pool of them is not rebuilt",
+    )
+    #: 2: average-pooled models pool the merged tokens by size (version 1 averaged them unweighted)
+    version = 2
     knob: ClassVar[str] = "r"
     summary = (
         "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"
@@ -239,12 +294,19 @@ class ToMe(TokenMethod):
 
     @classmethod
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
-        """Patch every block with :class:`ToMeMixin`; capture qkv of every block."""
+        """Patch every block with :class:`ToMeMixin` (qkv captured), and the pooling of an averaging model."""
         params = cls._resolve(model, params)
         depth = len(params.r_per_block)
         st = ForwardState(cls.name, prefix_tokens(model), selection, seed, depth, params=params)
+        st.tokens = input_tokens(model)  # r was resolved for this input's token count
         capture = set(range(depth))
         handle = patch_blocks(model, st, lambda i: ToMeMixin, capture)
+        if getattr(model, "global_pool", "token") == "avg":
+            try:
+                patch_model_class(model, st, ToMePoolMixin, handle)
+            except BaseException:
+                handle.close()
+                raise
         return handle
 
     @classmethod

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from vitbench.methods.base import Conformance, register
-from vitbench.methods.dynamicvit import DynamicViT
-from vitbench.methods.evit import StageMethod, cls_attention
 from vitbench.methods.patching.patch import ForwardState
 from vitbench.methods.patching.squeeze import squeeze
 from vitbench.methods.patching.stageblock import StageBlockMixin, keep_top
+from vitbench.methods.predictorbase import PredictorMethod
 from vitbench.methods.requirements import Requirements
+from vitbench.methods.stagebase import StageMethod, cls_attention
 
 
 def etps_reduce(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> torch.Tensor:
@@ -117,7 +117,7 @@ class DTPSParams:
 
 
 @register
-class DTPS(DynamicViT):
+class DTPS(PredictorMethod):
     """dTPS (CVPR'23): DynamicViT's trained predictor; pruned tokens squeezed into hosts."""
 
     name = "dtps"

@@ -26,9 +26,17 @@ For block l = 0 .. depth-1 on the current model M (already pruned in blocks < l)
   first excess ``p <- max(int((2 - drop/b) p), p_last)``, prune with it, stop.
 * M <- the pruned block-l model; next block.
 
-Deviation: the official code accepts the interpolated count after the first excess without
-evaluating it; here it is evaluated and, when it also exceeds the budget, the last verified count
-is kept, so every block's drop on the calibration subset stays within its budget.
+LFE keeps the selected tokens in ``token_order`` (:func:`vitbench.methods.lfeblock.kept_indices`;
+default ``official``, the order the official selector's CUDA runs produced), which every later
+block's LFE scores depend on.
+
+Deviations (the method card lists them with the figures measured against the official code):
+(A) the official code accepts the interpolated count after the first excess without evaluating
+it; here it is evaluated and, when it also exceeds the budget, the last verified count is kept,
+so every block's drop on the calibration subset stays within its budget. (B) The drop is exact
+(the official one is a float32 mean of per-batch percentages). (C) A block whose MLP is down to
+one unit is scored and pruned like any other (the official scoring crashes there). (D) Block 0's
+token floor is scaled to the model's token count.
 
 Output: the slimmed model, its :class:`~vitbench.methods.slimming.slim.SlimPlan` (indices into the input
 model) and the per-block token schedule ``token_cfg``; :func:`save_result` / :func:`load_result`
@@ -48,15 +56,16 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.models import input_size
 from vitbench.measure import count_gmacs
 from vitbench.measure.accuracy import top1_pct
 from vitbench.methods.base import ChannelMethod, Conformance, register
-from vitbench.methods.lfe import apply_lfe
-from vitbench.methods.lfs import Criterion, lfs_scores, plan_from_scores
+from vitbench.methods.lfeblock import apply_lfe, check_token_order
 from vitbench.methods.patching.patch import Handle, input_tokens, prefix_tokens
 from vitbench.methods.requirements import Requirements
 from vitbench.methods.slimming.lowpass import check_cutoff, check_filter
 from vitbench.methods.slimming.slim import TOKEN_CFG_ATTR, SlimPlan, model_dims, slim_model
+from vitbench.methods.slimming.taylor import Criterion, lfs_scores, plan_from_scores
 from vitbench.store import artifacts
 
 #: Image tokens that must survive block 0: the official lower bound 190 of DeiT's 196.
@@ -73,6 +82,8 @@ class VTCLFCParams:
         drop_for_token: share of each block's budget the token search may use (0.56).
         cutoff: LFS image low-pass cutoff factor (0.1).
         cutoff_token: LFE ``--cutoff-token`` (0.85; token-filter sigma = n * 0.15 / 2).
+        token_order: order of LFE's kept tokens (:func:`vitbench.methods.lfeblock.kept_indices`):
+            ``official`` (the official selector's CUDA output order) or ``spatial`` (index order).
         lfs_lambda: LFS CE weight (0.1); distillation gets 1 - lambda.
         lowpass: LFS image low-pass filter: ``official`` (what the paper's code ran) or
             ``symmetric`` (real part of the full inverse transform).
@@ -102,6 +113,7 @@ class VTCLFCParams:
     seed: int = 0
     prune_blocks: tuple[int, ...] = ()
     finetune_epochs: float = 0.0
+    token_order: str = "official"
 
     def __post_init__(self) -> None:
         if self.allowable_drop < 0:
@@ -116,6 +128,7 @@ class VTCLFCParams:
             raise ValueError(f"max_gmacs_frac {self.max_gmacs_frac} is outside [0, 1] (0 = no target)")
         check_cutoff(self.cutoff)
         check_filter(self.lowpass)
+        check_token_order(self.token_order)
         self.criterion()
 
     def criterion(self, block: int = 0) -> Criterion:
@@ -155,12 +168,17 @@ def _materialize(
     return torch.cat(xs), torch.cat(ys)
 
 
-def with_tokens(model: nn.Module, token_cfg: tuple[int, ...], cutoff_token: float = 0.85) -> Handle:
-    """Patch ``model`` (dense or slimmed) with LFE selection to ``token_cfg``; returns the undo handle."""
+def with_tokens(
+    model: nn.Module, token_cfg: tuple[int, ...], cutoff_token: float = 0.85, token_order: str = "official"
+) -> Handle:
+    """Patch ``model`` (dense or slimmed) with LFE selection to ``token_cfg``; returns the undo handle.
+
+    ``token_order``: order of the kept tokens (:func:`vitbench.methods.lfeblock.kept_indices`).
+    """
     n = input_tokens(model) - prefix_tokens(model)
     targets = tuple(t if t < n else -1 for t in token_cfg)
-    params = {"token_cfg": list(token_cfg), "cutoff_token": cutoff_token}
-    return apply_lfe(model, targets, 1.0 - cutoff_token, "vtc-lfc", params, "scored", 0)
+    params = {"token_cfg": list(token_cfg), "cutoff_token": cutoff_token, "token_order": token_order}
+    return apply_lfe(model, targets, 1.0 - cutoff_token, "vtc-lfc", params, "scored", 0, token_order)
 
 
 def _score_count(model: nn.Module) -> tuple[int, int]:
@@ -215,7 +233,7 @@ def cascade(
     history = []
 
     def accuracy(m: nn.Module, cfg: list[int]) -> float:
-        with with_tokens(m, tuple(cfg), params.cutoff_token):
+        with with_tokens(m, tuple(cfg), params.cutoff_token, params.token_order):
             return top1_pct(m, x_eval, y_eval)
 
     for l in blocks:  # noqa: E741
@@ -252,7 +270,7 @@ def cascade(
         ordered = torch.zeros(0)
         if budget > 0:
             sample = _batches(x_all[idx], y_all[idx], 100)
-            with with_tokens(current, tuple(token_cfg), params.cutoff_token):
+            with with_tokens(current, tuple(token_cfg), params.cutoff_token, params.token_order):
                 scores = lfs_scores(current, sample, params.criterion(l), [l], feature_block=l)
             ordered = torch.sort(torch.cat(scores[l])).values
 
@@ -365,6 +383,9 @@ class VTCLFC(ChannelMethod):
     knob: ClassVar[str] = "allowable_drop"
     needs_calibration: ClassVar[bool] = True
     summary = "bottom-up cascade: LFE tokens then LFS channels per block, accuracy budget (Wang et al. 2022)"
+    #: 2: LFE keeps its tokens in the official selector's order by default (token_order), which
+    #: changes the token and channel searches from the second block on
+    version: ClassVar[int] = 2
     #: the kit: block 0 only, few samples, a budget that prunes a random model; still minutes
     conformance = Conformance(
         fast={"num_samples": 8, "eval_samples": 16, "prune_blocks": (0,), "allowable_drop": 50.0},
@@ -404,15 +425,14 @@ class VTCLFC(ChannelMethod):
         cfg = getattr(model, TOKEN_CFG_ATTR, None)
         if cfg is None:
             return None
-        return with_tokens(model, tuple(int(t) for t in cfg), params.cutoff_token)
+        return with_tokens(model, tuple(int(t) for t in cfg), params.cutoff_token, params.token_order)
 
 
 def check_target(model: nn.Module, result: CascadeResult, params: VTCLFCParams) -> float:
     """GMACs fraction of the result (batch 1); one-line error when above ``max_gmacs_frac``."""
-    pe: Any = model.patch_embed
-    size = (3, *pe.img_size)
+    size = input_size(model)
     dense = count_gmacs(model, size)
-    with with_tokens(result.model, result.token_cfg, params.cutoff_token):
+    with with_tokens(result.model, result.token_cfg, params.cutoff_token, params.token_order):
         pruned = count_gmacs(result.model, size)
     frac = pruned / dense
     if params.max_gmacs_frac and frac > params.max_gmacs_frac:

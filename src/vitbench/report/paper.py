@@ -14,10 +14,6 @@ from typing import Any
 import yaml
 
 from vitbench.core.errors import VitbenchError
-from vitbench.core.models import create_model
-from vitbench.measure import count_gmacs
-from vitbench.methods import METHODS, TokenMethod
-from vitbench.methods.base import token_method
 
 
 def cards_dir() -> Path:
@@ -74,8 +70,14 @@ def paper_flops_table(progress: bool = False) -> str:
     ``progress``: a tqdm bar on stderr, one step per published value (off when stderr is not a
     terminal).
     """
+    # deferred: models and the GMACs counter bring torch and timm; reading cards needs neither
     from tabulate import tabulate
     from tqdm.auto import tqdm
+
+    from vitbench.core.models import create_model
+    from vitbench.measure import count_gmacs
+    from vitbench.methods import METHODS, TokenMethod
+    from vitbench.methods.base import token_method
 
     rows = []
     models: dict[str, Any] = {}

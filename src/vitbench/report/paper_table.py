@@ -172,4 +172,7 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "method. img/s: machine-dependent (this store's device, threads and dtype; the papers' on their "
         f"GPUs). Top-1: {seeds_note(seeds)}; rows of different images or token selection are never averaged."
     )
+    if fmt == "csv":  # one table, no note; each 'published' column named after what it publishes
+        named = [f"{head[i - 1]} {h}" if h == "published" else h for i, h in enumerate(head)]
+        return pd.DataFrame(rows, columns=named).to_csv(index=False, lineterminator="\n").rstrip("\n")
     return note + "\n\n" + tabulate(rows, headers=head, tablefmt=fmt, disable_numparse=True)

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vitbench.methods import METHODS
+from vitbench.core.method_index import all_methods
 
 STYLE_FILE = Path(str(resources.files("vitbench") / "assets" / "vitbench.mplstyle"))
 DENSE_COLOR = "#000000"
@@ -62,7 +62,7 @@ def method_color(method: str) -> str:
 
     if method == "dense":
         return DENSE_COLOR
-    names = sorted(n for n in METHODS if n != "dense")
+    names = sorted(m.name for m in all_methods() if m.name != "dense")
     if method in names:
         return PALETTE[names.index(method) % len(PALETTE)]
     digest = int(hashlib.sha256(method.encode()).hexdigest()[:8], 16)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
-from vitbench.methods import METHODS
+from vitbench.core.method_index import method_info
 from vitbench.report.format import NA, Col
 from vitbench.report.population import MEASURED, mask_cost_only, normalise, population_keys, seeds_note
 from vitbench.store.records import current_records, fold_calibration
@@ -76,6 +76,35 @@ def successful_rows(
     return mask_cost_only(ok)
 
 
+def reuse_note(rows: pd.DataFrame) -> str:
+    """``"keep 1.0 of evit, tome: the dense record (identical by the method contract), not re-run"``.
+
+    Empty when no row of ``rows`` reuses a dense record (``reused_from``, see
+    :func:`vitbench.harness.runner.dense_twin`).
+    """
+    if "reused_from" not in rows:
+        return ""
+    reused = rows["reused_from"].notna()
+    if not bool(reused.any()):
+        return ""
+    methods = ", ".join(sorted({str(m) for m in rows.loc[reused, "method"]}))
+    return f"keep 1.0 of {methods}: the dense record (identical by the method contract), not re-run"
+
+
+def calibration_note(rows: pd.DataFrame) -> str:
+    """``"channel methods pruned on 256 train images (drawn with the cell's seed)"`` (empty: none)."""
+    if "calib_images" not in rows or "calib_split" not in rows:
+        return ""
+    have = rows["calib_images"].notna()
+    if not bool(have.any()):
+        return ""
+    pairs = sorted(
+        {(int(n), str(s)) for n, s in zip(rows.loc[have, "calib_images"], rows.loc[have, "calib_split"])}
+    )
+    what = " or ".join(f"{n} {s} images" for n, s in pairs)
+    return f"channel methods pruned on {what} (drawn with the cell's seed; calibration noise in Setting)"
+
+
 def filters_text(model: str | None, noise: str | None, level: float | None, selection: str | None) -> str:
     """The active filters as ``model=..., noise=...@level, selection=...`` for messages."""
     parts = [f"model={model}"] if model is not None else []
@@ -88,7 +117,8 @@ def filters_text(model: str | None, noise: str | None, level: float | None, sele
 
 def method_selections(method: str) -> tuple[str, ...]:
     """Selection modes a registered method supports (both when it is not registered here)."""
-    return tuple(METHODS.get(method).selections) if method in METHODS else ("scored", "random")
+    info = method_info(method)
+    return info.selections if info is not None else ("scored", "random")
 
 
 def only_model(ok: pd.DataFrame, model: str | None, df: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,9 @@ Tables render as ``markdown`` (pipe), ``github``, ``latex`` (booktabs), ``html``
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,14 @@ from vitbench.report.plotstyle import legend_outside, method_color, variant_mark
 from vitbench.report.population import MEASURED, seeds_note
 from vitbench.report.rows import (
     DENSE,
+    calibration_note,
     caption_text,
     ci_text,
     filters_text,
     lead_columns,
     order_rows,
     reference_top1,
+    reuse_note,
     seed_stats,
     select_rows,
     source_name,
@@ -155,6 +159,9 @@ def leaderboard(
         if timed
         else "img/s: not measured by this suite (`throughput: {enabled: false}`); see `vitbench throughput`"
     )
+    for note in (reuse_note(ok), calibration_note(ok)):
+        if note:
+            extra += "; " + note
     return render_table(cols, fmt, caption=caption_text(stats, extra))
 
 
@@ -174,7 +181,17 @@ def throughput_note(ok: pd.DataFrame) -> str:
 
 
 def _default_grid(points: pd.Series) -> list[float]:
-    values = sorted({round(float(v), gmacs_digits(points)) for v in points.dropna()})
+    """Budgets of the matched view: measured GMACs themselves, as stored, one per printed value.
+
+    Measured costs that print alike (``gmacs_digits`` decimals) give one budget: the cost most
+    points share (the smallest of equally common ones). A method measured at a budget thus
+    shows its measured top-1 there, never a value interpolated next to its own point.
+    """
+    digits = gmacs_digits(points)
+    groups: dict[float, Counter[float]] = {}
+    for v in points.dropna():
+        groups.setdefault(round(float(v), digits), Counter())[float(v)] += 1
+    values = [min(c, key=lambda v: (-c[v], v)) for _, c in sorted(groups.items())]
     if len(values) > MAX_GRID_POINTS:
         picks = np.unique(np.round(np.linspace(0, len(values) - 1, MAX_GRID_POINTS)).astype(int))
         values = [values[i] for i in picks]
@@ -211,13 +228,15 @@ def matched_gmacs_table(
         df: records frame.
         fmt: one of :data:`FORMATS`.
         model: restrict to one model (default: all; a ``Model`` column is added if several).
-        grid: GMACs budgets; default: the sorted unique GMACs (2 decimals) of the non-dense
-            rows, at most 8 evenly picked.
+        grid: GMACs budgets; default: the measured GMACs of the non-dense rows as stored, one per
+            printed value (headers round them), at most 8 evenly picked; a method measured at a
+            budget shows its measured top-1 there.
         noise: noise condition (``"clean"`` or a noise name at ``level``).
         level: noise severity.
         selection: token selection of the compressed methods.
         samples: per-sample outcomes by cell key (:func:`vitbench.store.results.load_samples`); with
-            them, each budget marks the best method (▲) and those statistically tied with it
+            them, each budget marks the best method (▲; every method that prints the best value) and
+            those statistically tied with it
             (≈: paired bootstrap 95 % CI of the difference of interpolated per-image
             correctness contains 0).
 
@@ -269,9 +288,11 @@ def matched_gmacs_table(
             if len(idx) < 2:
                 continue
             best = max(idx, key=lambda i: column[i])
-            shown[best] += " ▲"
+            tops = {i for i in idx if shown[i] == shown[best]}  # the best value as printed: all ▲
+            for i in tops:
+                shown[i] += " ▲"
             for i in idx:
-                if i == best or vectors[i][j] is None or vectors[best][j] is None:
+                if i in tops or vectors[i][j] is None or vectors[best][j] is None:
                     continue
 
                 lo, hi = paired_bootstrap_ci(vectors[i][j] - vectors[best][j], seed=0)
@@ -528,42 +549,77 @@ def pareto_figure(
     return fig
 
 
-def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
-    """All views as one document with short markdown headings.
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One table of the ``all`` view.
 
-    Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
-    random rows exist), robustness under noise (if noisy rows exist), failed cells (if any).
-    A section whose filter matches nothing says so instead of failing the whole report.
+    Attributes:
+        view: the ``vitbench leaderboard --view`` that renders this table alone (``failed``: none).
+        title: its heading.
+        body: the rendered table, or ``None`` when its filter matched nothing.
+        reason: why there is no table (the one-line error of the view), else ``None``.
+    """
+
+    view: str
+    title: str
+    body: str | None
+    reason: str | None = None
+
+
+def all_sections(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> list[Section]:
+    """The tables of the ``all`` view, each rendered alone in ``fmt`` (see :func:`render_all`).
 
     Raises:
-        VitbenchError: unknown ``fmt`` or no successful records at all.
+        VitbenchError: unknown ``fmt``.
     """
     check_fmt(fmt)
     ok = successful_rows(df)
 
-    def section(title: str, fn: Any, **kwargs: Any) -> str:
+    def section(view: str, title: str, fn: Any, **kwargs: Any) -> Section:
         try:
-            body = fn(df, fmt=fmt, **kwargs)
+            return Section(view, title, fn(df, fmt=fmt, **kwargs))
         except VitbenchError as exc:
-            body = f"_{exc}_"
-        return f"## {title}\n\n{body}"
+            return Section(view, title, None, str(exc))
 
     parts = [
-        section("Leaderboard (clean, scored selection)", leaderboard),
-        section("Accuracy at matched GMACs (clean, scored selection)", matched_gmacs_table, samples=samples),
+        section("paper", "Leaderboard (clean, scored selection)", leaderboard),
+        section(
+            "matched",
+            "Accuracy at matched GMACs (clean, scored selection)",
+            matched_gmacs_table,
+            samples=samples,
+        ),
     ]
     if (ok["selection"] == "random").any():
-        parts.append(section("Token selection: scored vs random (clean)", selection_table))
+        parts.append(section("selection", "Token selection: scored vs random (clean)", selection_table))
     if (ok["noise"] != "clean").any():
-        parts.append(section("Robustness under noise (Top-1, scored selection)", noise_table))
+        parts.append(section("noise", "Robustness under noise (Top-1, scored selection)", noise_table))
     failed = failed_cells(df)
     if not failed.empty:
         cols = [
             Col(str(c), list(failed[c]), ["" if csv_value(v) is None else str(v) for v in failed[c]], False)
             for c in failed.columns
         ]
-        parts.append(f"## Failed cells ({len(failed)})\n\n{render_table(cols, fmt)}")
-    return "\n\n".join(parts) + "\n"
+        parts.append(Section("failed", f"Failed cells ({len(failed)})", render_table(cols, fmt)))
+    return parts
+
+
+def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
+    """All views as one document with short markdown headings.
+
+    Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
+    random rows exist), robustness under noise (if noisy rows exist), failed cells (if any).
+    A section whose filter matches nothing says so instead of failing the whole report. A
+    document of several tables is no csv file: csv callers take :func:`all_sections` one by one.
+
+    Raises:
+        VitbenchError: unknown ``fmt`` or no successful records at all.
+    """
+    parts = all_sections(df, fmt, samples)
+    return (
+        "\n\n".join(f"## {p.title}\n\n{p.body if p.body is not None else f'_{p.reason}_'}" for p in parts)
+        + "\n"
+    )
 
 
 #: (method that squeezes, the same pruning without the squeeze). ``random-tokens`` is EViT's

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vitbench.core.registry import METHODS
+from vitbench.core.method_index import method_info
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,6 +70,13 @@ RECORD_FIELDS: dict[str, str] = {
     "weights_digest": "TEXT",  # sha256[:16] of the weights file (demo: the packaged file; random: "random")
     "method_version": "INTEGER",  # the method's semantics version (Method.version) that computed the row
     "labels_digest": "TEXT",  # sha256[:16] of the dataset's class names in label order
+    # keep 1.0 of a token method is the dense model (method contract): its accuracy is the dense
+    # record's, not evaluated again; the cell_key of that record (NULL: evaluated)
+    "reused_from": "TEXT",
+    # channel cells: the calibration images their pruning used (noise: calib_noise, calib_level)
+    "calib_images": "INTEGER",  # images drawn (min(calib.n_images, images in the split))
+    "calib_split": "TEXT",  # the split they come from (train unless the suite says otherwise)
+    "calib_ids_hash": "TEXT",  # hash of their sample ids (as sample_ids_hash of the evaluated ones)
 }
 
 JSON_FIELDS = ("params_json", "tokens_per_block", "model_args", "data_config")
@@ -105,7 +112,8 @@ def curve_label(method: str, setting: str) -> str:
     Tables and plots that draw one curve per method (matched GMACs, Pareto, scored vs random)
     group by this label, so variants are never averaged into one curve.
     """
-    knob = METHODS.get(method).knob if method in METHODS else ""
+    info = method_info(method)
+    knob = info.knob if info is not None else ""
     parts = [
         p
         for p in str(setting or "").split(", ")
@@ -174,7 +182,8 @@ def current_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if "method_version" in out:
         versions = pd.to_numeric(out["method_version"], errors="coerce")
         recorded = [1 if pd.isna(v) else int(v) for v in versions]
-        current = [METHODS.get(m).version if m in METHODS else r for m, r in zip(out["method"], recorded)]
+        infos = [method_info(str(m)) for m in out["method"]]
+        current = [i.version if i is not None else r for i, r in zip(infos, recorded)]
         stale = [r != c for r, c in zip(recorded, current)]
         if any(stale):
             parts = sorted(

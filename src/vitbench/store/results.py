@@ -8,6 +8,7 @@ one-line ``error`` and is replaced when the cell is re-run (insert-or-replace on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -15,9 +16,13 @@ import math
 import numbers
 import os
 import platform
+import shutil
+import signal
 import sqlite3
 import subprocess
-from collections.abc import Mapping
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +30,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.version import GMACS_COUNTER_VERSION as COUNTER_VERSION
 from vitbench.core.version import VERSION
-from vitbench.measure.gmacs import COUNTER_VERSION
 from vitbench.store.per_sample import PerSample
 from vitbench.store.records import JSON_FIELDS, RECORD_FIELDS, SCHEMA_VERSION
 
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _FIX = "pass --results to a writable path"
+#: SQLite primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte.
+_SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_CANTOPEN = 8, 11, 14
 _COLUMNS = tuple(RECORD_FIELDS)
 #: Side table of per-sample outcomes (:class:`vitbench.store.per_sample.PerSample`), one row per cell.
 #: Added without a schema-version bump: stores written before it load, and get it when opened
@@ -42,6 +49,58 @@ _PER_SAMPLE_DDL = (
     "CREATE TABLE IF NOT EXISTS per_sample (cell_key TEXT PRIMARY KEY, sample_ids_hash TEXT, "
     "n INTEGER, sample_ids BLOB, correct BLOB, pred BLOB)"
 )
+
+
+class DamagedStoreError(VitbenchError):
+    """A results file whose SQLite pages are damaged (``database disk image is malformed``)."""
+
+
+def _damaged(path: Path, exc: sqlite3.Error) -> DamagedStoreError:
+    """The one-line error of a damaged store: the file, SQLite's words and how to recover it."""
+    return DamagedStoreError(
+        f"results file {path} is damaged ({' '.join(str(exc).split())}); try `sqlite3 {path} .recover "
+        f"| sqlite3 NEW.sqlite` to save what is readable, or `sqlite3 {path} 'PRAGMA integrity_check'`"
+    )
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """True for SQLite's "database disk image is malformed" (SQLITE_CORRUPT) and its kin."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == _SQLITE_CORRUPT) or "malformed" in str(exc)
+
+
+def _read_failure(path: Path, exc: sqlite3.Error, message: str) -> VitbenchError:
+    """``exc`` as a one-line error: :func:`_damaged` for damage, else ``message``."""
+    return _damaged(path, exc) if _is_damage(exc) else VitbenchError(message)
+
+
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back until the block has run, then deliver it.
+
+    A record and its per-sample outcome are written whole: an interrupt during the transaction
+    takes effect (``KeyboardInterrupt``) right after the commit. Outside the main thread, where
+    no signal handler can be set, the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and previous is not signal.SIG_IGN:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
+
+
+def _connect(target: str) -> sqlite3.Connection:
+    """An autocommit SQLite connection to a file path or a ``file:`` URI."""
+    return sqlite3.connect(target, uri=target.startswith("file:"), timeout=30.0, isolation_level=None)
 
 
 def _json_default(obj: Any) -> Any:
@@ -110,11 +169,13 @@ class ResultsStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
         self.readonly = readonly
+        self._private: tempfile.TemporaryDirectory[str] | None = None  # read-only folder copy
         self._conn = self._open()
         try:
-            self._init_schema()
+            with self._reading():
+                self._init_schema()
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
 
     # -- opening -------------------------------------------------------------------------------
@@ -126,16 +187,7 @@ class ResultsStore:
         if self.readonly:
             if not path.is_file():
                 raise VitbenchError(f"results file {path} does not exist; run `vitbench run` first")
-            try:
-                conn = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0, isolation_level=None
-                )
-                conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
-            except sqlite3.Error as exc:
-                raise VitbenchError(
-                    f"cannot read results file {path} ({exc}); pass a vitbench results file"
-                ) from None
-            return conn
+            return self._checked(self._open_readonly())
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -154,9 +206,69 @@ class ResultsStore:
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             conn.close()
+            if _is_damage(exc):
+                raise _damaged(path, exc) from None
             raise VitbenchError(
                 f"results file {path} is not a writable SQLite database ({exc}); {_FIX}"
             ) from None
+        return self._checked(conn)
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A read-only connection, also where SQLite cannot write beside the file.
+
+        A WAL store needs its ``-shm`` index file: in a read-only folder or on a read-only mount
+        SQLite cannot create it. Then a store without a pending ``-wal`` file is opened
+        ``immutable`` (its one file is the whole database), and one with a ``-wal`` is read from
+        a private copy of both files (the copy replays the log), removed on :meth:`close`.
+        """
+        path = self.path
+        try:
+            conn = _connect(f"{path.resolve().as_uri()}?mode=ro")
+            conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.Error as exc:
+            if _is_damage(exc):
+                raise _damaged(path, exc) from None
+            code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+            if code not in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+                raise VitbenchError(
+                    f"cannot read results file {path} ({exc}); pass a vitbench results file"
+                ) from None
+        wal = path.with_name(path.name + "-wal")
+        try:
+            if not wal.is_file() or wal.stat().st_size == 0:
+                conn = _connect(f"{path.resolve().as_uri()}?immutable=1")
+            else:
+                self._private = tempfile.TemporaryDirectory(prefix="vitbench-store-")
+                copy = Path(self._private.name) / path.name
+                shutil.copyfile(path, copy)
+                shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+                conn = _connect(str(copy))
+            conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, sqlite3.Error) and _is_damage(exc):
+                raise _damaged(path, exc) from None
+            raise VitbenchError(
+                f"cannot read results file {path} from a read-only folder ({exc}); copy it to a "
+                "writable folder and pass that copy"
+            ) from None
+        return conn
+
+    def _checked(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """``conn`` after SQLite's ``quick_check`` found no damaged page (else one line, closed)."""
+        try:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        except sqlite3.Error as exc:
+            conn.close()
+            if _is_damage(exc):
+                raise _damaged(self.path, exc) from None
+            raise VitbenchError(
+                f"cannot read results file {self.path} ({exc}); pass a vitbench results file"
+            ) from None
+        if rows != [("ok",)]:
+            conn.close()
+            detail = str(rows[0][0]) if rows else "quick_check returned nothing"
+            raise _damaged(self.path, sqlite3.DatabaseError(detail))
         return conn
 
     def _tables(self) -> set[str]:
@@ -232,11 +344,22 @@ class ResultsStore:
                 self._conn.execute("ROLLBACK")
             raise VitbenchError(f"cannot add new record columns to {self.path} ({exc}); {_FIX}") from None
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """SQLite errors inside as one line: :func:`_damaged` for a damaged page."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _read_failure(self.path, exc, f"cannot read results file {self.path} ({exc})") from None
+
     # -- context manager -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database connection (idempotent)."""
+        """Close the database connection (idempotent) and drop a private copy."""
         self._conn.close()
+        if self._private is not None:
+            self._private.cleanup()
+            self._private = None
 
     def __enter__(self) -> ResultsStore:
         return self
@@ -277,6 +400,18 @@ class ResultsStore:
         values = [_coerce(name, record.get(name)) for name in _COLUMNS]
         placeholders = ", ".join("?" for _ in _COLUMNS)
         names = ", ".join(f'"{name}"' for name in _COLUMNS)
+        with _interrupt_after():  # Ctrl-C waits until the record is committed
+            self._write(key, values, names, placeholders, record, samples)
+
+    def _write(
+        self,
+        key: str,
+        values: list[Any],
+        names: str,
+        placeholders: str,
+        record: Mapping[str, Any],
+        samples: PerSample | None,
+    ) -> None:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(f"INSERT OR REPLACE INTO records ({names}) VALUES ({placeholders})", values)
@@ -291,7 +426,9 @@ class ResultsStore:
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
+            raise _read_failure(
+                self.path, exc, f"cannot write to results file {self.path} ({exc}); {_FIX}"
+            ) from None
 
     def update(self, cell_key: str, values: Mapping[str, Any]) -> None:
         """Rewrite some columns of one record in place (e.g. ``vitbench recount``); commits.
@@ -317,15 +454,20 @@ class ResultsStore:
                 f"UPDATE records SET {assignments} WHERE cell_key = ?", [*params, cell_key]
             )
         except sqlite3.Error as exc:
-            raise VitbenchError(f"cannot write to results file {self.path} ({exc}); {_FIX}") from None
+            raise _read_failure(
+                self.path, exc, f"cannot write to results file {self.path} ({exc}); {_FIX}"
+            ) from None
         if cur.rowcount != 1:
             raise VitbenchError(f"results file {self.path} has no record {cell_key!r}")
 
     def samples(self, keys: Any = None) -> dict[str, PerSample]:
         """Per-sample outcomes by cell key (all cells, or those in ``keys``); ``{}`` for old stores."""
-        if "per_sample" not in self._tables():
-            return {}
-        rows = self._conn.execute("SELECT cell_key, n, sample_ids, correct, pred FROM per_sample").fetchall()
+        with self._reading():
+            if "per_sample" not in self._tables():
+                return {}
+            rows = self._conn.execute(
+                "SELECT cell_key, n, sample_ids, correct, pred FROM per_sample"
+            ).fetchall()
         wanted = None if keys is None else set(keys)
         return {
             str(k): PerSample.decode(int(n), ids, corr, pred)
@@ -333,10 +475,29 @@ class ResultsStore:
             if wanted is None or k in wanted
         }
 
+    def record(self, cell_key: str) -> dict[str, Any] | None:
+        """The successful record with ``cell_key`` as column -> value (JSON columns decoded), or ``None``."""
+        row = self._conn.execute(
+            f"SELECT {self.select_list()} FROM records WHERE cell_key = ? AND error IS NULL", (cell_key,)
+        ).fetchone()
+        if row is None:
+            return None
+        out = dict(zip(_COLUMNS, row))
+        for name in JSON_FIELDS:
+            out[name] = decode_json(out[name])
+        return out
+
     def done_keys(self) -> set[str]:
         """Cell keys of successful cells (``error IS NULL``); used to resume a suite."""
-        rows = self._conn.execute("SELECT cell_key FROM records WHERE error IS NULL").fetchall()
+        with self._reading():
+            rows = self._conn.execute("SELECT cell_key FROM records WHERE error IS NULL").fetchall()
         return {str(r[0]) for r in rows}
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record as stored (column -> SQLite value; NULL for absent columns), in insertion order."""
+        with self._reading():
+            rows = self._conn.execute(f"SELECT {self.select_list()} FROM records ORDER BY rowid").fetchall()
+        return [dict(zip(_COLUMNS, row)) for row in rows]
 
     def frame(self) -> pd.DataFrame:
         """All records as a DataFrame with the columns of ``RECORD_FIELDS``, in insertion order.
@@ -347,7 +508,8 @@ class ResultsStore:
         """
         import pandas as pd
 
-        rows = self._conn.execute(f"SELECT {self.select_list()} FROM records ORDER BY rowid").fetchall()
+        with self._reading():
+            rows = self._conn.execute(f"SELECT {self.select_list()} FROM records ORDER BY rowid").fetchall()
         df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
         for name, kind in RECORD_FIELDS.items():
             if kind == "REAL":

@@ -10,8 +10,9 @@ or without a test file::
 
     pytest -p vitbench.testing.plugin --pyargs vitbench.testing.test_conformance --vitbench-method mymethod
 
-Every check runs on tiny random-weight timm ViTs (:mod:`vitbench.testing.models`) on the CPU in
-seconds and never downloads. The checks and what they assert: :mod:`vitbench.testing.checks`.
+Every check runs on tiny random-weight timm ViTs (:mod:`vitbench.testing.models`, and the model
+variants of :mod:`vitbench.testing.variants`) on the CPU in seconds and never downloads. The
+checks and what they assert: :mod:`vitbench.testing.checks`.
 A method states what the checks should expect in its ``conformance`` attribute
 (:class:`vitbench.methods.base.Conformance`).
 """
@@ -24,6 +25,7 @@ from vitbench.core.errors import VitbenchError
 from vitbench.methods.base import METHODS, Conformance
 from vitbench.testing.checks import CHECKS, cases, run_check
 from vitbench.testing.models import CLSLESS_MODELS, TINY_MODELS, make_model, model_input
+from vitbench.testing.variants import VARIANTS, variant_model
 
 
 def conformance_cases(*names: str) -> list[tuple[str, str, str]]:
@@ -97,6 +99,7 @@ __all__ = [
     "CLSLESS_MODELS",
     "Conformance",
     "TINY_MODELS",
+    "VARIANTS",
     "case_id",
     "conformance_cases",
     "conformance_tests",
@@ -104,4 +107,5 @@ __all__ = [
     "make_model",
     "model_input",
     "run_case",
+    "variant_model",
 ]

@@ -28,16 +28,20 @@ Channel methods (:class:`~vitbench.methods.base.ChannelMethod`):
 Both:
     refusal: on models without a class token the method refuses exactly when its
         ``requirements`` say so, in one line, and ``params_for`` raises the same line.
-    card: the method card names the method, its family and its ``Params`` defaults.
+    card: the method card names the method, its family, its ``Params`` defaults and the model
+        variants it supports (``variants:``).
+    variant: on each ViT variant of :data:`vitbench.testing.variants.VARIANTS` (class token,
+        distillation token, registers, ``no_embed_class``, average pooling with and without a
+        class token, ``dynamic_img_size`` at two other sizes, a non-square input, attention
+        pooling) the method computes the reference semantics, or refuses the variant in one line
+        before it runs; the card lists exactly the variants it runs (:mod:`vitbench.testing.variants`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,8 +54,11 @@ from vitbench.methods.patching.patch import input_tokens, prefix_tokens
 from vitbench.methods.requirements import UnsupportedModelError, runnable_methods
 from vitbench.methods.slimming.channel import macs_function
 from vitbench.methods.slimming.slim import model_dims, source_plan
-from vitbench.report.paper import cards_dir, load_card
+from vitbench.report.paper import load_card
+from vitbench.testing.common import card_path, params
+from vitbench.testing.common import logits as _logits
 from vitbench.testing.models import CLSLESS_MODELS, TINY_MODELS, calib_batches, make_model, model_input
+from vitbench.testing.variants import VARIANTS, card_variants, channel_variant, token_variant
 
 Check = Callable[[type[Method], str], None]
 
@@ -69,19 +76,6 @@ def tiny(key: str) -> nn.Module:
     return _MODELS[key]
 
 
-def params(cls: type[Method], keep: float, model: nn.Module) -> Any:
-    """``Params`` at ``keep`` with the method's ``conformance.fast`` overrides.
-
-    Trainable methods get fresh untrained parts (``artifact=init``).
-    """
-    cls.check_model(model)
-    mapped = cls.map_keep_ratio(keep, model)  # the keep ratio's own settings win over ``fast``
-    over = {k: v for k, v in cls.conformance.fast.items() if k not in mapped}
-    if cls.trainable:
-        over.setdefault("artifact", "init")
-    return cls.params_for(keep, model, over)
-
-
 def low_keep(cls: type[Method], model: nn.Module) -> float:
     """0.3, or 0.4 where the method refuses 0.3 on this model with a one-line ``0 of`` error.
 
@@ -94,15 +88,6 @@ def low_keep(cls: type[Method], model: nn.Module) -> float:
         assert "0 of" in str(exc) and "\n" not in str(exc), f"keep 0.3 refused with: {exc}"
         return 0.4
     return 0.3
-
-
-def _logits(
-    model: nn.Module, x: torch.Tensor, handle: Any = None, ids: torch.Tensor | None = None
-) -> torch.Tensor:
-    if handle is not None:
-        handle.set_sample_ids(ids)
-    with torch.inference_mode():
-        return model(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,15 +371,8 @@ def refusal(cls: type[Method], key: str) -> None:
         raise AssertionError(f"{cls.name}.params_for accepted {key}, which it does not support")
 
 
-def card_path(cls: type[Method]) -> Path:
-    """The method's card: ``conformance.card`` next to its module, else the one shipped with vitbench."""
-    if cls.conformance.card:
-        return Path(inspect.getfile(cls)).resolve().parent / cls.conformance.card
-    return cards_dir() / f"{cls.name}.yaml"
-
-
 def card(cls: type[Method], key: str = "") -> None:
-    """The card names the method, states its family and its ``Params`` defaults."""
+    """The card names the method, states its family, its ``Params`` defaults and its variants."""
     path = card_path(cls)
     assert path.is_file(), f"{cls.name} has no card at {path}; write one (see CONTRIBUTING.md)"
     data = load_card(path)
@@ -406,6 +384,7 @@ def card(cls: type[Method], key: str = "") -> None:
     assert (data.get("defaults") or {}) == want, (
         f"card {path} defaults {data.get('defaults')} != Params {want}"
     )
+    card_variants(cls)  # a 'variants:' list of known model variants
 
 
 #: check name -> (token version, channel version); ``None``: does not apply to that family.
@@ -418,6 +397,7 @@ CHECKS: dict[str, tuple[Check | None, Check | None]] = {
     "gmacs": (token_gmacs, channel_gmacs),
     "refusal": (refusal, refusal),
     "card": (card, card),
+    "variant": (token_variant, channel_variant),
 }
 
 
@@ -460,6 +440,8 @@ def cases(cls: type[Method]) -> list[tuple[str, str]]:
             out.append((check, ""))
         elif check == "refusal":
             out += [(check, k) for k in sorted(CLSLESS_MODELS) + ["layerscale"]]
+        elif check == "variant":
+            out += [(check, k) for k in VARIANTS]
         else:
             out += [(check, k) for k in runs]
     return out

@@ -9,6 +9,7 @@ import torch
 
 import vitbench.core.demo  # noqa: F401  (registers the demo architecture with timm)
 from vitbench.core.errors import VitbenchError
+from vitbench.core.models import input_size
 
 #: key -> (timm name, kwargs): plain, LayerScale + avg pool + 1 register (no class token), register
 #: tokens, distilled, 12 blocks, LayerScale with a class token.
@@ -55,10 +56,13 @@ def make_model(key: str) -> torch.nn.Module:
 
 
 def model_input(model: torch.nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    """Seeded standard-normal images [batch, 3, H, W] at the model's input size (global RNG untouched)."""
-    patch_embed: Any = model.patch_embed
-    h, w = patch_embed.img_size
-    return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    """Seeded standard-normal images [batch, C, H, W] at the model's input size (global RNG untouched).
+
+    The input size is :func:`vitbench.core.models.input_size`: the native one, or the configured
+    input of a ``dynamic_img_size`` model.
+    """
+    c, h, w = input_size(model)
+    return torch.randn(batch, c, h, w, generator=torch.Generator().manual_seed(seed))
 
 
 def calib_batches(

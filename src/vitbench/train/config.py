@@ -19,6 +19,7 @@ class TrainConfig:
         method: registry key of a trainable method; keep_ratio: its keep ratio.
         method_params: native-parameter overrides (``--set``), sorted (name, value) pairs.
         dataset, split, root, limit: training data (a registered dataset adapter).
+        class_order: labelling of folder datasets (:mod:`vitbench.data.classes`; ``None``: natural).
         epochs: passes over the data (fractions allowed); max_steps: cap on optimiser steps.
         batch_size: images per optimiser step (all processes together).
         lr: peak learning rate of the new parts (``None`` = the method's: DynamicViT 1e-3, dTPS
@@ -42,6 +43,7 @@ class TrainConfig:
     split: str = "train"
     root: str | None = None
     limit: int | None = None
+    class_order: str | None = None
     epochs: float = 1.0
     max_steps: int | None = None
     batch_size: int = 64
@@ -96,6 +98,7 @@ class TrainConfig:
             split=data.split,
             root=data.root,
             limit=data.limit,
+            class_order=getattr(data, "class_order", None),
             **options,
         )
 
@@ -107,6 +110,8 @@ class TrainConfig:
                 out.pop(key)
         out.pop("root")
         out.pop("checkpoint_every")
+        if out["class_order"] is None:  # as before the field existed
+            out.pop("class_order")
         out["method_params"] = [list(p) for p in self.method_params]
         return out
 
@@ -128,6 +133,7 @@ TRAIN_OPTIONS: tuple[str, ...] = tuple(
         "split",
         "root",
         "limit",
+        "class_order",
     }
 )
 

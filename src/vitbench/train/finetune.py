@@ -181,7 +181,9 @@ def training_data(cfg: TrainConfig) -> Any:
     Raises:
         VitbenchError: unknown dataset or root, or an empty split (one line with the fix).
     """
-    data = load_dataset(cfg.dataset, root=cfg.root, split=cfg.split, limit=cfg.limit)
+    data = load_dataset(
+        cfg.dataset, root=cfg.root, split=cfg.split, limit=cfg.limit, class_order=cfg.class_order
+    )
     if len(data) == 0:
         raise VitbenchError(
             f"no training data: dataset '{cfg.dataset}' split '{cfg.split}' is empty; "

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.models import input_grid
 from vitbench.methods.patching.rng import keyed_uniform
 
 _BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
@@ -33,6 +34,9 @@ class ForwardState:
         depth: number of blocks.
         params: the method's frozen native parameters.
         sample_ids: int64 [B] dataset ids of the current batch (set by the harness).
+        tokens: tokens entering block 0 that the method's counts were resolved for
+            (:func:`input_tokens`); a forward with another count is refused. 0: any count
+            (methods that count from the tokens they see, e.g. EViT).
         tokens_in: tokens entering each block in the last forward, prefix included.
         qkv: captured ``attn.qkv`` outputs [B, N, 3 * attn_dim] of the current forward.
         extra: method-specific per-forward values (e.g. ToMe token sizes).
@@ -45,12 +49,24 @@ class ForwardState:
     depth: int
     params: Any = None
     sample_ids: torch.Tensor | None = None
+    tokens: int = 0
     tokens_in: list[int] = dataclasses.field(default_factory=list)
     qkv: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def begin(self, x: torch.Tensor) -> None:
-        """Reset per-forward values at block 0; ``x`` is [B, N, C]."""
+        """Reset per-forward values at block 0; ``x`` is [B, N, C].
+
+        Raises:
+            VitbenchError: ``tokens`` is set and ``x`` has another number of tokens (an input
+                of another size than the one the method's counts were resolved for).
+        """
+        if self.tokens and x.shape[1] != self.tokens:
+            raise VitbenchError(
+                f"'{self.method}' resolved its token counts for {self.tokens} tokens (the model's input "
+                f"size), this input gives {x.shape[1]}: configure the input size first "
+                "(data_config input_size, vitbench.core.models.apply_data_config), then apply the method"
+            )
         self.tokens_in = [0] * self.depth
         self.qkv.clear()
         self.extra.clear()
@@ -218,6 +234,30 @@ def patch_blocks(
     return handle
 
 
+def patch_model_class(model: nn.Module, state: ForwardState, mixin: type, handle: Handle) -> None:
+    """Swap the class of ``model`` itself to ``mixin`` + its own class (e.g. to change its pooling).
+
+    The mixin reads the shared ``state`` as ``model._vb_state``; ``handle`` restores the class
+    and removes the attribute on close.
+
+    Raises:
+        VitbenchError: the model's class is already patched.
+    """
+    current: Any = getattr(model, "_vb_state", None)
+    if current is not None:
+        method = current.method
+        raise VitbenchError(f"model is already patched by '{method}'; leave that handle's context first")
+    original = model.__class__
+    model.__class__ = _subclass(mixin, original)
+    model._vb_state = state  # type: ignore[assignment]
+
+    def undo() -> None:
+        model.__class__ = original
+        del model._vb_state
+
+    handle._undo.append(undo)
+
+
 def _capture_qkv(module: nn.Module, _inp: Any, out: torch.Tensor) -> None:
     """Forward hook of ``attn.qkv``: store its output [B, N, 3 * attn_dim] in the shared state.
 
@@ -234,9 +274,15 @@ def prefix_tokens(model: nn.Module) -> int:
 
 
 def input_tokens(model: nn.Module) -> int:
-    """Tokens entering block 0 at the model's native input size (patches + prefix tokens)."""
-    pe = getattr(model, "patch_embed", None)
-    n = getattr(pe, "num_patches", None)
-    if n is None:
+    """Tokens entering block 0 for the images ``model`` is fed (patches + prefix tokens).
+
+    The patches are those of :func:`vitbench.core.models.input_grid`: the native grid of a
+    fixed-size ViT, the grid of the configured input size of a ``dynamic_img_size`` ViT.
+
+    Raises:
+        VitbenchError: a model without a patch embedding that states its image size.
+    """
+    if getattr(getattr(model, "patch_embed", None), "num_patches", None) is None:
         raise VitbenchError(f"cannot find the number of patches of {type(model).__name__}")
-    return int(n) + prefix_tokens(model)
+    rows, cols = input_grid(model)
+    return rows * cols + prefix_tokens(model)

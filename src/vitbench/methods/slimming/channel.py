@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.models import input_grid
 from vitbench.methods.slimming.slim import (
     BlockPlan,
     ModelDims,
@@ -93,19 +94,25 @@ def macs_function(model: nn.Module) -> Callable[[ModelDims], float]:
     fc = not isinstance(getattr(model, "fc_norm", nn.Identity()), nn.Identity)
     heads = 2 if isinstance(getattr(model, "head_dist", None), nn.Linear) else 1
     classes = int(getattr(model, "num_classes", 0) or 0)
-    n = int(pe.num_patches) + int(getattr(model, "num_prefix_tokens", 1))
+    patches = _patches(model)
+    n = patches + int(getattr(model, "num_prefix_tokens", 1))
     patch_in = int(pe.proj.in_channels) * int(pe.proj.kernel_size[0]) * int(pe.proj.kernel_size[1])
 
     def macs(dims: ModelDims) -> float:
-        return dims_macs(dims, n, int(pe.num_patches), patch_in, classes, heads, 0 if fc else None, fc)
+        return dims_macs(dims, n, patches, patch_in, classes, heads, 0 if fc else None, fc)
 
     return macs
 
 
+def _patches(model: nn.Module) -> int:
+    """Patches of the images ``model`` is fed (its configured input grid, :func:`input_grid`)."""
+    rows, cols = input_grid(model)
+    return rows * cols
+
+
 def tokens_of(model: nn.Module) -> int:
-    """Tokens entering every block (patches + prefix tokens)."""
-    pe: Any = model.patch_embed
-    return int(pe.num_patches) + int(getattr(model, "num_prefix_tokens", 1))
+    """Tokens entering every block (patches of the input grid + prefix tokens)."""
+    return _patches(model) + int(getattr(model, "num_prefix_tokens", 1))
 
 
 def _remove(dims: ModelDims, layer: Layer, n: int) -> ModelDims:

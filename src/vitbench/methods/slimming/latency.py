@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.models import input_grid, input_size
 from vitbench.methods.slimming.slim import BlockPlan, ModelDims, SlimPlan, model_dims, slim_model
 
 FORMAT = 2  # 2: minimum over repeats (1: median, corrupted by interference on a shared CPU)
@@ -142,9 +143,10 @@ def geometry(model: nn.Module) -> dict[str, Any]:
     """What the table depends on besides the device: tokens, dense dims, stem and head sizes."""
     pe: Any = model.patch_embed
     d = model_dims(model)
+    rows, cols = input_grid(model)
     return {
-        "tokens": int(pe.num_patches) + int(getattr(model, "num_prefix_tokens", 1)),
-        "img": list(pe.img_size),
+        "tokens": rows * cols + int(getattr(model, "num_prefix_tokens", 1)),
+        "img": list(_img_size(model)),
         "patch": list(pe.patch_size),
         "embed": d.embed,
         "block": list(d.blocks[0]),
@@ -171,8 +173,9 @@ def grid(dims: ModelDims) -> tuple[tuple[int, ...], ...]:
 
 
 def _img_size(model: nn.Module) -> tuple[int, int]:
-    pe: Any = model.patch_embed
-    return int(pe.img_size[0]), int(pe.img_size[1])
+    """``(H, W)`` of the images ``model`` is fed (:func:`vitbench.core.models.input_size`)."""
+    _, h, w = input_size(model)
+    return h, w
 
 
 def _time_ms(fn: Any, x: torch.Tensor, warmup: int, repeats: int) -> float:

@@ -4,7 +4,7 @@ At blocks depth/4, depth/2 and 3*depth/4, after the attention residual, keep the
 image tokens whose features have the largest L2 norm and drop the rest; prefix tokens (class,
 distillation, register tokens) are never dropped. ``selection="random"`` keeps the same counts
 with seeded uniform scores. It reuses vitbench's stage machinery: the EViT stage schedule
-(:class:`vitbench.methods.evit.StageMethod`) and the pruning-stage block
+(:class:`vitbench.methods.stagebase.StageMethod`) and the pruning-stage block
 (:class:`vitbench.methods.patching.stageblock.StageBlockMixin`).
 """
 
@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 import torch
 
 from vitbench.methods.base import Conformance, register
-from vitbench.methods.evit import StageMethod
 from vitbench.methods.patching.patch import ForwardState
 from vitbench.methods.patching.stageblock import StageBlockMixin, keep_top
 from vitbench.methods.requirements import Requirements
+from vitbench.methods.stagebase import StageMethod
 
 
 def norm_reduce(x: torch.Tensor, st: ForwardState, index: int, attn: Any) -> torch.Tensor:

@@ -1,0 +1,46 @@
+"""Helpers every check of the conformance kit shares: parameters, logits, the method card."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitbench.methods.base import Method
+from vitbench.report.paper import cards_dir
+
+
+def params(cls: type[Method], keep: float, model: nn.Module) -> Any:
+    """``Params`` at ``keep`` with the method's ``conformance.fast`` overrides.
+
+    Trainable methods get fresh untrained parts (``artifact=init``).
+    """
+    cls.check_model(model)
+    mapped = cls.map_keep_ratio(keep, model)  # the keep ratio's own settings win over ``fast``
+    over = {k: v for k, v in cls.conformance.fast.items() if k not in mapped}
+    if cls.trainable:
+        over.setdefault("artifact", "init")
+    return cls.params_for(keep, model, over)
+
+
+def logits(
+    model: nn.Module, x: torch.Tensor, handle: Any = None, ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``model(x)`` in inference mode; ``handle`` (a token method's) gets the sample ``ids`` first."""
+    if handle is not None:
+        handle.set_sample_ids(ids)
+    with torch.inference_mode():
+        return model(x)
+
+
+def card_path(cls: type[Method]) -> Path:
+    """The method's card: ``conformance.card`` next to its module, else the one shipped with vitbench."""
+    if cls.conformance.card:
+        return Path(inspect.getfile(cls)).resolve().parent / cls.conformance.card
+    return cards_dir() / f"{cls.name}.yaml"
+
+
+__all__ = ["card_path", "logits", "params"]
