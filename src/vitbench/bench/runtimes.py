@@ -202,12 +202,13 @@ def export_model(
     threads: int | None = None,
     model_args: dict[str, Any] | None = None,
     data_cfg: dict[str, Any] | None = None,
-) -> str:
+) -> tuple[str, bool]:
     """Write ``method`` at ``keep`` on ``model_name`` as ONNX (dynamic batch) and check it; one line.
 
     The exported file is loaded in each runtime of ``check`` (default ONNX Runtime and OpenVINO)
     and its logits compared with eager on the same seeded batches at each batch size (default
-    1 and 32); the returned line gives the file, the export seconds and every verdict.
+    1 and 32). Returns the line (the file, the export seconds and every verdict) and whether every
+    check was equal; the file is written either way.
 
     Raises:
         VitbenchError: unknown method/runtime, missing packages (names the ``deploy`` extra), a
@@ -227,17 +228,19 @@ def export_model(
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         model, info = build_variant(base, method, keep, sets or {}, selection, stack)
         path, export_s = export_onnx(model, size, Path(tmp) / "model.onnx")
-        verdicts = []
+        verdicts, all_equal = [], True
         for rt in checks:
             prep = prepare(rt, model, size, sizes, n_threads, Path(tmp), onnx_file=path)
             for bs in sizes:
                 x = sample_input(size, bs, seed=0)
                 eq = compare(prep, eager_logits(model, x), x)
                 verdicts.append(f"{rt} b{bs} {eq.verdict()}")
+                all_equal = all_equal and eq.equal
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, out)
         except OSError as exc:
             raise VitbenchError(f"cannot write {out} ({exc.strerror}); pass a writable --output") from None
     what = f"{model_name} {method} {info['setting']}".rstrip()
-    return f"wrote {out} ({what}, export {export_s:.1f} s, dynamic batch): " + "; ".join(verdicts)
+    line = f"wrote {out} ({what}, export {export_s:.1f} s, dynamic batch): " + "; ".join(verdicts)
+    return line, all_equal

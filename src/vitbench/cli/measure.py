@@ -186,7 +186,11 @@ def _runtime_throughput(args: argparse.Namespace, margs: Any, dcfg: Any) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write a compressed model as ONNX with a dynamic batch axis; check it against eager; one line."""
+    """Write a compressed model as ONNX with a dynamic batch axis; check it against eager; one line.
+
+    Exit 0 when every check is equal, 1 when one is not (the file is written either way), 2 on
+    an error (not exportable: the failing op).
+    """
     # deferred: export loads torch, timm and the deploy packages; `vitbench --help` stays free of them
     from vitbench.bench.runtimes import export_model
     from vitbench.measure.runtimes import check_runtimes
@@ -194,7 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     check = check_runtimes(args.check or ["onnxruntime", "openvino"])
     margs, dcfg = model_options(args)
     weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
-    line = export_model(
+    line, equal = export_model(
         args.model,
         args.method,
         args.keep,
@@ -209,7 +213,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         data_cfg=dcfg,
     )
     print(line)
-    return 0
+    return 0 if equal else 1  # written, but not equal to eager somewhere: exit 1
 
 
 # -- parsers ----------------------------------------------------------------------------------
