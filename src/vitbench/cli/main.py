@@ -38,6 +38,7 @@ HELP_ORDER = (
     "bench-cache",
     "regenerate-references",
     "recount",
+    "export",
     "finetune",
     "bench-train",
     "compare",

@@ -133,6 +133,8 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     from vitbench.bench.speed import throughput_table
 
     margs, dcfg = model_options(args)
+    if args.runtime:
+        return _runtime_throughput(args, margs, dcfg)
     print(
         throughput_table(
             args.model,
@@ -154,6 +156,69 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _runtime_throughput(args: argparse.Namespace, margs: Any, dcfg: Any) -> int:
+    """``vitbench throughput --runtime ...``: the runtimes view of dense and the given methods."""
+    # deferred: runtimes load torch, timm and the deploy packages; `vitbench --help` stays free of them
+    from vitbench.bench.runtimes import runtime_table
+    from vitbench.measure.runtimes import check_runtimes
+
+    check_runtimes(args.runtime)  # a missing package is one line before any model is built
+    if args.dtype and set(args.dtype) - {"float32", "fp32"}:
+        raise VitbenchError("--runtime measures float32 only; leave out --dtype")
+    if args.device != "cpu" or args.compile or args.channels_last:
+        raise VitbenchError("--runtime measures on CPU; leave out --device, --compile and --channels-last")
+    print(
+        runtime_table(
+            args.model,
+            args.method or ["evit", "tome"],
+            args.keep or [0.7],
+            args.batch_size or [1, 64],
+            args.runtime,
+            selection=args.selection,
+            sets=parse_sets(args.set),
+            threads=args.threads,
+            warmup=max(1, args.warmup),
+            repeats=args.repeats,
+            weights=args.weights,
+            results=args.results,
+            model_args=margs,
+            data_cfg=dcfg,
+        )
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a compressed model as ONNX with a dynamic batch axis; check it against eager; one line.
+
+    Exit 0 when every check is equal, 1 when one is not (the file is written either way), 2 on
+    an error (not exportable: the failing op).
+    """
+    # deferred: export loads torch, timm and the deploy packages; `vitbench --help` stays free of them
+    from vitbench.bench.runtimes import export_model
+    from vitbench.measure.runtimes import check_runtimes
+
+    check = check_runtimes(args.check or ["onnxruntime", "openvino"])
+    margs, dcfg = model_options(args)
+    weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+    line, equal = export_model(
+        args.model,
+        args.method,
+        args.keep,
+        args.output,
+        weights=weights,
+        selection=args.selection,
+        sets=parse_sets(args.set),
+        check=list(check),
+        batch_sizes=args.batch_size or [1, 32],
+        threads=args.threads,
+        model_args=margs,
+        data_cfg=dcfg,
+    )
+    print(line)
+    return 0 if equal else 1  # written, but not equal to eager somewhere: exit 1
 
 
 # -- parsers ----------------------------------------------------------------------------------
@@ -201,7 +266,12 @@ def _add_throughput(sub: Any, ctx: ParserContext) -> None:
     th = sub.add_parser("throughput", help="img/s of methods x keep ratios x batch sizes (random weights)")
     th.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
     add_model_options(th)
-    th.add_argument("--method", action="append", default=None, help="method (repeatable; default evit, tome)")
+    th.add_argument(
+        "--method",
+        action="append",
+        default=None,
+        help="method (repeatable; default evit, tome); with --runtime, NAME@KEEP: that method at KEEP only",
+    )
     th.add_argument(
         "--keep", action="append", type=float, default=None, help="keep ratio (repeatable; default 0.7)"
     )
@@ -222,7 +292,47 @@ def _add_throughput(sub: Any, ctx: ParserContext) -> None:
         "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
     )
     th.add_argument("--no-progress", action="store_true", help="no progress bar")
+    th.add_argument(
+        "--runtime",
+        action="append",
+        default=None,
+        help="eager | compile | onnxruntime | openvino (repeatable): check each against eager, time "
+        "the equal ones, print the runtimes view (onnxruntime/openvino need the deploy extra)",
+    )
+    th.add_argument("--threads", type=int, default=None, help="with --runtime: threads of every runtime")
+    th.add_argument("--weights", default="random", help="with --runtime: random | demo | hub | PATH")
+    th.add_argument("--results", default=None, help="with --runtime: also store the rows in this store")
     th.set_defaults(fn=cmd_throughput)
+
+
+def _add_export(sub: Any, ctx: ParserContext) -> None:
+    ex = sub.add_parser(
+        "export", help="write a compressed model as ONNX (dynamic batch), checked against eager"
+    )
+    ex.add_argument("--model", default="deit_small_patch16_224", help="timm model name (default %(default)s)")
+    ex.add_argument(
+        "--weights", default=None, help="random | demo | hub | PATH (default: demo for the demo model)"
+    )
+    add_model_options(ex)
+    ex.add_argument("--method", default="dense", help="token or channel method (default dense)")
+    ex.add_argument("--keep", type=float, default=0.7, help="keep ratio in (0, 1] (default 0.7)")
+    ex.add_argument("--selection", default="scored", choices=["scored", "random"], help="token selection")
+    ex.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
+    )
+    ex.add_argument("--output", required=True, help="the .onnx file to write")
+    ex.add_argument(
+        "--check", action="append", default=None, help="onnxruntime | openvino (repeatable; default both)"
+    )
+    ex.add_argument(
+        "--batch-size",
+        action="append",
+        type=int,
+        default=None,
+        help="checked batch (repeatable; default 1, 32)",
+    )
+    ex.add_argument("--threads", type=int, default=None, help="runtime threads (default: torch's)")
+    ex.set_defaults(fn=cmd_export)
 
 
 def _add_recount(sub: Any, ctx: ParserContext) -> None:
@@ -245,4 +355,5 @@ COMMANDS: dict[str, AddCommand] = {
     "flops": _add_flops,
     "throughput": _add_throughput,
     "recount": _add_recount,
+    "export": _add_export,
 }

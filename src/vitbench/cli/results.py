@@ -19,6 +19,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from vitbench.report.population import restrict_suite
     from vitbench.store.results import load_samples
 
+    if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
+        # deferred: the runtimes view brings pandas; `vitbench --help` stays free of it
+        from vitbench.report.runtimes import runtimes_table
+        from vitbench.store.runtimes import load_runtime_rows
+
+        rt = load_runtime_rows(args.results)
+        if args.suite:
+            rt = rt.loc[rt["suite"] == args.suite]
+        text = runtimes_table(rt, fmt=args.format, model=args.model)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        print(text)
+        return 0
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
@@ -78,6 +91,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     # deferred: plots bring matplotlib; `vitbench --help` stays free of it
     from vitbench.report.tables import plot_pareto
 
+    if args.view == "runtimes":
+        # deferred: plots bring matplotlib; `vitbench --help` stays free of it
+        from vitbench.report.runtimes import plot_runtimes
+        from vitbench.store.runtimes import load_runtime_rows
+
+        print(f"wrote {plot_runtimes(load_runtime_rows(args.results), Path(args.output), model=args.model)}")
+        return 0
     df = load_results(args.results)
     path = plot_pareto(df, Path(args.output), model=args.model)
     print(f"wrote {path}")
@@ -163,8 +183,9 @@ def _add_leaderboard(sub: Any, ctx: ParserContext) -> None:
     lb.add_argument(
         "--view",
         default="all",
-        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare"],
-        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`)",
+        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare", "runtimes"],
+        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`; "
+        "runtimes: realized speedup per runtime next to the GMACs ratio)",
     )
     lb.add_argument(
         "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
@@ -186,6 +207,12 @@ def _add_plot(sub: Any, ctx: ParserContext) -> None:
         "--output", default=str(ctx.folder / "pareto.png"), help=".png, .svg or .pdf (default %(default)s)"
     )
     pl.add_argument("--model", default=None, help="only this model's records (default: all)")
+    pl.add_argument(
+        "--view",
+        default="pareto",
+        choices=["pareto", "runtimes"],
+        help="pareto: accuracy vs GMACs; runtimes: realized vs ideal speedup per method and runtime",
+    )
     pl.set_defaults(fn=cmd_plot)
 
 

@@ -91,6 +91,11 @@ class ThroughputSpec:
     ``threads``: intra-op CPU threads of the measurement (recorded as ``threads``); ``None``
     applies :func:`vitbench.core.threads.auto_threads` to ``batch_size`` (kept apart from the
     evaluation threads, ``SuiteSpec.threads``).
+
+    ``runtimes`` / ``batch_sizes``: the runtime phase (:mod:`vitbench.harness.runtime_phase`), run
+    after every cell is evaluated: each setting timed in each runtime (``eager``, ``compile``,
+    ``onnxruntime``, ``openvino``) at each batch size, equality with eager checked first; empty:
+    no runtime phase. Not part of a cell's or suite's identity (speed only).
     """
 
     enabled: bool = True
@@ -98,6 +103,8 @@ class ThroughputSpec:
     warmup: int = 2
     repeats: int = 5
     threads: int | None = None
+    runtimes: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +182,8 @@ class SuiteSpec:
         d["models"] = [m.ident() for m in self.models]
         d.pop("threads", None)
         d["throughput"].pop("threads", None)
+        d["throughput"].pop("runtimes", None)  # speed only: the runtime phase changes no record
+        d["throughput"].pop("batch_sizes", None)
         if d["dataset"]["class_order"] is None:  # as before the key existed
             d["dataset"].pop("class_order")
         return d

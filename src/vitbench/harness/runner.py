@@ -40,6 +40,7 @@ from vitbench.data.subsets import ArraySamples
 from vitbench.harness.costs import CellCosts
 from vitbench.harness.inputs import CellInputs
 from vitbench.harness.pruned import PrunedModels, calibration_source
+from vitbench.harness.runtime_phase import run_runtime_phase
 from vitbench.harness.trained import TrainedParts
 from vitbench.measure import classification_metrics, count_gmacs, self_check
 from vitbench.methods import METHODS
@@ -519,6 +520,8 @@ class Harness:
             summary = self._run(cells)
             if self.suite.throughput.enabled:  # after every cell: nothing else runs beside a timing
                 self._throughput_phase(cells)
+            if self.suite.throughput.runtimes:  # after every cell: exports never disturb accuracy cells
+                run_runtime_phase(self, cells, resumed=summary.done == 0 and summary.skipped > 0)
             return summary
         finally:
             if torch.get_num_threads() != caller:

@@ -30,6 +30,7 @@ from vitbench.core.threads import check_threads
 from vitbench.data import DATASETS
 from vitbench.data.classes import check_class_order
 from vitbench.data.noise import check_noise
+from vitbench.measure.runtimes import check_runtimes
 from vitbench.methods import METHODS, ChannelMethod
 from vitbench.methods.base import check_keep_ratio, make_params
 from vitbench.train.config import coerce_options
@@ -340,7 +341,25 @@ def _throughput(item: Any, where: str) -> ThroughputSpec:
     _unknown(f"{where} throughput", list(item), THROUGHPUT_KEYS)
     fix = "set throughput.threads: 1 (or N >= 1), or leave it out"
     threads = check_threads(item.get("threads"), f"{where}: throughput.threads", fix)
-    return ThroughputSpec(**{**item, "threads": threads})
+    runtimes, sizes = _runtime_axis(item, where)
+    return ThroughputSpec(**{**item, "threads": threads, "runtimes": runtimes, "batch_sizes": sizes})
+
+
+def _runtime_axis(item: dict, where: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """``throughput.runtimes`` / ``batch_sizes`` validated (packages checked: the deploy extra)."""
+    runtimes = item.get("runtimes") or []
+    if isinstance(runtimes, str) or not isinstance(runtimes, list):
+        raise VitbenchError(f"{where}: throughput.runtimes must be a list such as [eager, onnxruntime]")
+    sizes = item.get("batch_sizes")
+    if sizes is None:
+        sizes = [1, int(item.get("batch_size", ThroughputSpec.batch_size))] if runtimes else []
+    if not isinstance(sizes, list) or not all(isinstance(b, int) and b >= 1 for b in sizes):
+        raise VitbenchError(f"{where}: throughput.batch_sizes must be a list of integers >= 1, e.g. [1, 64]")
+    try:
+        names = check_runtimes([str(r) for r in runtimes])
+    except VitbenchError as exc:
+        raise VitbenchError(f"{where}: {exc}") from None
+    return names, tuple(dict.fromkeys(sizes))
 
 
 def _calib(item: Any, where: str) -> CalibSpec:

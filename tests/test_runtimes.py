@@ -1,0 +1,276 @@
+"""The runtime axis: equality with eager before speed, the side table, the view, suites and commands.
+
+ONNX Runtime / OpenVINO tests run on the demo model (exports of a few seconds to a minute on a
+busy 2-core machine) and skip with the reason when the ``deploy`` extra is not installed. Speed
+is never asserted: timed values only have to exist.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from vitbench.cli.main import main
+from vitbench.core.errors import VitbenchError
+from vitbench.core.models import create_model, data_config
+from vitbench.harness.runner import Harness
+from vitbench.harness.suites import expand, suite_from_dict
+from vitbench.measure import runtimes as rt
+from vitbench.measure.runtime_speed import measure_runtimes
+from vitbench.methods.base import token_method
+from vitbench.report.runtimes import runtimes_table, speedups
+from vitbench.store.results import load_results
+from vitbench.store.runtimes import load_runtime_rows, write_runtime_rows
+
+DEPLOY = "the deploy extra is not installed (pip install 'vitbench[deploy]')"
+HAS_ORT = all(importlib.util.find_spec(p) for p in ("onnx", "onnxscript", "onnxruntime"))
+HAS_OV = all(importlib.util.find_spec(p) for p in ("onnx", "onnxscript", "openvino"))
+
+
+def _demo() -> tuple[torch.nn.Module, tuple[int, ...]]:
+    model = create_model("vitbench_demo_vit", "demo").eval()
+    return model, tuple(data_config(model)["input_size"])
+
+
+# -- the check itself (no deploy packages needed) -------------------------------------------------
+def test_unknown_runtime_is_one_line() -> None:
+    with pytest.raises(VitbenchError, match="unknown runtime 'tensorrt'; use one of eager, compile"):
+        rt.check_runtimes(["tensorrt"])
+
+
+def test_missing_package_names_the_deploy_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
+    )
+    with pytest.raises(
+        VitbenchError, match=r"needs onnxruntime: install the deploy extra .*vitbench\[deploy\]"
+    ):
+        rt.check_runtimes(["eager", "onnxruntime"])
+    assert main(["throughput", "--model", "vitbench_demo_vit", "--runtime", "onnxruntime"]) == 2
+
+
+def test_compare_flags_a_model_that_differs_and_passes_one_that_does_not() -> None:
+    model, size = _demo()
+    x = rt.sample_input(size, 4)
+    ref = rt.eager_logits(model, x)
+    same = rt.prepare("eager", model, size, [4], 1, Path("."))
+    assert rt.compare(same, ref, x).equal and rt.compare(same, ref, x).max_abs == 0.0
+    shifted = rt.Prepared(
+        "eager", "t", 1, "", 0.0, 0.0, lambda t: model(t) + torch.tensor([[0.0] * 9 + [0.05]])
+    )
+    eq = rt.compare(shifted, ref, x)
+    assert not eq.equal and eq.rows_differing == 4
+    assert eq.verdict().startswith("not equal (max |Δ| 5.0e-02, 4 of 4 rows")
+
+
+def test_failing_op_names_the_aten_op() -> None:
+    exc = RuntimeError(
+        "Exporting the operator 'aten::fft_fft' to ONNX opset version 18 is not supported.\nmore"
+    )
+    line = rt.failing_op(exc)
+    assert line.startswith("unsupported op aten::fft_fft") and "\n" not in line
+
+
+def test_eager_rows_are_timed_and_ordered() -> None:
+    model, size = _demo()
+    rows = measure_runtimes([("dense", model)], ["eager"], [1, 2], size, threads=1, repeats=2)
+    assert [(r.batch_size, r.runtime) for r in rows] == [(1, "eager"), (2, "eager")]
+    assert all(r.equal and len(r.times_ms) == 2 and r.img_per_s and r.p90_ms >= r.median_ms for r in rows)
+
+
+# -- side table and view ------------------------------------------------------------------------
+NOT_EQUAL = "not equal (max |Δ| 2.9e-02, 4 of 32 rows above 1e-04)"
+
+
+def _row(method: str, runtime: str, bs: int, gmacs: float, ms: list[float], equal: bool = True) -> dict:
+    return {
+        "suite": "s", "model": "m", "weights": "random", "method": method, "setting": "-",
+        "keep_ratio": 0.7, "selection": "scored", "gmacs": gmacs, "runtime": runtime,
+        "runtime_version": "v", "threads": 2, "dtype": "float32", "export_path": "", "export_s": 0.0,
+        "prepare_s": 0.0, "batch_size": bs, "equal": int(equal), "max_abs_diff": 0.0 if equal else 0.029,
+        "verdict": "equal (max |Δ| 0.0e+00)" if equal else NOT_EQUAL,
+        "median_ms": None, "p90_ms": None, "img_per_s": None, "times_ms": ms, "round_id": "r1",
+    }  # fmt: skip
+
+
+def test_side_table_round_trip_and_view_marks_slower_and_not_equal(tmp_path: Path) -> None:
+    store = tmp_path / "r.sqlite"
+    rows = [
+        _row("dense", "onnxruntime", 32, 4.0, [100.0, 110.0, 90.0]),
+        _row("tome", "onnxruntime", 32, 2.0, [50.0, 55.0, 45.0]),  # 2x, GMACs ratio 2
+        _row("lfe", "onnxruntime", 32, 2.5, [125.0, 137.5, 112.5]),  # slower than dense
+        _row("dynamicvit", "onnxruntime", 32, 2.5, [], equal=False),
+    ]
+    assert write_runtime_rows(store, rows) == 4
+    assert write_runtime_rows(store, rows[:1]) == 1  # measuring again replaces, never duplicates
+    df = load_runtime_rows(store)
+    assert len(df) == 4 and df.set_index("method").loc["dense", "times_ms"] == [100.0, 110.0, 90.0]
+    assert load_results(store).empty  # the store stays a results store; records untouched
+    s = speedups(df).set_index("method")
+    assert s.loc["tome", "speedup"] == pytest.approx(2.0) and s.loc["tome", "gmacs_ratio"] == pytest.approx(
+        2.0
+    )
+    assert s.loc["lfe", "status"] == "slower than dense" and s.loc["lfe", "speedup"] == pytest.approx(0.8)
+    assert pd.isna(s.loc["dynamicvit", "speedup"]) and s.loc["dynamicvit", "status"].startswith("not equal")
+    text = runtimes_table(df)
+    line = next(x for x in text.splitlines() if "dynamicvit" in x)
+    assert "not equal (max \\|Δ\\| 2.9e-02" in line and "img/s" not in line
+    assert main(["leaderboard", "--results", str(store), "--view", "runtimes", "--format", "csv"]) == 0
+    out = tmp_path / "rt.png"
+    assert main(["plot", "--results", str(store), "--view", "runtimes", "--output", str(out)]) == 0
+    assert out.stat().st_size > 0
+
+
+def test_view_of_a_store_without_runtime_rows_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    store = tmp_path / "r.sqlite"
+    write_runtime_rows(store, [])
+    assert main(["leaderboard", "--results", str(store), "--view", "runtimes"]) == 2
+    assert "no runtime measurements" in capsys.readouterr().err
+
+
+# -- suites --------------------------------------------------------------------------------------
+TINY = {
+    "name": "tiny-runtimes",
+    "dataset": {"name": "mnist-demo", "split": "test", "limit": 12},
+    "models": [{"name": "vitbench_demo_vit", "weights": "demo"}],
+    "methods": ["dense", "tome"],
+    "keep_ratios": [0.7],
+    "batch_size": 12,
+    "bootstrap": 10,
+}
+
+
+def test_suite_runtime_key_is_validated_and_not_part_of_the_suite_identity() -> None:
+    plain = suite_from_dict({**TINY, "throughput": {"enabled": False}})
+    axis = suite_from_dict(
+        {**TINY, "throughput": {"enabled": False, "runtimes": ["eager"], "batch_sizes": [1, 2]}}
+    )
+    assert axis.throughput.runtimes == ("eager",) and axis.throughput.batch_sizes == (1, 2)
+    assert plain.to_dict() == axis.to_dict()
+    with pytest.raises(VitbenchError, match="unknown runtime 'tvm'"):
+        suite_from_dict({**TINY, "throughput": {"runtimes": ["tvm"]}})
+    with pytest.raises(VitbenchError, match="batch_sizes must be a list of integers >= 1"):
+        suite_from_dict({**TINY, "throughput": {"runtimes": ["eager"], "batch_sizes": [0]}})
+
+
+def test_runtime_phase_runs_after_the_cells_into_the_side_table(tmp_path: Path) -> None:
+    axis = {"enabled": False, "runtimes": ["eager"], "batch_sizes": [1, 2], "repeats": 2, "threads": 1}
+    suite = suite_from_dict({**TINY, "methods": ["tome"], "throughput": axis})  # dense is added
+    store = tmp_path / "r.sqlite"
+    logs: list[str] = []
+    summary = Harness(suite, str(store), progress=False, log=logs.append).run(expand(suite))
+    assert summary.failed == 0, summary.errors
+    records = load_results(store)
+    assert list(records["method"]) == ["tome"]  # accuracy cells only
+    df = load_runtime_rows(store)
+    assert sorted(zip(df["method"], df["batch_size"])) == [
+        ("dense", 1),
+        ("dense", 2),
+        ("tome", 1),
+        ("tome", 2),
+    ]
+    assert (
+        df["equal"].all()
+        and (df["threads"] == 1).all()
+        and df["runtime_version"].str.startswith("torch").all()
+    )
+    assert any("runtime phase" in line for line in logs)
+    again: list[str] = []
+    Harness(suite, str(store), progress=False, log=again.append).run(expand(suite))  # resumed
+    assert any("runtime phase already in" in line for line in again)
+    assert len(load_runtime_rows(store)) == 4
+
+
+# -- ONNX Runtime and OpenVINO on the demo model ---------------------------------------------------
+@pytest.fixture(scope="module")
+def exported() -> Iterator[dict[str, tuple[torch.nn.Module, Path]]]:
+    """Dense and ToMe r=5 on the demo model, exported once each (shared by both runtimes)."""
+    if not (HAS_ORT or HAS_OV):
+        pytest.skip(DEPLOY)
+    model, size = _demo()
+    tome = token_method("tome")
+    tome_model = create_model("vitbench_demo_vit", "demo").eval()
+    with tempfile.TemporaryDirectory() as tmp, tome.apply(tome_model, tome.params_for(0.7, tome_model)):
+        out = {}
+        for name, m in (("dense", model), ("tome", tome_model)):
+            path, _s = rt.export_onnx(m, size, Path(tmp) / f"{name}.onnx")
+            out[name] = (m, path)
+        yield out
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("variant", ["dense", "tome"])
+def test_exported_demo_model_equals_eager_at_batch_1_and_32(
+    exported: dict, runtime: str, variant: str
+) -> None:
+    if not {"onnxruntime": HAS_ORT, "openvino": HAS_OV}[runtime]:
+        pytest.skip(DEPLOY)
+    model, path = exported[variant]
+    size = tuple(data_config(model)["input_size"])
+    prep = rt.prepare(runtime, model, size, [1, 32], 1, path.parent, onnx_file=path)
+    assert prep.version.startswith(runtime) and prep.threads == 1 and "dynamic batch" in prep.export_path
+    for bs in (1, 32):
+        x = rt.sample_input(size, bs, seed=3)
+        eq = rt.compare(prep, rt.eager_logits(model, x), x)
+        assert eq.equal, eq.verdict()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_ORT, reason=DEPLOY)
+def test_check_catches_dynamicvit_with_untrained_predictors_in_onnxruntime() -> None:
+    """Untrained predictors tie at the keep/drop boundary: ONNX Runtime picks other tokens (issue 21)."""
+    _, size = _demo()
+    model = create_model("vitbench_demo_vit", "demo").eval()
+    dvit = token_method("dynamicvit")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dvit.apply(model, dvit.params_for(0.7, model, {"artifact": "init"})),
+    ):
+        prep = rt.prepare("onnxruntime", model, size, [32], 1, Path(tmp))
+        x = rt.sample_input(size, 32, seed=0)
+        eq = rt.compare(prep, rt.eager_logits(model, x), x)
+    assert not eq.equal and eq.verdict().startswith("not equal")
+
+
+@pytest.mark.skipif(not HAS_ORT, reason=DEPLOY)
+def test_export_command_prints_one_verdict_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "dense.onnx"
+    argv = ["export", "--model", "vitbench_demo_vit", "--method", "dense", "--output", str(out)]
+    assert main([*argv, "--check", "onnxruntime", "--batch-size", "1", "--batch-size", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and line.startswith(f"wrote {out}") and out.stat().st_size > 0
+    assert "onnxruntime b1 equal" in line and "onnxruntime b3 equal" in line
+
+
+def test_export_failure_is_one_line_naming_the_op(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    if not HAS_ORT:
+        pytest.skip(DEPLOY)
+
+    def fail(*_a: object, **_k: object) -> None:
+        raise RuntimeError("Exporting the operator 'aten::fft_fft' to ONNX opset version 18 is not supported")
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    argv = ["export", "--model", "vitbench_demo_vit", "--method", "lfe", "--output", str(tmp_path / "m.onnx")]
+    assert main([*argv, "--check", "onnxruntime"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ONNX export: unsupported op aten::fft_fft") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_compile_equals_eager_on_the_demo_model_at_batch_1() -> None:
+    model, size = _demo()
+    prep = rt.prepare("compile", model, size, [1], 1, Path("."))
+    x = rt.sample_input(size, 1, seed=5)
+    assert rt.compare(prep, rt.eager_logits(model, x), x).equal
+    assert rt.compile_path(prep).startswith("torch.compile(inductor")
