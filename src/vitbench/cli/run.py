@@ -39,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sets = parse_sets(args.set)
     suite_overrides = {k: v for k, v in sets.items() if "." in k or k in SUITE_KEYS}
     method_sets = {k: v for k, v in sets.items() if k not in suite_overrides}
-    suite = load_suite(args.suite, suite_overrides)
+    suite = load_suite(args.suite_path or args.suite, suite_overrides)  # a worker: the caller's file
     if args.model:
         for name in args.model:
             check_model_name(name)
@@ -217,7 +217,10 @@ def _start_workers(
     if plan.count < 2:
         return None, cells, []
     harness.log(f"workers: {plan.why}")
-    argv = list(getattr(args, "argv", None) or ["run"])
+    # deferred: the suite lookup, only when workers are started
+    from vitbench.harness.suites import find_suite
+
+    argv = [*(getattr(args, "argv", None) or ["run"]), "--suite-path", str(find_suite(args.suite).resolve())]
     evaluated = [c for c in cells if dense_twin(c) is None]
     rest = [c for c in cells if dense_twin(c) is not None]
     return Workers(argv, plan.count, results, threads), shard_cells(evaluated, 0, plan.count), rest
@@ -327,6 +330,7 @@ def _add_run(sub: Any, ctx: ParserContext) -> None:
     )
     r.add_argument("--strict", action="store_true", help="exit 1 when a cell failed")
     r.add_argument("--cell-worker", action="store_true", help=argparse.SUPPRESS)  # set by --workers
+    r.add_argument("--suite-path", default=None, help=argparse.SUPPRESS)  # the file a worker reads
     r.add_argument(
         "--workers",
         default="auto",
