@@ -110,9 +110,17 @@ def footnote(fig: Any, text: str, width: int = 120) -> None:
     """``text`` in small type under the figure (saved with it: figures are saved tight)."""
     import textwrap
 
-    if text:
-        wrapped = "\n".join(textwrap.wrap(text, width))
-        fig.text(0.0, -0.01, wrapped, fontsize=6.5, color="#444444", ha="left", va="top")
+    if not text:
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)  # a renderer to measure the drawn area (no pyplot state)
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, rotated tick labels included
+    y = box.y0 / fig.get_figheight() - 0.02
+    x = box.x0 / fig.get_figwidth()
+    wrapped = "\n".join(textwrap.wrap(text, width))
+    fig.text(x, y, wrapped, fontsize=6.5, color="#444444", ha="left", va="top")
 
 
 def factor_legend(target: Any, entries: list[tuple[str, dict[str, Any]]], title: str | None = None) -> None:
