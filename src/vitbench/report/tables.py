@@ -583,31 +583,26 @@ class Section:
 def all_sections(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> list[Section]:
     """The tables of the ``all`` view, each rendered alone in ``fmt`` (see :func:`render_all`).
 
+    The sections are the registered views with a ``title`` (:func:`vitbench.report.views.all_views`)
+    whose ``in_all`` accepts the successful rows, in registry order, then the failed cells.
+
     Raises:
         VitbenchError: unknown ``fmt``.
     """
     check_fmt(fmt)
     ok = successful_rows(df)
+    # deferred: the registry's view modules import this module inside their renderers
+    from vitbench.report import views
 
-    def section(view: str, title: str, fn: Any, **kwargs: Any) -> Section:
+    opts = views.ViewOptions(fmt=fmt, samples=lambda: samples)
+    parts = []
+    for view in views.all_views():
+        if view.in_all is not None and not view.in_all(ok):
+            continue
         try:
-            return Section(view, title, fn(df, fmt=fmt, **kwargs))
+            parts.append(Section(view.name, view.title, view.render(df, opts)))
         except VitbenchError as exc:
-            return Section(view, title, None, str(exc))
-
-    parts = [
-        section("paper", "Leaderboard (clean, scored selection)", leaderboard),
-        section(
-            "matched",
-            "Accuracy at matched GMACs (clean, scored selection)",
-            matched_gmacs_table,
-            samples=samples,
-        ),
-    ]
-    if (ok["selection"] == "random").any():
-        parts.append(section("selection", "Token selection: scored vs random (clean)", selection_table))
-    if (ok["noise"] != "clean").any():
-        parts.append(section("noise", "Robustness under noise (Top-1, scored selection)", noise_table))
+            parts.append(Section(view.name, view.title, None, str(exc)))
     failed = failed_cells(df)
     if not failed.empty:
         cols = [
@@ -621,8 +616,9 @@ def all_sections(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> 
 def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
     """All views as one document with short markdown headings.
 
-    Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
-    random rows exist), robustness under noise (if noisy rows exist), failed cells (if any).
+    Sections (:func:`all_sections`): the registered views of the ``all`` view -- leaderboard
+    (clean, scored), matched-GMACs view, scored-vs-random selection (if random rows exist),
+    robustness under noise (if noisy rows exist) -- and failed cells (if any).
     A section whose filter matches nothing says so instead of failing the whole report. A
     document of several tables is no csv file: csv callers take :func:`all_sections` one by one.
 
