@@ -214,7 +214,9 @@ def corruption_table(
             ci = ci.reindex(pd.MultiIndex.from_frame(wide[CONFIG]))
             for n in names:
                 label = "CI low" if bound == "err_ci_low" else "CI high"
-                cols.append(Col(f"{n} {label}", list(ci[n]) if n in ci else [], [], display=False))
+                cols.append(
+                    Col(f"{n} {label}", list(ci[n]) if n in ci else [math.nan] * len(wide), [], display=False)
+                )
     if any(NOISES.get(n).extra for n in names):
         caption += " * validation corruption (not in mCE)."
     return render_table(cols, fmt, caption=caption)
