@@ -28,14 +28,18 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[str] = ()) -> str:
-    """A small HTML table; cells escaped; ``numeric`` columns right-aligned."""
+def _table(
+    head: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[str] = (), wrap: Sequence[str] = ()
+) -> str:
+    """A small HTML table; cells escaped; ``numeric`` columns right-aligned, ``wrap`` ones may wrap."""
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = []
     for r in rows:
         tds = "".join(
             f"<td style='text-align:right'>{html.escape(_text(v))}</td>"
             if h in numeric
+            else f"<td class='wrap'>{html.escape(_text(v))}</td>"
+            if h in wrap
             else f"<td>{html.escape(_text(v))}</td>"
             for h, v in zip(head, r)
         )
@@ -128,16 +132,20 @@ def _calibration(ok: pd.DataFrame) -> str:
                 _suites(grp),
             ]
         )
-    return _table(head, rows, numeric=("Keep",))
+    return _table(head, rows, numeric=("Keep",), wrap=("Parameters",))
 
 
 def _noises(ok: pd.DataFrame) -> str:
-    rows = []
+    """One row per set of levels: the noises measured at exactly those levels."""
+    groups: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
     for noise, grp in ok.groupby("noise", sort=True):
         levels = sorted({float(v) for v in grp["level"]})
         shown = ", ".join(f"{v:g}" for v in levels) if noise != "clean" else _DASH
-        rows.append([noise, shown, len(grp)])
-    return _table(["Noise", "Levels", "Records"], rows, numeric=("Records",))
+        groups.setdefault(shown, []).append(str(noise))
+        counts[shown] = counts.get(shown, 0) + len(grp)
+    rows = [[", ".join(names), shown, counts[shown]] for shown, names in groups.items()]
+    return _table(["Noises", "Levels", "Records"], rows, numeric=("Records",), wrap=("Noises",))
 
 
 def _software(df: pd.DataFrame) -> str:
