@@ -387,7 +387,8 @@ def _shade(colour: str, index: int) -> str:
     f = (0.55, 1.35, 0.35, 1.6)[(index - 1) % 4]
     if f < 1:
         return to_hex((r * f, g * f, b * f))
-    return to_hex(tuple(min(1.0, c + (1 - c) * (f - 1)) for c in (r, g, b)))
+    light = [min(1.0, c + (1 - c) * (f - 1)) for c in (r, g, b)]
+    return to_hex((light[0], light[1], light[2]))
 
 
 @with_style

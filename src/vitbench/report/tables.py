@@ -557,7 +557,8 @@ def pareto_figure(
         from matplotlib.lines import Line2D
 
         for i, name in enumerate(pops):
-            unique[name] = Line2D([], [], color="#555555", linestyle=population_linestyle(i))
+            style: Any = population_linestyle(i)
+            unique[name] = Line2D([], [], color="#555555", linestyle=style)
     legend_outside(ax, list(unique.values()), list(unique.keys()))
     footnote(fig, images_footnote(stats, sets))
     return fig
