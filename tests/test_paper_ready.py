@@ -283,3 +283,11 @@ def test_report_lists_the_calibration_of_channel_cells() -> None:
     page = html_report(pd.concat([df, pd.DataFrame([extra])], ignore_index=True))
     prov = page[page.index("<section class='prov'>") : page.index("</section>")]
     assert "gaussian-noise@1" in prov and "num_samples" in prov
+
+
+def test_report_headings_say_ce_for_one_corruption() -> None:
+    from vitbench.report.html import html_report
+
+    one = html_report(corrupted_df(("gaussian-noise",)))
+    assert "Corruption robustness (CE, lower is better)" in one and "mCE relative" not in one
+    assert "Corruption robustness (mCE, lower is better)" in html_report(corrupted_df())

@@ -36,7 +36,7 @@ def report(df: pd.DataFrame, ctx: Any) -> None:
     if corrupted(ctx.ok):
         ctx.section(
             "Accuracy vs severity",
-            ctx.table("Top-1 per severity (mean over the test corruptions)", severity_table),
+            ctx.table("Top-1 per severity", severity_table),  # the caption says what it averages
             ctx.image("severity", severity_figure, "accuracy vs severity per family"),
         )
 
