@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 from vitbench.core.errors import VitbenchError
 from vitbench.report.format import save_figure
-from vitbench.report.plotstyle import legend_outside, method_color, variant_marker, with_style
+from vitbench.report.plotstyle import footnote, legend_outside, method_color, variant_marker, with_style
 from vitbench.report.population import mask_cost_only, normalise, seeds_note
+from vitbench.report.rows import image_sets, images_footnote, population_labels
 from vitbench.store.records import with_curves
 
 
@@ -42,14 +43,8 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
     ok["test"] = [_cond(n, lv) for n, lv in zip(ok["noise"], ok["level"])]
     ok = mask_cost_only(normalise(ok))
     # what a row measured besides its calibration: model, images, token selection (never averaged)
-    parts = {
-        "model": list(ok["model"]),
-        "weights": list(ok["weights"]),
-        "dataset": [f"{d}/{sp}" for d, sp in zip(ok["dataset"], ok["split"])],
-        "images": [f"img {h[:8]}" for h in ok["sample_ids_hash"]],
-    }
-    varying = [k for k, v in parts.items() if len(set(v)) > 1]  # label only what differs
-    ok["population"] = [" ".join(parts[k][i] for k in varying) for i in range(len(ok))]
+    # label only what differs: the model as shown, the weights file, the image set by suite and count
+    ok["population"] = population_labels(ok, image_sets(ok))
     ok = with_curves(ok)  # one row per method variant (its calibration noise is a column here)
     several = ok["population"].nunique() > 1
     ok["row"] = [
@@ -143,6 +138,14 @@ def calibration_figure(df: pd.DataFrame) -> Figure:
     for ax in axes[0]:
         for h, lb in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lb, h)
+    sets = image_sets(ok)
+    models = ", ".join(sorted(set(ok["model_shown"])))
+    images = next(iter(sets.values())) if len(sets) == 1 else f"{len(sets)} image sets"
+    fig.suptitle(
+        f"{models}: {images}; top-1 vs the calibration images' noise level, per test condition; {_seeds(ok)}",
+        fontsize=8,
+    )
     fig.tight_layout()
     legend_outside(fig, list(seen.values()), list(seen))
+    footnote(fig, images_footnote(ok, sets))
     return fig
