@@ -130,4 +130,14 @@ def paper_flops_table(progress: bool = False) -> str:
         "GMACs counted by vitbench on a real batch-1 forward (random weights, eval mode) in the papers' "
         f"convention (fvcore MACs, attention matmuls included, LayerNorm 5/element); {GMACS_NOTE}."
     )
-    return note + "\n\n" + tabulate(rows, headers=head, tablefmt="github")
+    return (
+        note
+        + "\n\n"
+        + tabulate(
+            rows,
+            headers=head,
+            tablefmt="github",
+            disable_numparse=True,  # "3.00" stays "3.00": one digits rule per column, as every table
+            colalign=("left", "left", "left", "right", "right", "right", "left"),
+        )
+    )
