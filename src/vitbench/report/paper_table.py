@@ -175,4 +175,6 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
     if fmt == "csv":  # one table, no note; each 'published' column named after what it publishes
         named = [f"{head[i - 1]} {h}" if h == "published" else h for i, h in enumerate(head)]
         return pd.DataFrame(rows, columns=named).to_csv(index=False, lineterminator="\n").rstrip("\n")
-    return note + "\n\n" + tabulate(rows, headers=head, tablefmt=fmt, disable_numparse=True)
+    numeric = {"GMACs", "published", "Params (M)", "Top-1 (%)", "Δ top-1", "Seeds", "img/s"}
+    align = ["right" if h in numeric else "left" for h in head]
+    return note + "\n\n" + tabulate(rows, headers=head, tablefmt=fmt, disable_numparse=True, colalign=align)
