@@ -206,8 +206,9 @@ def test_views_against_hand_values(store: Path) -> None:
     assert "4.6" in paper and "0.61" in paper
     calib = calibration_tables(df)
     rows = calib.splitlines()
-    assert any(re.search(r"aaaaaaaa: evit \(random\)\s+\|\s+0\.7\s+\|.*\|\s+60(\.0)?\s+\|$", r) for r in rows)
-    assert any(re.search(r"aaaaaaaa: evit\s+\|\s+0\.7\s+\|.*\|\s+80(\.0)?\s+\|$", r) for r in rows)
+    assert "ids aaaaaaaa" in rows[0]  # image sets by suite and count; their ids in the note
+    assert any(re.search(r"demo, 10 images: evit \(random\)\s+\|\s+0\.7\s+\|.*\|\s+60(\.0)?\s+\|$", r) for r in rows)
+    assert any(re.search(r"demo, 10 images: evit\s+\|\s+0\.7\s+\|.*\|\s+80(\.0)?\s+\|$", r) for r in rows)
 
 
 def test_compare_paired_statistics_by_hand(store: Path) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from vitbench.core.errors import VitbenchError
-from vitbench.report.format import save_figure
+from vitbench.report.format import GMACS_NOTE, gmacs_digits, save_figure
 from vitbench.report.plotstyle import footnote, legend_outside, method_color, variant_marker, with_style
 from vitbench.report.population import mask_cost_only, normalise, seeds_note
 from vitbench.report.rows import image_sets, images_footnote, population_labels
@@ -74,6 +74,7 @@ def calibration_tables(df: pd.DataFrame) -> str:
     ok = _prepare(df)
     calibs = _calib_order(ok)
     tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
+    gd = gmacs_digits(ok["gmacs"])  # the one digits rule of every table
     out = []
     for test in tests:
         part = ok[ok["test"] == test]
@@ -82,7 +83,7 @@ def calibration_tables(df: pd.DataFrame) -> str:
             by = grp.groupby("calib")["top1"].mean()
             gm = grp["gmacs"].mean()
             base = by.get("clean")
-            row = [method, f"{keep:g}", f"{gm:.4f}"]
+            row = [method, f"{keep:g}", f"{gm:.{gd}f}"]
             for c in calibs:
                 if c not in by:
                     row.append("-")
@@ -92,12 +93,15 @@ def calibration_tables(df: pd.DataFrame) -> str:
                     row.append(f"{by[c]:.1f} ({by[c] - base:+.1f})")
             rows.append(row)
         head = ["method", "keep", "GMACs (mean)"] + [f"calib {c}" for c in calibs]
-        out.append(f"### test images: {test}\n\n" + tabulate(rows, headers=head, tablefmt="github"))
+        align = ["left", "right", "right"] + ["right"] * len(calibs)
+        table = tabulate(rows, headers=head, tablefmt="github", disable_numparse=True, colalign=align)
+        out.append(f"### test images: {test}\n\n" + table)
     note = (
         "Top-1 (%) on the test images named in each heading; columns: the noise of the calibration "
         "images the pruning criterion saw (in parentheses: change from clean calibration). '-': the "
         "method reads no calibration images (token methods score the test images themselves). "
-        f"Rows of different images or token selection are kept apart; top-1 {_seeds(ok)}."
+        f"Rows of different images or token selection are kept apart; top-1 {_seeds(ok)}; {GMACS_NOTE}. "
+        f"{images_footnote(ok, image_sets(ok))}."
     )
     return note + "\n\n" + "\n\n".join(out) + "\n"
 
