@@ -227,8 +227,8 @@ def test_one_unit_mlp_is_scored_and_pruned_without_squeezing(monkeypatch) -> Non
     deit_pruning_tools.py line 229) that its ``torch.cat`` rejects (line 273).
     """
     import vitbench.methods.vtclfc as vtclfc
-    from vitbench.methods.slimming.slim import BlockPlan, SlimPlan, slim_model
     from vitbench.methods.slimming.taylor import structure_block
+    from vitbench.methods.slimming.slim import BlockPlan, SlimPlan, slim_model
 
     dense = make_model("depth12")
     base = SlimPlan.identity(dense)
