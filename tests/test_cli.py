@@ -51,7 +51,7 @@ def test_run_resume_and_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "| Method" in out and "ΔTop-1" in out
     assert run([str(suite), "--results", results]) == 0  # resume: nothing left to do
     assert "0 evaluated, 12 resumed" in capsys.readouterr().out
-    assert main(["leaderboard", "--results", results, "--format", "csv", "--view", "paper"]) == 0
+    assert main(["leaderboard", "--results", results, "--format", "csv", "--view", "main"]) == 0
     assert "Top-1" in capsys.readouterr().out
 
 

@@ -100,7 +100,7 @@ def test_rewritten_checkpoint_is_evaluated_again_and_kept_apart(
     shown, notes = current_records(df)
     assert shown["weights"].nunique() == 2 and all("(" in w for w in shown["weights"])
     assert len(notes) == 1 and "different weight contents" in notes[0] and "\n" not in notes[0]
-    assert main(["leaderboard", "--results", str(results), "--view", "paper"]) == 0
+    assert main(["leaderboard", "--results", str(results), "--view", "main"]) == 0
     err = capsys.readouterr().err
     assert "kept apart" in err
 

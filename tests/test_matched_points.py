@@ -62,9 +62,9 @@ def _store() -> tuple[pd.DataFrame, dict[str, PerSample]]:
 def test_dense_budget_shows_the_measured_points() -> None:
     df, samples = _store()
     table = pd.read_csv(io.StringIO(matched_gmacs_table(df, fmt="csv", samples=samples))).set_index("Method")
-    assert table.loc["evit", "0.0180 G"] == 97.6  # its own point, not 97.58 interpolated at 0.0180
-    assert table.loc["tome", "0.0180 G"] == 97.6
-    assert table.loc["lfe", "0.0180 G"] < 97.5  # measured above the budget: interpolated below it
+    assert table.loc["evit", "0.0180 GMACs"] == 97.6  # its own point, not 97.58 interpolated at 0.0180
+    assert table.loc["tome", "0.0180 GMACs"] == 97.6
+    assert table.loc["lfe", "0.0180 GMACs"] < 97.5  # measured above the budget: interpolated below it
     text = matched_gmacs_table(df, fmt="github", samples=samples)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     dense_col = [c.strip() for c in rows["evit"].split("|")].index("97.60 ▲")

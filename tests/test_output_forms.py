@@ -35,7 +35,7 @@ def test_csv_of_the_all_view_asks_for_a_view(store: Path, capsys: pytest.Capture
     assert main(["leaderboard", "--results", str(store), "--format", "csv"]) == 2
     out = capsys.readouterr()
     assert out.out == "" and len(out.err.strip().splitlines()) == 1
-    assert "pick one with --view (paper, matched, selection, noise)" in out.err
+    assert "pick one with --view (main, matched, selection, noise)" in out.err
 
 
 def test_csv_of_the_all_view_writes_one_file_per_table(
@@ -44,7 +44,7 @@ def test_csv_of_the_all_view_writes_one_file_per_table(
     out = tmp_path / "board.csv"
     assert main(["leaderboard", "--results", str(store), "--format", "csv", "--output", str(out)]) == 0
     written = sorted(p.name for p in tmp_path.glob("board-*.csv"))
-    views = ["failed", "matched", "noise", "paper", "selection"]  # the store has one failed cell
+    views = ["failed", "main", "matched", "noise", "selection"]  # the store has one failed cell
     assert written == [f"board-{v}.csv" for v in views]
     for name in written:
         _one_table((tmp_path / name).read_text(), method=name != "board-failed.csv")
@@ -52,7 +52,7 @@ def test_csv_of_the_all_view_writes_one_file_per_table(
     assert capsys.readouterr().out.count("wrote ") == 5
 
 
-@pytest.mark.parametrize("view", ["paper", "matched", "selection", "noise", "squeeze", "compare"])
+@pytest.mark.parametrize("view", ["main", "matched", "selection", "noise", "squeeze", "compare"])
 def test_every_single_view_is_one_csv_table(
     store: Path, view: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,4 +68,4 @@ def test_every_single_view_is_one_csv_table(
 def test_paper_table_csv_is_one_table(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["leaderboard", "--results", str(store), "--format", "csv", "--paper"]) == 0
     frame = _one_table(capsys.readouterr().out)
-    assert {"GFLOPs (MACs) published", "Top-1 (%) published", "img/s published"} <= set(frame.columns)
+    assert {"GMACs published", "Top-1 (%) published", "img/s published"} <= set(frame.columns)

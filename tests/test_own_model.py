@@ -207,7 +207,7 @@ def test_cell_keys_separate_architectures_and_keep_plain_keys() -> None:
     old_form.pop("threads")  # thread counts never change a result: not hashed
     old_form["throughput"].pop("threads")
     for m in old_form["models"]:
-        del m["model_args"], m["data_config"]
+        del m["model_args"], m["data_config"], m["label"]  # label: display only, never hashed
     assert config_hash(demo.to_dict()) == config_hash(old_form)
     from vitbench.core.specs import Cell, DataSpec, MethodSpec, NoiseSpec
 

@@ -198,16 +198,18 @@ def test_views_against_hand_values(store: Path) -> None:
     assert mce.loc["dense", "mCE"] == 100.0 and mce.loc["evit", "mCE"] == 150.0  # 75 / 50
     assert mce.loc["evit", "Clean"] == 75.0  # population B's clean record, not A's 80
     matched = _csv(report.matched_gmacs_table(df, fmt="csv", grid=[3.5])).set_index(["Images", "Method"])
-    assert matched.loc[("aaaaaaaaaaaaaaaa", "evit"), "3.50 G"] == 80.0
-    assert matched.loc[("bbbbbbbbbbbbbbbb", "evit"), "3.50 G"] == 75.0
+    assert matched.loc[("aaaaaaaaaaaaaaaa", "evit"), "3.50 GMACs"] == 80.0
+    assert matched.loc[("bbbbbbbbbbbbbbbb", "evit"), "3.50 GMACs"] == 75.0
     assert matched.loc[("bbbbbbbbbbbbbbbb", "evit"), "Dense Top-1"] == 100.0
     paper = paper_table(df)
     assert "| Selection" in paper and "| random" in paper and "60.00" in paper and "80.00" in paper
     assert "4.6" in paper and "0.61" in paper
     calib = calibration_tables(df)
     rows = calib.splitlines()
-    assert any(re.search(r"aaaaaaaa: evit \(random\)\s+\|\s+0\.7\s+\|.*\|\s+60(\.0)?\s+\|$", r) for r in rows)
-    assert any(re.search(r"aaaaaaaa: evit\s+\|\s+0\.7\s+\|.*\|\s+80(\.0)?\s+\|$", r) for r in rows)
+    assert "ids aaaaaaaa" in rows[0]  # image sets by suite and count; their ids in the note
+    random_row = r"demo, 10 images: evit \(random\)\s+\|\s+0\.7\s+\|.*\|\s+60(\.0)?\s+\|$"
+    assert any(re.search(random_row, r) for r in rows)
+    assert any(re.search(r"demo, 10 images: evit\s+\|\s+0\.7\s+\|.*\|\s+80(\.0)?\s+\|$", r) for r in rows)
 
 
 def test_compare_paired_statistics_by_hand(store: Path) -> None:
@@ -309,7 +311,7 @@ def test_cost_only_cells_show_no_accuracy(tmp_path: Path) -> None:
         assert "–" in text
     board = _csv(leaderboard(df, fmt="csv"))
     assert board["Top-1"].isna().all() and board["ΔTop-1"].isna().all()
-    assert list(board["GFLOPs (MACs)"]) == [4.6, 3.5, 2.7]
+    assert list(board["GMACs"]) == [4.6, 3.5, 2.7]
     with pytest.raises(VitbenchError, match="cost-only"):
         matched_gmacs_table(df)
     assert "0.00" not in render_all(df)

@@ -31,7 +31,7 @@ def test_run_writes_under_vitbench_results_by_default(workdir: Path) -> None:
     assert len(load_results(workdir / "vitbench-results" / "vitbench.sqlite")) == 2
     assert (workdir / "vitbench-results" / "tiny" / "leaderboard.md").is_file()
     assert (workdir / "vitbench-results" / "tiny" / "pareto.png").is_file()
-    assert main(["leaderboard", "--view", "paper"]) == 0  # the other commands read the same default
+    assert main(["leaderboard", "--view", "main"]) == 0  # the other commands read the same default
 
 
 def test_results_folder_from_environment(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,14 +106,14 @@ def test_regenerate_references_runs_into_the_folder(workdir: Path, monkeypatch: 
         "tiny",
         "tiny",
         "tiny",
-        (("leaderboard", "--results", "{store}", "--view", "paper", "--output", "{out}/paper/paper.md"),),
+        (("leaderboard", "--results", "{store}", "--view", "main", "--output", "{out}/main/main.md"),),
     )
     monkeypatch.setattr(references, "REFERENCES", (tiny,))
     refs = workdir / "refs"
     refs.mkdir()
     assert main(["regenerate-references", "--into", "refs", "--no-progress"]) == 0
     assert len(load_results(refs / "tiny.sqlite")) == 2
-    assert (refs / "tiny" / "leaderboard.md").is_file() and (refs / "tiny" / "paper" / "paper.md").is_file()
+    assert (refs / "tiny" / "leaderboard.md").is_file() and (refs / "tiny" / "main" / "main.md").is_file()
     stamp = load_results(refs / "tiny.sqlite")["timestamp"].tolist()
     assert main(["regenerate-references", "tiny", "--into", "refs", "--no-progress"]) == 0  # resumes
     assert load_results(refs / "tiny.sqlite")["timestamp"].tolist() == stamp

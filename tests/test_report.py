@@ -99,26 +99,27 @@ def df() -> pd.DataFrame:
 EXPECTED_GITHUB = "\n".join(
     [
         "Top-1 (%): mean of 1-2 seeds (column Seeds); ΔTop-1 vs dense on the same images; "
+        "GMACs: 10^9 multiply-accumulates per image (papers label them GFLOPs); "
         "† img/s is machine-dependent; compare it only within one run.",
         "",
         "| Method   | Setting       |   Keep |        Top-1 |   Seeds |   ΔTop-1 "
-        "|   GFLOPs (MACs) |   Params (M) |   img/s† |",
+        "|   GMACs |   Params (M) |   img/s† |",
         "|----------|---------------|--------|--------------|---------|----------"
-        "|-----------------|--------------|----------|",
+        "|---------|--------------|----------|",
         "| dense    | -             |   1.00 | 80.25 ± 0.35 |       2 |    +0.00 "
-        "|            4.60 |        22.05 |     1005 |",
+        "|    4.60 |        22.05 |     1005 |",
         "| evit     | keep_rate=0.9 |   0.90 |        79.90 |       1 |    -0.35 "
-        "|            4.30 |        22.05 |     1080 |",
+        "|    4.30 |        22.05 |     1080 |",
         "| evit     | keep_rate=0.7 |   0.70 |        78.80 |       1 |    -1.45 "
-        "|            3.50 |        22.05 |     1350 |",
+        "|    3.50 |        22.05 |     1350 |",
         "| evit     | keep_rate=0.5 |   0.50 |        75.25 |       1 |    -5.00 "
-        "|            2.70 |        22.05 |     1700 |",
+        "|    2.70 |        22.05 |     1700 |",
         "| tome     | r=4           |   0.90 |        80.00 |       1 |    -0.25 "
-        "|            4.20 |        22.05 |     1100 |",
+        "|    4.20 |        22.05 |     1100 |",
         "| tome     | r=8           |   0.70 |        79.00 |       1 |    -1.25 "
-        "|            3.40 |        22.05 |     1400 |",
+        "|    3.40 |        22.05 |     1400 |",
         "| tome     | r=13          |   0.50 |        76.50 |       1 |    -3.75 "
-        "|            2.60 |        22.05 |     1800 |",
+        "|    2.60 |        22.05 |     1800 |",
     ]
 )
 
@@ -150,7 +151,7 @@ def test_leaderboard_without_dense_leaves_delta_blank(df: pd.DataFrame) -> None:
 def test_leaderboard_csv_carries_numbers(df: pd.DataFrame) -> None:
     csv = pd.read_csv(io.StringIO(leaderboard(df, fmt="csv")))
     assert list(csv["Method"]) == ["dense", "evit", "evit", "evit", "tome", "tome", "tome"]
-    assert csv["Top-1"].dtype == float and csv["GFLOPs (MACs)"].dtype == float
+    assert csv["Top-1"].dtype == float and csv["GMACs"].dtype == float
     assert csv.loc[0, "Top-1"] == pytest.approx(80.25)
     assert csv.loc[0, "Top-1 std"] == pytest.approx(0.5 / math.sqrt(2))
     assert csv.loc[0, "Seeds"] == 2
@@ -190,27 +191,27 @@ def test_matched_gmacs_interpolates_linearly(df: pd.DataFrame) -> None:
     # tome: (2.6, 76.5) -> (3.4, 79.0): at 3.0 -> 77.75; evit: (2.7, 75.25) -> (3.5, 78.8): 76.58125
     csv = pd.read_csv(io.StringIO(matched_gmacs_table(df, fmt="csv", grid=[3.0, 2.0, 4.25])))
     csv = csv.set_index("Method")
-    assert list(csv.columns[:3]) == ["2.00 G", "3.00 G", "4.25 G"]
-    assert csv.loc["tome", "3.00 G"] == pytest.approx(77.75)
-    assert csv.loc["evit", "3.00 G"] == pytest.approx(76.58125)
-    assert math.isnan(csv.loc["tome", "2.00 G"])  # below the measured range: no extrapolation
-    assert math.isnan(csv.loc["tome", "4.25 G"])  # above tome's max 4.2
-    assert csv.loc["evit", "4.25 G"] == pytest.approx(79.9 - 0.05 / 0.8 * 1.1)
+    assert list(csv.columns[:3]) == ["2.00 GMACs", "3.00 GMACs", "4.25 GMACs"]
+    assert csv.loc["tome", "3.00 GMACs"] == pytest.approx(77.75)
+    assert csv.loc["evit", "3.00 GMACs"] == pytest.approx(76.58125)
+    assert math.isnan(csv.loc["tome", "2.00 GMACs"])  # below the measured range: no extrapolation
+    assert math.isnan(csv.loc["tome", "4.25 GMACs"])  # above tome's max 4.2
+    assert csv.loc["evit", "4.25 GMACs"] == pytest.approx(79.9 - 0.05 / 0.8 * 1.1)
     assert csv.loc["tome", "Dense Top-1"] == pytest.approx(80.25)
     text = matched_gmacs_table(df, grid=[3.0])
-    assert "77.75" in text and "76.58" in text and "3.00 G" in text
+    assert "77.75" in text and "76.58" in text and "3.00 GMACs" in text
     assert "Dense reference (same images): Top-1 80.25 at 4.60 GMACs" in text
 
 
 def test_matched_gmacs_default_grid(df: pd.DataFrame) -> None:
     header = _body(matched_gmacs_table(df))[0]
     assert [h.strip() for h in header.split("|")[2:-1]] == [
-        "2.60 G",
-        "2.70 G",
-        "3.40 G",
-        "3.50 G",
-        "4.20 G",
-        "4.30 G",
+        "2.60 GMACs",
+        "2.70 GMACs",
+        "3.40 GMACs",
+        "3.50 GMACs",
+        "4.20 GMACs",
+        "4.30 GMACs",
     ]
     with pytest.raises(VitbenchError, match="dense"):
         matched_gmacs_table(df[df["method"] == "dense"])

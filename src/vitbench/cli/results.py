@@ -8,54 +8,51 @@ from typing import Any
 
 from vitbench.cli.options import AddCommand, ParserContext, load_results
 from vitbench.core.errors import VitbenchError
+from vitbench.report import views
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """Render tables from a results store."""
+    """Render a view (:mod:`vitbench.report.views`) or the published-numbers table of a store."""
     # deferred: tables bring pandas and the method registry (torch); `vitbench --help` stays free of them
     from vitbench.report import tables as report
-    from vitbench.report.compare import compare_table
     from vitbench.report.paper_table import paper_table
     from vitbench.report.population import restrict_suite
     from vitbench.store.results import load_samples
 
-    if args.view == "runtimes" and not args.paper:  # the runtime_speed side table, not the records
-        # deferred: the runtimes view brings pandas; `vitbench --help` stays free of it
-        from vitbench.report.runtimes import runtimes_table
-        from vitbench.store.runtimes import load_runtime_rows
-
-        rt = load_runtime_rows(args.results)
-        if args.suite:
-            rt = rt.loc[rt["suite"] == args.suite]
-        text = runtimes_table(rt, fmt=args.format, model=args.model)
-        if args.output:
-            Path(args.output).write_text(text + "\n")
-        print(text)
-        return 0
+    view = views.get("leaderboard", args.view)
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
-    views = {
-        "all": lambda: report.render_all(df, fmt=args.format, samples=load_samples(args.results)),
-        "paper": lambda: report.leaderboard(df, fmt=args.format, model=args.model),
-        "matched": lambda: report.matched_gmacs_table(
-            df, fmt=args.format, model=args.model, samples=load_samples(args.results)
-        ),
-        "selection": lambda: report.selection_table(df, fmt=args.format, model=args.model),
-        "noise": lambda: report.noise_table(df, fmt=args.format, model=args.model),
-        "squeeze": lambda: report.squeeze_table(df, fmt=args.format, model=args.model),
-        "compare": lambda: compare_table(df, load_samples(args.results), fmt=args.format, model=args.model),
-    }
-    if args.format == "csv" and args.view == "all" and not args.paper:
+        df.attrs["suite"] = args.suite  # views reading side tables (runtimes) filter them alike
+    if args.format == "csv" and view.name == "all" and not args.paper:
         return _csv_tables(df, args, report.all_sections(df, fmt="csv", samples=load_samples(args.results)))
     if args.paper:
         text = paper_table(df, fmt=args.format, model=args.model)
     else:
-        text = views[args.view]()
+        view.check_format(args.format)
+        text = view.render(df, _options(args))
     if args.output:
         Path(args.output).write_text(text + "\n")
     print(text)
     return 0
+
+
+def _options(args: argparse.Namespace) -> views.ViewOptions:
+    """The view options of a parsed command line (filters absent from a command keep their defaults)."""
+    # deferred: the store brings pandas and SQLite
+    from vitbench.store.results import load_samples
+
+    selection = getattr(args, "selection", "scored")
+    return views.ViewOptions(
+        fmt=args.format,
+        model=args.model,
+        selection=None if selection == "both" else selection,
+        severity=getattr(args, "severity", None),
+        noise=getattr(args, "noise", views.ViewOptions.noise),
+        reference=getattr(args, "reference", "dense"),
+        split=getattr(args, "split", "test"),
+        samples=lambda: load_samples(args.results),
+    )
 
 
 def _csv_tables(df: Any, args: argparse.Namespace, sections: list[Any]) -> int:
@@ -107,54 +104,33 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_robustness(args: argparse.Namespace) -> int:
     """Robustness tables (mCE, severities, corruptions, noise levels, selection, noisy calibration)."""
     # deferred: tables and plots bring pandas and matplotlib; `vitbench --help` stays free of them
-    from vitbench.report import calibration as rc
-    from vitbench.report import robust as rr
+    from vitbench.report.format import figure_kind, save_figure
     from vitbench.report.population import restrict_suite
 
+    view = views.get("robustness", args.view)
+    view.check_format(args.format)
+    if args.plot:
+        figure_kind(Path(args.plot))  # a bad suffix fails before any table is printed
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
-    sel = None if args.selection == "both" else args.selection
-    common = {"fmt": args.format, "model": args.model}
-    views = {
-        "mce": lambda: rr.robustness_table(
-            df, selection=sel, reference=args.reference, split=args.split, **common
-        ),
-        "severity": lambda: rr.severity_table(df, selection=sel, **common),
-        "corruptions": lambda: rr.corruption_table(
-            df, severity=args.severity, selection=sel, reference=args.reference, **common
-        ),
-        "levels": lambda: rr.level_table(df, args.noise, selection=sel, **common),
-        "selection": lambda: rr.selection_summary_table(df, **common),
-        "calibration": lambda: rc.calibration_tables(df),
-    }
-    if args.view == "calibration" and args.format == "csv":
-        raise VitbenchError(
-            "the calibration view is one markdown table per test condition, no single csv table; "
-            "drop --format csv (or use --view levels/selection for csv)"
-        )
-    text = views[args.view]()
+    opts = _options(args)
+    text = view.render(df, opts)
     if args.output:
         Path(args.output).write_text(text + "\n")
     print(text)
     if args.plot:
-        plots = {
-            "mce": lambda p: rr.plot_heatmap(df, p, model=args.model, reference=args.reference),
-            "corruptions": lambda p: rr.plot_heatmap(df, p, model=args.model, reference=args.reference),
-            "severity": lambda p: rr.plot_severities(df, p, model=args.model),
-            "levels": lambda p: rr.plot_levels(df, p, noise=args.noise, model=args.model),
-            "selection": lambda p: rr.plot_selection(df, p, model=args.model),
-            "calibration": lambda p: rc.plot_calibration(df, p),
-        }
-        print(f"wrote {plots[args.view](Path(args.plot))}")
+        if view.plot is None:
+            raise VitbenchError(f"the {view.name} view has no figure; drop --plot")
+        print(f"wrote {save_figure(view.plot(df, opts), Path(args.plot))}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (tables + embedded plots) for a whole results store."""
     # deferred: tables and plots bring pandas and matplotlib; `vitbench --help` stays free of them
+    from vitbench.report.html import write_html_report
     from vitbench.report.population import restrict_suite
-    from vitbench.report.robust import write_html_report
     from vitbench.store.results import load_samples
 
     df = load_results(args.results)
@@ -183,12 +159,14 @@ def _add_leaderboard(sub: Any, ctx: ParserContext) -> None:
     lb.add_argument(
         "--view",
         default="all",
-        choices=["all", "paper", "matched", "selection", "noise", "squeeze", "compare", "runtimes"],
-        help="which table (default all; compare: paired ΔTop-1 vs dense, see `vitbench compare`; "
-        "runtimes: realized speedup per runtime next to the GMACs ratio)",
+        choices=views.choices("leaderboard"),
+        metavar="VIEW",
+        help=f"which table (default all): {views.help_text('leaderboard')}",
     )
     lb.add_argument(
-        "--paper", action="store_true", help="paper-style table: measured next to published (method cards)"
+        "--paper",
+        action="store_true",
+        help="the published-numbers table: measured next to the method cards' published rows (not a view)",
     )
     lb.add_argument("--model", default=None, help="only this model's records (default: all)")
     lb.add_argument("--suite", default=None, help="only this suite's records (default: all)")
@@ -224,8 +202,9 @@ def _add_robustness(sub: Any, ctx: ParserContext) -> None:
     ro.add_argument(
         "--view",
         default="mce",
-        choices=["mce", "severity", "corruptions", "levels", "selection", "calibration"],
-        help="which table (default mce)",
+        choices=views.choices("robustness"),
+        metavar="VIEW",
+        help=f"which table (default mce): {views.help_text('robustness')}",
     )
     ro.add_argument("--format", default="github", help="markdown | github | latex | csv | html")
     ro.add_argument("--reference", default="dense", choices=["dense", "alexnet"], help="mCE reference")
@@ -240,7 +219,11 @@ def _add_robustness(sub: Any, ctx: ParserContext) -> None:
     ro.add_argument("--model", default=None, help="only this model's records (default: all)")
     ro.add_argument("--suite", default=None, help="only this suite's records (default: all)")
     ro.add_argument("--output", default=None, help="also write the table here")
-    ro.add_argument("--plot", default=None, help="also save the view's plot (.png or .svg)")
+    ro.add_argument(
+        "--plot",
+        default=None,
+        help="also save the view's figure (.png, .svg or .pdf), drawn with the same filters",
+    )
     ro.set_defaults(fn=cmd_robustness)
 
 

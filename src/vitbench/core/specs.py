@@ -21,12 +21,16 @@ class ModelSpec:
         data_config: overrides of the model's pretrained data config as sorted (name, value)
             pairs; keys among ``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``,
             ``crop_mode``.
+        label: how tables and figures name the entry (the suite's ``label:``); display only: it
+            is part of neither :meth:`ident`, cell keys, config hashes nor equality, so
+            relabelling an entry reuses its records.
     """
 
     name: str
     weights: str = "random"
     model_args: tuple[tuple[str, Any], ...] = ()
     data_config: tuple[tuple[str, Any], ...] = ()
+    label: str | None = dataclasses.field(default=None, compare=False)
 
     def ident(self) -> dict[str, Any]:
         """Plain-data identity of the entry.

@@ -456,6 +456,7 @@ class Harness:
             "model": cell.model.name,
             "weights": cell.model.weights,
             "model_args": dict(cell.model.model_args) or None,
+            "model_label": cell.model.label,  # display only: not in the cell key
             "method": cell.method.name,
             "keep_ratio": cell.keep_ratio,
             "selection": cell.selection,

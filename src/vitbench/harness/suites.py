@@ -210,14 +210,24 @@ def _model(item: Any, where: str) -> ModelSpec:
         item = {"name": item}
     if not isinstance(item, dict) or "name" not in item:
         raise VitbenchError(f"{where} models: each entry needs a name, e.g. {{name: vit_tiny_patch16_224}}")
-    _unknown(f"{where} models", list(item), {"name", "weights", "model_args", "data_config"})
+    _unknown(f"{where} models", list(item), {"name", "weights", "model_args", "data_config", "label"})
     name = str(item["name"])
     check_model_name(name)
+    label = item.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise VitbenchError(
+            f"{where} model '{name}' label must be a non-empty text such as label: \"ViT-T/4 CIFAR-10\", "
+            f"got {label!r}"
+        )
     model_args = _mapping(item.get("model_args"), f"{where} model '{name}' model_args")
     data_config = _mapping(item.get("data_config"), f"{where} model '{name}' data_config")
     check_data_config(data_config, model_args, f"{where} model '{name}'")
     return ModelSpec(
-        name, str(item.get("weights", "random")), freeze_args(model_args), freeze_args(data_config)
+        name,
+        str(item.get("weights", "random")),
+        freeze_args(model_args),
+        freeze_args(data_config),
+        label=label.strip() if label else None,
     )
 
 

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from vitbench.core.errors import VitbenchError
-from vitbench.report.format import save_figure
-from vitbench.report.plotstyle import legend_outside, method_color, variant_marker, with_style
+from vitbench.report.format import GMACS_NOTE, gmacs_digits, save_figure
+from vitbench.report.plotstyle import footnote, legend_outside, method_color, variant_marker, with_style
 from vitbench.report.population import mask_cost_only, normalise, seeds_note
+from vitbench.report.rows import image_sets, images_footnote, population_labels
 from vitbench.store.records import with_curves
 
 
@@ -42,14 +43,8 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
     ok["test"] = [_cond(n, lv) for n, lv in zip(ok["noise"], ok["level"])]
     ok = mask_cost_only(normalise(ok))
     # what a row measured besides its calibration: model, images, token selection (never averaged)
-    parts = {
-        "model": list(ok["model"]),
-        "weights": list(ok["weights"]),
-        "dataset": [f"{d}/{sp}" for d, sp in zip(ok["dataset"], ok["split"])],
-        "images": [f"img {h[:8]}" for h in ok["sample_ids_hash"]],
-    }
-    varying = [k for k, v in parts.items() if len(set(v)) > 1]  # label only what differs
-    ok["population"] = [" ".join(parts[k][i] for k in varying) for i in range(len(ok))]
+    # label only what differs: the model as shown, the weights file, the image set by suite and count
+    ok["population"] = population_labels(ok, image_sets(ok))
     ok = with_curves(ok)  # one row per method variant (its calibration noise is a column here)
     several = ok["population"].nunique() > 1
     ok["row"] = [
@@ -79,6 +74,7 @@ def calibration_tables(df: pd.DataFrame) -> str:
     ok = _prepare(df)
     calibs = _calib_order(ok)
     tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
+    gd = gmacs_digits(ok["gmacs"])  # the one digits rule of every table
     out = []
     for test in tests:
         part = ok[ok["test"] == test]
@@ -87,7 +83,7 @@ def calibration_tables(df: pd.DataFrame) -> str:
             by = grp.groupby("calib")["top1"].mean()
             gm = grp["gmacs"].mean()
             base = by.get("clean")
-            row = [method, f"{keep:g}", f"{gm:.4f}"]
+            row = [method, f"{keep:g}", f"{gm:.{gd}f}"]
             for c in calibs:
                 if c not in by:
                     row.append("-")
@@ -97,12 +93,15 @@ def calibration_tables(df: pd.DataFrame) -> str:
                     row.append(f"{by[c]:.1f} ({by[c] - base:+.1f})")
             rows.append(row)
         head = ["method", "keep", "GMACs (mean)"] + [f"calib {c}" for c in calibs]
-        out.append(f"### test images: {test}\n\n" + tabulate(rows, headers=head, tablefmt="github"))
+        align = ["left", "right", "right"] + ["right"] * len(calibs)
+        table = tabulate(rows, headers=head, tablefmt="github", disable_numparse=True, colalign=align)
+        out.append(f"### test images: {test}\n\n" + table)
     note = (
         "Top-1 (%) on the test images named in each heading; columns: the noise of the calibration "
         "images the pruning criterion saw (in parentheses: change from clean calibration). '-': the "
         "method reads no calibration images (token methods score the test images themselves). "
-        f"Rows of different images or token selection are kept apart; top-1 {_seeds(ok)}."
+        f"Rows of different images or token selection are kept apart; top-1 {_seeds(ok)}; {GMACS_NOTE}. "
+        f"{images_footnote(ok, image_sets(ok))}."
     )
     return note + "\n\n" + "\n\n".join(out) + "\n"
 
@@ -143,6 +142,14 @@ def calibration_figure(df: pd.DataFrame) -> Figure:
     for ax in axes[0]:
         for h, lb in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lb, h)
+    sets = image_sets(ok)
+    models = ", ".join(sorted(set(ok["model_shown"])))
+    images = next(iter(sets.values())) if len(sets) == 1 else f"{len(sets)} image sets"
+    fig.suptitle(
+        f"{models}: {images}; top-1 vs the calibration images' noise level, per test condition; {_seeds(ok)}",
+        fontsize=8,
+    )
     fig.tight_layout()
     legend_outside(fig, list(seen.values()), list(seen))
+    footnote(fig, images_footnote(ok, sets))
     return fig

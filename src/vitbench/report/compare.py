@@ -135,8 +135,10 @@ def compare_table(
             continue
         label = f"{stats['method'].iloc[i]} {stats['setting'].iloc[i]}".strip()
         if pop not in refs:
+            # the same model and noise on other images (population fields but the image set's)
+            fixed = [j for j, c in enumerate(POPULATION) if c not in ("dataset", "split", "sample_ids_hash")]
             same_model = {
-                p[POPULATION.index("sample_ids_hash")] for p in refs if p[:2] == pop[:2] and p[5:] == pop[5:]
+                p[POPULATION.index("sample_ids_hash")] for p in refs if all(p[j] == pop[j] for j in fixed)
             }
             mine = pop[POPULATION.index("sample_ids_hash")]
             other = ", ".join(sorted(same_model)) if same_model else "none recorded"

@@ -52,8 +52,17 @@ def fmt_num(x: Any, digits: int = 2) -> str:
     return f"{float(x):.{digits}f}"
 
 
+#: Said once under every table with a GMACs column: the unit, and what papers call it.
+GMACS_NOTE = "GMACs: 10^9 multiply-accumulates per image (papers label them GFLOPs)"
+
+
 def gmacs_digits(values: Any) -> int:
-    """Decimals that show GMACs with at least 3 significant digits (2 for DeiT-sized models)."""
+    """Decimals of a GMACs column: 3 significant digits of its largest value, at least 2.
+
+    The one rule of every vitbench table: the decimals are chosen per column (all values of a
+    column share them), so 0.018 and 0.0088 print as ``0.0180`` and ``0.0088``; a DeiT-S column
+    prints ``4.61``.
+    """
     vals = [abs(float(v)) for v in values if v is not None and not math.isnan(float(v)) and float(v) != 0]
     if not vals:
         return 2

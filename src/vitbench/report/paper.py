@@ -13,6 +13,7 @@ from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS, TokenMethod
 from vitbench.methods.base import token_method
 from vitbench.report.cards import cards_dir, load_card, load_cards, paper_round
+from vitbench.report.format import GMACS_NOTE, gmacs_digits
 
 
 def _untagged(params: Any) -> Any:
@@ -63,7 +64,7 @@ def paper_flops_table(progress: bool = False) -> str:
                 name,
                 cls.setting(_untagged(params)) if name != "dense" else "-",
                 f"{pub['gmacs']:.1f}",
-                f"{g:.3f}",
+                g,
                 f"{shown:.1f}",
                 "yes" if abs(shown - pub["gmacs"]) < 1e-6 else "NO",
             ]
@@ -72,16 +73,28 @@ def paper_flops_table(progress: bool = False) -> str:
         "Model",
         "Method",
         "Setting",
-        "Published GFLOPs (MACs)",
+        "Published GMACs",
         "vitbench GMACs",
         "rounded as paper",
         "match",
     ]
+    gd = gmacs_digits([r[4] for r in rows])
+    rows = [[*r[:4], f"{r[4]:.{gd}f}", *r[5:]] for r in rows]
     note = (
         "GMACs counted by vitbench on a real batch-1 forward (random weights, eval mode) in the papers' "
-        "convention (fvcore MACs, attention matmuls included, LayerNorm 5/element)."
+        f"convention (fvcore MACs, attention matmuls included, LayerNorm 5/element); {GMACS_NOTE}."
     )
-    return note + "\n\n" + tabulate(rows, headers=head, tablefmt="github")
+    return (
+        note
+        + "\n\n"
+        + tabulate(
+            rows,
+            headers=head,
+            tablefmt="github",
+            disable_numparse=True,  # "3.00" stays "3.00": one digits rule per column, as every table
+            colalign=("left", "left", "left", "right", "right", "right", "left"),
+        )
+    )
 
 
 __all__ = ["cards_dir", "load_card", "load_cards", "paper_flops_table", "paper_round"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from vitbench.core.errors import VitbenchError
 from vitbench.report.cards import load_cards, paper_round
-from vitbench.report.format import gmacs_digits
+from vitbench.report.format import GMACS_NOTE, NA, fmt_num, gmacs_digits
 from vitbench.report.population import COST_ONLY_DATASETS, normalise, seeds_note
 
 #: What a row measured besides model, method and parameters (shown as columns when they vary).
@@ -67,13 +67,13 @@ def published_rows(cards: dict[str, dict[str, Any]], model: str, method: str, pa
 
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{float(value):.{digits}f}"
+        return NA
+    return fmt_num(value, digits)
 
 
 def _pub(rows: list[dict], key: str, digits: int = 1) -> str:
     vals = [r.get(key) for r in rows if r.get(key) is not None]
-    return " / ".join(_fmt(v, digits) for v in vals) if vals else "-"
+    return " / ".join(_fmt(v, digits) for v in vals) if vals else NA
 
 
 def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None) -> str:
@@ -102,15 +102,16 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         params.pop("artifact", None)
         pop = tuple(str(rec[c]) for c in _POPULATION)
         variant = json.dumps([params, rec["setting"], rec["keep_ratio"]], sort_keys=True, default=str)
-        key = (rec["model"], rec["method"], variant, pop)
+        key = (rec["model"], rec["method"], variant, pop, rec["model_shown"])
         groups.setdefault(key, []).append({**rec, "_params": params})
     several = {c: len({k[3][i] for k in groups}) > 1 for i, c in enumerate(_POPULATION)}
+    # the one rule of every table: a GMACs column's decimals come from its largest value
+    gd = gmacs_digits([recs[0]["gmacs"] for recs in groups.values()])
     rows = []
     seeds = []
-    for (mdl, method, _, pop), recs in groups.items():
+    for (mdl, method, _, pop, _shown), recs in groups.items():
         seeds.append(len(recs))
         pubs = published_rows(cards, mdl, method, recs[0]["_params"])
-        mode = (cards.get(method) or {}).get("gmacs_rounding", "round")
         real = [r for r in recs if r["weights"] != "random" and r["dataset"] not in COST_ONLY_DATASETS]
         top1 = sum(r["top1"] for r in real) / len(real) if real else None
         pub_top1 = next((p["top1"] for p in pubs if p.get("top1") is not None), None)
@@ -122,22 +123,20 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         setting = ", ".join(
             p for p in setting.split(", ") if not p.startswith("artifact=") and p != "untrained"
         )
-        has_gmacs = gmacs is not None and not math.isnan(gmacs)
-        gd = 1 if not has_gmacs or gmacs >= 1.0 else gmacs_digits([gmacs])
         extra = [_pop_text(c, v, recs[0]) for c, v in zip(_POPULATION, pop) if several[c] and c != "weights"]
         rows.append(
             [
-                -(gmacs if has_gmacs else 0.0),
-                mdl,
+                -(gmacs if gmacs is not None and not math.isnan(gmacs) else 0.0),
+                recs[0]["model_shown"],
                 method,
                 "-" if method == "dense" or not setting else setting,
                 *extra,
-                _fmt(paper_round(gmacs, mode) if has_gmacs and gd == 1 else gmacs, gd),
+                _fmt(gmacs, gd),
                 _pub(pubs, "gmacs"),
-                _fmt(recs[0]["params_m"], 1 if (recs[0]["params_m"] or 0) >= 10 else 2),
+                _fmt(recs[0]["params_m"], 2),
                 _fmt(top1, 2),
                 _pub(pubs, "top1", 2),
-                "-" if top1 is None or pub_top1 is None else f"{top1 - pub_top1:+.2f}",
+                NA if top1 is None or pub_top1 is None else f"{top1 - pub_top1:+.2f}",
                 str(len(recs)),
                 _fmt(max(ips) if ips else None, 0),
                 _pub(pubs, "img_per_s", 0),
@@ -151,7 +150,7 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "Method",
         "Setting",
         *(_POP_HEAD[c] for c in _POPULATION if several[c] and c != "weights"),
-        "GFLOPs (MACs)",
+        "GMACs",
         "published",
         "Params (M)",
         "Top-1 (%)",
@@ -170,9 +169,12 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "Measured next to published (methods/*.yaml; '/' joins several published rows). Top-1 only for "
         "real weights on real data; published rows marked trained in the cards are fine-tuned with the "
         "method. img/s: machine-dependent (this store's device, threads and dtype; the papers' on their "
-        f"GPUs). Top-1: {seeds_note(seeds)}; rows of different images or token selection are never averaged."
+        f"GPUs). Top-1: {seeds_note(seeds)}; rows of different images or token selection are never averaged; "
+        f"{GMACS_NOTE}; published GMACs as the papers print them (one decimal)."
     )
     if fmt == "csv":  # one table, no note; each 'published' column named after what it publishes
         named = [f"{head[i - 1]} {h}" if h == "published" else h for i, h in enumerate(head)]
         return pd.DataFrame(rows, columns=named).to_csv(index=False, lineterminator="\n").rstrip("\n")
-    return note + "\n\n" + tabulate(rows, headers=head, tablefmt=fmt, disable_numparse=True)
+    numeric = {"GMACs", "published", "Params (M)", "Top-1 (%)", "Δ top-1", "Seeds", "img/s"}
+    align = ["right" if h in numeric else "left" for h in head]
+    return note + "\n\n" + tabulate(rows, headers=head, tablefmt=fmt, disable_numparse=True, colalign=align)

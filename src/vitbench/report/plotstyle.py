@@ -88,3 +88,48 @@ def legend_outside(target: Any, handles: Any = None, labels: Any = None, title: 
     target.legend(
         handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=title
     )
+
+
+#: Line style of the i-th population (model, weights, image set) of a figure.
+LINESTYLES = ("-", "--", ":", "-.")
+#: Marker fill of the i-th population where line style says something else (scored vs random).
+FILLS = ("full", "none", "left", "bottom")
+
+
+def population_linestyle(index: int) -> str:
+    """Line style of the ``index``-th population of a figure (solid for the first)."""
+    return LINESTYLES[index % len(LINESTYLES)]
+
+
+def population_fill(index: int) -> str:
+    """Marker fill style of the ``index``-th population (filled for the first)."""
+    return FILLS[index % len(FILLS)]
+
+
+def footnote(fig: Any, text: str, width: int = 120) -> None:
+    """``text`` in small type under the figure (saved with it: figures are saved tight)."""
+    import textwrap
+
+    if not text:
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)  # a renderer to measure the drawn area (no pyplot state)
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, rotated tick labels included
+    y = box.y0 / fig.get_figheight() - 0.02
+    x = box.x0 / fig.get_figwidth()
+    wrapped = "\n".join(textwrap.wrap(text, width))
+    fig.text(x, y, wrapped, fontsize=6.5, color="#444444", ha="left", va="top")
+
+
+def factor_legend(target: Any, entries: list[tuple[str, dict[str, Any]]], title: str | None = None) -> None:
+    """A legend of style factors (``(label, Line2D kwargs)``), right of ``target``.
+
+    One entry per colour (method), marker (keep ratio), line style (population), ... instead of
+    one per line: a figure of 3 methods x 5 keep ratios x 2 image sets has 10 entries, not 30.
+    """
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], **kw) for _, kw in entries]
+    legend_outside(target, handles, [label for label, _ in entries], title=title)

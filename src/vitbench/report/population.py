@@ -21,12 +21,24 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from vitbench.report.names import model_titles
+
 #: The images and network one cell saw; references are matched on exactly these columns.
-POPULATION: tuple[str, ...] = ("model", "weights", "dataset", "split", "sample_ids_hash", "noise", "level")
+POPULATION: tuple[str, ...] = (
+    "model",
+    "model_shown",
+    "weights",
+    "dataset",
+    "split",
+    "sample_ids_hash",
+    "noise",
+    "level",
+)
 #: Everything that defines what a row measured (seed excluded: rows equal on these are seeds).
 MEASURED: tuple[str, ...] = (
     "suite",
     "model",
+    "model_shown",
     "weights",
     "dataset",
     "split",
@@ -53,6 +65,8 @@ TEXT_DEFAULTS: dict[str, str] = {
     "noise": "clean",
     "selection": "scored",
     "calib_noise": "clean",
+    "model_args": "",
+    "model_label": "",
 }
 #: Datasets whose images carry no label information (cost measurements only).
 COST_ONLY_DATASETS: tuple[str, ...] = ("synthetic",)
@@ -71,6 +85,7 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64") if col in out else 0.0
     out["level"] = out["level"].where(out["noise"] != "clean", 0.0).fillna(0.0)
     out["calib_level"] = out["calib_level"].where(out["calib_noise"] != "clean", 0.0).fillna(0.0)
+    out["model_shown"] = model_titles(out["model"], out["model_args"], out["model_label"])
     if "n_samples" not in out:
         out["n_samples"] = pd.NA
     return out

@@ -7,12 +7,8 @@ state) and save as PNG or SVG by suffix. Metrics come from :mod:`vitbench.report
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
-from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +18,8 @@ import pandas as pd
 from vitbench.core.errors import VitbenchError
 from vitbench.data.noise import FAMILIES, NOISES, corruption_names
 from vitbench.report import robustness
-from vitbench.report import tables as report
-from vitbench.report.compare import compare_table
 from vitbench.report.format import (
+    GMACS_NOTE,
     Col,
     check_fmt,
     fmt_num,
@@ -32,19 +27,20 @@ from vitbench.report.format import (
     gmacs_digits,
     render_table,
     save_figure,
-    save_figure_all,
 )
 from vitbench.report.plotstyle import (
     base_method,
-    legend_outside,
+    factor_legend,
+    footnote,
     method_color,
-    styled,
+    population_fill,
+    population_linestyle,
     variant_marker,
     with_style,
 )
 from vitbench.report.population import seeds_note
 from vitbench.report.robustness import CONFIG, DENSE
-from vitbench.report.rows import lead_columns
+from vitbench.report.rows import image_sets, images_footnote, lead_columns, population_labels
 from vitbench.store.records import curve_label, with_curves
 
 if TYPE_CHECKING:
@@ -71,14 +67,26 @@ def _config_cols(frame: pd.DataFrame, selection: str | None) -> list[Col]:
     return cols
 
 
-def caption_text(reference: str, split: str, frame: pd.DataFrame) -> str:
+def caption_text(reference: str, split: str, frame: pd.DataFrame, names: Sequence[str] = ()) -> str:
+    """The mCE table's caption: what was averaged, over which corruptions, relative to what.
+
+    With one corruption the numbers are that corruption's CE, and the caption says so (an
+    "mCE" of one corruption is no mean).
+    """
     n = int(frame["n_corruptions"].max()) if len(frame) else 0
     ref = "the dense model on the same images (= 100)" if reference == "dense" else "AlexNet on ImageNet-C"
     seeds = seeds_note(frame["n_seeds"]) if "n_seeds" in frame and len(frame) else ""
-    return (
-        f"mCE and relative mCE (%) relative to {ref}, over {n} ImageNet-C {split} corruption(s) "
-        f"x severities; errors {seeds}; {robustness.IN_MEMORY_LABEL}."
-    )
+    if n == 1:
+        which = f" ({names[0]})" if len(names) == 1 else ""
+        what = (
+            f"CE and relative CE (%) of the one ImageNet-C {split} corruption{which}, summed over severities"
+        )
+        head = f"{what}, relative to {ref}; the mCE columns hold this one CE"
+    else:
+        head = (
+            f"mCE and relative mCE (%) relative to {ref}: mean over {n} ImageNet-C {split} corruptions of CE"
+        )
+    return f"{head}; errors {seeds}; {robustness.IN_MEMORY_LABEL}; {GMACS_NOTE}."
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -131,7 +139,8 @@ def robustness_table(
             display=m["n_corruptions"].nunique() > 1,  # mCEs over different corruption sets
         ),
     ]
-    return render_table(cols, fmt, caption=caption_text(reference, split, m))
+    errs = robustness.corruption_errors(df, model, selection, split)
+    return render_table(cols, fmt, caption=caption_text(reference, split, m, sorted(set(errs["noise"]))))
 
 
 def severity_table(
@@ -159,9 +168,9 @@ def severity_table(
     delta = [v - c for c, v in zip(clean, mean)]
     cols.append(Col("Mean", mean, [fmt_num(v) for v in mean]))
     cols.append(Col("Δ vs clean", delta, [fmt_signed(v) for v in delta]))
-    return render_table(
-        cols, fmt, caption="Top-1 (%) averaged over the ImageNet-C test corruptions per severity."
-    )
+    names = sorted(set(robustness.corruption_errors(df, model, selection, "test")["noise"]))
+    what = f"on {names[0]}" if len(names) == 1 else f"mean over the {len(names)} ImageNet-C test corruptions"
+    return render_table(cols, fmt, caption=f"Top-1 (%) per severity, {what}.")
 
 
 def corruption_table(
@@ -205,7 +214,9 @@ def corruption_table(
             ci = ci.reindex(pd.MultiIndex.from_frame(wide[CONFIG]))
             for n in names:
                 label = "CI low" if bound == "err_ci_low" else "CI high"
-                cols.append(Col(f"{n} {label}", list(ci[n]) if n in ci else [], [], display=False))
+                cols.append(
+                    Col(f"{n} {label}", list(ci[n]) if n in ci else [math.nan] * len(wide), [], display=False)
+                )
     if any(NOISES.get(n).extra for n in names):
         caption += " * validation corruption (not in mCE)."
     return render_table(cols, fmt, caption=caption)
@@ -279,133 +290,248 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def _style(method: str, selection: str, variant: int = 0) -> dict[str, Any]:
-    """Colour per method (same in every figure), marker per variant, dashed for random selection."""
-    if method == DENSE:  # a second population's dense: dashed
-        ls = "-" if variant == 0 else ("--", ":", "-.")[(variant - 1) % 3]
-        return {
-            "color": method_color(DENSE),
-            "linewidth": 2.2,
-            "marker": "*",
-            "markersize": 9,
-            "linestyle": ls,
-        }
-    return {
-        "color": method_color(method),
-        "marker": variant_marker(variant),
-        "markersize": 4,
-        "linestyle": "--" if selection == "random" else "-",
+def _filters_title(model: str | None, selection: str | None, extra: str = "") -> str:
+    """The filters a figure follows, for its title: ``"scored token selection, severity 3"``."""
+    parts = [f"model {model}"] if model else []
+    parts.append("scored and random token selection" if selection is None else f"{selection} token selection")
+    if extra:
+        parts.append(extra)
+    return ", ".join(parts)
+
+
+def _who(frame: pd.DataFrame, sets: dict[tuple[str, str, str], str]) -> str:
+    """``"<model(s)>: <image set>"`` for a title (the image set only when there is one)."""
+    models = ", ".join(sorted(set(map(str, frame["model_shown"])))) if "model_shown" in frame else ""
+    used = {
+        (str(d), str(s), str(h))
+        for d, s, h in zip(frame["dataset"], frame["data_split"], frame["sample_ids_hash"])
     }
+    images = (
+        sets[next(iter(used))] if len(used) == 1 and next(iter(used)) in sets else f"{len(used)} image sets"
+    )
+    return f"{models}: {images}" if models else images
 
 
-_WHERE = ("model", "weights", "dataset", "data_split", "sample_ids_hash")
+def _lines(ax: Any, frame: pd.DataFrame, x: str, sets: Any, y: str = "top1", band: bool = True) -> list[Any]:
+    """One line per configuration; returns the legend entries of its style factors.
 
-
-def _varying(frame: pd.DataFrame) -> list[str]:
-    """Population columns that differ between the rows of ``frame`` (label prefixes)."""
-    return [c for c in _WHERE if c in frame and frame[c].nunique() > 1]
-
-
-def filters_text(cfg: dict[str, Any], varying: list[str]) -> str:
-    """Short population label: only the varying parts, images as ``img <hash[:8]>``."""
-    return " ".join(f"img {str(cfg[c])[:8]}" if c == "sample_ids_hash" else str(cfg[c]) for c in varying)
-
-
-def _lines(ax: Any, frame: pd.DataFrame, x: str, y: str = "top1", band: bool = True) -> None:
-    """One line per configuration; a 95 % CI band where the frame carries CI bounds."""
-    varying = _varying(frame)
+    Colour: the method variant (:func:`vitbench.report.plotstyle.method_color`); marker: the keep
+    ratio; line style: the population (model, weights, image set); hollow markers: random
+    selection. The legend lists each factor once (:func:`vitbench.report.plotstyle.factor_legend`).
+    A 95 % CI band is drawn where the frame carries CI bounds.
+    """
+    frame = robustness.order_configs(frame)
+    pops = population_labels(frame, sets)
+    frame = frame.assign(_pop=pops)
+    pop_names = list(dict.fromkeys(pops))
+    curves = list(dict.fromkeys(curve_label(m, str(st)) for m, st in zip(frame["method"], frame["setting"])))
+    keeps = sorted(
+        {float(k) for k, m in zip(frame["keep_ratio"], frame["method"]) if m != DENSE}, reverse=True
+    )
     variants: dict[str, list[str]] = {}
-    for key, grp in robustness.order_configs(frame).groupby(CONFIG, sort=False):
-        cfg: dict[str, Any] = dict(zip(CONFIG, key))
+    colours: dict[str, str] = {}
+    for key, grp in frame.groupby([*CONFIG, "_pop"], sort=False):
+        cfg: dict[str, Any] = dict(zip([*CONFIG, "_pop"], key))
         method, selection = str(cfg["method"]), str(cfg["selection"])
-        label = _config_label(curve_label(method, str(cfg["setting"])), float(cfg["keep_ratio"]), selection)
-        if varying:
-            label = f"{filters_text(cfg, varying)}: {label}"
+        curve = curve_label(method, str(cfg["setting"]))
         seen = variants.setdefault(method, [])
-        if label not in seen:
-            seen.append(label)
+        if curve not in seen:
+            seen.append(curve)
+        colour = (
+            method_color(method)
+            if seen.index(curve) == 0
+            else _shade(method_color(method), seen.index(curve))
+        )
+        colours[curve] = colour
+        style: dict[str, Any] = {
+            "color": colour,
+            "linestyle": population_linestyle(pop_names.index(str(cfg["_pop"]))),
+        }
+        if method == DENSE:
+            style.update(marker="*", markersize=9, linewidth=2.0)
+        else:
+            style.update(marker=variant_marker(keeps.index(float(cfg["keep_ratio"]))), markersize=4)
+        if selection == "random" and method != DENSE:
+            style.update(markerfacecolor="white")
         grp = grp.sort_values(x)
-        style = _style(method, selection, seen.index(label))
-        ax.plot(grp[x], grp[y], label=label, **style)
+        ax.plot(grp[x], grp[y], **style)
         if band and {"top1_ci_low", "top1_ci_high"} <= set(grp) and grp["top1_ci_low"].notna().all():
             ax.fill_between(
-                grp[x], grp["top1_ci_low"], grp["top1_ci_high"], color=style["color"], alpha=0.12, linewidth=0
+                grp[x], grp["top1_ci_low"], grp["top1_ci_high"], color=colour, alpha=0.12, linewidth=0
             )
+    grey = "#555555"
+    entries: list[Any] = [(c, {"color": colours[c], "linewidth": 2.0}) for c in curves]
+    entries += [
+        (f"keep {k:g}", {"color": grey, "marker": variant_marker(i), "linestyle": ""})
+        for i, k in enumerate(keeps)
+    ]
+    if "dense" in curves:
+        entries.append(("dense (keep 1)", {"color": method_color(DENSE), "marker": "*", "linestyle": ""}))
+    if len(set(frame["selection"])) > 1:
+        entries += [
+            ("scored selection", {"color": grey, "marker": "o", "linestyle": ""}),
+            ("random selection", {"color": grey, "marker": "o", "markerfacecolor": "white", "linestyle": ""}),
+        ]
+    if len(pop_names) > 1:
+        entries += [
+            (p, {"color": grey, "linestyle": population_linestyle(i)}) for i, p in enumerate(pop_names)
+        ]
+    return entries
+
+
+def _shade(colour: str, index: int) -> str:
+    """A lighter or darker variant of ``colour`` for the ``index``-th setting of one method."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    r, g, b = to_rgb(colour)
+    f = (0.55, 1.35, 0.35, 1.6)[(index - 1) % 4]
+    if f < 1:
+        return to_hex((r * f, g * f, b * f))
+    light = [min(1.0, c + (1 - c) * (f - 1)) for c in (r, g, b)]
+    return to_hex((light[0], light[1], light[2]))
 
 
 @with_style
 def level_figure(
     df: pd.DataFrame, noise: str, model: str | None = None, selection: str | None = "scored"
 ) -> Figure:
-    """Top-1 vs level of ``noise`` (e.g. Gaussian σ), one line per configuration, 95 % CI bands."""
+    """Top-1 vs level of ``noise`` (e.g. Gaussian σ), one line per configuration, 95 % CI bands.
+
+    The title names the model(s), the image set, the noise and the filters (selection); the
+    footnote identifies the image sets.
+    """
     curves = robustness.level_curves(df, noise, model, selection)
+    sets = image_sets(robustness.select_records(df, model))
     fig = _figure()
     ax = fig.add_subplot()
-    _lines(ax, curves, "level")
+    entries = _lines(ax, curves, "level", sets)
     ax.set_xlabel("σ (fraction of 255)" if noise == "gaussian-sigma" else f"{noise} level")
     ax.set_ylabel("Top-1 accuracy (%)")
-    ax.set_title(f"Accuracy vs {noise} level (bands: 95% CI over images, {seeds_note(curves['n_seeds'])})")
-    legend_outside(ax)
+    ax.set_title(
+        f"{_who(curves, sets)}\nTop-1 vs {noise} level, {_filters_title(model, selection)}\n"
+        f"bands: 95% CI over images; {seeds_note(curves['n_seeds'])}",
+        fontsize=8,
+    )
+    factor_legend(ax, entries)
+    footnote(fig, images_footnote(curves, sets))
     return fig
 
 
 @with_style
 def severity_figure(df: pd.DataFrame, model: str | None = None, selection: str | None = "scored") -> Figure:
-    """Top-1 vs severity (0 = clean) per corruption family (one panel each, plus ``all``).
+    """Top-1 vs severity (0 = clean) per corruption family, plus the mean over all of them.
 
-    Points are means over the family's corruptions (no per-point CI: a mean of several
-    corruptions' accuracies has no single bootstrap CI in the records). One legend for all
-    panels, right of them.
+    Points are means over the family's corruptions (each panel's title says which and how
+    many; no per-point CI: a mean of several corruptions' accuracies has no single bootstrap
+    CI in the records). The ``all`` panel is left out when one family holds every corruption.
+    One legend of style factors for all panels, right of them.
     """
     curves = robustness.severity_curves(df, model, selection, "test")
-    fams = [f for f in (*FAMILIES, "all") if f in set(curves["family"])]
-    fig = _figure(2.6 * len(fams), 3.0)
+    sets = image_sets(robustness.select_records(df, model))
+    errs = robustness.corruption_errors(df, model, selection, "test")
+    per_family = {f: sorted(set(errs.loc[errs["family"] == f, "noise"])) for f in FAMILIES}
+    fams = [f for f in FAMILIES if f in set(curves["family"])]
+    if len(fams) > 1:
+        fams.append("all")
+    fig = _figure(2.6 * len(fams) + 0.5, 3.2)
     axes = fig.subplots(1, len(fams), sharey=True, squeeze=False)[0]
+    entries: list[Any] = []
     for ax, fam in zip(axes, fams):
-        _lines(ax, curves.loc[curves["family"] == fam], "level", band=False)
-        ax.set_title(fam)
-        ax.set_xlabel("severity")
+        entries = _lines(ax, curves.loc[curves["family"] == fam], "level", sets, band=False)
+        names = sorted(set(errs["noise"])) if fam == "all" else per_family[fam]
+        what = (
+            names[0]
+            if len(names) == 1
+            else f"mean of {len(names)} {'test ' if fam == 'all' else ''}corruptions"
+        )
+        ax.set_title(f"{fam}: {what}", fontsize=8)
+        ax.set_xlabel("severity (0 = clean)")
         ax.set_xticks(range(0, 6))
     axes[0].set_ylabel("Top-1 accuracy (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle(
+        f"{_who(curves, sets)}: Top-1 vs corruption severity, {_filters_title(model, selection)}; "
+        f"{seeds_note(errs['n_seeds']) if 'n_seeds' in errs else ''}",
+        fontsize=8,
+    )
     fig.tight_layout()
-    legend_outside(fig, handles, labels)
+    factor_legend(fig, entries)
+    footnote(fig, images_footnote(curves, sets))
     return fig
 
 
 @with_style
 def heatmap_figure(
-    df: pd.DataFrame, model: str | None = None, selection: str | None = "scored", reference: str = "dense"
+    df: pd.DataFrame,
+    model: str | None = None,
+    selection: str | None = "scored",
+    reference: str = "dense",
+    severity: int | None = None,
+    split: str = "all",
 ) -> Figure:
-    """Method x corruption heatmap of CE (%) relative to ``reference`` (100 = as robust as it)."""
-    ce = robustness.ce_table(df, model, selection, reference, "all")
+    """Method x corruption heatmap of the numbers of the corruptions table with the same filters.
+
+    Without ``severity``: CE (%) relative to ``reference`` summed over severities (100 = as
+    robust as it; a log colour scale symmetric around 100). With ``severity``: the top-1 error
+    (%) at that severity, exactly the ``corruptions --severity`` table. ``split`` picks the
+    corruptions (``test``: the 15 of mCE; ``all`` adds the 4 validation ones, marked ``*``).
+    The title names the model(s), image set, selection, severity and reference.
+
+    Raises:
+        VitbenchError: severity outside 1-5, or no corruption records.
+    """
+    if severity is not None and severity not in SEVERITIES:
+        raise VitbenchError(f"severity {severity!r} is outside 1-5; use an integer 1..5 or none for CE")
+    sets = image_sets(robustness.select_records(df, model))
+    if severity is None:
+        data = robustness.ce_table(df, model, selection, reference, split)
+        value = "ce"
+    else:
+        data = robustness.corruption_errors(df, model, selection, split)
+        data = data.loc[data["level"] == float(severity)]
+        value = "err"
+        if data.empty:
+            raise VitbenchError(f"no corruption records at severity {severity}; check the suite's levels")
     order = {n: i for i, n in enumerate(corruption_names("all"))}
-    names = sorted(set(ce["noise"]), key=lambda n: order[n])
+    names = sorted(set(data["noise"]), key=lambda n: order[n])
     wide = robustness.order_configs(
-        ce.pivot_table(index=CONFIG, columns="noise", values="ce", sort=False).reset_index()
+        data.pivot_table(index=CONFIG, columns="noise", values=value, sort=False).reset_index()
     )
     curves = [curve_label(m, str(st)) for m, st in zip(wide["method"], wide["setting"])]
     labels = [_config_label(c, k, s) for c, k, s in zip(curves, wide["keep_ratio"], wide["selection"])]
-    varying = _varying(wide)
-    if varying:
-        labels = [f"{filters_text(cfg, varying)}: {lb}" for cfg, lb in zip(wide.to_dict("records"), labels)]
+    pops = population_labels(wide, sets)
+    labels = [f"{p}: {lb}" if p else lb for p, lb in zip(pops, labels)]
     values = wide[names].to_numpy(dtype=float)
-    fig = _figure(max(6.0, 0.45 * len(names) + 3), max(3.0, 0.35 * len(labels) + 1.8))
+    fig = _figure(max(6.0, 0.45 * len(names) + 3), max(3.0, 0.35 * len(labels) + 2.2))
     ax = fig.add_subplot()
-    from matplotlib.colors import FuncNorm
-
     finite = values[~pd.isna(values)]
-    # symmetric around 100 (= as robust as the reference) on a log scale: CE is a ratio of errors,
-    # so half the reference's error is as green as twice it is red, and no impossible value
-    # (CE < 0) appears on the colour bar; 99 is near-neutral, never "best"; red = more error
-    positive = finite[finite > 0]
-    ratio = float(np.exp(np.abs(np.log(positive / 100.0)).max())) if positive.size else 1.05
-    factor = max(1.05, ratio)
-    norm = FuncNorm(
-        (lambda v: np.log(np.clip(v, 1e-9, None) / 100.0), lambda u: 100.0 * np.exp(u)),
-        vmin=100.0 / factor,
-        vmax=100.0 * factor,
-    )
+    if severity is None:
+        from matplotlib.colors import FuncNorm
+
+        # symmetric around 100 (= as robust as the reference) on a log scale: CE is a ratio of errors,
+        # so half the reference's error is as green as twice it is red, and no impossible value
+        # (CE < 0) appears on the colour bar; 99 is near-neutral, never "best"; red = more error
+        positive = finite[finite > 0]
+        ratio = float(np.exp(np.abs(np.log(positive / 100.0)).max())) if positive.size else 1.05
+        factor = max(1.05, ratio)
+        norm: Any = FuncNorm(
+            (lambda v: np.log(np.clip(v, 1e-9, None) / 100.0), lambda u: 100.0 * np.exp(u)),
+            vmin=100.0 / factor,
+            vmax=100.0 * factor,
+        )
+        ticks: Any = [
+            t
+            for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+            if 100.0 / factor <= t <= 100.0 * factor
+        ]
+        bar = f"CE (%) vs {reference} (> 100: more error, red)"
+        what = f"CE (%) vs {reference}, summed over severities 1-5"
+    else:
+        from matplotlib.colors import Normalize
+
+        norm = Normalize(vmin=0.0, vmax=100.0)
+        ticks = None
+        bar = f"top-1 error (%) at severity {severity}"
+        what = f"top-1 error (%) at severity {severity}"
     im = ax.imshow(values, cmap="RdYlGn_r", aspect="auto", norm=norm)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([n + ("*" if NOISES.get(n).extra else "") for n in names], rotation=60, ha="right")
@@ -416,38 +542,59 @@ def heatmap_figure(
             for j in range(values.shape[1]):
                 if not math.isnan(values[i, j]):
                     ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=6)
-    ticks = [
-        t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if 100.0 / factor <= t <= 100.0 * factor
-    ]
-    fig.colorbar(im, ax=ax, ticks=ticks, format="%g", label=f"CE (%) vs {reference} (> 100: more error, red)")
-    ax.set_title("Corruption error per method and corruption (* validation)")
+    fig.colorbar(im, ax=ax, ticks=ticks, format="%g", label=bar)
+    star = "; * validation corruption (not in mCE)" if any(NOISES.get(n).extra for n in names) else ""
+    ax.set_title(f"{_who(wide, sets)}\n{what}, {_filters_title(model, selection)}{star}", fontsize=8)
     ax.grid(False)
+    footnote(fig, images_footnote(wide, sets))
     return fig
 
 
 @with_style
 def selection_figure(df: pd.DataFrame, model: str | None = None) -> Figure:
-    """Top-1 vs keep ratio with scored (solid) and random (dashed) selection per method.
+    """Top-1 vs keep ratio with scored (solid) and random (dashed) selection per method (clean).
 
+    Colour: the method variant; populations (model, weights, image set) differ by marker fill.
     Error bars: ± the std over seeds when there are several (the records' bootstrap CI is not
     carried by :func:`vitbench.report.robustness.selection_deltas`).
     """
     d = robustness.selection_deltas(df, model)
+    sets = image_sets(robustness.select_records(df, model))
+    d = d.assign(_pop=population_labels(d, sets))
+    pop_names = list(dict.fromkeys(d["_pop"]))
     fig = _figure()
     ax = fig.add_subplot()
-    for i, (curve, grp) in enumerate(d.groupby("curve", sort=True)):
+    entries: list[Any] = []
+    for curve, grp in d.groupby("curve", sort=True):
         color = method_color(base_method(str(curve)))
-        marker = variant_marker(i)
-        for sel, ls in (("scored", "-"), ("random", "--")):
-            err = grp[f"std_{sel}"] if grp[f"seeds_{sel}"].max() > 1 else None
-            ax.errorbar(
-                grp["keep_ratio"], grp[f"top1_{sel}"], yerr=err, marker=marker, linestyle=ls,
-                color=color, label=f"{curve} {sel}",
-            )  # fmt: skip
+        entries.append((str(curve), {"color": color, "marker": "o"}))
+        for p, sub in grp.groupby("_pop", sort=False):
+            fill = population_fill(pop_names.index(str(p)))
+            for sel, ls in (("scored", "-"), ("random", "--")):
+                err = sub[f"std_{sel}"] if sub[f"seeds_{sel}"].max() > 1 else None
+                ax.errorbar(
+                    sub["keep_ratio"], sub[f"top1_{sel}"], yerr=err, marker="o", fillstyle=fill,
+                    linestyle=ls, color=color,
+                )  # fmt: skip
+    grey = "#555555"
+    entries += [
+        ("scored selection", {"color": grey, "linestyle": "-"}),
+        ("random selection", {"color": grey, "linestyle": "--"}),
+    ]
+    if len(pop_names) > 1:
+        entries += [
+            (p, {"color": grey, "marker": "o", "fillstyle": population_fill(i), "linestyle": ""})
+            for i, p in enumerate(pop_names)
+        ]
     ax.set_xlabel("keep ratio")
     ax.set_ylabel("Top-1 accuracy (%)")
-    ax.set_title("Token selection: scored (solid) vs random (dashed), clean")
-    legend_outside(ax)
+    who = ", ".join(sorted(set(map(str, d["model_shown"])))) if "model_shown" in d else ""
+    images = next(iter(sets.values())) if len(sets) == 1 else f"{len(pop_names)} populations"
+    ax.set_title(
+        f"{who}: {images}\nToken selection: scored (solid) vs random (dashed), clean images", fontsize=8
+    )
+    factor_legend(ax, entries)
+    footnote(fig, images_footnote(d, sets))
     return fig
 
 
@@ -464,10 +611,15 @@ def plot_severities(df: pd.DataFrame, path: str | Path, model: str | None = None
 
 
 def plot_heatmap(
-    df: pd.DataFrame, path: str | Path, model: str | None = None, reference: str = "dense"
+    df: pd.DataFrame,
+    path: str | Path,
+    model: str | None = None,
+    reference: str = "dense",
+    severity: int | None = None,
+    selection: str | None = "scored",
 ) -> Path:
-    """Save :func:`heatmap_figure` as PNG or SVG; returns the path."""
-    return _save(heatmap_figure(df, model, reference=reference), path)
+    """Save :func:`heatmap_figure` as PNG, SVG or PDF; returns the path."""
+    return _save(heatmap_figure(df, model, selection=selection, reference=reference, severity=severity), path)
 
 
 def plot_selection(df: pd.DataFrame, path: str | Path, model: str | None = None) -> Path:
@@ -475,201 +627,8 @@ def plot_selection(df: pd.DataFrame, path: str | Path, model: str | None = None)
     return _save(selection_figure(df, model), path)
 
 
-# -- the HTML page ---------------------------------------------------------------------------------
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem auto;max-width:1180px;
-padding:0 1rem;color:#222;overflow-wrap:anywhere}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
-h3{font-size:1rem;margin:1.2rem 0 .3rem}
-.tbl{max-width:100%;overflow-x:auto}
-table{border-collapse:collapse;font-size:.78rem;margin:.3rem 0}
-th,td{border:1px solid #ccc;padding:.15rem .35rem}th{background:#f3f3f3}
-tr:nth-child(even){background:#fafafa}img{max-width:100%;height:auto;border:1px solid #eee}
-p{margin:.3rem 0}.note{color:#666;font-style:italic}.meta{color:#555;font-size:.9rem}
-"""
-
-
-def _png(fig: Figure) -> str:
-
-    buf = io.BytesIO()
-    with styled():
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def html_report(
-    df: pd.DataFrame,
-    title: str | None = None,
-    model: str | None = None,
-    samples: Any = None,
-    figures: dict[str, Figure] | None = None,
-) -> str:
-    """One self-contained HTML page (inline CSS, plots as base64 PNG) for a whole results frame.
-
-    Sections appear when the records support them: clean leaderboard and Pareto plot; the
-    robustness leaderboard (dense-relative mCE, AlexNet-normalised too when the dataset name
-    contains ``imagenet``), per-severity tables, CE per corruption and its heatmap, accuracy vs
-    severity per family; accuracy vs level for every continuous noise (σ sweeps); the random
-    selection study; failed cells. A section with no matching records is left out; every
-    table has its own heading and caption (what Top-1 averages; img/s marked as
-    machine-dependent with device and threads). Rows of different populations are never
-    averaged (:mod:`vitbench.report.population`).
-
-    Args:
-        df: records frame.
-        title: page title.
-        model: restrict to one model.
-        samples: per-sample outcomes (:func:`vitbench.store.results.load_samples`): the matched-GMACs
-            table then marks methods tied with the best.
-        figures: if given, filled with ``name -> Figure`` of every plot on the page (for
-            :func:`write_html_report` to save them as PNG, SVG and PDF).
-
-    Raises:
-        VitbenchError: no successful records at all.
-    """
-    ok = robustness.select_records(df, model)
-    src = str(df.attrs.get("source", "results frame"))
-    title = title or f"vitbench report: {Path(src).name}"
-    parts: list[str] = []
-
-    def section(heading: str, *blocks: Callable[[], str]) -> None:
-        body = []
-        for block in blocks:
-            try:
-                body.append(block())
-            except VitbenchError:
-                continue
-        if body:
-            parts.append(f"<h2>{html.escape(heading)}</h2>\n" + "\n".join(body))
-
-    def table(heading: str, fn: Callable[..., str], **kw: Any) -> Callable[[], str]:
-        def block() -> str:
-            text = fn(df, fmt="html", model=model, **kw)
-            return f"<h3>{html.escape(heading)}</h3>\n<div class='tbl'>{text}</div>"
-
-        return block
-
-    def image(name: str, fn: Callable[..., Figure], alt: str, **kw: Any) -> Callable[[], str]:
-        def block() -> str:
-            fig = fn(df, model=model, **kw)
-            if figures is not None:
-                figures[name] = fig
-            return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
-
-        return block
-
-    section(
-        "Leaderboard (clean, scored selection)",
-        table("Top-1, ΔTop-1 vs dense and costs", report.leaderboard),
-        image("pareto", report.pareto_figure, "accuracy vs GMACs"),
-    )
-    section(
-        "Accuracy at matched GMACs (clean)",
-        table("Top-1 interpolated at common GMACs budgets", report.matched_gmacs_table, samples=samples),
-    )
-    if samples:
-        section(
-            "Paired comparison with dense (clean, scored selection)",
-            table("ΔTop-1 vs dense on the same images", lambda d, **kw: compare_table(d, samples, **kw)),
-        )
-    noises = set(ok["noise"])
-    if noises & set(robustness.ALEXNET_ERROR) or noises & {
-        "speckle-noise",
-        "gaussian-blur",
-        "spatter",
-        "saturate",
-    }:
-        blocks = [table("mCE relative to dense, scored selection", robustness_table)]
-        if any("imagenet" in str(d).lower() for d in set(ok["dataset"])):
-            blocks.append(table("mCE relative to AlexNet", robustness_table, reference="alexnet"))
-        corrupted = ok["noise"].isin(set(corruption_names("all")))
-        if ((ok["selection"] == "random") & corrupted).any():
-            blocks.append(
-                table("mCE relative to dense, random selection", robustness_table, selection="random")
-            )
-        section("Corruption robustness (mCE, lower is better)", *blocks)
-        section(
-            "Accuracy vs severity",
-            table("Top-1 per severity (mean over the test corruptions)", severity_table),
-            image("severity", severity_figure, "accuracy vs severity per family"),
-        )
-        section(
-            "Corruption error per corruption",
-            table("CE per corruption (summed over severities)", corruption_table),
-            image("ce_heatmap", heatmap_figure, "CE heatmap"),
-            *[table(f"Top-1 error at severity {s}", corruption_table, severity=s) for s in SEVERITIES],
-        )
-    for noise in sorted(n for n in noises if n in NOISES and NOISES.get(n).levels == "continuous"):
-        section(
-            f"Accuracy vs {noise} level",
-            table(f"Top-1 per {noise} level", level_table, noise=noise),
-            image(f"levels_{noise}", level_figure, f"accuracy vs {noise}", noise=noise),
-        )
-    if (ok["selection"] == "random").any():
-        section(
-            "Random token selection (Δ = scored − random)",
-            table("Δ per keep ratio", selection_summary_table),
-            table("Top-1 scored and random per keep ratio", report.selection_table),
-            image("selection", selection_figure, "scored vs random selection"),
-        )
-    failed = report.failed_cells(df)
-    if not failed.empty:
-        rows = failed.astype(object).where(failed.notna(), "").astype(str)
-        parts.append(
-            f"<h2>Failed cells ({len(failed)})</h2>\n<div class='tbl'>"
-            + rows.to_html(index=False, escape=True)
-            + "</div>"
-        )
-    suites = ", ".join(sorted({str(s) for s in df.get("suite", pd.Series(dtype=object)).dropna()})) or "-"
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    meta = (
-        f"<p class='meta'>source {html.escape(src)} · {len(ok)} successful records, {len(failed)} failed · "
-        f"suites: {html.escape(suites)} · generated {stamp}</p>"
-        f"<p class='note'>{html.escape(robustness.IN_MEMORY_LABEL)}.</p>"
-    )
-    body = "\n".join(parts)
-    return (
-        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{meta}\n{body}\n</body></html>\n"
-    )
-
-
-def write_html_report(
-    df: pd.DataFrame,
-    path: str | Path,
-    title: str | None = None,
-    model: str | None = None,
-    samples: Any = None,
-    figures_dir: str | Path | None = None,
-) -> Path:
-    """Write :func:`html_report` to ``path`` (``.html``); returns the path.
-
-    With ``figures_dir``, every figure of the page is also saved there as ``<name>.png``,
-    ``<name>.svg`` and ``<name>.pdf`` (vector copies for a paper).
-
-    Raises:
-        VitbenchError: the path does not end in ``.html``/``.htm`` or cannot be written.
-    """
-    out = Path(path)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise VitbenchError(f"cannot write report to '{out}': use a .html file name")
-    figures: dict[str, Figure] | None = {} if figures_dir is not None else None
-    text = html_report(df, title, model, samples=samples, figures=figures)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise VitbenchError(
-            f"cannot write report {out} ({exc.strerror or exc}); pass a writable path"
-        ) from None
-    if figures_dir is not None and figures:
-        for name, fig in figures.items():
-            save_figure_all(fig, Path(figures_dir) / name)
-    return out
-
+# the HTML page lives in vitbench.report.html; these names are kept for callers of this module
+from vitbench.report.html import html_report, write_html_report  # noqa: E402
 
 __all__: Sequence[str] = (
     "corruption_table",

@@ -44,6 +44,7 @@ DENSE = "dense"
 #: that differ in any are never averaged; only seeds are.
 CONFIG = [
     "model",
+    "model_shown",
     "weights",
     "dataset",
     "data_split",
@@ -56,7 +57,7 @@ CONFIG = [
 #: The model and images a reference (dense) must share with a configuration.
 #: (``data_split`` is the records' dataset ``split``, renamed: ``split`` here names the ImageNet-C
 #: corruption split, test or validation.)
-POP = ["model", "weights", "dataset", "data_split", "sample_ids_hash"]
+POP = ["model", "model_shown", "weights", "dataset", "data_split", "sample_ids_hash"]
 IN_MEMORY_LABEL = (
     "ImageNet-C-style corruptions computed in memory (imagecorruptions), not the ImageNet-C files"
 )
@@ -107,7 +108,7 @@ def alexnet_error(corruption: str) -> float:
 
 def robust_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Successful rows with normalised columns (:func:`vitbench.report.rows.successful_rows`)."""
-    required = [c for c in CONFIG if c not in ("weights", "data_split", "sample_ids_hash")]
+    required = [c for c in CONFIG if c not in ("model_shown", "weights", "data_split", "sample_ids_hash")]
     ok = successful_rows(
         df,
         required=[*required, "noise", "level", "seed", "top1", "error"],

@@ -15,6 +15,7 @@ import pandas as pd
 from vitbench.core.errors import VitbenchError
 from vitbench.core.method_index import method_info
 from vitbench.report.format import NA, Col
+from vitbench.report.names import image_set_footnote, image_set_names
 from vitbench.report.population import MEASURED, mask_cost_only, normalise, population_keys, seeds_note
 from vitbench.store.records import current_records, fold_calibration
 
@@ -187,7 +188,17 @@ def seed_stats(frame: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Dat
     ).reset_index()
 
 
-ORDER_KEYS = ("suite", "model", "weights", "dataset", "split", "sample_ids_hash", "noise", "level")
+ORDER_KEYS = (
+    "suite",
+    "model",
+    "model_shown",
+    "weights",
+    "dataset",
+    "split",
+    "sample_ids_hash",
+    "noise",
+    "level",
+)
 
 
 def order_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -212,7 +223,7 @@ def lead_columns(frame: pd.DataFrame) -> list[Col]:
     cols = []
     for key, header in (
         ("suite", "Suite"),
-        ("model", "Model"),
+        ("model_shown" if "model_shown" in frame else "model", "Model"),
         ("weights", "Weights"),
         ("dataset", "Dataset"),
         ("split", "Split"),
@@ -249,3 +260,50 @@ def caption_text(stats: pd.DataFrame, extra: str = "") -> str:
     """One-line caption: what Top-1 averages (seeds) and any extra note."""
     note = f"Top-1 (%): {seeds_note(stats['n'])}" if "n" in stats and len(stats) else ""
     return "; ".join(p for p in (note, extra) if p) + ("." if note or extra else "")
+
+
+ImageSets = dict[tuple[str, str, str], str]
+
+
+def _split_column(frame: pd.DataFrame) -> str:
+    return "split" if "split" in frame else "data_split"
+
+
+def image_sets(ok: pd.DataFrame) -> ImageSets:
+    """Names of the image sets of ``ok`` by (dataset, split, hash): suite(s) and image count.
+
+    ``ok``: records (``split`` or, in robustness frames, ``data_split``), see
+    :func:`vitbench.report.names.image_set_names`.
+    """
+    split = _split_column(ok)
+    suites = list(ok["suite"]) if "suite" in ok else [""] * len(ok)
+    counts = list(ok["n_samples"]) if "n_samples" in ok else [None] * len(ok)
+    return image_set_names(zip(ok["dataset"], ok[split], ok["sample_ids_hash"], counts, suites))
+
+
+def _set_keys(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
+    split = _split_column(frame)
+    return [
+        (str(d), str(s), str(h)) for d, s, h in zip(frame["dataset"], frame[split], frame["sample_ids_hash"])
+    ]
+
+
+def population_labels(frame: pd.DataFrame, sets: ImageSets) -> list[str]:
+    """Per row, its population as a reader names it: only the parts that vary between rows.
+
+    Parts: the model (:func:`vitbench.report.names.model_title`), the weights file name, the
+    image set (``"demo, 1000 images"``, see :func:`image_sets`); ``""`` when all rows share one
+    population.
+    """
+    keys = _set_keys(frame)
+    model = frame["model_shown"] if "model_shown" in frame else frame["model"]
+    weights = [str(w).replace("\\", "/").rsplit("/", 1)[-1] for w in frame["weights"]]
+    columns = [list(map(str, model)), weights, [sets.get(k, k[2][:8]) for k in keys]]
+    varying = [c for c in columns if len(set(c)) > 1]
+    return [", ".join(c[i] for c in varying) for i in range(len(frame))]
+
+
+def images_footnote(frame: pd.DataFrame, sets: ImageSets) -> str:
+    """The footnote naming the image sets of ``frame``'s rows with their ids hash."""
+    used = set(_set_keys(frame))
+    return image_set_footnote({k: v for k, v in sets.items() if k in used})

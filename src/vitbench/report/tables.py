@@ -21,6 +21,7 @@ import pandas as pd
 
 from vitbench.core.errors import VitbenchError
 from vitbench.report.format import (
+    GMACS_NOTE,
     Col,
     check_fmt,
     csv_value,
@@ -33,7 +34,14 @@ from vitbench.report.format import (
     top1_text,
 )
 from vitbench.report.paired import outcomes_of, paired_bootstrap_ci
-from vitbench.report.plotstyle import legend_outside, method_color, variant_marker, with_style
+from vitbench.report.plotstyle import (
+    footnote,
+    legend_outside,
+    method_color,
+    population_linestyle,
+    variant_marker,
+    with_style,
+)
 from vitbench.report.population import MEASURED, seeds_note
 from vitbench.report.rows import (
     DENSE,
@@ -41,8 +49,11 @@ from vitbench.report.rows import (
     caption_text,
     ci_text,
     filters_text,
+    image_sets,
+    images_footnote,
     lead_columns,
     order_rows,
+    population_labels,
     reference_top1,
     reuse_note,
     seed_stats,
@@ -97,7 +108,7 @@ def leaderboard(
 ) -> str:
     """Paper-style table: one row per measured configuration, mean over seeds.
 
-    Columns: ``Method | Setting | Keep | Top-1 | 95% CI | ΔTop-1 | GFLOPs (MACs) | Params (M) |
+    Columns: ``Method | Setting | Keep | Top-1 | 95% CI | ΔTop-1 | GMACs | Params (M) |
     img/s†`` (leading ``Suite``/``Model``/``Weights``/``Dataset``/``Split``/``Images`` columns
     when the rows differ in them: rows of different populations are never averaged, see
     :mod:`vitbench.report.population`). ``Top-1`` shows ``mean ± std`` when there are several seeds
@@ -144,14 +155,14 @@ def leaderboard(
         Col("Top-1 CI high", list(stats["top1_ci_high"]), [], display=False),
         Col("ΔTop-1", delta, [fmt_signed(v) for v in delta]),
         Col(
-            "GFLOPs (MACs)",
+            "GMACs",
             list(stats["gmacs"]),
             [fmt_num(v, gmacs_digits(stats["gmacs"])) for v in stats["gmacs"]],
         ),
         Col("Params (M)", list(stats["params_m"]), [fmt_num(v) for v in stats["params_m"]]),
         Col(_IMG_S, list(stats["img_per_s"]), [fmt_num(v, 0) for v in stats["img_per_s"]], display=timed),
     ]
-    extra = "ΔTop-1 vs dense on the same images"
+    extra = f"ΔTop-1 vs dense on the same images; {GMACS_NOTE}"
     if ci and bool(stats["top1_ci_low"].notna().any()):
         extra += "; 95% CI: bootstrap over images"
     extra += "; " + (
@@ -279,7 +290,7 @@ def matched_gmacs_table(
     # one curve per method variant and population (never averaged together); the suite is part
     # of neither: curves of two suites on one population are compared in one budget column
     # (the selection filter leaves one selection per method: random-tokens competes too)
-    pop = ["model", "weights", "dataset", "split", "sample_ids_hash"]
+    pop = ["model", "model_shown", "weights", "dataset", "split", "sample_ids_hash"]
     curve_keys = [*pop, "method", "curve"]
     first = {"n_samples": ("n_samples", "first")}
     curves = order_rows(methods.groupby(curve_keys, sort=False).agg(**first).reset_index())
@@ -317,19 +328,19 @@ def matched_gmacs_table(
                 if lo <= 0.0 <= hi:
                     shown[i] += " ≈"
                     marked = True
-        cols.append(Col(f"{g:.{gd}f} G", column, shown))
+        cols.append(Col(f"{g:.{gd}f} GMACs", column, shown))
     cols.append(Col("Dense Top-1", dense_top1, [], display=False))
     cols.append(Col("Dense GMACs", dense_gmacs, [], display=False))
-    several = len(set(groups)) > 1
+    names = population_labels(curves, image_sets(ok))
     refs = []
-    for grp, t, gm in dict.fromkeys(zip(groups, dense_top1, dense_gmacs)):
+    for name, t, gm in dict.fromkeys(zip(names, dense_top1, dense_gmacs)):
         if math.isnan(t):
             continue
-        label = f"{grp[0]} {grp[2]}/{grp[3]} images {grp[4][:8]}: " if several else ""
+        label = f"{name}: " if name else ""
         refs.append(f"{label}Top-1 {t:.2f} at {fmt_num(gm, gd)} GMACs")
     caption = "Dense reference (same images): " + ("; ".join(refs) if refs else "none recorded")
     caption += f"; Top-1 (%) interpolated between measured points, {seeds_note(stats['n'])}"
-    caption += "; ▲ best at the budget"
+    caption += f"; ▲ best at the budget; {GMACS_NOTE}"
     if marked or samples:
         caption += "; ≈ tied with the best (paired bootstrap 95% CI of Δ contains 0)"
     if note := adaptive_note(ok.loc[ok["method"].isin(methods["method"])]):
@@ -387,7 +398,7 @@ def selection_table(
 ) -> str:
     """Scored vs random token selection at equal keep ratios.
 
-    Columns: ``Method | Keep | GFLOPs | Top-1 scored | Top-1 random | Δ (scored − random)``;
+    Columns: ``Method | Keep | GMACs | Top-1 scored | Top-1 random | Δ (scored − random)``;
     only (method, keep ratio) pairs with both selections and keep ratio < 1 are listed.
 
     Raises:
@@ -411,7 +422,7 @@ def selection_table(
     cols = lead_columns(both) + [
         Col("Method", list(both["curve"]), list(both["curve"]), numeric=False),
         Col("Keep", list(both["keep_ratio"]), [fmt_num(v) for v in both["keep_ratio"]]),
-        Col("GFLOPs", list(both["gmacs"]), [fmt_num(v, gmacs_digits(both["gmacs"])) for v in both["gmacs"]]),
+        Col("GMACs", list(both["gmacs"]), [fmt_num(v, gmacs_digits(both["gmacs"])) for v in both["gmacs"]]),
         Col(
             "Top-1 scored",
             list(both["top1"]),
@@ -428,7 +439,7 @@ def selection_table(
         Col("Δ (scored − random)", delta, [fmt_signed(v) for v in delta]),
     ]
     note = seeds_note([*both["n"], *both["n_random"]])
-    return render_table(cols, fmt, caption=f"Top-1 (%) on the same images, {note}.")
+    return render_table(cols, fmt, caption=f"Top-1 (%) on the same images, {note}; {GMACS_NOTE}.")
 
 
 def noise_table(
@@ -528,8 +539,10 @@ def pareto_figure(
         raise VitbenchError(
             f"no records with GMACs and top-1 to plot in {source_name(df)} (cost-only cells have no accuracy)"
         )
-    pop = ["suite", "model", "weights", "dataset", "split", "sample_ids_hash"]
-    varying = [c for c in pop[1:] if stats[c].nunique() > 1]  # label prefix: what differs only
+    pop = ["suite", "model", "model_shown", "weights", "dataset", "split", "sample_ids_hash"]
+    sets = image_sets(ok)
+    stats = stats.assign(_pop=population_labels(stats, sets))
+    pops = list(dict.fromkeys(order_rows(stats)["_pop"]))
 
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
@@ -538,35 +551,42 @@ def pareto_figure(
     variants: dict[str, list[str]] = {}
     for key, grp in order_rows(stats).groupby([*pop, "curve"], sort=False):
         cur, method = str(key[-1]), str(grp["method"].iloc[0])
-        cfg = dict(zip(pop, key))
-        where = " ".join(f"img {str(cfg[c])[:8]}" if c == "sample_ids_hash" else str(cfg[c]) for c in varying)
-        label = f"{where}: {cur}" if varying else cur
+        ls = population_linestyle(pops.index(str(grp["_pop"].iloc[0])))
         grp = grp.sort_values("gmacs")
         yerr = np.vstack([grp["top1"] - grp["top1_ci_low"], grp["top1_ci_high"] - grp["top1"]])
-        has_ci = bool(np.isfinite(yerr).all())
+        err = yerr if bool(np.isfinite(yerr).all()) else None
         color = method_color(method)
         if cur == DENSE:
             ax.errorbar(
-                grp["gmacs"], grp["top1"], yerr=yerr if has_ci else None, fmt="*", markersize=13,
-                color=color, zorder=3, label=label,
+                grp["gmacs"], grp["top1"], yerr=err, fmt="*", markersize=13, color=color, zorder=3, label=cur,
             )  # fmt: skip
             continue
         seen = variants.setdefault(method, [])
-        if label not in seen:
-            seen.append(label)
-        marker = variant_marker(seen.index(label))
-        err = yerr if has_ci else None
-        ax.errorbar(grp["gmacs"], grp["top1"], yerr=err, marker=marker, color=color, label=label)
+        if cur not in seen:
+            seen.append(cur)
+        marker = variant_marker(seen.index(cur))
+        ax.errorbar(grp["gmacs"], grp["top1"], yerr=err, marker=marker, color=color, linestyle=ls, label=cur)
     ax.set_xlabel("Compute (GMACs per image)")
     ax.set_ylabel("Top-1 accuracy (%)")
-    condition = "clean" if noise == "clean" else f"{noise}@{level:g}"
+    condition = "clean images" if noise == "clean" else f"{noise} at level {level:g}"
+    models = ", ".join(sorted(set(stats["model_shown"])))
+    images = next(iter(sets.values())) if len(sets) == 1 else f"{len(pops)} populations"
     note = adaptive_note(ok.loc[ok["method"].isin(stats["method"])])
     ax.set_title(
-        f"{model or ', '.join(sorted(set(stats['model'])))} ({condition}, {selection}); "
-        f"bars: 95% CI, {seeds_note(stats['n'])}" + (f"\n{note}" if note else ""),
+        f"{models}: {images}, {condition}, {selection} token selection\n"
+        f"bars: 95% CI over images; {seeds_note(stats['n'])}" + (f"\n{note}" if note else ""),
         fontsize=8,
     )
-    legend_outside(ax)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one entry per curve, whatever population it is drawn for
+    if len(pops) > 1:
+        from matplotlib.lines import Line2D
+
+        for i, name in enumerate(pops):
+            style: Any = population_linestyle(i)
+            unique[name] = Line2D([], [], color="#555555", linestyle=style)
+    legend_outside(ax, list(unique.values()), list(unique.keys()))
+    footnote(fig, images_footnote(stats, sets))
     return fig
 
 
@@ -590,31 +610,26 @@ class Section:
 def all_sections(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> list[Section]:
     """The tables of the ``all`` view, each rendered alone in ``fmt`` (see :func:`render_all`).
 
+    The sections are the registered views with a ``title`` (:func:`vitbench.report.views.all_views`)
+    whose ``in_all`` accepts the successful rows, in registry order, then the failed cells.
+
     Raises:
         VitbenchError: unknown ``fmt``.
     """
     check_fmt(fmt)
     ok = successful_rows(df)
+    # deferred: the registry's view modules import this module inside their renderers
+    from vitbench.report import views
 
-    def section(view: str, title: str, fn: Any, **kwargs: Any) -> Section:
+    opts = views.ViewOptions(fmt=fmt, samples=lambda: samples)
+    parts = []
+    for view in views.all_views():
+        if view.in_all is not None and not view.in_all(ok):
+            continue
         try:
-            return Section(view, title, fn(df, fmt=fmt, **kwargs))
+            parts.append(Section(view.name, view.title, view.render(df, opts)))
         except VitbenchError as exc:
-            return Section(view, title, None, str(exc))
-
-    parts = [
-        section("paper", "Leaderboard (clean, scored selection)", leaderboard),
-        section(
-            "matched",
-            "Accuracy at matched GMACs (clean, scored selection)",
-            matched_gmacs_table,
-            samples=samples,
-        ),
-    ]
-    if (ok["selection"] == "random").any():
-        parts.append(section("selection", "Token selection: scored vs random (clean)", selection_table))
-    if (ok["noise"] != "clean").any():
-        parts.append(section("noise", "Robustness under noise (Top-1, scored selection)", noise_table))
+            parts.append(Section(view.name, view.title, None, str(exc)))
     failed = failed_cells(df)
     if not failed.empty:
         cols = [
@@ -628,8 +643,9 @@ def all_sections(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> 
 def render_all(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> str:
     """All views as one document with short markdown headings.
 
-    Sections: leaderboard (clean, scored), matched-GMACs view, scored-vs-random selection (if
-    random rows exist), robustness under noise (if noisy rows exist), failed cells (if any).
+    Sections (:func:`all_sections`): the registered views of the ``all`` view -- leaderboard
+    (clean, scored), matched-GMACs view, scored-vs-random selection (if random rows exist),
+    robustness under noise (if noisy rows exist) -- and failed cells (if any).
     A section whose filter matches nothing says so instead of failing the whole report. A
     document of several tables is no csv file: csv callers take :func:`all_sections` one by one.
 
@@ -670,7 +686,7 @@ def squeeze_table(
 
     The TPS robustness comparison: one row per (pair, keep ratio, selection) where both methods
     have successful records. Columns: ``Keep | Selection | Squeeze | Top-1 (squeeze) |
-    Pruning only | Top-1 (prune) | Δ (squeeze − prune) | GFLOPs (squeeze) | GFLOPs (prune)``
+    Pruning only | Top-1 (prune) | Δ (squeeze − prune) | GMACs (squeeze) | GMACs (prune)``
     (``Model``/``Dataset`` first when several). Methods with several settings (e.g. EViT with
     and without its fused token) get one row per setting.
 
@@ -718,7 +734,9 @@ def squeeze_table(
             [top1_text(m, s, n) for m, s, n in zip(both["top1_base"], both["top1_std_base"], both["n_base"])],
         ),
         Col("Δ (squeeze − prune)", delta, [fmt_signed(v) for v in delta]),
-        Col("GFLOPs (squeeze)", list(both["gmacs"]), [fmt_num(v, gd) for v in both["gmacs"]]),
-        Col("GFLOPs (prune)", list(both["gmacs_base"]), [fmt_num(v, gd) for v in both["gmacs_base"]]),
+        Col("GMACs (squeeze)", list(both["gmacs"]), [fmt_num(v, gd) for v in both["gmacs"]]),
+        Col("GMACs (prune)", list(both["gmacs_base"]), [fmt_num(v, gd) for v in both["gmacs_base"]]),
     ]
-    return render_table(cols, fmt)
+    return render_table(
+        cols, fmt, caption=f"Top-1 (%) on the same images, {seeds_note(both['n'])}; {GMACS_NOTE}."
+    )

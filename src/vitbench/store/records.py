@@ -76,6 +76,7 @@ RECORD_FIELDS: dict[str, str] = {
     "config_hash": "TEXT",
     "timestamp": "TEXT",
     "model_args": "TEXT",  # JSON object of the model entry's model_args; NULL when none
+    "model_label": "TEXT",  # the suite's display label of the model entry (label:); NULL when none
     "data_config": "TEXT",  # JSON: the data config the images were prepared with
     # what the numbers depend on beyond the names (part of cell_key; NULL: written before 0.2)
     "weights_digest": "TEXT",  # sha256[:16] of the weights file (demo: the packaged file; random: "random")

@@ -1,0 +1,40 @@
+"""``leaderboard --view matched``: top-1 of each method at common GMACs budgets."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vitbench.report.views import View, ViewOptions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def render(df: pd.DataFrame, opts: ViewOptions) -> str:
+    """:func:`vitbench.report.tables.matched_gmacs_table` (ties marked with per-sample outcomes)."""
+    # deferred: tables bring pandas; the registry stays importable without it
+    from vitbench.report.tables import matched_gmacs_table
+
+    return matched_gmacs_table(df, fmt=opts.fmt, model=opts.model, samples=opts.load_samples())
+
+
+def report(df: pd.DataFrame, ctx: Any) -> None:
+    """Report section: the matched-GMACs table."""
+    # deferred: tables bring pandas
+    from vitbench.report.tables import matched_gmacs_table
+
+    ctx.section(
+        "Accuracy at matched GMACs (clean)",
+        ctx.table("Top-1 interpolated at common GMACs budgets", matched_gmacs_table, samples=ctx.samples),
+    )
+
+
+VIEW = View(
+    name="matched",
+    command="leaderboard",
+    help="Top-1 of each method at common GMACs budgets (ties: paired bootstrap)",
+    render=render,
+    order=20,
+    title="Accuracy at matched GMACs (clean, scored selection)",
+    report=report,
+)
