@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
-from vitbench.report.cards import load_cards, paper_round
+from vitbench.report.cards import load_cards
 from vitbench.report.format import GMACS_NOTE, NA, fmt_num, gmacs_digits
 from vitbench.report.population import COST_ONLY_DATASETS, normalise, seeds_note
 
