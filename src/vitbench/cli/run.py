@@ -200,7 +200,13 @@ def _start_workers(
             requested = int(args.workers)
         except ValueError:
             raise VitbenchError(f"--workers {args.workers!r}: give a number of processes, or auto") from None
-    if not harness.main or (requested is None and launched):
+    if harness.acc.num_processes > 1:  # data-parallel under a launcher: every process runs every cell
+        if requested is not None and requested > 1:
+            raise VitbenchError(
+                f"--workers {requested} cannot be used under a distributed launcher; drop --workers"
+            )
+        return None, cells, []
+    if requested is None and launched:
         return None, cells, []
     todo = harness.todo(cells)
     specs = list(dict.fromkeys(c.model for c in todo))
