@@ -111,6 +111,24 @@ REFERENCES: tuple[Reference, ...] = (
         (_robust("calibration", "calibration.md", "--plot", "{out}/calibration.png"),),
     ),
     Reference("paper-flops", "", "", (("flops", "--paper", "--output", "{out}/paper-flops.md"),)),
+    Reference(
+        "runtimes",
+        "",
+        "runtimes",
+        (
+            (
+                *("throughput", "--model", "deit_small_patch16_224", "--method", "tome", "--set", "r=13"),
+                *("--method", "evit@0.7", "--method", "lfe@0.7", "--method", "dynamicvit@0.7"),
+                *("--method", "magnitude@0.5", "--runtime", "eager", "--runtime", "onnxruntime"),
+                *("--runtime", "openvino", "--batch-size", "1", "--batch-size", "32", "--threads", "2"),
+                *("--repeats", "4", "--results", "{out}/deit-s-runtimes.sqlite"),
+            ),
+            (
+                *("plot", "--results", "{out}/deit-s-runtimes.sqlite", "--view", "runtimes"),
+                *("--output", "{out}/deit-s-runtimes.png"),
+            ),
+        ),
+    ),
 )
 
 

@@ -548,15 +548,17 @@ class Harness:
         )
         if todo:
             self_check(self.acc.device)  # a counter this torch release breaks stops the run here
-        later = [c for c in todo if dense_twin(c) is not None] if self.reuse else []
-        first = [c for c in todo if c not in set(later)]
-        for cell in _bar([*first, *later], self.progress, "cells", leave=True, position=0):
+        reusing = [self.reuse and dense_twin(c) is not None for c in todo]  # cells may hold lists: no set
+        order = [(c, False) for c, r in zip(todo, reusing) if not r] + [
+            (c, True) for c, r in zip(todo, reusing) if r
+        ]
+        for cell, reused in _bar(order, self.progress, "cells", leave=True, position=0):
             record = self.identity(cell)
             samples = None
             try:
                 record["eval_threads"] = threads = self.threads_for(cell.model)[0]
                 with intra_op_threads(threads):
-                    result = self.reused_cell(cell) if cell in later else None
+                    result = self.reused_cell(cell) if reused else None
                     result = result or self.run_cell(cell)
                 record.update(result.fields)
                 samples = result.samples

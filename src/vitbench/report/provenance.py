@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from vitbench.report.rows import image_sets
+from vitbench.report.rows import image_sets, successful_rows
 
 _DASH = "–"
 
@@ -170,9 +170,6 @@ def provenance_html(df: pd.DataFrame, model: str | None = None) -> str:
         HTML: datasets/splits/image counts, models and weights, calibration of channel cells,
         noises, seeds and selections, software versions and commits.
     """
-    # deferred: robustness frames bring the noise registry
-    from vitbench.report.rows import successful_rows
-
     ok = successful_rows(df)
     if model is not None:
         ok = ok.loc[ok["model"] == model]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
+from vitbench.report import views
 from vitbench.report.format import (
     GMACS_NOTE,
     Col,
@@ -618,9 +619,6 @@ def all_sections(df: pd.DataFrame, fmt: str = "github", samples: Any = None) -> 
     """
     check_fmt(fmt)
     ok = successful_rows(df)
-    # deferred: the registry's view modules import this module inside their renderers
-    from vitbench.report import views
-
     opts = views.ViewOptions(fmt=fmt, samples=lambda: samples)
     parts = []
     for view in views.all_views():

@@ -175,9 +175,10 @@ def current_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The rows a view may show, with rows measured on different contents kept apart.
 
     * Rows computed by another semantics version of their method than this vitbench's
-      (``method_version`` differs from :attr:`vitbench.methods.base.Method.version`; NULL counts
-      as version 1, the semantics before versions were recorded) are left out: they are not what
-      a run would measure today, and a run re-evaluates them.
+      (``method_version`` differs from :attr:`vitbench.methods.base.Method.version`) are left
+      out: they are not what a run would measure today, and a run re-evaluates them. Rows written
+      before versions were recorded (NULL) carry no weights digest either: beside rows of this
+      release they are shown apart as ``(digest unrecorded)``, and a run never resumes them.
     * Where one ``weights`` entry of a model was measured with different weight contents
       (``weights_digest``; NULL: recorded before digests), each row's ``weights`` gets its digest
       appended (``"w.pth (3f2a9c1b)"``, ``"demo (digest unrecorded)"``), so every table, plot and
@@ -201,10 +202,10 @@ def current_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     notes: list[str] = []
     if "method_version" in out:
         versions = pd.to_numeric(out["method_version"], errors="coerce")
-        recorded = [1 if pd.isna(v) else int(v) for v in versions]
+        recorded = [None if pd.isna(v) else int(v) for v in versions]
         infos = [method_info(str(m)) for m in out["method"]]
         current = [i.version if i is not None else r for i, r in zip(infos, recorded)]
-        stale = [r != c for r, c in zip(recorded, current)]
+        stale = [r is not None and r != c for r, c in zip(recorded, current)]
         if any(stale):
             parts = sorted(
                 {
