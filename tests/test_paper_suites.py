@@ -9,6 +9,7 @@ import pytest
 
 from vitbench.harness.suites import expand, load_suite
 from vitbench.methods import METHODS
+from vitbench.report.format import NA
 from vitbench.report.paper import load_cards
 from vitbench.report.paper_table import paper_table, published_rows
 
@@ -105,4 +106,4 @@ def test_paper_table_pairs_published_numbers() -> None:
     evit = lines["evitkeep_rate=0.7, fuse_token=False"]
     assert evit[4] == "3.0" and evit[7] == "79.40"  # the no-fusion row (79.4), not the fused one (79.5)
     dense = lines["dense-"]
-    assert dense[6] == "-" and dense[7] == "79.80" and dense[8] == "-"  # random weights: no top-1
+    assert dense[6] == NA and dense[7] == "79.80" and dense[8] == NA  # random weights: no top-1
