@@ -292,8 +292,8 @@ class PiToMe(TokenMethod):
     name = "pitome"
     Params = PiToMeParams
     #: merged tokens carry sizes; an average-pooled head would count each merged token once
-    #: (the official MAE patch pools by size, which vitbench does not do), so the head must read
-    #: the class token
+    #: (the official MAE patch pools by size, which this PiToMe does not do yet), so the head must
+    #: read the class token
     requirements = Requirements(
         vit_blocks=True,
         class_token_head=True,

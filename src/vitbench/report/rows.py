@@ -16,7 +16,14 @@ from vitbench.core.errors import VitbenchError
 from vitbench.core.method_index import method_info
 from vitbench.report.format import NA, Col
 from vitbench.report.names import image_set_footnote, image_set_names
-from vitbench.report.population import MEASURED, mask_cost_only, normalise, population_keys, seeds_note
+from vitbench.report.population import (
+    MEASURED,
+    POPULATION,
+    mask_cost_only,
+    normalise,
+    population_keys,
+    seeds_note,
+)
 from vitbench.store.records import current_records, fold_calibration
 
 REQUIRED_COLUMNS = (
@@ -188,17 +195,7 @@ def seed_stats(frame: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Dat
     ).reset_index()
 
 
-ORDER_KEYS = (
-    "suite",
-    "model",
-    "model_shown",
-    "weights",
-    "dataset",
-    "split",
-    "sample_ids_hash",
-    "noise",
-    "level",
-)
+ORDER_KEYS = ("suite", *POPULATION)
 
 
 def order_rows(frame: pd.DataFrame) -> pd.DataFrame:

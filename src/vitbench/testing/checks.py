@@ -55,7 +55,7 @@ from vitbench.methods.requirements import UnsupportedModelError, runnable_method
 from vitbench.methods.slimming.channel import macs_function
 from vitbench.methods.slimming.slim import model_dims, source_plan
 from vitbench.report.cards import load_card
-from vitbench.testing.common import card_path, params
+from vitbench.testing.common import card_path, check_prefix_outputs, params
 from vitbench.testing.common import logits as _logits
 from vitbench.testing.models import CLSLESS_MODELS, TINY_MODELS, calib_batches, make_model, model_input
 from vitbench.testing.variants import VARIANTS, card_variants, channel_variant, token_variant
@@ -173,19 +173,7 @@ def token_prefix(cls: type[Method], key: str) -> None:
     finally:
         for hook in hooks:
             hook.remove()
-    original = type(blocks[0])
-    for i, inp, out in seen:
-        with torch.inference_mode():
-            ref = original.forward(blocks[i], inp)
-        torch.testing.assert_close(
-            out[:, :p],
-            ref[:, :p],
-            rtol=1e-4,
-            atol=1e-5,
-            msg=f"{cls.name}: block {i} changed a prefix token",
-        )
-        if cls.conformance.changes_attention and out.shape[1] < inp.shape[1]:
-            break  # later blocks attend with the method's own attention; sizes are checked below
+    check_prefix_outputs(cls, model, seen, cls.name)  # up to the first reduction; sizes below
     if sizes is not None:
         assert torch.equal(sizes[:, :p], torch.ones_like(sizes[:, :p])), f"{cls.name} merged a prefix token"
 

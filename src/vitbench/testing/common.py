@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from vitbench.methods.base import Method
+from vitbench.methods.patching.patch import prefix_tokens
 from vitbench.report.cards import cards_dir
 
 
@@ -36,6 +37,31 @@ def logits(
         return model(x)
 
 
+def check_prefix_outputs(
+    cls: type[Method], model: nn.Module, seen: list[tuple[int, torch.Tensor, torch.Tensor]], where: str
+) -> None:
+    """Prefix tokens leave each recorded block as the unpatched block computes them.
+
+    Args:
+        cls: the method (``conformance.changes_attention`` stops the check at the first block that
+            reduces tokens: later blocks attend with the method's own attention).
+        model: the patched model; its first block's class before patching is the reference.
+        seen: ``(block index, block input [B, N, C], block output [B, N', C])`` of one forward.
+        where: what the messages name, e.g. ``"tome"`` or ``"tome on cls-gap"``.
+    """
+    blocks: Any = model.blocks
+    p = prefix_tokens(model)
+    original = type(blocks[0])
+    for i, inp, out in seen:
+        with torch.inference_mode():
+            ref = original.forward(blocks[i], inp)
+        torch.testing.assert_close(
+            out[:, :p], ref[:, :p], rtol=1e-4, atol=1e-5, msg=f"{where}: block {i} changed a prefix token"
+        )
+        if cls.conformance.changes_attention and out.shape[1] < inp.shape[1]:
+            break
+
+
 def card_path(cls: type[Method]) -> Path:
     """The method's card: ``conformance.card`` next to its module, else the one shipped with vitbench."""
     if cls.conformance.card:
@@ -43,4 +69,4 @@ def card_path(cls: type[Method]) -> Path:
     return cards_dir() / f"{cls.name}.yaml"
 
 
-__all__ = ["card_path", "logits", "params"]
+__all__ = ["card_path", "check_prefix_outputs", "logits", "params"]

@@ -47,7 +47,7 @@ from vitbench.methods.patching.patch import prefix_tokens
 from vitbench.methods.requirements import UnsupportedModelError
 from vitbench.methods.slimming.slim import model_dims
 from vitbench.report.cards import load_card
-from vitbench.testing.common import card_path, logits, params
+from vitbench.testing.common import card_path, check_prefix_outputs, logits, params
 from vitbench.testing.models import calib_batches, model_input
 
 
@@ -210,21 +210,7 @@ def _recorded(model: nn.Module) -> Iterator[dict[str, Any]]:
 
 def _check_prefix(cls: type[Method], key: str, model: nn.Module, rec: dict[str, Any]) -> None:
     """Prefix tokens leave each block as the unpatched block computes them (up to the first merge)."""
-    blocks: Any = model.blocks
-    p = prefix_tokens(model)
-    original = type(blocks[0])
-    for i, inp, out in rec["blocks"]:
-        with torch.inference_mode():
-            ref = original.forward(blocks[i], inp)
-        torch.testing.assert_close(
-            out[:, :p],
-            ref[:, :p],
-            rtol=1e-4,
-            atol=1e-5,
-            msg=f"{cls.name} on {key}: block {i} changed a prefix token",
-        )
-        if cls.conformance.changes_attention and out.shape[1] < inp.shape[1]:
-            break
+    check_prefix_outputs(cls, model, rec["blocks"], f"{cls.name} on {key}")
 
 
 def _check_pool(cls: type[Method], key: str, model: nn.Module, rec: dict[str, Any], sizes: Any) -> None:
