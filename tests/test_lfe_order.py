@@ -23,7 +23,8 @@ import vitbench.methods.lfeblock as lfeblock
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import create_model, data_config
 from vitbench.data import load_dataset
-from vitbench.data.prep import prepare_images, to_tensor
+from vitbench.data.prep import prepare_images
+from vitbench.data.samples import to_tensor
 from vitbench.methods import METHODS
 from vitbench.methods.lfeblock import TOKEN_ORDERS, kept_indices
 

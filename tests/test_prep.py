@@ -24,7 +24,8 @@ from vitbench.data import load_dataset
 from vitbench.data.base import ImageSet
 from vitbench.data.cache import prep_rule
 from vitbench.data.files import decode_rgb
-from vitbench.data.prep import eval_transform, prepare_images, to_tensor
+from vitbench.data.prep import eval_transform, prepare_images
+from vitbench.data.samples import to_tensor
 from vitbench.harness.suites import expand, suite_from_dict
 
 #: crop mode -> pretrained-cfg overlay (each with its own crop_pct, interpolation and mean/std).

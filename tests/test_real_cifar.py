@@ -31,7 +31,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from vitbench.core.models import create_model, data_config
     from vitbench.data import load_dataset
-    from vitbench.data.prep import to_tensor
+    from vitbench.data.samples import to_tensor
 
     model = create_model("vitbench_demo_vit", "demo")
     train = load_dataset("cifar10-npz", root=str(CIFAR_ROOT), split="train", limit=N_TRAIN)

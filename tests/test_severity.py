@@ -8,7 +8,8 @@ import torch
 from vitbench.core.models import create_model, data_config
 from vitbench.data import load_dataset
 from vitbench.data.noise import apply_noise, corruption_names
-from vitbench.data.prep import prepare_images, to_tensor
+from vitbench.data.prep import prepare_images
+from vitbench.data.samples import to_tensor
 
 N_IMAGES = 100
 TOLERANCE_PTS = 3.0  # 3 of 100 images: sampling noise between neighbouring severities

@@ -38,7 +38,10 @@ def _imports_torch(args: list[str]) -> tuple[bool, str]:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("startup")
     suite = d / "tiny.yaml"
-    suite.write_text(yaml.safe_dump(TINY_SUITE))
+    # one corruption beside clean, so the robustness views have something to show
+    suite.write_text(
+        yaml.safe_dump({**TINY_SUITE, "noises": ["clean", {"name": "gaussian-noise", "levels": [3]}]})
+    )
     assert main(["run", str(suite), "--results", str(d / "r.sqlite"), "--output-dir", ""]) == 0
     return d / "r.sqlite"
 
@@ -50,9 +53,55 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["leaderboard", "--results", "STORE"],
         ["leaderboard", "--results", "STORE", "--view", "all"],
         ["compare", "--results", "STORE", "--against", "dense"],
+        ["robustness", "--results", "STORE"],
+        ["robustness", "--results", "STORE", "--view", "corruptions", "--severity", "3"],
+        ["report", "--results", "STORE", "--output", "REPORT"],
     ],
 )
 def test_commands_without_a_model_do_not_import_torch(args: list[str], store: Path) -> None:
-    torch_loaded, out = _imports_torch([str(store) if a == "STORE" else a for a in args])
+    paths = {"STORE": str(store), "REPORT": str(store.parent / "report.html")}
+    torch_loaded, out = _imports_torch([paths.get(a, a) for a in args])
     assert not torch_loaded, out
     assert out.strip().endswith("0"), out
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ({"nosuchkey": 1}, "unknown key 'nosuchkey'"),
+        ({"methods": ["tomee"]}, "unknown method 'tomee'; did you mean 'tome'"),
+        ({"methods": [{"name": "tome", "keep": [0.5]}]}, "unknown key 'keep'"),
+        ({"keep_ratios": [1.5]}, "outside (0, 1]"),
+        ({"noises": ["gaussian-noiz"]}, "unknown noise 'gaussian-noiz'"),
+        ({"dataset": {"name": "mnist-dem"}}, "unknown dataset 'mnist-dem'"),
+        ({"throughput": {"runtimes": ["tensorrt"]}}, "unknown runtime 'tensorrt'"),
+        ({"models": [{"name": "vitbench_demo_vit", "data_config": {"crop_pct": 2}}]}, "crop_pct"),
+    ],
+)
+def test_a_suite_file_with_a_mistake_is_refused_without_torch(
+    mistake: dict, message: str, tmp_path: Path
+) -> None:
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(yaml.safe_dump({**TINY_SUITE, **mistake}))
+    code = (
+        "import sys\nfrom vitbench.cli.main import main\n"
+        f"rc = main(['run', {str(suite)!r}, '--results', {str(tmp_path / 'r.sqlite')!r}])\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split()[-2:] == ["NO-TORCH", "2"], out.stdout + out.stderr
+    assert message in out.stderr, out.stderr
+    assert not (tmp_path / "r.sqlite").exists()  # refused before any store is written
+
+
+def test_checks_that_need_timm_still_run() -> None:
+    """A model name timm does not know and a wrong method parameter are refused after the light checks."""
+    from vitbench.core.errors import VitbenchError
+    from vitbench.harness.suites import suite_from_dict
+
+    with pytest.raises(VitbenchError, match="unknown model 'vit_tiny_patch16_22'"):
+        suite_from_dict({**TINY_SUITE, "models": ["vit_tiny_patch16_22"]})
+    with pytest.raises(VitbenchError, match="has no parameter 'rr'"):
+        suite_from_dict({**TINY_SUITE, "methods": [{"name": "tome", "params": {"rr": 3}}]})

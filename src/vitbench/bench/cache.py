@@ -26,7 +26,8 @@ from vitbench.core.models import data_config
 from vitbench.data.cache import BuildStats, CorruptionCache
 from vitbench.data.files import usable_cpus
 from vitbench.data.noise import corruption_names
-from vitbench.data.prep import prepare_images, to_tensor
+from vitbench.data.prep import prepare_images
+from vitbench.data.samples import to_tensor
 from vitbench.data.subsets import ArraySamples
 from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, suite_from_dict

@@ -13,7 +13,7 @@ from vitbench.core.demo import ARCH, DEMO_DATASET, default_weights_path
 from vitbench.core.models import create_model, data_config
 from vitbench.core.models import data_config as resolve_data_config
 from vitbench.data import default_workers, load_dataset
-from vitbench.data.prep import to_tensor
+from vitbench.data.samples import to_tensor
 from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, suite_from_dict
 from vitbench.measure import count_gmacs, measure_throughput

@@ -29,17 +29,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     # deferred: dataclasses (and inspect) only once a command runs; the harness loads torch and timm
     import dataclasses
 
-    # deferred: the harness loads torch and timm; `vitbench --help` stays free of them
-    from vitbench.core.models import check_model_name, freeze_args
+    # deferred: reading and checking the suite needs no torch (a suite with a mistake is refused
+    # at once); the harness, timm and the methods are imported once it is valid
     from vitbench.core.specs import MethodSpec, ModelSpec
-    from vitbench.harness.preflight import preflight
-    from vitbench.harness.runner import Harness
     from vitbench.harness.suites import SUITE_KEYS, expand, load_suite, parse_keep_ratio
 
     sets = parse_sets(args.set)
     suite_overrides = {k: v for k, v in sets.items() if "." in k or k in SUITE_KEYS}
     method_sets = {k: v for k, v in sets.items() if k not in suite_overrides}
     suite = load_suite(args.suite_path or args.suite, suite_overrides)  # a worker: the caller's file
+
+    # deferred: the harness loads torch and timm; `vitbench --help` stays free of them
+    from vitbench.core.models import check_model_name, freeze_args
+    from vitbench.harness.preflight import preflight
+    from vitbench.harness.runner import Harness
+
     if args.model:
         for name in args.model:
             check_model_name(name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +21,11 @@ import torch
 from torch import nn
 
 import vitbench.core.demo  # noqa: F401  (registers vitbench_demo_vit with timm)
+
+# re-exported: model creation's own checks, kept free of torch in vitbench.core.checks
+from vitbench.core.checks import DATA_CONFIG_KEYS as DATA_CONFIG_KEYS
+from vitbench.core.checks import check_data_config as check_data_config
+from vitbench.core.checks import freeze_args as freeze_args
 from vitbench.core.demo import ARCH as DEMO_MODEL
 from vitbench.core.demo import load_demo_model
 from vitbench.core.errors import VitbenchError
@@ -31,11 +35,6 @@ WEIGHT_SOURCES = ("random", "demo", "hub")
 
 #: Prefix of Hugging Face hub model ids (``hf-hub:ORG/NAME``), resolved by timm through the hub.
 HF_HUB_PREFIX = "hf-hub:"
-
-#: Keys of a ``data_config`` override (timm's data config fields).
-DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
-_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming", "random")
-_CROP_MODES = ("center", "squash", "border")
 
 
 def _timm() -> object:
@@ -394,19 +393,6 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
 
-def freeze_args(args: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """Sorted (name, value) pairs with lists turned into tuples (hashable, for specs)."""
-
-    def freeze(v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return tuple(freeze(x) for x in v)
-        if isinstance(v, dict):
-            return tuple(sorted((str(k), freeze(x)) for k, x in v.items()))
-        return v
-
-    return tuple(sorted((str(k), freeze(v)) for k, v in args.items()))
-
-
 def resolve_model_args(
     name: str, weights: str, model_args: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None, dict[str, Any]]:
@@ -457,60 +443,6 @@ def merge_data_config(
             )
         out[key] = value
     return out
-
-
-def check_data_config(dcfg: Mapping[str, Any], model_args: Mapping[str, Any], where: str) -> None:
-    """Validate a ``data_config`` override without building the model.
-
-    Raises:
-        VitbenchError: unknown key, an ``input_size`` that is not 3 positive integers, a
-            ``mean``/``std`` whose length is not the number of input channels (``input_size[0]``,
-            else ``model_args['in_chans']``, else 3), ``std`` <= 0, an unknown interpolation or
-            crop mode, or a ``crop_pct`` outside (0, 1].
-    """
-    for key in dcfg:
-        if key not in DATA_CONFIG_KEYS:
-            close = difflib.get_close_matches(key, DATA_CONFIG_KEYS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise VitbenchError(
-                f"{where}: unknown data_config key '{key}'{hint} allowed: {', '.join(DATA_CONFIG_KEYS)}"
-            )
-    size = dcfg.get("input_size")
-    if size is not None and (
-        not isinstance(size, (list, tuple))
-        or len(size) != 3
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-    ):
-        raise VitbenchError(
-            f"{where}: data_config input_size must be [channels, height, width], got {size!r}"
-        )
-    chans = int(size[0]) if size is not None else int(model_args.get("in_chans", 3))
-    for key in ("mean", "std"):
-        value = dcfg.get(key)
-        if value is None:
-            continue
-        ok = isinstance(value, (list, tuple)) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
-        )
-        if not ok or len(value) != chans:
-            raise VitbenchError(
-                f"{where}: data_config {key} must list {chans} numbers (one per input channel), got {value!r}"
-            )
-        if key == "std" and any(v <= 0 for v in value):
-            raise VitbenchError(f"{where}: data_config std must be positive, got {value!r}")
-    interp = dcfg.get("interpolation")
-    if interp is not None and interp not in _INTERPOLATIONS:
-        raise VitbenchError(
-            f"{where}: data_config interpolation {interp!r} is not one of {', '.join(_INTERPOLATIONS)}"
-        )
-    mode = dcfg.get("crop_mode")
-    if mode is not None and mode not in _CROP_MODES:
-        raise VitbenchError(f"{where}: data_config crop_mode {mode!r} is not one of {', '.join(_CROP_MODES)}")
-    pct = dcfg.get("crop_pct")
-    if pct is not None and (
-        not isinstance(pct, (int, float)) or isinstance(pct, bool) or not 0 < float(pct) <= 1
-    ):
-        raise VitbenchError(f"{where}: data_config crop_pct must be in (0, 1], got {pct!r}")
 
 
 def dynamic_input(model: nn.Module) -> bool:

@@ -21,14 +21,16 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from vitbench.core.errors import VitbenchError
-from vitbench.data.noise import NOISES, check_noise, check_size, noise_seed
+from vitbench.data.noise import check_noise
 from vitbench.data.prep import eval_transform
+
+if TYPE_CHECKING:
+    from vitbench.data.samples import FileSamples
 
 #: File suffixes listed as images (case-insensitive); anything else in a folder is ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm")
@@ -348,6 +350,9 @@ class FileImageSet:
             raise VitbenchError(self.clean_error)
         if computed != "clean":
             check_noise(computed, level)
+        # deferred: the torch Dataset; listing and checking files needs no torch
+        from vitbench.data.samples import FileSamples
+
         return FileSamples(
             [str(source.path(i)) for i in range(len(source))],
             source.labels,
@@ -357,38 +362,6 @@ class FileImageSet:
             float(level),
             seed,
         )
-
-
-class FileSamples(torch.utils.data.Dataset):
-    """Map-style dataset: decode, resize/crop, corrupt -> (uint8 ``[H, W, 3]``, label, sample id).
-
-    Picklable, so DataLoader workers do the decoding. The noise draw of sample ``i`` comes from
-    ``noise_seed(seed, sample_id, noise, level)``, as :func:`vitbench.data.noise.apply_noise` does.
-    """
-
-    def __init__(
-        self,
-        paths: list[str],
-        labels: np.ndarray,
-        ids: np.ndarray,
-        transform: Callable[[Any], Any],
-        noise: str = "clean",
-        level: float = 0.0,
-        seed: int = 0,
-    ) -> None:
-        self.paths, self.labels, self.ids = paths, labels, ids
-        self.transform, self.noise, self.level, self.seed = transform, noise, level, seed
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        img = np.array(self.transform(decode_rgb(self.paths[i])), dtype=np.uint8)  # writable copy
-        if self.noise != "clean":
-            check_size(self.noise, img.shape[0], img.shape[1])
-            rng = noise_seed(self.seed, int(self.ids[i]), self.noise, self.level)
-            img = NOISES.get(self.noise).fn(img, self.level, rng)
-        return torch.from_numpy(np.ascontiguousarray(img)), int(self.labels[i]), int(self.ids[i])
 
 
 def build_file_set(

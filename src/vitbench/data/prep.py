@@ -5,8 +5,8 @@ their pixels here. :func:`eval_transform` builds ``timm.data.create_transform(**
 is_training=False)`` and keeps its PIL stages (resize by ``crop_pct`` with the config's
 interpolation, then the ``crop_mode`` crop: ``center``, ``squash`` or ``border``), dropping only
 its ``ToTensor``/``Normalize`` steps. Noise is applied to the uint8 ``[h, w, 3]`` result, and
-:func:`to_tensor` then normalises exactly as timm's ``ToTensor`` + ``Normalize`` do, so a clean
-image gives the same tensor as timm's full transform, bit for bit.
+:func:`vitbench.data.samples.to_tensor` then normalises exactly as timm's ``ToTensor`` +
+``Normalize`` do, so a clean image gives the same tensor as timm's full transform, bit for bit.
 
 :func:`prep_rule` describes the transform (its timm steps, their sizes and fill) for the
 corrupted-image cache key, so a change of preprocessing never reuses stale cached images.
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 #: timm transform steps that are not part of the pixel preparation (done by :func:`to_tensor`).
 _TENSOR_STEPS = ("ToTensor", "MaybeToTensor", "PILToTensor", "MaybePILToTensor", "Normalize")
@@ -98,15 +97,3 @@ def as_array(img: Any, h: int, w: int) -> np.ndarray:
     if arr.shape != (h, w, 3):  # timm's transform always ends at input_size; guard the contract
         raise ValueError(f"eval transform gave {arr.shape}, expected {(h, w, 3)}")
     return arr
-
-
-def to_tensor(images: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:
-    """uint8 ``[N, H, W, 3]`` -> normalised float32 ``[N, 3, H, W]`` with the config's mean/std.
-
-    The same float32 operations as timm's ``ToTensor`` (``/ 255``) + ``Normalize``
-    (``(x - mean) / std``), so the result equals timm's full eval transform bit for bit.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(cfg["mean"], dtype=torch.float32)[None, :, None, None]
-    std = torch.tensor(cfg["std"], dtype=torch.float32)[None, :, None, None]
-    return (x - mean) / std

@@ -39,7 +39,7 @@ from vitbench.data import load_dataset
 from vitbench.data.cache import CorruptionCache, cache_key, prep_rule
 from vitbench.data.files import ids_hash
 from vitbench.data.noise import apply_noise
-from vitbench.data.prep import to_tensor
+from vitbench.data.samples import to_tensor
 from vitbench.data.subsets import prepared_subset
 from vitbench.methods.base import ChannelMethod, NoParams
 from vitbench.methods.baselines import Dense

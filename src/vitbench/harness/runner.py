@@ -35,7 +35,7 @@ from vitbench.core.threads import local_processes as local_processes_of
 from vitbench.data import FileImageSet, ImageSet, default_workers
 from vitbench.data.cache import CacheKey, CorruptionCache
 from vitbench.data.classes import dataset_class_digest
-from vitbench.data.prep import to_tensor
+from vitbench.data.samples import to_tensor
 from vitbench.data.subsets import ArraySamples
 from vitbench.harness.costs import CellCosts
 from vitbench.harness.inputs import CellInputs

@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
+from vitbench.core.checks import check_data_config, check_keep_ratio, check_runtimes, freeze_args
 from vitbench.core.errors import VitbenchError
-from vitbench.core.models import check_data_config, check_model_name, freeze_args
-from vitbench.core.registry import close_hint
+from vitbench.core.method_index import MethodInfo, all_methods, method_info
+from vitbench.core.registry import UnknownNameError, close_hint
 from vitbench.core.specs import (
     CalibSpec,
     Cell,
@@ -30,9 +31,6 @@ from vitbench.core.threads import check_threads
 from vitbench.data import DATASETS
 from vitbench.data.classes import check_class_order
 from vitbench.data.noise import check_noise
-from vitbench.measure.runtimes import check_runtimes
-from vitbench.methods import METHODS, ChannelMethod
-from vitbench.methods.base import check_keep_ratio, make_params
 from vitbench.train.config import coerce_options
 
 SUITE_KEYS = {f.name for f in dataclasses.fields(SuiteSpec)}
@@ -191,7 +189,31 @@ def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
         raise VitbenchError(f"{where}: {exc}") from None
     if spec.train is not None:
         _check_train_split(spec.train_data(), where)
+    _check_models_and_params(spec, where)
     return spec
+
+
+def _check_models_and_params(spec: SuiteSpec, where: str) -> None:
+    """The checks that need timm and the method classes, after every check that needs neither.
+
+    Raises:
+        VitbenchError: a model name timm does not know (close matches named), or method parameters
+            with an unknown name or a wrong type.
+    """
+    # deferred: timm and the method modules import torch (seconds); a suite with a mistake found
+    # above is refused without them
+    from vitbench.core.models import check_model_name
+    from vitbench.methods import METHODS
+    from vitbench.methods.base import make_params
+
+    for model in spec.models:
+        check_model_name(model.name)
+    for method in spec.methods:
+        cls = METHODS.get(method.name)
+        try:  # validates names and types now, not mid-sweep
+            make_params(cls, {**cls.defaults(), **dict(method.params)})
+        except (TypeError, ValueError) as exc:
+            raise VitbenchError(f"{where}: {exc}") from None
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -212,7 +234,6 @@ def _model(item: Any, where: str) -> ModelSpec:
         raise VitbenchError(f"{where} models: each entry needs a name, e.g. {{name: vit_tiny_patch16_224}}")
     _unknown(f"{where} models", list(item), {"name", "weights", "model_args", "data_config", "label"})
     name = str(item["name"])
-    check_model_name(name)
     label = item.get("label")
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise VitbenchError(
@@ -244,15 +265,34 @@ def _method(item: Any, where: str) -> MethodSpec:
     if isinstance(item, str):
         item = {"name": item}
     _unknown(f"{where} methods", list(item), {"name", "params", "keep_ratios"})
-    cls = METHODS.get(str(item["name"]))
-    params = dict(item.get("params") or {})
-    make_params(cls, {**cls.defaults(), **params})  # validates names and types now, not mid-sweep
+    info = _method_info(str(item["name"]))
+    params = item.get("params") or {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise VitbenchError(
+            f"{where}: methods '{info.name}' params must be a mapping of names to values, got {params!r}"
+        )
     keeps = item.get("keep_ratios")
     if keeps is not None:
         keeps = tuple(parse_keep_ratio(k, where) for k in _as_list(keeps))
         if not keeps:
-            raise VitbenchError(f"{where}: methods '{cls.name}' keep_ratios is empty; list at least one")
-    return MethodSpec(cls.name, tuple(sorted(params.items())), keeps)
+            raise VitbenchError(f"{where}: methods '{info.name}' keep_ratios is empty; list at least one")
+    return MethodSpec(info.name, tuple(sorted(params.items())), keeps)
+
+
+def _method_info(name: str) -> MethodInfo:
+    """The facts about method ``name`` (no torch for shipped methods).
+
+    Raises:
+        UnknownNameError: no method has that name (close matches and the full list named, as the
+            method registry says it).
+    """
+    info = method_info(name)
+    if info is None:
+        names = [m.name for m in all_methods()]
+        raise UnknownNameError(
+            f"unknown method '{name}'{close_hint(name, names)} available: {', '.join(names)}"
+        )
+    return info
 
 
 def _dataset(item: Any, where: str) -> DataSpec:
@@ -422,12 +462,12 @@ def expand(suite: SuiteSpec) -> list[Cell]:
     cells: list[Cell] = []
     for model in suite.models:
         for method in suite.methods:
-            cls = METHODS.get(method.name)
-            keeps = (method.keep_ratios or suite.keep_ratios) if cls.knob else (1.0,)
-            sels = [s for s in suite.selections if s in cls.selections] or [cls.selections[0]]
+            info = _method_info(method.name)
+            keeps = (method.keep_ratios or suite.keep_ratios) if info.knob else (1.0,)
+            sels = [s for s in suite.selections if s in info.selections] or [info.selections[0]]
             # only channel methods read calibration images: the others run at the first calib noise
             calibs = suite.calib_noises or (suite.calib_noise,)
-            calibs = calibs if issubclass(cls, ChannelMethod) else calibs[:1]
+            calibs = calibs if not info.token else calibs[:1]
             for keep in keeps:
                 for sel in sels:
                     for calib in calibs:

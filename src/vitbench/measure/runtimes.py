@@ -37,61 +37,24 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+# re-exported: the runtime names and package checks, kept free of torch in vitbench.core.checks
+from vitbench.core.checks import RUNTIMES as RUNTIMES
+from vitbench.core.checks import check_runtimes as check_runtimes
+from vitbench.core.checks import runtime_version as runtime_version
 from vitbench.core.errors import VitbenchError
 
-#: Runtime names in the order tables list them.
-RUNTIMES = ("eager", "compile", "onnxruntime", "openvino")
-#: Packages each runtime needs beyond torch (all in the ``deploy`` extra).
-_NEEDS = {
-    "eager": (),
-    "compile": (),
-    "onnxruntime": ("onnx", "onnxscript", "onnxruntime"),
-    "openvino": ("onnx", "onnxscript", "openvino"),
-}
 #: Relative tolerance of ``max |Δ|`` per compute dtype, times ``max(1, max |eager logit|)``.
 #: float32: kernels reorder sums (measured ≤ 3e-6 on DeiT-S logits of scale ~1); 1e-4 leaves room
 #: for larger models while a different token choice (≥ 1e-2 in every case seen) fails it.
 TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 3e-3}
 #: The batch at which ONNX exports are traced (batch 1 would be specialised away).
 EXPORT_BATCH = 2
-
-
-def check_runtimes(names: Sequence[str]) -> tuple[str, ...]:
-    """Validate runtime names and that their packages are installed.
-
-    Raises:
-        VitbenchError: an unknown name (the known ones listed), or a runtime whose packages are
-            missing (names the ``deploy`` extra).
-    """
-    out = []
-    for name in names:
-        if name not in _NEEDS:
-            raise VitbenchError(f"unknown runtime '{name}'; use one of {', '.join(RUNTIMES)}")
-        missing = [p for p in _NEEDS[name] if importlib.util.find_spec(p) is None]
-        if missing:
-            raise VitbenchError(
-                f"runtime '{name}' needs {', '.join(missing)}: install the deploy extra "
-                f'(pip install "vitbench[deploy]")'
-            )
-        if name not in out:
-            out.append(name)
-    return tuple(out)
-
-
-def runtime_version(name: str) -> str:
-    """The version string recorded with a runtime (``torch 2.x`` for eager and compile)."""
-    pkg = {"eager": "torch", "compile": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[name]
-    try:
-        return f"{pkg} {metadata.version(pkg)}"
-    except metadata.PackageNotFoundError:
-        return f"{pkg} (not installed)"
 
 
 @dataclass

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vitbench.core import registry
+from vitbench.core.checks import check_keep_ratio as check_keep_ratio  # re-exported (torch-free)
 from vitbench.core.errors import VitbenchError
 from vitbench.core.registry import Registry
 from vitbench.methods.requirements import Requirements, UnsupportedModelError, unsupported_line
@@ -235,12 +236,6 @@ def register(cls: M) -> M:
     """
     METHODS.register_self(cls)
     return cls
-
-
-def check_keep_ratio(keep_ratio: float) -> None:
-    """Raise a one-line error unless ``keep_ratio`` is in (0, 1]."""
-    if not isinstance(keep_ratio, (int, float)) or not 0.0 < float(keep_ratio) <= 1.0:
-        raise VitbenchError(f"keep ratio {keep_ratio!r} is outside (0, 1]; use a value such as 0.7")
 
 
 def make_params(cls: type[Method], values: Mapping[str, Any]) -> Any:

@@ -24,7 +24,8 @@ from torch import nn
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import data_config
 from vitbench.data import FileImageSet, ImageSet
-from vitbench.data.prep import prepare_images, to_tensor
+from vitbench.data.prep import prepare_images
+from vitbench.data.samples import to_tensor
 from vitbench.data.subsets import FolderBatches
 from vitbench.train.config import TrainConfig
 from vitbench.train.demo import shift_batch
