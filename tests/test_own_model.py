@@ -283,6 +283,24 @@ def test_finetune_config_and_artifact_key_carry_model_args() -> None:
     assert plain.arch == "" and own.digest != plain.digest
 
 
+def test_artifact_key_carries_the_training_folder(tmp_path: Path) -> None:
+    """Artifacts trained on one folder are not found for another folder under the same dataset name."""
+    from vitbench.methods.dynamicvit import DynamicViTParams
+    from vitbench.store import artifacts
+
+    params, data = DynamicViTParams(), ("image-folder", "train", None)
+    a = artifacts.artifact_key(NAME, "random", "dynamicvit", params, data, source=(str(tmp_path / "a"), None))
+    b = artifacts.artifact_key(NAME, "random", "dynamicvit", params, data, source=(str(tmp_path / "b"), None))
+    lex = artifacts.artifact_key(
+        NAME, "random", "dynamicvit", params, data, source=(str(tmp_path / "a"), "lexicographic")
+    )
+    assert len({a.digest, b.digest, lex.digest}) == 3
+    assert json.loads(a.data)["root"] == str((tmp_path / "a").resolve())
+    # packaged datasets (no root) keep the keys of the shipped artifacts
+    packaged = artifacts.artifact_key(NAME, "random", "dynamicvit", params, ("mnist-demo", "train", None))
+    assert json.loads(packaged.data) == {"name": "mnist-demo", "split": "train", "limit": None}
+
+
 CIFAR_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 

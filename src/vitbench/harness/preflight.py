@@ -80,7 +80,14 @@ def _check_artifact(suite: Any, spec: Any, cls: Any, method: Any, keep: float, p
         return
     data = suite.train_data()
     key = artifacts.artifact_key(
-        spec.name, spec.weights, cls.name, params, (data.name, data.split, data.limit)
+        spec.name,
+        spec.weights,
+        cls.name,
+        params,
+        (data.name, data.split, data.limit),
+        spec.model_args,
+        spec.data_config,
+        (data.root, data.class_order),
     )
     if artifacts.find_artifact(key) is None:
         cell = Cell(spec, method, keep, suite.noises[0], suite.selections[0], suite.seeds[0], suite.dataset)

@@ -98,6 +98,7 @@ class TrainedParts:
             (data.name, data.split, data.limit),
             cell.model.model_args,
             cell.model.data_config,
+            (data.root, data.class_order),
         )
         path = artifacts.find_artifact(key)
         if path is None and suite.train is None:

@@ -78,7 +78,8 @@ class ArtifactKey:
         weights: :func:`weights_id` of the starting weights.
         method: registry key of the method.
         params: JSON of the method's native parameters without ``artifact``.
-        data: JSON of the training data (dataset name, split, limit).
+        data: JSON of the training data (dataset name, split, limit; root and class order of a
+            dataset read from a folder).
         arch: JSON of the model entry's ``model_args`` and ``data_config``; empty when it has
             none (and then not part of the digest, so existing artifacts keep their names).
     """
@@ -114,21 +115,31 @@ def artifact_key(
     data: tuple[str, str, int | None],
     model_args: Any = (),
     data_config: Any = (),
+    source: tuple[str | None, str | None] = (None, None),
 ) -> ArtifactKey:
     """Build the key of an artifact.
 
-    From a model name, weight source, method name, ``Params``, (dataset, split, limit) and the
-    model entry's ``model_args``/``data_config`` (sorted pairs or dicts).
+    From a model name, weight source, method name, ``Params``, (dataset, split, limit), the
+    model entry's ``model_args``/``data_config`` (sorted pairs or dicts) and the training data's
+    (root, class_order). A dataset read from a root is keyed by the root's absolute path and its
+    class order, so an artifact trained on one folder is never used for another folder given
+    under the same dataset name; datasets without a root (the packaged ones) keep their keys.
     """
     values = {k: v for k, v in dataclasses.asdict(params).items() if k != "artifact"}
     name, split, limit = data
+    root, class_order = source
+    where: dict[str, Any] = {"name": name, "split": split, "limit": limit}
+    if root is not None:
+        where["root"] = str(Path(root).expanduser().resolve())
+        if class_order is not None:
+            where["class_order"] = class_order
     arch = {"model_args": dict(model_args), "data_config": dict(data_config)}
     return ArtifactKey(
         model=model,
         weights=weights_id(weights),
         method=method,
         params=json.dumps(values, sort_keys=True, default=list),
-        data=json.dumps({"name": name, "split": split, "limit": limit}, sort_keys=True),
+        data=json.dumps(where, sort_keys=True),
         arch=json.dumps(arch, sort_keys=True, default=list) if model_args or data_config else "",
     )
 

@@ -122,6 +122,7 @@ def _finetune(
         (cfg.dataset, cfg.split, cfg.limit),
         cfg.model_args,
         cfg.data_config,
+        (cfg.root, cfg.class_order),
     )
     out = Path(out) if out is not None else artifacts.user_dir() / key.filename
     work_dir = Path(work_dir) if work_dir is not None else out.with_name(out.stem + ".ckpt")
