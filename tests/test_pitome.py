@@ -26,6 +26,7 @@ from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS
 from vitbench.methods import pitome as pitome_mod
+from vitbench.testing.variants import variant_model
 
 PITOME = METHODS.get("pitome")
 
@@ -88,16 +89,22 @@ def _ref_merge(
     return merge, merged, partner
 
 
-def _ref_forward(model: Any, x: torch.Tensor, ratio: float) -> tuple[torch.Tensor, list[int], list[Any]]:
-    """The official DeiT patch's forward: (logits, tokens entering each block, per-block merged sets).
+def _ref_forward(
+    model: Any, x: torch.Tensor, ratio: float, mae: bool = False, pool_by_size: bool = True
+) -> tuple[torch.Tensor, list[int], list[Any]]:
+    """The official DeiT (or MAE) patch's forward: (logits, tokens entering each block, merged sets).
 
     Merged sets per block: (merged-away mask, partner map) over that block's image tokens, and the
-    source matrix [B, N_out, N_in0] after the block (``merge_source``, mode ``amax``).
+    source matrix [B, N_out, N_in0] after the block (``merge_source``, mode ``amax``). ``mae``: the
+    MAE patch, whose BSM half is the second one and whose average pool weights tokens by size
+    (the patch mean: the official sum of size-weighted tokens over their total size).
     """
     depth = len(model.blocks)
     margins = [0.75 - 0.75 * (i / depth) for i in range(depth)]
     n_bsm = math.ceil(depth * 0.5)
     use_bsm = [True] * n_bsm + [False] * (depth - n_bsm)
+    if mae:
+        use_bsm = [False] * n_bsm + [True] * (depth - n_bsm)
     h = model.patch_embed(x)
     h = model.norm_pre(model.patch_drop(model._pos_embed(h)))
     size, source = None, torch.eye(h.shape[1])[None].expand(h.shape[0], -1, -1)
@@ -120,6 +127,9 @@ def _ref_forward(model: Any, x: torch.Tensor, ratio: float) -> tuple[torch.Tenso
             sets.append((merged, partner, source))
         h = h + blk.mlp(blk.norm2(h))
     h = model.norm(h)
+    if mae and pool_by_size and size is not None:
+        pooled = (h * size)[:, 1:].sum(dim=1) / size[:, 1:].sum(dim=1)
+        return model.head(model.fc_norm(pooled)), counts, sets
     return model.forward_head(h), counts, sets
 
 
@@ -127,7 +137,7 @@ def _ref_forward(model: Any, x: torch.Tensor, ratio: float) -> tuple[torch.Tenso
 
 
 def _vitbench(
-    model: Any, x: torch.Tensor, ratio: float, monkeypatch: pytest.MonkeyPatch
+    model: Any, x: torch.Tensor, ratio: float, monkeypatch: pytest.MonkeyPatch, **overrides: Any
 ) -> tuple[torch.Tensor, list[int], list[Any]]:
     """vitbench's logits, counted tokens and per-block merged sets (from the recorded plans)."""
     plans: list[Any] = []
@@ -138,7 +148,7 @@ def _vitbench(
         return plans[-1]
 
     monkeypatch.setattr(pitome_mod, "plan_merge", spy)
-    params = PITOME.params_for(1.0, model, {"ratio": ratio})
+    params = PITOME.params_for(1.0, model, {"ratio": ratio, **overrides})
     with torch.inference_mode(), PITOME.apply(model, params) as handle:
         logits = model(x)
         counts = handle.tokens_per_block
@@ -189,6 +199,30 @@ def test_pitome_equals_the_official_merge(which: str, ratio: float, monkeypatch:
         assert torch.equal(partner, ref_partner), f"block {i}: other partners"
         assert torch.equal(source, ref_source), f"block {i}: other merged groups"
     assert (got - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("ratio", [0.9, 0.75])
+def test_pitome_on_an_average_pooled_model_equals_the_official_mae_patch(
+    ratio: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MAE-style head (global_pool='avg', fc_norm): size-weighted pooling, BSM in the second half."""
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "deit_small_patch16_224", pretrained=False, img_size=112, global_pool="avg", fc_norm=True
+    ).eval()
+    with torch.no_grad():
+        for blk in model.blocks:
+            blk.attn.qkv.weight.mul_(4.0)
+    x = model_input(model, batch=3, seed=1)
+    with torch.inference_mode():
+        ref, ref_counts, ref_sets = _ref_forward(model, x, ratio, mae=True)
+        plain, _, _ = _ref_forward(model, x, ratio, mae=True, pool_by_size=False)
+    got, counts, sets = _vitbench(model, x, ratio, monkeypatch, bsm_half="second")
+    assert counts == ref_counts and counts[-1] < counts[0]
+    for (merged, partner, _), (ref_merged, ref_partner, _) in zip(sets, ref_sets, strict=True):
+        assert torch.equal(merged, ref_merged) and torch.equal(partner, ref_partner)
+    assert (got - ref).abs().max().item() <= 1e-5
+    assert (got - plain).abs().max().item() > 1e-3  # the test can tell the pooling apart
 
 
 @pytest.mark.slow
@@ -277,6 +311,5 @@ def test_pitome_refuses_bad_settings() -> None:
         PITOME.params_for(1.0, model, {"ratio": 0.3})
     with pytest.raises(VitbenchError, match="bsm_half .middle. is unknown"):
         PITOME.params_for(1.0, model, {"bsm_half": "middle"})
-    gap = make_model("gap")
-    with pytest.raises(VitbenchError, match="class-token head"):
-        PITOME.params_for(0.7, gap)
+    with pytest.raises(VitbenchError, match="pool"):
+        PITOME.params_for(0.7, variant_model("map"))

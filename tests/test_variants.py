@@ -13,9 +13,9 @@ import vitbench.core.demo  # noqa: F401  (registers vitbench_demo_vit)
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import apply_data_config, dynamic_input, input_grid, input_size, native_input_size
 from vitbench.methods import METHODS
+from vitbench.methods.mergebase import SizePoolMixin
 from vitbench.methods.patching.patch import input_tokens
 from vitbench.methods.requirements import UnsupportedModelError
-from vitbench.methods.tome import ToMePoolMixin
 from vitbench.report.paper import cards_dir
 from vitbench.testing import run_case
 from vitbench.testing.variants import VARIANTS, card_variants, variant_model
@@ -61,7 +61,7 @@ def test_unweighted_pooling_of_merged_tokens_fails_the_matrix(
 ) -> None:
     """ToMe as before version 2 (merged tokens averaged unweighted) is caught on both pooled variants."""
     monkeypatch.setattr(
-        ToMePoolMixin, "pool", lambda self, x, pool_type=None: super(ToMePoolMixin, self).pool(x)
+        SizePoolMixin, "pool", lambda self, x, pool_type=None: super(SizePoolMixin, self).pool(x)
     )
     with pytest.raises(AssertionError, match="not the size-weighted mean"):
         run_case("tome", "variant", key)

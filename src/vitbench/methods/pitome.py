@@ -44,6 +44,7 @@ from torch import nn
 from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
 from vitbench.methods.base import Conformance, TokenMethod, register
+from vitbench.methods.mergebase import patch_size_pool
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -291,16 +292,12 @@ class PiToMe(TokenMethod):
 
     name = "pitome"
     Params = PiToMeParams
-    #: merged tokens carry sizes; an average-pooled head would count each merged token once
-    #: (the official MAE patch pools by size, which this PiToMe does not do yet), so the head must
-    #: read the class token
+    #: no class token needed (prefix tokens are protected); the classifier reads the class token
+    #: or the size-weighted average of the tokens, as the official MAE patch pools
     requirements = Requirements(
         vit_blocks=True,
-        class_token_head=True,
-        uses=(
-            "merged tokens carry sizes that only a class-token head ignores "
-            "(the official MAE pooling is size-weighted)"
-        ),
+        pooling=("token", "avg"),
+        pooling_why="merged tokens are pooled by their sizes; a max or attention pool of them is not rebuilt",
     )
     knob: ClassVar[str] = "ratio"
     summary = "energy-score-protected bipartite merging in every block, size-weighted (Tran et al. 2024)"
@@ -324,13 +321,19 @@ class PiToMe(TokenMethod):
 
     @classmethod
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
-        """Patch every block with :class:`PiToMeMixin`; capture qkv of every block for scored selection."""
+        """Patch every block with :class:`PiToMeMixin` and an averaging model's pooling (by size).
+
+        qkv of every block is captured for scored selection; the pooling patch is
+        :func:`vitbench.methods.mergebase.patch_size_pool`.
+        """
         depth = len(check_vit(model, cls.name))
         st = PiToMeState(cls.name, prefix_tokens(model), selection, seed, depth, params=params)
         st.margins = margins(depth)
         st.bsm = bsm_blocks(depth, params.bsm_half)
         capture = set(range(depth)) if selection == "scored" and params.ratio < 1.0 else set()
-        return patch_blocks(model, st, lambda i: PiToMeMixin, capture)
+        handle = patch_blocks(model, st, lambda i: PiToMeMixin, capture)
+        patch_size_pool(model, st, handle)
+        return handle
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:

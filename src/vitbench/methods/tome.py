@@ -27,6 +27,7 @@ from torch import nn
 from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
 from vitbench.methods.base import Conformance, TokenMethod, register
+from vitbench.methods.mergebase import patch_size_pool
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -34,7 +35,6 @@ from vitbench.methods.patching.patch import (
     check_vit,
     input_tokens,
     patch_blocks,
-    patch_model_class,
     prefix_tokens,
 )
 from vitbench.methods.patching.stages import stage_blocks, stage_schedule
@@ -139,48 +139,6 @@ class ToMeMixin(CountingMixin):
                 merge = bipartite_soft_matching(x, r, st.prefix, _random_matcher(st, self._vb_index, x))
             x, st.extra["size"] = merge_wavg(merge, x, size)
         return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
-
-
-def size_weighted_pool(
-    x: torch.Tensor, size: torch.Tensor, prefix: int, include_prefix: bool
-) -> torch.Tensor:
-    """Average of the tokens of ``x`` [B, N, C] weighted by their sizes ``size`` [B, N, 1] -> [B, C].
-
-    ``sum_j size_j x_j / sum_j size_j`` over the image tokens (all tokens when
-    ``include_prefix``; prefix tokens have size 1): the mean over the original patches that the
-    merged tokens stand for (official ``tome/patch/mae.py``: ``(x * size)[:, 1:].sum(1) / T``).
-    """
-    if not include_prefix:
-        x, size = x[:, prefix:], size[:, prefix:]
-    size = size.to(x.dtype)
-    return (x * size).sum(dim=1) / size.sum(dim=1)
-
-
-class ToMePoolMixin:
-    """ToMe's pooling on a VisionTransformer that averages its tokens (``global_pool='avg'``).
-
-    Modifications to timm's ``VisionTransformer.pool``:
-        - after a merge, the average is weighted by token size (:func:`size_weighted_pool`),
-          as the official ToMe patch of MAE's pooled models; before any merge (r = 0) timm's
-          own pooling runs, bit for bit;
-        - any other pooling type asked for explicitly after a merge is refused (max pooling
-          over merged tokens is not the max over the original patches).
-    """
-
-    _vb_state: ForwardState
-
-    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:  # noqa: D102
-        vit: Any = self
-        size = self._vb_state.extra.get("size")
-        kind = vit.global_pool if pool_type is None else pool_type
-        if size is None or size.shape[1] != x.shape[1]:
-            return super().pool(x, pool_type)  # type: ignore[misc]
-        if kind != "avg":
-            raise VitbenchError(
-                f"tome cannot pool merged tokens with global_pool='{kind}'; only 'avg' (size-weighted) and "
-                "'token' are reproduced"
-            )
-        return size_weighted_pool(x, size, self._vb_state.prefix, bool(vit.pool_include_prefix))
 
 
 def _random_matcher(st: ForwardState, index: int, x: torch.Tensor) -> Callable[[int, int], tuple]:
@@ -301,12 +259,7 @@ class ToMe(TokenMethod):
         st.tokens = input_tokens(model)  # r was resolved for this input's token count
         capture = set(range(depth))
         handle = patch_blocks(model, st, lambda i: ToMeMixin, capture)
-        if getattr(model, "global_pool", "token") == "avg":
-            try:
-                patch_model_class(model, st, ToMePoolMixin, handle)
-            except BaseException:
-                handle.close()
-                raise
+        patch_size_pool(model, st, handle)
         return handle
 
     @classmethod
