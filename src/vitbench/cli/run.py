@@ -29,8 +29,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # deferred: dataclasses (and inspect) only once a command runs; the harness loads torch and timm
     import dataclasses
 
-    # deferred: reading and checking the suite needs no torch (a suite with a mistake is refused
-    # at once); the harness, timm and the methods are imported once it is valid
+    # the harness, timm and the methods are imported once the suite is valid; reading and
+    # checking it needs no torch, so a suite with a mistake is refused at once (deferred)
     from vitbench.core.specs import MethodSpec, ModelSpec
     from vitbench.harness.suites import SUITE_KEYS, expand, load_suite, parse_keep_ratio
 

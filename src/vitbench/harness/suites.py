@@ -200,8 +200,8 @@ def _check_models_and_params(spec: SuiteSpec, where: str) -> None:
         VitbenchError: a model name timm does not know (close matches named), or method parameters
             with an unknown name or a wrong type.
     """
-    # deferred: timm and the method modules import torch (seconds); a suite with a mistake found
-    # above is refused without them
+    # timm and the method modules import torch (seconds): a suite with a mistake found above is
+    # refused without them (deferred)
     from vitbench.core.models import check_model_name
     from vitbench.methods import METHODS
     from vitbench.methods.base import make_params
