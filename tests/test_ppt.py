@@ -371,3 +371,41 @@ def test_ppt_refusals_and_params() -> None:
         PPT.params_for(1.0, model, {"r": -2})
     gap = make_model("gap")
     assert "class token" in (PPT.supported(gap) or "")
+
+
+def test_ppt_records_keep_the_per_image_gmacs_and_say_what_varies() -> None:
+    """CellCosts: the mean and percentiles of the per-image GMACs; the note says the tokens do not vary."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from vitbench.core.specs import ThroughputSpec
+    from vitbench.harness.costs import CellCosts
+    from vitbench.report.tables import adaptive_note
+
+    model = load_demo_model()
+    x = model_input(model, batch=12, seed=6)
+    locs = list(ppt_mod.ppt_blocks(len(model.blocks), ()))
+    params = PPT.params_for(1.0, model, {"r": 20, "threshold": _split_threshold(model, x, 20, locs)})
+    costs = CellCosts(ThroughputSpec(enabled=False), "cpu", lambda spec: 1)
+    cell = SimpleNamespace(model="demo", method=SimpleNamespace(name="ppt"), selection="scored")
+    with torch.inference_mode(), PPT.apply(model, params) as h:
+        h.set_sample_ids(torch.arange(12))
+        model(x)
+        pooled = torch.stack(h.state.extra["pooled"], dim=1)
+        out = costs.of(cell, model, h, params, {"input_size": (3, 32, 32)})
+    assert pooled.any() and not pooled.all()
+    assert out["gmacs_images"] == 12 and out["gmacs_p10"] < out["gmacs_p90"]
+    assert out["tokens_p10"] == out["tokens_p90"] == [float(t) for t in PPT.schedule(model, params)]
+    frame = pd.DataFrame(
+        {
+            "method": ["ats", "ppt", "evit"],
+            "gmacs_p50": [0.1, 0.2, None],
+            "tokens_p10": ["[65.0, 40.0]", "[65.0, 45.0]", None],
+            "tokens_p90": ["[65.0, 50.0]", "[65.0, 45.0]", None],
+        }
+    )
+    assert adaptive_note(frame) == (
+        "ats: tokens per image vary; ppt: GMACs per image vary (same tokens, per-image operation), "
+        "placed at the mean GMACs over the evaluated images (records keep the p10/p50/p90)"
+    )
