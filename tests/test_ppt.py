@@ -80,7 +80,9 @@ def _rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[j, index[j]] for j in range(x.shape[0])])
 
 
-def _ref_forward(model: Any, x: torch.Tensor, r: int, locs: list[int], threshold: float) -> tuple[Any, ...]:
+def _ref_forward(
+    model: Any, x: torch.Tensor, r: int, locs: list[int], threshold: float, prop_attn: bool = True
+) -> tuple[Any, ...]:
     """The official forward: (logits, tokens entering each block, pooled flags and sources per PPT block).
 
     The pooled flags are [B] per PPT block (the variance criterion); the sources [B, N, N0] say
@@ -95,11 +97,11 @@ def _ref_forward(model: Any, x: torch.Tensor, r: int, locs: list[int], threshold
     for i, blk in enumerate(model.blocks):
         counts.append(h.shape[1])
         if i not in locs:
-            out, _, _ = _ref_attention(blk.attn, blk.norm1(h), size)
+            out, _, _ = _ref_attention(blk.attn, blk.norm1(h), size if prop_attn else None)
             h = h + out
             h = h + blk.mlp(blk.norm2(h))
             continue
-        att_size = size if size is not None else torch.ones(b, h.shape[1], 1)
+        att_size = size if size is not None and prop_attn else torch.ones(b, h.shape[1], 1)
         out, metric, scores = _ref_attention(blk.attn, blk.norm1(h), att_size)
         h = h + out
         rr = min(rs.pop(0), (h.shape[1] - 1) // 2)
@@ -211,6 +213,21 @@ def test_ppt_equals_the_official_forward(which: str, mode: str) -> None:
     else:
         assert pooled[0].any() and not pooled[0].all(), "the first PPT block should split the batch"
     assert (got - ref).abs().max().item() <= 1e-5
+
+
+def test_ppt_equals_the_official_forward_without_proportional_attention() -> None:
+    """prop_attn off: no log-size bias, and every PPT block merges with sizes of 1 (official)."""
+    model = load_demo_model()
+    x = model_input(model, batch=6, seed=2)
+    locs = list(ppt_mod.ppt_blocks(len(model.blocks), ()))
+    params = PPT.params_for(1.0, model, {"r": 20, "threshold": 1.0, "prop_attn": False})
+    with torch.inference_mode():
+        ref, ref_counts, _, ref_sources, _ = _ref_forward(model, x, 20, locs, 1.0, prop_attn=False)
+        with_sizes = _ref_forward(model, x, 20, locs, 1.0)[0]
+    got, counts, _, sources, _ = _vitbench(model, x, params)
+    assert counts == ref_counts
+    assert all(torch.equal(a, b) for a, b in zip(sources, ref_sources, strict=True))
+    assert (got - ref).abs().max().item() <= 1e-5 < (with_sizes - ref).abs().max().item()
 
 
 @pytest.mark.slow

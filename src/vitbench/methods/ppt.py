@@ -371,10 +371,10 @@ class PPTMixin(CountingMixin):
                 st.extra["source"] = torch.eye(x.shape[1], device=x.device, dtype=x.dtype)[None].expand(
                     x.shape[0], -1, -1
                 )
-        size = st.extra.get("sizes")
-        bias = (
-            size.log()[:, None, None, :, 0].to(x.dtype) if st.params.prop_attn and size is not None else None
-        )
+        # without proportional attention the official PPT block weights every merge by sizes of 1
+        # (it passes ones, not the tracked sizes, to merge_wavg)
+        size = st.extra.get("sizes") if st.params.prop_attn else None
+        bias = size.log()[:, None, None, :, 0].to(x.dtype) if size is not None else None  # [B, 1, 1, N]
         x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), attn_mask=bias, **kw)))
         qkv = st.qkv.pop(i, None)
         r = reduced(x.shape[1], st.params.r, st.prefix) if i in st.pp else 0
@@ -404,7 +404,8 @@ class PPTParams:
         blocks: the PPT blocks (``--pp_loc_list``); empty: depth/4, depth/2, 3*depth/4 (3, 6, 9).
         threshold: pool an image when the variance of its significance is below this
             (``--threshold``), else prune it.
-        prop_attn: proportional attention (official default on).
+        prop_attn: proportional attention (official default on). Off, as the official block, the
+            merges of every PPT block weight its tokens equally (sizes are not carried over).
     """
 
     r: int = 50
