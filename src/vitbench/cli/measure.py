@@ -111,7 +111,8 @@ def cmd_flops(args: argparse.Namespace) -> int:
     print(f"{shown} GMACs  ({args.model}, {cls.name} {cls.setting(params)}, tokens per block {tokens})")
     if cls.conformance.adaptive:
         print(
-            f"note: {cls.name} keeps a different number of tokens per image; this is one synthetic "
+            f"note: {cls.name}'s GMACs vary per image (its token counts or its per-image operation); "
+            "this is one synthetic "
             "input (batch 1); `vitbench run` records the mean and p10/p50/p90 over the evaluated images"
         )
     return 0

@@ -211,7 +211,7 @@ def _default_grid(points: pd.Series) -> list[float]:
 
 
 def adaptive_note(frame: pd.DataFrame) -> str:
-    """One line naming the adaptive methods of ``frame`` (per-image token counts), else ``""``.
+    """One line naming the adaptive methods of ``frame`` (per-image token counts or GMACs), else ``""``.
 
     Their records carry ``gmacs`` as the mean over the evaluated images and the distribution in
     ``gmacs_p10/p50/p90`` (:mod:`vitbench.store.records`); tables and plots place them at the mean.
@@ -221,10 +221,18 @@ def adaptive_note(frame: pd.DataFrame) -> str:
     rows = frame.loc[frame["gmacs_p50"].notna()]
     if rows.empty:
         return ""
-    names = ", ".join(sorted(set(rows["method"].astype(str))))
+    methods = sorted(set(rows["method"].astype(str)))
+    if {"tokens_p10", "tokens_p90"} <= set(rows.columns):  # PPT: same tokens, per-image operation
+        spread = rows["tokens_p10"].astype(str) != rows["tokens_p90"].astype(str)
+        tokens = sorted(set(rows.loc[spread, "method"].astype(str)))
+    else:
+        tokens = methods
+    same = [m for m in methods if m not in tokens]
+    parts = [f"{', '.join(tokens)}: tokens per image vary"] if tokens else []
+    parts += [f"{', '.join(same)}: GMACs per image vary (same tokens, per-image operation)"] if same else []
     return (
-        f"{names}: tokens per image vary, placed at the mean GMACs over the evaluated images "
-        "(records keep the p10/p50/p90)"
+        "; ".join(parts)
+        + ", placed at the mean GMACs over the evaluated images (records keep the p10/p50/p90)"
     )
 
 
