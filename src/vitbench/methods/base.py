@@ -44,6 +44,10 @@ class Conformance:
         changes_attention: the method changes attention itself (ToMe's proportional attention
             adds log token sizes to the logits), so prefix tokens equal the unpatched block's
             output only up to the first block that reduces tokens; their merge sizes must stay 1.
+        fuses_in_attention: the method reduces tokens inside a block's attention (MCTF's
+            one-step-ahead attention fuses keys, queries and values before ``attention v``), so
+            even the first reducing block's prefix outputs differ from the unpatched block's;
+            prefix tokens are compared only in the blocks before it.
         gmacs_overhead: MACs the method adds beyond the transformer blocks it schedules (scores,
             predictors, matching, squeezing), at most this fraction of the dense model's GMACs on the
             kit's tiny models.
@@ -63,6 +67,7 @@ class Conformance:
 
     reduces: bool = True
     changes_attention: bool = False
+    fuses_in_attention: bool = False
     gmacs_overhead: float = 0.0
     fast: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     models: tuple[str, ...] = ()
