@@ -429,7 +429,7 @@ class MCTFParams:
         fusion: ``attentive`` (official ``pooling_type`` 1), ``size``, ``max`` or ``mean``.
     """
 
-    r: float = 16
+    r: float = 16.0
     layers: tuple[int, ...] = ()
     tau_sim: float = 1.0
     tau_info: float = 20.0
