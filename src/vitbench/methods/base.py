@@ -194,6 +194,18 @@ class TokenMethod(Method):
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
         """Tokens entering each block, prefix tokens included."""
 
+    @classmethod
+    def blocks_macs(cls, model: nn.Module, params: Any) -> int | None:
+        """Closed-form MACs of the blocks (stem, final norm and head excluded), or ``None``.
+
+        ``None`` (the default): each block's attention runs at the tokens entering it and its MLP
+        at the tokens entering ``norm2``, which the conformance kit's closed form describes. A
+        method whose blocks run parts of the attention at other counts (MCTF's one-step-ahead
+        attention: q, k and the logits before the fusion, v, attention v and the projection after
+        it) returns its own closed form here, without its declared ``gmacs_overhead``.
+        """
+        return None
+
 
 class ChannelMethod(Method):
     """Channel pruning: returns a new, physically smaller model; never mutates its input.
