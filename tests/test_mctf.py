@@ -410,3 +410,20 @@ def test_mctf_refuses_bad_settings() -> None:
     params = MCTF.params_for(1.0, model, {"layers": [8]})
     with pytest.raises(VitbenchError, match="layers \\[8\\] do not exist"):
         MCTF.apply(model, params)
+
+
+def test_mctf_published_gmacs_match_at_the_papers_two_decimals() -> None:
+    """Every published row of the card (README: 0.71, 0.75, 2.60, 2.76) as flops --paper counts it."""
+    from vitbench.measure import count_gmacs
+    from vitbench.report.cards import cards_dir, load_card, paper_round
+
+    card = load_card(cards_dir() / "mctf.yaml")
+    assert card["gmacs_rounding"] == "round2" and len(card["published"]) == 4
+    models: dict[str, Any] = {}
+    for row in card["published"]:
+        arch = row["model"]
+        model = models.setdefault(arch, timm.create_model(arch, pretrained=False).eval())
+        params = MCTF.params_for(1.0, model, row["params"])
+        with MCTF.apply(model, params):
+            g = count_gmacs(model)
+        assert paper_round(g, "round2") == row["gmacs"], f"{arch} {row['params']}: {g:.4f}"
