@@ -45,6 +45,10 @@ class Conformance:
         changes_attention: the method changes attention itself (ToMe's proportional attention
             adds log token sizes to the logits), so prefix tokens equal the unpatched block's
             output only up to the first block that reduces tokens; their merge sizes must stay 1.
+        fuses_in_attention: the method reduces tokens inside a block's attention (MCTF's
+            one-step-ahead attention fuses keys, queries and values before ``attention v``), so
+            even the first reducing block's prefix outputs differ from the unpatched block's;
+            prefix tokens are compared only in the blocks before it.
         gmacs_overhead: MACs the method adds beyond the transformer blocks it schedules (scores,
             predictors, matching, squeezing), at most this fraction of the dense model's GMACs on the
             kit's tiny models.
@@ -64,6 +68,7 @@ class Conformance:
 
     reduces: bool = True
     changes_attention: bool = False
+    fuses_in_attention: bool = False
     gmacs_overhead: float = 0.0
     fast: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     models: tuple[str, ...] = ()
@@ -189,6 +194,18 @@ class TokenMethod(Method):
     @abstractmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
         """Tokens entering each block, prefix tokens included."""
+
+    @classmethod
+    def blocks_macs(cls, model: nn.Module, params: Any) -> int | None:
+        """Closed-form MACs of the blocks (stem, final norm and head excluded), or ``None``.
+
+        ``None`` (the default): each block's attention runs at the tokens entering it and its MLP
+        at the tokens entering ``norm2``, which the conformance kit's closed form describes. A
+        method whose blocks run parts of the attention at other counts (MCTF's one-step-ahead
+        attention: q, k and the logits before the fusion, v, attention v and the projection after
+        it) returns its own closed form here, without its declared ``gmacs_overhead``.
+        """
+        return None
 
 
 class ChannelMethod(Method):

@@ -52,8 +52,25 @@ def load_cards() -> dict[str, dict[str, Any]]:
     return cards
 
 
+#: decimals a paper prints its GMACs with, by a card's ``gmacs_rounding``: ``round`` and
+#: ``truncate`` (DynamicViT's tables) one, ``round2`` two (MCTF's tables: 2.60, 0.71)
+ROUNDING_DIGITS = {"round": 1, "truncate": 1, "round2": 2}
+
+
+def paper_digits(mode: str = "round") -> int:
+    """Decimals of the GMACs a paper prints under ``gmacs_rounding`` ``mode``.
+
+    Raises:
+        ValueError: an unknown mode (one line naming the known ones).
+    """
+    if mode not in ROUNDING_DIGITS:
+        raise ValueError(f"gmacs_rounding '{mode}' is unknown; use one of {', '.join(ROUNDING_DIGITS)}")
+    return ROUNDING_DIGITS[mode]
+
+
 def paper_round(value: float, mode: str = "round") -> float:
-    """Round to one decimal as the paper does (``truncate`` for DynamicViT's tables)."""
+    """Round as the paper does: one decimal (``truncate`` for DynamicViT's tables), two for ``round2``."""
+    digits = paper_digits(mode)
     if mode == "truncate":
         return math.floor(value * 10 + 1e-9) / 10
-    return round(value, 1)
+    return round(value, digits)

@@ -12,7 +12,7 @@ from vitbench.core.models import create_model
 from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS, TokenMethod
 from vitbench.methods.base import token_method
-from vitbench.report.cards import cards_dir, load_card, load_cards, paper_round
+from vitbench.report.cards import cards_dir, load_card, load_cards, paper_digits, paper_round
 from vitbench.report.format import GMACS_NOTE, gmacs_digits
 
 
@@ -57,15 +57,15 @@ def paper_flops_table(progress: bool = False) -> str:
         params = cls.params_for(1.0, model, overrides)
         with cls.apply(model, params):
             g = count_gmacs(model)
-        shown = paper_round(g, mode)
+        shown, digits = paper_round(g, mode), paper_digits(mode)
         rows.append(
             [
                 arch,
                 name,
                 cls.setting(_untagged(params)) if name != "dense" else "-",
-                f"{pub['gmacs']:.1f}",
+                f"{pub['gmacs']:.{digits}f}",
                 g,
-                f"{shown:.1f}",
+                f"{shown:.{digits}f}",
                 "yes" if abs(shown - pub["gmacs"]) < 1e-6 else "NO",
             ]
         )

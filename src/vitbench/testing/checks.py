@@ -15,8 +15,8 @@ Token methods (:class:`~vitbench.methods.base.TokenMethod`):
     random: ``selection="random"`` is seeded: same seed same logits, another seed differs, and a
         sample's result does not depend on its batch.
     gmacs: the MAC counter equals the closed form of the counted token schedule (attention and
-        MLP tokens per block, :func:`vitbench.measure.vit_schedule_macs`) plus the stem and head,
-        up to the declared ``gmacs_overhead``.
+        MLP tokens per block, :func:`vitbench.measure.vit_schedule_macs`; or the method's own
+        ``blocks_macs``) plus the stem and head, up to the declared ``gmacs_overhead``.
 Channel methods (:class:`~vitbench.methods.base.ChannelMethod`):
     identity: keep ratio 1 gives the dense logits (atol 1e-5) and the dense dimensions.
     undo: ``prune`` never mutates its input (weights, classes, logits) and returns a slimmed copy.
@@ -241,8 +241,13 @@ def token_gmacs(cls: type[Method], key: str) -> None:
         closed = stem_head + int(costs.macs[0])  # blocks and the final norm of that image
     else:
         want = cls.schedule(model, p)
-        assert seen["attn"] == want, f"{cls.name}: attention tokens {seen['attn']} != schedule"
-        closed = stem_head + _blocks_closed_form(model, seen)
+        own = cls.blocks_macs(model, p)
+        if own is None:
+            assert seen["attn"] == want, f"{cls.name}: attention tokens {seen['attn']} != schedule"
+            closed = stem_head + _blocks_closed_form(model, seen)
+        else:  # the method's own closed form of its blocks; the final norm as counted
+            assert h.tokens_per_block == want, f"{cls.name}: tokens {h.tokens_per_block} != schedule"
+            closed = stem_head + own + 5 * vit_dims(model)[0] * sum(seen["norm"])
     extra = counted - closed
     limit = cls.conformance.gmacs_overhead * dense
     assert 0 <= extra <= limit, (
