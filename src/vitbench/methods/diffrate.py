@@ -1,0 +1,503 @@
+"""DiffRate: prune-then-merge with per-block compression rates (Chen et al., ICCV 2023).
+
+"DiffRate: Differentiable Compression Rate for Efficient Vision Transformers" (official code:
+OpenGVLab/DiffRate, ``DiffRate/patch/deit.py`` and ``mae.py`` ``DiffRateBlock`` /
+``DiffRateAttention`` in eval mode, ``DiffRate/merge.py`` ``get_merge_func``; the searched rates in
+``compression_rate.json``). Inference with fixed rates: block ``i`` has two kept-token counts,
+``prune[i]`` and ``merge[i]`` (the official ``prune_kept_num`` / ``merge_kept_num``, the class
+token included). With ``N`` tokens entering the block:
+
+1. attention with proportional attention (``log(size)`` added to the logits, sizes 1 before any
+   merge), residual;
+2. importance of each image token: the class token's attention to it, averaged over heads; the
+   image tokens are sorted by descending importance behind the prefix tokens;
+3. prune: the first ``P = min(N, prune[i])`` sorted tokens are kept (sizes follow);
+4. merge, when ``M = min(P, merge[i]) < P``: the tokens ``M..P`` (the least important kept ones)
+   each merge into their most cosine-similar token among the first ``M`` (similarity of the
+   block's residual stream ``x``, L2-normalised; prefix tokens never receive a merge); the merged
+   token is the *unweighted* mean of itself and its sources (``scatter_reduce(mean)``,
+   ``include_self``), and its size becomes its own size plus ``size_src * similarity`` of each
+   source (the official "similarity-weighted" proportional attention);
+5. MLP on the ``M`` tokens.
+
+A block with ``M = N`` runs timm's own block (the official sorts tokens there, which changes
+nothing but their order). On an average-pooled model with a class token (MAE) the pooling is the
+size-weighted mean of the image tokens (official ``mae.py``). ``selection="random"``: seeded
+uniform importances and a uniform merge partner among the first ``M`` image tokens; the counts,
+the size update (with the similarity of the chosen pair) and the mean merge stay the same.
+
+The rates the authors searched (DeiT-T/S/B; MAE-B/L/H) are card data (``methods/diffrate.yaml``
+``published_rates``), chosen by ``target`` (the GMACs target they were searched for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from importlib import resources
+from typing import Any, ClassVar
+
+import torch
+import yaml
+from torch import nn
+
+from vitbench.core.errors import VitbenchError
+from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
+from vitbench.methods.base import Conformance, TokenMethod, register
+from vitbench.methods.patching.patch import (
+    CountingMixin,
+    ForwardState,
+    Handle,
+    check_vit,
+    input_tokens,
+    patch_blocks,
+    patch_model_class,
+    prefix_tokens,
+    split_qkv,
+)
+from vitbench.methods.patching.stages import stage_blocks, stage_schedule
+from vitbench.methods.requirements import Requirements, model_label
+
+#: ``target`` value of the uncompressed model (every block keeps every token).
+NONE = "none"
+
+#: How to get rates for a model the authors did not publish rates for (the refusal's fix).
+RATES_FIX = "give per-block kept counts prune=[...] merge=[...] or constant rates prune_rate=/merge_rate="
+
+
+@functools.cache
+def published_rates() -> dict[str, dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
+    """The authors' searched rates from the card: timm architecture -> target -> (prune, merge).
+
+    Read from ``published_rates`` of ``vitbench/cards/methods/diffrate.yaml`` (transcribed from
+    ``compression_rate.json`` of OpenGVLab/DiffRate; the card names the commit). Only entries
+    with a ``timm`` architecture are returned (the MAE fine-tuned classifiers have none).
+    """
+    path = resources.files("vitbench") / "cards" / "methods" / "diffrate.yaml"
+    card = yaml.safe_load(path.read_text())
+    out: dict[str, dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = {}
+    for entry in (card.get("published_rates") or {}).get("models", {}).values():
+        arch = entry.get("timm")
+        if not arch:
+            continue
+        out[arch] = {
+            str(t): (tuple(int(v) for v in r["prune"]), tuple(int(v) for v in r["merge"]))
+            for t, r in entry["targets"].items()
+        }
+    return out
+
+
+def block_counts(n: int, prune: int, merge: int) -> tuple[int, int]:
+    """``(P, M)``: tokens after pruning and after merging in a block entered by ``n`` tokens.
+
+    The official inference slices ``x[:, :prune]`` (all tokens when ``prune >= n``) and merges only
+    when ``merge < P``: ``P = min(n, prune)``, ``M = min(P, merge)``.
+    """
+    p = min(n, prune)
+    return p, min(p, merge)
+
+
+def diffrate_schedule(n0: int, prune: tuple[int, ...], merge: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """Tokens (prefix included) entering the attention and the MLP of each block."""
+    attn, mlp = [], []
+    n = n0
+    for pk, mk in zip(prune, merge):
+        attn.append(n)
+        n = block_counts(n, pk, mk)[1]
+        mlp.append(n)
+    return attn, mlp
+
+
+def rate_counts(
+    n0: int, prefix: int, depth: int, prune_rate: float, merge_rate: float
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per-block kept counts of constant compression rates (the paper's alpha_p, alpha_m).
+
+    Block 0 keeps every token (the official search never compresses it); block ``i > 0`` entered
+    by ``n`` image tokens prunes ``floor(prune_rate * n)`` of them and merges
+    ``floor(merge_rate * n) - floor(prune_rate * n)`` more. Counts include the prefix tokens.
+    """
+    prune, merge = [n0], [n0]
+    n = n0 - prefix
+    for _ in range(1, depth):
+        prune.append(prefix + n - math.floor(prune_rate * n))
+        n -= math.floor(merge_rate * n)
+        merge.append(prefix + n)
+    return tuple(prune), tuple(merge)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffRateParams:
+    """DiffRate native parameters; explicit counts win over rates, rates over ``target``.
+
+    Attributes:
+        target: a published operating point of the model: the GMACs target the authors searched
+            its rates for (``2.9`` for DeiT-S, see the card's ``published_rates``), or ``none``
+            (no compression). Empty: not resolved (the keep ratio mapping fills it in).
+        prune: per block, tokens kept after pruning, prefix tokens included (the official
+            ``prune_kept_num``); with ``merge``.
+        merge: per block, tokens kept after merging, prefix tokens included (``merge_kept_num``).
+        prune_rate: constant pruning rate alpha_p in [0, 1) of every block after block 0.
+        merge_rate: constant compression rate alpha_m in [prune_rate, 1): pruned plus merged.
+    """
+
+    target: str = ""
+    prune: tuple[int, ...] = ()
+    merge: tuple[int, ...] = ()
+    prune_rate: float = 0.0
+    merge_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.prune) != len(self.merge):
+            raise ValueError(
+                f"prune has {len(self.prune)} entries and merge {len(self.merge)}; give one kept count "
+                "per block in both"
+            )
+        if any(v < 1 for v in (*self.prune, *self.merge)):
+            raise ValueError(f"kept counts must be >= 1, got prune={self.prune} merge={self.merge}")
+        if not 0.0 <= self.prune_rate <= self.merge_rate < 1.0:
+            raise ValueError(
+                f"rates need 0 <= prune_rate <= merge_rate < 1, got prune_rate={self.prune_rate} "
+                f"merge_rate={self.merge_rate}; e.g. prune_rate=0.1 merge_rate=0.25"
+            )
+
+    @property
+    def explicit(self) -> bool:
+        """Per-block counts are given."""
+        return bool(self.prune)
+
+    @property
+    def rated(self) -> bool:
+        """Constant rates are given (and no counts)."""
+        return not self.explicit and self.merge_rate > 0.0
+
+    @property
+    def resolved(self) -> bool:
+        """The parameters name rates for a model (counts, rates or a target)."""
+        return self.explicit or self.rated or bool(self.target)
+
+
+def _refusal(model: nn.Module) -> str:
+    arch = model_label(model)
+    known = ", ".join(sorted(published_rates()))
+    return (
+        f"diffrate has no published rates for {arch} (published: {known}); {RATES_FIX} "
+        "(the card explains the forms)"
+    )
+
+
+def resolve_counts(model: nn.Module, params: DiffRateParams) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per-block ``(prune, merge)`` kept counts, prefix included, for ``model``'s input.
+
+    Raises:
+        VitbenchError: no rates (one line naming the fixes), an unknown target, counts of another
+            depth, counts that leave no image token, or a published target on another input size.
+    """
+    depth = len(check_vit(model, DiffRate.name))
+    n0, p = input_tokens(model), prefix_tokens(model)
+    if params.explicit:
+        if len(params.prune) != depth:
+            raise VitbenchError(
+                f"diffrate prune/merge have {len(params.prune)} entries; the model has {depth} blocks"
+            )
+        low = min(params.merge + params.prune)
+        if low <= p:
+            raise VitbenchError(
+                f"diffrate kept count {low} leaves no image token ({p} prefix tokens); keep at least {p + 1}"
+            )
+        return params.prune, params.merge
+    if params.rated:
+        return rate_counts(n0, p, depth, params.prune_rate, params.merge_rate)
+    if params.target == NONE:
+        return (n0,) * depth, (n0,) * depth
+    if not params.target:
+        raise VitbenchError(_refusal(model))
+    table = published_rates().get(model_label(model))
+    if table is None:
+        raise VitbenchError(_refusal(model))
+    if params.target not in table:
+        raise VitbenchError(
+            f"diffrate has no published rates at target {params.target} for {model_label(model)}; "
+            f"use one of {', '.join(table)} or none"
+        )
+    prune, merge = table[params.target]
+    if n0 != max(prune) or len(prune) != depth:
+        raise VitbenchError(
+            f"diffrate's published rates of {model_label(model)} are for {max(prune)} tokens and "
+            f"{len(prune)} blocks; this model has {n0} tokens and {depth} blocks: run it at its native size"
+        )
+    return prune, merge
+
+
+@dataclasses.dataclass
+class DiffRateState(ForwardState):
+    """:class:`ForwardState` plus the per-block kept counts."""
+
+    prune: tuple[int, ...] = ()
+    merge: tuple[int, ...] = ()
+
+
+def importance(qkv: torch.Tensor, attn: Any, size: torch.Tensor | None, prefix: int) -> torch.Tensor:
+    """The class token's attention to every image token, averaged over heads: [B, n].
+
+    Args:
+        qkv: [B, N, 3 * attn_dim] the block's captured ``attn.qkv`` output.
+        attn: the timm ``Attention`` (heads, ``q_norm``/``k_norm``, ``scale``).
+        size: [B, N, 1] token sizes or None (all 1): ``log(size)`` is added to the logits.
+        prefix: prefix tokens (token 0 is the class token).
+    """
+    q, k, _ = split_qkv(qkv, attn)  # [B, H, N, d]
+    logits = (q[:, :, :1] @ k.transpose(-2, -1))[:, :, 0] * attn.scale  # [B, H, N]
+    if size is not None:
+        logits = logits + size.log()[:, None, :, 0].to(logits.dtype)
+    return logits.softmax(dim=-1)[:, :, prefix:].mean(dim=1)
+
+
+def prune_order(score: torch.Tensor, prefix: int, keep: int) -> torch.Tensor:
+    """Positions [B, keep] of the tokens a block keeps: the prefix, then image tokens by descending ``score``.
+
+    ``score`` [B, n] (image tokens); the official ``torch.sort(cls_attn, descending=True)``.
+    """
+    order = torch.sort(score, dim=-1, descending=True).indices + prefix
+    head = torch.arange(prefix, device=score.device).expand(score.shape[0], prefix)
+    return torch.cat([head, order], dim=1)[:, :keep]
+
+
+def match(
+    x: torch.Tensor, keep: int, prefix: int, partner: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Destination of each token ``keep..`` of ``x`` [B, P, C] among tokens ``prefix..keep-1``.
+
+    Official ``get_merge_func``: cosine similarity of ``x`` (L2-normalised) between the sources
+    (tokens ``keep..P-1``) and the destinations (tokens ``0..keep-1``), prefix columns ``-inf``,
+    best destination per source. ``partner`` [B, P - keep] (random selection) fixes the
+    destinations instead; the similarity is then that of the chosen pair.
+
+    Returns:
+        ``(node_max [B, P - keep], node_idx [B, P - keep])``: similarity to and index of the
+        destination.
+    """
+    with torch.no_grad():  # the official matching runs on a detached metric under no_grad
+        metric = x / x.norm(dim=-1, keepdim=True)
+        src, dst = metric[:, keep:], metric[:, :keep]
+        if partner is None:
+            sim = src @ dst.transpose(-1, -2)  # [B, P - keep, keep]
+            sim[..., :prefix] = -math.inf
+            return sim.max(dim=-1)
+        chosen = dst.gather(1, partner[..., None].expand(-1, -1, dst.shape[-1]))
+        return (src * chosen).sum(dim=-1), partner
+
+
+def merge_into(
+    x: torch.Tensor, size: torch.Tensor, keep: int, node_max: torch.Tensor, node_idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge tokens ``keep..`` of ``x`` [B, P, C] into their destinations ``node_idx`` (:func:`match`).
+
+    Args:
+        x: sorted tokens after pruning.
+        size: [B, P, 1] their sizes.
+        keep: M, the tokens that stay.
+        node_max: [B, P - M] similarity of each source to its destination.
+        node_idx: [B, P - M] destination of each source, in ``0..M-1``.
+
+    Returns:
+        ``(x [B, M, C], size [B, M, 1])``: each destination becomes the unweighted mean of itself and
+        its sources (``scatter_reduce`` mean with ``include_self``); its size adds
+        ``size_src * node_max`` of every source.
+    """
+    c = x.shape[-1]
+    out = x[:, :keep].scatter_reduce(1, node_idx[..., None].expand(-1, -1, c), x[:, keep:], reduce="mean")
+    src_size = size[:, keep:] * node_max[..., None].to(size.dtype)
+    new_size = size[:, :keep].scatter_reduce(1, node_idx[..., None], src_size, reduce="sum")
+    return out, new_size
+
+
+class DiffRateMixin(CountingMixin):
+    """DiffRate block.
+
+    Modifications to timm's ``Block.forward``:
+        - proportional attention: log(token size) [B, 1, 1, N] goes to timm's attention as an
+          additive ``attn_mask`` once tokens have been merged;
+        - between the attention residual and the MLP, a block that compresses sorts the image
+          tokens by the class token's attention (:func:`importance`, from the captured qkv, with
+          q/k norms), keeps the first ``P`` and merges the last ``P - M`` of those into the first
+          ``M`` (:func:`merge_into`); prefix tokens stay in front and never merge;
+        - an external ``attn_mask`` is not supported; LayerScale (ls1/ls2) is kept (the official
+          block has none, DeiT has none).
+    """
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:  # noqa: D102
+        st: Any = self._vb_enter(x)
+        if attn_mask is not None:
+            raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
+        blk: Any = self
+        i = self._vb_index
+        size = st.extra.get("size")
+        bias = None if size is None else size.log()[:, None, None, :, 0].to(x.dtype)
+        x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), attn_mask=bias, **kw)))
+        qkv = st.qkv.pop(i, None)
+        n, p = x.shape[1], st.prefix
+        keep_p, keep_m = block_counts(n, st.prune[i], st.merge[i])
+        if keep_m < n:
+            if st.selection == "scored":
+                assert qkv is not None
+                with torch.no_grad():
+                    score = importance(qkv, blk.attn, size, p)
+            else:
+                u = st.uniform(i, (n - p, 2), x.float())  # [B, n - p, 2]
+                score = u[..., 0]
+            idx = prune_order(score, p, keep_p)  # [B, P]
+            x = x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
+            if size is not None:
+                size = size.gather(1, idx[..., None])
+            if keep_m < keep_p:
+                if size is None:
+                    size = torch.ones_like(x[..., :1], dtype=torch.float32)
+                partner = None
+                if st.selection == "random":
+                    draw = u[:, : keep_p - keep_m, 1]  # one draw per source, by rank
+                    partner = p + (draw * (keep_m - p)).long().clamp_(max=keep_m - p - 1)
+                node_max, node_idx = match(x, keep_m, p, partner)
+                x, size = merge_into(x, size, keep_m, node_max, node_idx)
+            st.extra["size"] = size
+        return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+
+
+class DiffRatePoolMixin:
+    """Size-weighted average pooling of an average-pooled model with a class token (official ``mae.py``).
+
+    Modifications to timm's ``VisionTransformer.pool``: once tokens carry sizes, ``'avg'`` is
+    ``sum_j size_j x_j / sum_j size_j`` over the image tokens (prefix tokens excluded, as the
+    official ``x[:, 1:]``); before any merge timm's own pooling runs.
+    """
+
+    _vb_state: ForwardState
+
+    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:  # noqa: D102
+        vit: Any = self
+        size = self._vb_state.extra.get("size")
+        kind = vit.global_pool if pool_type is None else pool_type
+        if size is None or size.shape[1] != x.shape[1] or kind != "avg":
+            return super().pool(x, pool_type)  # type: ignore[misc]
+        p = self._vb_state.prefix
+        s = size[:, p:].to(x.dtype)
+        return (x[:, p:] * s).sum(dim=1) / s.sum(dim=1)
+
+
+@register
+class DiffRate(TokenMethod):
+    """DiffRate (ICCV'23): per-block prune-then-merge at searched compression rates."""
+
+    name = "diffrate"
+    Params = DiffRateParams
+    #: the importance is the class token's attention row; proportional attention goes through
+    #: timm's ``attn_mask``; an average-pooled head is weighted by token size (official MAE patch)
+    requirements = Requirements(
+        vit_blocks=True,
+        attn_mask=True,
+        class_token=True,
+        pooling=("token", "avg"),
+        pooling_why="merged tokens are pooled by their sizes; a max or attention pool of them is not rebuilt",
+        uses="it ranks image tokens by the class token's attention row",
+    )
+    knob: ClassVar[str] = "target"
+    summary = (
+        "prune by class attention, then merge into similar tokens, at searched per-block rates "
+        "(Chen et al. 2023)"
+    )
+    #: proportional attention after the first merge; the class-attention row and the matching
+    conformance = Conformance(
+        changes_attention=True, gmacs_overhead=0.05, fast={"prune_rate": 0.1, "merge_rate": 0.25}
+    )
+
+    @classmethod
+    def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:
+        """The published operating point (or ``none``) whose GMACs are closest to EViT's at the keep ratio.
+
+        Keep 1.0 is ``none`` (no compression) on every model; on a model without published rates
+        (or not at its native input size) a lower keep ratio maps to nothing, and
+        :meth:`params_for` refuses unless rates are given.
+        """
+        if keep_ratio >= 1.0:
+            return {"target": NONE, "prune": (), "merge": (), "prune_rate": 0.0, "merge_rate": 0.0}
+        table = published_rates().get(model_label(model))
+        n0, p = input_tokens(model), prefix_tokens(model)
+        dim, attn_dim, hidden, depth = vit_dims(model)
+        if table is None or any(n0 != max(pr) or len(pr) != depth for pr, _ in table.values()):
+            return {}
+        ea, em = stage_schedule(n0, p, depth, stage_blocks(depth), keep_ratio, fuse=True)
+        goal = vit_schedule_macs(ea, em, dim, attn_dim, hidden)
+        dense = vit_schedule_macs([n0] * depth, [n0] * depth, dim, attn_dim, hidden)
+        best, best_err = NONE, abs(dense - goal)
+        for target, (pr, me) in table.items():
+            ta, tm = diffrate_schedule(n0, pr, me)
+            err = abs(vit_schedule_macs(ta, tm, dim, attn_dim, hidden) - goal)
+            if err < best_err:
+                best, best_err = target, err
+        return {"target": best}
+
+    @classmethod
+    def params_for(cls, keep_ratio: float, model: nn.Module, overrides: Any = None) -> Any:
+        """As :meth:`Method.params_for`; refuses (one line) when no rates are known for the model.
+
+        Raises:
+            VitbenchError: the model has no published rates and none are given.
+        """
+        params = super().params_for(keep_ratio, model, overrides)
+        if not params.resolved:
+            raise VitbenchError(_refusal(model))
+        return params
+
+    @classmethod
+    def setting(cls, params: Any) -> str:
+        """``target=2.9``, ``prune_rate=0.1, merge_rate=0.25`` or the explicit per-block counts."""
+        if params.explicit:
+            prune, merge = (",".join(map(str, v)) for v in (params.prune, params.merge))
+            return f"prune=[{prune}], merge=[{merge}]"
+        if params.rated:
+            return f"prune_rate={params.prune_rate:g}, merge_rate={params.merge_rate:g}"
+        return f"target={params.target or '-'}"
+
+    @classmethod
+    def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
+        """Patch every block with :class:`DiffRateMixin` and the pooling of an average-pooled model."""
+        prune, merge = resolve_counts(model, params)
+        depth = len(prune)
+        st = DiffRateState(cls.name, prefix_tokens(model), selection, seed, depth, params=params)
+        st.tokens = input_tokens(model)
+        st.prune, st.merge = prune, merge
+        attn, mlp = diffrate_schedule(st.tokens, prune, merge)
+        capture = {i for i in range(depth) if mlp[i] < attn[i]} if selection == "scored" else set()
+        handle = patch_blocks(model, st, lambda i: DiffRateMixin, capture)
+        if getattr(model, "global_pool", "token") == "avg":
+            try:
+                patch_model_class(model, st, DiffRatePoolMixin, handle)
+            except BaseException:
+                handle.close()
+                raise
+        return handle
+
+    @classmethod
+    def schedule(cls, model: nn.Module, params: Any) -> list[int]:
+        """Tokens entering each block."""
+        prune, merge = resolve_counts(model, params)
+        return diffrate_schedule(input_tokens(model), prune, merge)[0]
+
+
+__all__ = [
+    "NONE",
+    "DiffRate",
+    "DiffRateMixin",
+    "DiffRateParams",
+    "DiffRatePoolMixin",
+    "DiffRateState",
+    "block_counts",
+    "diffrate_schedule",
+    "importance",
+    "match",
+    "merge_into",
+    "prune_order",
+    "published_rates",
+    "rate_counts",
+]
