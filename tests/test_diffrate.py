@@ -1,14 +1,13 @@
 """DiffRate against a re-derivation of the official inference (OpenGVLab/DiffRate @ 91ae3e3).
 
-The reference below re-derives, from the official ``DiffRate/patch/deit.py`` and ``mae.py``
-(``DiffRateBlock.forward`` and ``DiffRateAttention.forward`` in eval mode, the MAE
-``forward_features`` pooling) and ``DiffRate/merge.py`` (``get_merge_func``), a whole forward of
-a timm ViT written out step by step: unfused attention with ``log(size)`` added to the logits,
-``attn[:, :, 0, 1:].mean(1)`` sorted descending behind the class token, the ``x[:, :prune]``
-slice, the merge of tokens ``merge..`` into their most similar token among the first ``merge``
-(class column ``-inf``), ``scatter_reduce`` mean of the tokens, sizes scaled by the similarity
-and summed, sources merged with ``amax`` (``trace_source``). It shares no code with
-:mod:`vitbench.methods.diffrate`.
+The reference below re-derives, from the official ``DiffRate/patch/deit.py``
+(``DiffRateBlock.forward`` and ``DiffRateAttention.forward`` in eval mode) and
+``DiffRate/merge.py`` (``get_merge_func``), a whole forward of a timm ViT written out step by
+step: unfused attention with ``log(size)`` added to the logits, ``attn[:, :, 0, 1:].mean(1)``
+sorted descending behind the class token, the ``x[:, :prune]`` slice, the merge of tokens
+``merge..`` into their most similar token among the first ``merge`` (class column ``-inf``),
+``scatter_reduce`` mean of the tokens, sizes scaled by the similarity and summed, sources merged
+with ``amax`` (``trace_source``). It shares no code with :mod:`vitbench.methods.diffrate`.
 """
 
 from __future__ import annotations
@@ -81,12 +80,7 @@ def _ref_forward(
             source = fn(source, "amax")
         h = h + blk.mlp(blk.norm2(h))
         sources.append(source)
-    if model.global_pool == "avg":  # official mae.py: size-weighted mean of the image tokens
-        feat = (h * size)[:, 1:].sum(dim=1) / size[:, 1:].sum(dim=1)
-        logits = model.head(model.fc_norm(feat))
-    else:
-        logits = model.forward_head(model.norm(h))
-    return logits, counts, sources
+    return model.forward_head(model.norm(h)), counts, sources
 
 
 # -- vitbench, instrumented --------------------------------------------------------------------
@@ -131,12 +125,10 @@ def _vitbench(
     return logits, counts, sources
 
 
-def _deit_s_tiny(global_pool: str = "token") -> Any:
+def _deit_s_tiny() -> Any:
     """DeiT-S (width 384, 6 heads, 12 blocks) at 112x112: 49 image tokens; sharpened random qkv."""
     torch.manual_seed(0)
-    model = timm.create_model(
-        "deit_small_patch16_224", pretrained=False, img_size=112, global_pool=global_pool
-    ).eval()
+    model = timm.create_model("deit_small_patch16_224", pretrained=False, img_size=112).eval()
     with torch.no_grad():
         for blk in model.blocks:
             blk.attn.qkv.weight.mul_(4.0)
@@ -196,13 +188,6 @@ def test_diffrate_equals_the_official_inference(which: str, monkeypatch: pytest.
         assert _check(model, prune, merge, monkeypatch) <= 1e-5
 
 
-def test_diffrate_equals_the_official_mae_pooling(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An average-pooled model with a class token pools by size as the official MAE patch."""
-    model = _deit_s_tiny("avg")
-    prune, merge = _cases("deit-s")[0]
-    assert _check(model, prune, merge, monkeypatch) <= 1e-5
-
-
 @pytest.mark.slow
 def test_diffrate_equals_the_official_inference_on_full_deit_s(monkeypatch: pytest.MonkeyPatch) -> None:
     """DeiT-S at 224x224, random weights, the published 2.9 GMACs rates (compression_rate.json)."""
@@ -244,7 +229,8 @@ def test_diffrate_random_selection_keeps_counts() -> None:
     outs = {}
     for sel, seed in (("scored", 0), ("random", 0), ("random", 1)):
         with torch.inference_mode(), DIFFRATE.apply(model, params, sel, seed) as h:
-            outs[sel, seed] = (model(x), h.tokens_per_block, h.token_sizes)
+            outs[sel, seed] = (model(x), h.tokens_per_block)
+            assert h.token_sizes is None  # similarity-weighted sizes are not patch counts
     assert outs["scored", 0][1] == outs["random", 0][1] == outs["random", 1][1]
     assert not torch.allclose(outs["scored", 0][0], outs["random", 0][0])
     assert not torch.allclose(outs["random", 0][0], outs["random", 1][0])

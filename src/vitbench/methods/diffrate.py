@@ -21,8 +21,9 @@ token included). With ``N`` tokens entering the block:
 5. MLP on the ``M`` tokens.
 
 A block with ``M = N`` runs timm's own block (the official sorts tokens there, which changes
-nothing but their order). On an average-pooled model with a class token (MAE) the pooling is the
-size-weighted mean of the image tokens (official ``mae.py``). ``selection="random"``: seeded
+nothing but their order). The classifier must read the class token: the official MAE patch pools
+the image tokens weighted by the similarity-weighted sizes (``mae.py``), which are not patch counts
+and are not reproduced. ``selection="random"``: seeded
 uniform importances and a uniform merge partner among the first ``M`` image tokens; the counts,
 the size update (with the similarity of the chosen pair) and the mean merge stay the same.
 
@@ -52,7 +53,6 @@ from vitbench.methods.patching.patch import (
     check_vit,
     input_tokens,
     patch_blocks,
-    patch_model_class,
     prefix_tokens,
     split_qkv,
 )
@@ -61,6 +61,11 @@ from vitbench.methods.requirements import Requirements, model_label
 
 #: ``target`` value of the uncompressed model (every block keeps every token).
 NONE = "none"
+
+#: Key of the per-token attention weights in ``ForwardState.extra``. Not ``"size"``: they are not
+#: patch counts (pruned tokens are dropped and a merged source adds ``size * similarity``), so
+#: :attr:`Handle.token_sizes` stays ``None``.
+WEIGHT = "diffrate_size"
 
 #: How to get rates for a model the authors did not publish rates for (the refusal's fix).
 RATES_FIX = "give per-block kept counts prune=[...] merge=[...] or constant rates prune_rate=/merge_rate="
@@ -333,7 +338,7 @@ class DiffRateMixin(CountingMixin):
             raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
         blk: Any = self
         i = self._vb_index
-        size = st.extra.get("size")
+        size = st.extra.get(WEIGHT)
         bias = None if size is None else size.log()[:, None, None, :, 0].to(x.dtype)
         x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), attn_mask=bias, **kw)))
         qkv = st.qkv.pop(i, None)
@@ -360,29 +365,8 @@ class DiffRateMixin(CountingMixin):
                     partner = p + (draw * (keep_m - p)).long().clamp_(max=keep_m - p - 1)
                 node_max, node_idx = match(x, keep_m, p, partner)
                 x, size = merge_into(x, size, keep_m, node_max, node_idx)
-            st.extra["size"] = size
+            st.extra[WEIGHT] = size
         return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
-
-
-class DiffRatePoolMixin:
-    """Size-weighted average pooling of an average-pooled model with a class token (official ``mae.py``).
-
-    Modifications to timm's ``VisionTransformer.pool``: once tokens carry sizes, ``'avg'`` is
-    ``sum_j size_j x_j / sum_j size_j`` over the image tokens (prefix tokens excluded, as the
-    official ``x[:, 1:]``); before any merge timm's own pooling runs.
-    """
-
-    _vb_state: ForwardState
-
-    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:  # noqa: D102
-        vit: Any = self
-        size = self._vb_state.extra.get("size")
-        kind = vit.global_pool if pool_type is None else pool_type
-        if size is None or size.shape[1] != x.shape[1] or kind != "avg":
-            return super().pool(x, pool_type)  # type: ignore[misc]
-        p = self._vb_state.prefix
-        s = size[:, p:].to(x.dtype)
-        return (x[:, p:] * s).sum(dim=1) / s.sum(dim=1)
 
 
 @register
@@ -392,14 +376,16 @@ class DiffRate(TokenMethod):
     name = "diffrate"
     Params = DiffRateParams
     #: the importance is the class token's attention row; proportional attention goes through
-    #: timm's ``attn_mask``; an average-pooled head is weighted by token size (official MAE patch)
+    #: timm's ``attn_mask``; the head must read the class token: the official MAE patch pools by
+    #: its similarity-weighted sizes, which are not patch counts, so an average pool is refused
     requirements = Requirements(
         vit_blocks=True,
         attn_mask=True,
-        class_token=True,
-        pooling=("token", "avg"),
-        pooling_why="merged tokens are pooled by their sizes; a max or attention pool of them is not rebuilt",
-        uses="it ranks image tokens by the class token's attention row",
+        class_token_head=True,
+        uses=(
+            "it ranks image tokens by the class token's attention row; the official MAE pooling weights "
+            "tokens by similarity-weighted sizes, not patch counts"
+        ),
     )
     knob: ClassVar[str] = "target"
     summary = (
@@ -461,7 +447,7 @@ class DiffRate(TokenMethod):
 
     @classmethod
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
-        """Patch every block with :class:`DiffRateMixin` and the pooling of an average-pooled model."""
+        """Patch every block with :class:`DiffRateMixin` (qkv captured where a block compresses)."""
         prune, merge = resolve_counts(model, params)
         depth = len(prune)
         st = DiffRateState(cls.name, prefix_tokens(model), selection, seed, depth, params=params)
@@ -469,14 +455,7 @@ class DiffRate(TokenMethod):
         st.prune, st.merge = prune, merge
         attn, mlp = diffrate_schedule(st.tokens, prune, merge)
         capture = {i for i in range(depth) if mlp[i] < attn[i]} if selection == "scored" else set()
-        handle = patch_blocks(model, st, lambda i: DiffRateMixin, capture)
-        if getattr(model, "global_pool", "token") == "avg":
-            try:
-                patch_model_class(model, st, DiffRatePoolMixin, handle)
-            except BaseException:
-                handle.close()
-                raise
-        return handle
+        return patch_blocks(model, st, lambda i: DiffRateMixin, capture)
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
@@ -490,7 +469,6 @@ __all__ = [
     "DiffRate",
     "DiffRateMixin",
     "DiffRateParams",
-    "DiffRatePoolMixin",
     "DiffRateState",
     "block_counts",
     "diffrate_schedule",
