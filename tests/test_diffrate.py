@@ -12,19 +12,25 @@ with ``amax`` (``trace_source``). It shares no code with :mod:`vitbench.methods.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 import timm
 import torch
+import yaml
 
 from vbtest import model_input
+from vitbench.cli.main import main
 from vitbench.core.demo import load_demo_model
 from vitbench.core.errors import VitbenchError
 from vitbench.measure import count_gmacs
 from vitbench.methods import METHODS
 from vitbench.methods import diffrate as dr
+from vitbench.store import artifacts
+from vitbench.store.results import load_results
 
 DIFFRATE = METHODS.get("diffrate")
 
@@ -246,21 +252,88 @@ def test_diffrate_constant_rates() -> None:
     assert DIFFRATE.schedule(model, params) == [65, 65, 49, 37, 28, 22, 17, 13]
 
 
-def test_diffrate_refuses_without_rates() -> None:
-    """Models without published rates: keep < 1 refused in one line naming the fixes."""
+def test_diffrate_without_rates_names_the_search() -> None:
+    """Models without published rates: keep < 1 maps to a GMACs target and names the search."""
     model = load_demo_model()
-    with pytest.raises(VitbenchError, match="no published rates for .*prune=") as info:
-        DIFFRATE.params_for(0.7, model)
+    params = DIFFRATE.params_for(0.7, model)
+    assert params.artifact == "" and float(params.target) > 0
+    with pytest.raises(VitbenchError, match="no rates for .*vitbench finetune --method diffrate") as info:
+        DIFFRATE.schedule(model, params)
     assert "\n" not in str(info.value)
+    assert DIFFRATE.params_for(1.0, model).artifact == "init"
     assert DIFFRATE.schedule(model, DIFFRATE.params_for(1.0, model)) == [65] * 8
     for bad, words in (
         ({"prune": [65, 60], "merge": [65, 50]}, "2 entries"),
         ({"prune": [65] * 8, "merge": [65] * 7 + [1]}, "no image token"),
-        ({"target": "2.9"}, "no published rates"),
+        ({"target": "2.9"}, "no rates for"),
         ({"prune_rate": 0.5, "merge_rate": 0.2}, "prune_rate <= merge_rate"),
     ):
         with pytest.raises(VitbenchError, match=words):
             DIFFRATE.schedule(model, DIFFRATE.params_for(1.0, model, bad))
     deit = timm.create_model("deit_small_patch16_224", pretrained=False)
+    assert DIFFRATE.params_for(0.7, deit).artifact == "init"  # published: no artifact looked up
     with pytest.raises(VitbenchError, match="use one of 2.3"):
         DIFFRATE.schedule(deit, DIFFRATE.params_for(1.0, deit, {"target": "3.0"}))
+
+
+# -- the rate search (vitbench finetune --method diffrate) -----------------------------------------
+
+
+def test_diffrate_search_gradients_reach_the_rates() -> None:
+    """The training forward (masks, nothing dropped) sends CE and GFLOPs gradients to every block's logits."""
+    model = load_demo_model()
+    params = DIFFRATE.params_for(0.5, model, {"artifact": "init"})
+    x = model_input(model, batch=2, seed=3)
+    with DIFFRATE.apply(model, params) as handle:
+        model.train()
+        try:
+            logits = model(x)
+            assert handle.tokens_per_block == [65] * 8  # masked, not dropped
+            aux = DIFFRATE.aux_losses(handle, logits, logits)
+            (torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])) + aux["ratio"]).backward()
+        finally:
+            model.eval()
+        parts = [blk.vb_part for blk in model.blocks[1:]]
+        assert all(p.prune.logits.grad is not None and p.prune.logits.grad.abs().sum() > 0 for p in parts)
+        assert all(p.merge.logits.grad is not None for p in parts)
+        assert 0 < float(aux["gflops"]) < 0.02
+    model.zero_grad(set_to_none=True)
+    assert not any(hasattr(blk, "vb_part") for blk in model.blocks)
+
+
+def test_diffrate_search_stores_rates_and_a_cell_reuses_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A suite cell without rates names the finetune command; with train: it searches, stores, reuses."""
+    monkeypatch.setenv(artifacts.ENV_DIR, str(tmp_path / "artifacts"))
+    suite: dict[str, Any] = {
+        "name": "diffrate-tiny",
+        "dataset": {"name": "mnist-demo", "split": "test", "limit": 8},
+        "models": [{"name": "vitbench_demo_vit", "weights": "random"}],
+        "methods": ["diffrate"],
+        "keep_ratios": [0.5],
+        "batch_size": 8,
+        "bootstrap": 10,
+        "throughput": False,
+    }
+    path, results = tmp_path / "s.yaml", str(tmp_path / "r.sqlite")
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["run", str(path), "--results", results, "--no-progress"]) == 2
+    assert "vitbench finetune --model vitbench_demo_vit --weights random --method diffrate --keep 0.5" in (
+        capsys.readouterr().err
+    )
+    path.write_text(yaml.safe_dump({**suite, "train": {"max_steps": 2, "batch_size": 4}}))
+    assert main(["run", str(path), "--results", results, "--no-progress"]) == 0
+    stored = list((tmp_path / "artifacts").glob("diffrate-vitbench_demo_vit-*.safetensors"))
+    assert len(stored) == 1
+    tensors, meta = artifacts.load(stored[0])
+    assert meta["method"] == "diffrate" and not any(k.startswith("backbone.") for k in tensors)
+    assert any(tensors[f"part.{s}.prune.logits"].abs().sum() > 0 for s in range(7))  # the search moved
+    df = load_results(results)
+    row = df.loc[(df["method"] == "diffrate") & df["error"].isna()].iloc[0]
+    assert json.loads(row["params_json"])["artifact"] == stored[0].name
+    tokens = row["tokens_per_block"]
+    tokens = json.loads(tokens) if isinstance(tokens, str) else tokens
+    counts = [tensors[f"part.{s}.counts"].tolist() for s in range(7)]
+    prune, merge = (65, *(c[0] for c in counts)), (65, *(c[1] for c in counts))
+    assert tokens == dr.diffrate_schedule(65, prune, merge)[0] and tokens[-1] < 65

@@ -45,7 +45,7 @@ from torch import nn
 
 from vitbench.core.errors import VitbenchError
 from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
-from vitbench.methods.base import Conformance, TokenMethod, register
+from vitbench.methods.base import Conformance, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
     ForwardState,
@@ -57,7 +57,19 @@ from vitbench.methods.patching.patch import (
     split_qkv,
 )
 from vitbench.methods.patching.stages import stage_blocks, stage_schedule
+from vitbench.methods.ratesearch import (
+    FLOPS_WEIGHT,
+    RatePart,
+    flops_loss,
+    official_gflops,
+    search_block,
+    search_gflops,
+)
 from vitbench.methods.requirements import Requirements, model_label
+from vitbench.methods.trainable import INIT, PART, TrainableMethod, model_shape
+from vitbench.methods.trainable import _check_meta as check_meta
+from vitbench.methods.trainable import _load_strict as load_strict
+from vitbench.store import artifacts
 
 #: ``target`` value of the uncompressed model (every block keeps every token).
 NONE = "none"
@@ -145,6 +157,9 @@ class DiffRateParams:
         merge: per block, tokens kept after merging, prefix tokens included (``merge_kept_num``).
         prune_rate: constant pruning rate alpha_p in [0, 1) of every block after block 0.
         merge_rate: constant compression rate alpha_m in [prune_rate, 1): pruned plus merged.
+        artifact: searched rates: a file in the artifact folders or a path (``vitbench finetune
+            --method diffrate``), or ``init`` (the search's untrained start; set automatically
+            where the rates are given or published, so no artifact is looked up).
     """
 
     target: str = ""
@@ -152,6 +167,7 @@ class DiffRateParams:
     merge: tuple[int, ...] = ()
     prune_rate: float = 0.0
     merge_rate: float = 0.0
+    artifact: str = ""
 
     def __post_init__(self) -> None:
         if len(self.prune) != len(self.merge):
@@ -183,21 +199,76 @@ class DiffRateParams:
         return self.explicit or self.rated or bool(self.target)
 
 
-def _refusal(model: nn.Module) -> str:
+def published_for(model: nn.Module, target: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The published ``(prune, merge)`` counts of ``model`` at ``target``, if any (native grid only)."""
+    table = published_rates().get(model_label(model), {})
+    counts = table.get(target)
+    if counts is None:
+        return None
+    depth = len(check_vit(model, DiffRate.name))
+    if input_tokens(model) != max(counts[0]) or len(counts[0]) != depth:
+        return None
+    return counts
+
+
+def _no_rates(model: nn.Module, target: str) -> str:
+    """One line: no rates for ``model`` at ``target``, naming the fixes (the search first)."""
     arch = model_label(model)
-    known = ", ".join(sorted(published_rates()))
+    table = published_rates().get(arch)
+    where = (
+        f"published for {arch} at its native size: use one of {', '.join(table)} or none"
+        if table
+        else f"published only for {', '.join(sorted(published_rates()))}"
+    )
     return (
-        f"diffrate has no published rates for {arch} (published: {known}); {RATES_FIX} "
-        "(the card explains the forms)"
+        f"diffrate has no rates for {arch} at target {target or '(none given)'} ({where}); search them with "
+        f"`vitbench finetune --method diffrate --model {arch} --set target={target or '<GMACs>'}`, "
+        f"or {RATES_FIX}"
     )
 
 
-def resolve_counts(model: nn.Module, params: DiffRateParams) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Per-block ``(prune, merge)`` kept counts, prefix included, for ``model``'s input.
+def load_parts(model: nn.Module, params: DiffRateParams) -> list[RatePart] | None:
+    """The search's parts of blocks 1..depth-1: fresh for ``artifact=init``, loaded from an artifact file.
+
+    ``None`` when ``params.artifact`` is empty.
 
     Raises:
-        VitbenchError: no rates (one line naming the fixes), an unknown target, counts of another
-            depth, counts that leave no image token, or a published target on another input size.
+        VitbenchError: the artifact is missing, foreign, or for another model shape.
+    """
+    ref = params.artifact
+    if not ref:
+        return None
+    depth = len(check_vit(model, DiffRate.name))
+    n0, p = input_tokens(model), prefix_tokens(model)
+    parts = [RatePart(n0 - p, p) for _ in range(1, depth)]
+    if ref != INIT:
+        path = artifacts.resolve(ref)
+        tensors, meta = artifacts.load(path)
+        check_meta(DiffRate.name, path.name, meta, model_shape(model), depth - 1)
+        for s, part in enumerate(parts):
+            sub = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"part.{s}.")}
+            load_strict(part, sub, f"{path.name} part {s}")
+    return parts
+
+
+def part_counts(n0: int, parts: list[RatePart]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per-block kept counts of searched parts (block 0 keeps all ``n0`` tokens)."""
+    prune = (n0, *(int(part.counts[0]) for part in parts))
+    merge = (n0, *(int(part.counts[1]) for part in parts))
+    return prune, merge
+
+
+def resolve_counts(
+    model: nn.Module, params: DiffRateParams, parts: list[RatePart] | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per-block ``(prune, merge)`` kept counts, prefix included, for ``model``'s input.
+
+    Precedence: explicit counts, constant rates, searched rates (``artifact`` file), ``target``
+    none, the published rates at ``target``, the untrained search (``artifact=init``).
+
+    Raises:
+        VitbenchError: no rates (one line naming the search and the other fixes), counts of
+            another depth, or counts that leave no image token.
     """
     depth = len(check_vit(model, DiffRate.name))
     n0, p = input_tokens(model), prefix_tokens(model)
@@ -214,33 +285,33 @@ def resolve_counts(model: nn.Module, params: DiffRateParams) -> tuple[tuple[int,
         return params.prune, params.merge
     if params.rated:
         return rate_counts(n0, p, depth, params.prune_rate, params.merge_rate)
+    if params.artifact and params.artifact != INIT:
+        return part_counts(n0, parts if parts is not None else load_parts(model, params) or [])
     if params.target == NONE:
         return (n0,) * depth, (n0,) * depth
-    if not params.target:
-        raise VitbenchError(_refusal(model))
-    table = published_rates().get(model_label(model))
-    if table is None:
-        raise VitbenchError(_refusal(model))
-    if params.target not in table:
-        raise VitbenchError(
-            f"diffrate has no published rates at target {params.target} for {model_label(model)}; "
-            f"use one of {', '.join(table)} or none"
-        )
-    prune, merge = table[params.target]
-    if n0 != max(prune) or len(prune) != depth:
-        raise VitbenchError(
-            f"diffrate's published rates of {model_label(model)} are for {max(prune)} tokens and "
-            f"{len(prune)} blocks; this model has {n0} tokens and {depth} blocks: run it at its native size"
-        )
-    return prune, merge
+    published = published_for(model, params.target)
+    if published is not None:
+        return published
+    if params.artifact == INIT:
+        return part_counts(n0, parts if parts is not None else load_parts(model, params) or [])
+    raise VitbenchError(_no_rates(model, params.target))
 
 
 @dataclasses.dataclass
 class DiffRateState(ForwardState):
-    """:class:`ForwardState` plus the per-block kept counts."""
+    """:class:`ForwardState` plus the per-block kept counts and the search's settings.
+
+    Attributes:
+        prune: per block, tokens kept after pruning (prefix included).
+        merge: per block, tokens kept after merging.
+        search: the search's parts are attached: a training-mode forward runs the search.
+        dims: (embed dim, patch pixels x channels, classes) for the search's GFLOPs.
+    """
 
     prune: tuple[int, ...] = ()
     merge: tuple[int, ...] = ()
+    search: bool = False
+    dims: tuple[int, int, int] = (0, 0, 0)
 
 
 def importance(qkv: torch.Tensor, attn: Any, size: torch.Tensor | None, prefix: int) -> torch.Tensor:
@@ -338,6 +409,9 @@ class DiffRateMixin(CountingMixin):
             raise VitbenchError(f"'{st.method}' does not support an attention mask; run without attn_mask")
         blk: Any = self
         i = self._vb_index
+        if blk.training and st.search:  # the rate search (masks, nothing dropped)
+            st.qkv.pop(i, None)
+            return search_block(blk, x, st, getattr(blk, PART, None), match)
         size = st.extra.get(WEIGHT)
         bias = None if size is None else size.log()[:, None, None, :, 0].to(x.dtype)
         x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), attn_mask=bias, **kw)))
@@ -370,8 +444,13 @@ class DiffRateMixin(CountingMixin):
 
 
 @register
-class DiffRate(TokenMethod):
-    """DiffRate (ICCV'23): per-block prune-then-merge at searched compression rates."""
+class DiffRate(TrainableMethod):
+    """DiffRate (ICCV'23): per-block prune-then-merge at searched compression rates.
+
+    Trainable: ``vitbench finetune --method diffrate`` runs the differentiable rate search
+    (:mod:`vitbench.methods.ratesearch`) and stores the searched rates as an artifact; models and
+    targets with published rates need none.
+    """
 
     name = "diffrate"
     Params = DiffRateParams
@@ -396,23 +475,27 @@ class DiffRate(TokenMethod):
     conformance = Conformance(
         changes_attention=True, gmacs_overhead=0.05, fast={"prune_rate": 0.1, "merge_rate": 0.25}
     )
+    #: the search (official main.py): arch-lr 0.01, only the rates train, CE + 5 (GFLOPs - target)^2
+    default_lr: ClassVar[float] = 0.01
+    backbone_lr_scale: ClassVar[float] = 0.0
+    loss_weights: ClassVar[dict[str, float]] = {"ratio": FLOPS_WEIGHT, "distill": 0.0, "token": 0.0}
 
     @classmethod
     def map_keep_ratio(cls, keep_ratio: float, model: nn.Module) -> dict[str, Any]:
-        """The published operating point (or ``none``) whose GMACs are closest to EViT's at the keep ratio.
+        """``target``: the published operating point (or ``none``) whose GMACs are closest to EViT's.
 
-        Keep 1.0 is ``none`` (no compression) on every model; on a model without published rates
-        (or not at its native input size) a lower keep ratio maps to nothing, and
-        :meth:`params_for` refuses unless rates are given.
+        Keep 1.0 is ``none`` (no compression) on every model. On a model without published rates
+        at its input size the target is EViT's GFLOPs at the keep ratio in the official counter's
+        convention (4 significant digits), the GMACs target of a search.
         """
         if keep_ratio >= 1.0:
             return {"target": NONE, "prune": (), "merge": (), "prune_rate": 0.0, "merge_rate": 0.0}
-        table = published_rates().get(model_label(model))
+        table = published_rates().get(model_label(model), {})
         n0, p = input_tokens(model), prefix_tokens(model)
         dim, attn_dim, hidden, depth = vit_dims(model)
-        if table is None or any(n0 != max(pr) or len(pr) != depth for pr, _ in table.values()):
-            return {}
         ea, em = stage_schedule(n0, p, depth, stage_blocks(depth), keep_ratio, fuse=True)
+        if not table or any(published_for(model, t) is None for t in table):
+            return {"target": f"{official_gflops(ea, em, n0, _dims(model)):.4g}"}
         goal = vit_schedule_macs(ea, em, dim, attn_dim, hidden)
         dense = vit_schedule_macs([n0] * depth, [n0] * depth, dim, attn_dim, hidden)
         best, best_err = NONE, abs(dense - goal)
@@ -425,14 +508,16 @@ class DiffRate(TokenMethod):
 
     @classmethod
     def params_for(cls, keep_ratio: float, model: nn.Module, overrides: Any = None) -> Any:
-        """As :meth:`Method.params_for`; refuses (one line) when no rates are known for the model.
+        """As :meth:`Method.params_for`; rates that need no search get ``artifact=init``.
 
-        Raises:
-            VitbenchError: the model has no published rates and none are given.
+        Explicit counts, constant rates, ``target=none`` and published targets need no searched
+        artifact, so the harness does not look one up; any other target leaves ``artifact`` empty
+        (the harness finds the searched rates by key, or names the ``vitbench finetune`` command).
         """
         params = super().params_for(keep_ratio, model, overrides)
-        if not params.resolved:
-            raise VitbenchError(_refusal(model))
+        known = params.explicit or params.rated or params.target == NONE
+        if not params.artifact and (known or published_for(model, params.target) is not None):
+            params = dataclasses.replace(params, artifact=INIT)
         return params
 
     @classmethod
@@ -447,21 +532,89 @@ class DiffRate(TokenMethod):
 
     @classmethod
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
-        """Patch every block with :class:`DiffRateMixin` (qkv captured where a block compresses)."""
-        prune, merge = resolve_counts(model, params)
+        """Patch every block with :class:`DiffRateMixin` (qkv captured where a block compresses).
+
+        With ``artifact`` set (``init`` or a searched artifact) the search's parts go on blocks
+        1..depth-1: a training-mode forward then runs the search.
+        """
+        parts = load_parts(model, params)
+        prune, merge = resolve_counts(model, params, parts)
         depth = len(prune)
         st = DiffRateState(cls.name, prefix_tokens(model), selection, seed, depth, params=params)
         st.tokens = input_tokens(model)
         st.prune, st.merge = prune, merge
+        st.search, st.dims = parts is not None, _dims(model)
         attn, mlp = diffrate_schedule(st.tokens, prune, merge)
         capture = {i for i in range(depth) if mlp[i] < attn[i]} if selection == "scored" else set()
-        return patch_blocks(model, st, lambda i: DiffRateMixin, capture)
+        handle = patch_blocks(model, st, lambda i: DiffRateMixin, capture)
+        blocks: Any = model.blocks
+        device = next(model.parameters()).device
+        for i, part in zip(range(1, depth), parts or []):
+            setattr(blocks[i], PART, part.to(device).train(model.training))
+
+            def undo(blk: nn.Module = blocks[i]) -> None:
+                delattr(blk, PART)
+
+            handle._undo.append(undo)
+        return handle
 
     @classmethod
     def schedule(cls, model: nn.Module, params: Any) -> list[int]:
         """Tokens entering each block."""
         prune, merge = resolve_counts(model, params)
         return diffrate_schedule(input_tokens(model), prune, merge)[0]
+
+    # -- the search (vitbench finetune) ------------------------------------------------------------
+
+    @classmethod
+    def part_blocks(cls, model: nn.Module, params: Any) -> list[int]:
+        """Blocks 1..depth-1 (the official search never compresses block 0)."""
+        return list(range(1, len(check_vit(model, cls.name))))
+
+    @classmethod
+    def new_part(cls, dim: int, gen: torch.Generator) -> nn.Module:
+        """Not used: DiffRate's parts are sized by the image tokens, built by :func:`load_parts`.
+
+        Raises:
+            VitbenchError: always (the width alone does not size a part).
+        """
+        raise VitbenchError(
+            "diffrate parts are sized by the model's image tokens; build them with load_parts"
+        )
+
+    @classmethod
+    def aux_losses(cls, handle: Handle, feats: torch.Tensor, teacher_feats: torch.Tensor) -> dict[str, Any]:
+        """``ratio``: ``(GFLOPs - target)^2`` of the expected counts (official ``loss_flops``); no token loss.
+
+        Raises:
+            VitbenchError: ``target`` is not a GMACs number (e.g. ``none``).
+        """
+        st: Any = handle.state
+        try:
+            target = float(st.params.target)
+        except ValueError:
+            raise VitbenchError(
+                f"diffrate's search needs a GMACs target, got target={st.params.target!r}; "
+                "pass --keep below 1 or --set target=<GMACs>"
+            ) from None
+        gflops = search_gflops(st.extra.get("search_counts", []), st.tokens, st.dims, st.depth)
+        return {"ratio": flops_loss(gflops, target), "token": feats.new_zeros(()), "gflops": gflops.detach()}
+
+    @classmethod
+    def export(cls, model: nn.Module, params: Any, with_backbone: bool) -> dict[str, torch.Tensor]:
+        """The searched parts with their kept counts; never the backbone (the search leaves it as it is)."""
+        blocks: Any = check_vit(model, cls.name)
+        for i in cls.part_blocks(model, params):
+            getattr(blocks[i], PART).refresh()
+        return super().export(model, params, False)
+
+
+def _dims(model: nn.Module) -> tuple[int, int, int]:
+    """(embed dim, patch pixels x input channels, classes) for the official GFLOPs formulas."""
+    embed: Any = model.patch_embed  # type: ignore[union-attr]
+    ph, pw = embed.patch_size
+    chans = int(embed.proj.in_channels)
+    return int(model.embed_dim), int(ph * pw * chans), int(getattr(model, "num_classes", 0) or 0)  # type: ignore[arg-type]
 
 
 __all__ = [
@@ -473,6 +626,9 @@ __all__ = [
     "block_counts",
     "diffrate_schedule",
     "importance",
+    "load_parts",
+    "part_counts",
+    "published_for",
     "match",
     "merge_into",
     "prune_order",
