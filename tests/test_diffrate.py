@@ -337,3 +337,111 @@ def test_diffrate_search_stores_rates_and_a_cell_reuses_them(
     counts = [tensors[f"part.{s}.counts"].tolist() for s in range(7)]
     prune, merge = (65, *(c[0] for c in counts)), (65, *(c[1] for c in counts))
     assert tokens == dr.diffrate_schedule(65, prune, merge)[0] and tokens[-1] < 65
+
+
+# -- the search's training forward against the official training branch, re-derived ---------------
+
+
+def _ref_kept(logits: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+    """``DiffRate.update_kept_token_number``: ceil(cands . softmax) + 1, straight-through ceil."""
+    e = cands @ logits.softmax(dim=-1)
+    return e + (torch.ceil(e) - e).detach() + 1
+
+
+def _ref_mask(logits: torch.Tensor, cands: torch.Tensor, kept: int, upto: int, n0: int) -> torch.Tensor:
+    """``DiffRate.get_token_mask(upto)`` with the official loop of ``get_token_probability``."""
+    prob = logits.softmax(dim=-1)
+    tp = torch.zeros(n0)
+    for c, pr in zip(cands, prob, strict=True):
+        tp = tp + torch.cat([pr.expand(int(c + 1)), torch.zeros(n0 - int(c + 1))])
+    mask = torch.ones(n0)
+    mask[kept:upto] = 0
+    return mask - tp.detach() + tp
+
+
+def _ref_train_forward(model: Any, x: torch.Tensor, target: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Official training forward (masks) and ``loss_flops``; block 0 keeps everything."""
+    h = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
+    b, n0, c = h.shape
+    size, mask = torch.ones(b, n0, 1), torch.ones(b, n0)
+    n = torch.tensor(float(n0))
+    flops = torch.tensor(float(n0 * c * 16 * 3 + c * model.num_classes))  # demo: 4x4 patches, 3 channels
+    for i, blk in enumerate(model.blocks):
+        y = blk.norm1(h)
+        heads = blk.attn.num_heads
+        q, k, v = blk.attn.qkv(y).reshape(b, n0, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        attn = (q @ k.transpose(-2, -1)) * blk.attn.scale + size.log()[:, None, None, :, 0]
+        pol = mask.reshape(b, 1, 1, n0)
+        pol = pol + (1.0 - pol) * torch.eye(n0).view(1, 1, n0, n0)
+        attn = (attn - attn.max(dim=-1, keepdim=True)[0]).exp() * pol
+        attn = (attn + 1e-6 / n0) / (attn.sum(dim=-1, keepdim=True) + 1e-6)
+        h = h + blk.attn.proj((attn @ v).transpose(1, 2).reshape(b, n0, c))
+        flops = flops + 4 * n * c * c + 2 * n * n * c
+        if i > 0:
+            part = blk.vb_part
+            _, idx = torch.sort(attn[:, :, 0, 1:].mean(dim=1), descending=True)
+            idx = torch.cat((torch.zeros((b, 1), dtype=torch.long), idx + 1), dim=1)
+            h = torch.gather(h, 1, idx[..., None].expand(-1, -1, c))
+            size, mask = torch.gather(size, 1, idx[..., None]), torch.gather(mask, 1, idx)
+            last = int(mask[0].sum().int())
+            pk = _ref_kept(part.prune.logits, part.prune.candidates)
+            if pk < last:
+                mask = mask * _ref_mask(part.prune.logits, part.prune.candidates, int(pk), last, n0).expand(
+                    b, -1
+                )
+            mid = min(last, int(pk))
+            mk = _ref_kept(part.merge.logits, part.merge.candidates)
+            if mk < mid:
+                merge_mask = _ref_mask(part.merge.logits, part.merge.candidates, int(mk), mid, n0)
+                fn, node_max, _ = _ref_merge(h[:, :mid].detach(), int(mk))
+                kept_h = fn(h[:, :mid], "mean")
+                src = h[:, int(mk) : mid]
+                s = torch.cat(
+                    (size[:, : int(mk)], size[:, int(mk) : mid] * node_max[..., None]), dim=1
+                ).clamp(1)
+                h = torch.cat([kept_h, src, h[:, mid:]], dim=1)
+                size = torch.cat([fn(s, "sum"), s[:, int(mk) :], size[:, mid:]], dim=1)
+                mask = mask * merge_mask
+            n = (
+                torch.minimum(torch.minimum(n.detach(), pk.detach()), mk.detach())  # STE_Min: no grad to n
+                + (pk - pk.detach())
+                + (mk - mk.detach())
+            )
+        h = h + blk.mlp(blk.norm2(h))
+        flops = flops + 8 * n * c * c
+    logits = model.forward_head(model.norm(h))
+    return logits, (flops / 1e9 - target) ** 2
+
+
+def test_diffrate_search_forward_equals_the_official_training_branch() -> None:
+    """Masked forward, GFLOPs loss and the rates' gradients equal the official training branch."""
+    model = load_demo_model()
+    params = DIFFRATE.params_for(0.5, model, {"artifact": "init"})
+    x, y = model_input(model, batch=2, seed=4), torch.tensor([3, 7])
+    gen = torch.Generator().manual_seed(0)
+    with DIFFRATE.apply(model, params) as handle:
+        for blk in model.blocks[1:]:  # spread the proxies so the counts differ per block
+            with torch.no_grad():
+                blk.vb_part.prune.logits.copy_(torch.randn(16, generator=gen) * 2)
+                blk.vb_part.merge.logits.copy_(torch.randn(16, generator=gen) * 2)
+        model.train()
+        try:
+            ours = model(x)
+            aux = DIFFRATE.aux_losses(handle, ours, ours)
+            target = float(params.target)
+            loss = torch.nn.functional.cross_entropy(ours, y) + 5 * aux["ratio"]
+            grads = torch.autograd.grad(
+                loss, [p for blk in model.blocks[1:] for p in blk.vb_part.parameters()]
+            )
+            ref, ref_flops_loss = _ref_train_forward(model, x, target)
+            ref_loss = torch.nn.functional.cross_entropy(ref, y) + 5 * ref_flops_loss
+            ref_grads = torch.autograd.grad(
+                ref_loss, [p for blk in model.blocks[1:] for p in blk.vb_part.parameters()]
+            )
+        finally:
+            model.eval()
+    assert (ours - ref).abs().max().item() <= 1e-5
+    torch.testing.assert_close(aux["ratio"], ref_flops_loss, rtol=1e-6, atol=1e-12)
+    for g, rg in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, rg, rtol=1e-4, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in grads)
