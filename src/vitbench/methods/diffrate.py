@@ -20,15 +20,19 @@ token included). With ``N`` tokens entering the block:
    source (the official "similarity-weighted" proportional attention);
 5. MLP on the ``M`` tokens.
 
-A block with ``M = N`` runs timm's own block (the official sorts tokens there, which changes
-nothing but their order). The classifier must read the class token: the official MAE patch pools
-the image tokens weighted by the similarity-weighted sizes (``mae.py``), which are not patch counts
-and are not reproduced. ``selection="random"``: seeded
-uniform importances and a uniform merge partner among the first ``M`` image tokens; the counts,
-the size update (with the similarity of the chosen pair) and the mean merge stay the same.
+A block with ``M = N`` runs timm's block as it is, with the proportional-attention bias once
+tokens carry sizes (the official sorts tokens there, which changes nothing but their order). The
+classifier must read the class token: the official MAE patch pools the image tokens weighted by
+the similarity-weighted sizes (``mae.py``), which are not patch counts and are not reproduced.
+``selection="random"``: seeded uniform importances and a uniform merge partner among the first
+``M`` image tokens; the counts, the size update (with the similarity of the chosen pair) and the
+mean merge stay the same.
 
 The rates the authors searched (DeiT-T/S/B; MAE-B/L/H) are card data (``methods/diffrate.yaml``
-``published_rates``), chosen by ``target`` (the GMACs target they were searched for).
+``published_rates``), chosen by ``target`` (the GMACs target they were searched for). Elsewhere
+the rates come from the differentiable search (:mod:`vitbench.methods.ratesearch`, run by
+``vitbench finetune --method diffrate``), stored as an artifact of per-block kept counts, or are
+given as counts or constant rates.
 """
 
 from __future__ import annotations
@@ -151,7 +155,8 @@ class DiffRateParams:
     Attributes:
         target: a published operating point of the model: the GMACs target the authors searched
             its rates for (``2.9`` for DeiT-S, see the card's ``published_rates``), or ``none``
-            (no compression). Empty: not resolved (the keep ratio mapping fills it in).
+            (no compression); on other models the GMACs target of a rate search. Empty: not given
+            (the keep ratio mapping fills it in).
         prune: per block, tokens kept after pruning, prefix tokens included (the official
             ``prune_kept_num``); with ``merge``.
         merge: per block, tokens kept after merging, prefix tokens included (``merge_kept_num``).
@@ -192,11 +197,6 @@ class DiffRateParams:
     def rated(self) -> bool:
         """Constant rates are given (and no counts)."""
         return not self.explicit and self.merge_rate > 0.0
-
-    @property
-    def resolved(self) -> bool:
-        """The parameters name rates for a model (counts, rates or a target)."""
-        return self.explicit or self.rated or bool(self.target)
 
 
 def published_for(model: nn.Module, target: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
