@@ -261,6 +261,8 @@ def test_diffrate_without_rates_names_the_search() -> None:
         DIFFRATE.schedule(model, params)
     assert "\n" not in str(info.value)
     assert DIFFRATE.params_for(1.0, model).artifact == "init"
+    untrained = DIFFRATE.params_for(0.7, model, {"artifact": "init"})
+    assert DIFFRATE.setting(untrained) == f"target={params.target}, untrained"
     assert DIFFRATE.schedule(model, DIFFRATE.params_for(1.0, model)) == [65] * 8
     for bad, words in (
         ({"prune": [65, 60], "merge": [65, 50]}, "2 entries"),

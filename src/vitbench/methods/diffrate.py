@@ -522,13 +522,20 @@ class DiffRate(TrainableMethod):
 
     @classmethod
     def setting(cls, params: Any) -> str:
-        """``target=2.9``, ``prune_rate=0.1, merge_rate=0.25`` or the explicit per-block counts."""
+        """``target=2.9``, ``prune_rate=0.1, merge_rate=0.25`` or the explicit per-block counts.
+
+        ``, untrained`` marks counts that come from the search's untrained start (``artifact=init``
+        at a target no model has published rates for: what ``vitbench flops`` and the throughput
+        tools show for a model whose rates were not searched yet).
+        """
         if params.explicit:
             prune, merge = (",".join(map(str, v)) for v in (params.prune, params.merge))
             return f"prune=[{prune}], merge=[{merge}]"
         if params.rated:
             return f"prune_rate={params.prune_rate:g}, merge_rate={params.merge_rate:g}"
-        return f"target={params.target or '-'}"
+        published = {t for table in published_rates().values() for t in table}
+        untrained = params.artifact == INIT and params.target not in published | {NONE}
+        return f"target={params.target or '-'}" + (", untrained" if untrained else "")
 
     @classmethod
     def apply(cls, model: nn.Module, params: Any, selection: str = "scored", seed: int = 0) -> Handle:
