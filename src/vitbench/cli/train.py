@@ -13,12 +13,13 @@ _HELP = {
     "epochs": "passes over the training data (fractions allowed)",
     "max_steps": "stop after this many optimiser steps (default: all epochs)",
     "batch_size": "images per step, all processes together",
-    "lr": "peak learning rate of the predictors (default: the method's; DynamicViT 1e-3, dTPS 2.5e-4)",
+    "lr": "peak learning rate of the predictors (default: the method's; DynamicViT 1e-3, dTPS 2.5e-4, "
+    "DiffRate 0.01)",
     "min_lr": "learning rate at the end of the cosine decay",
     "warmup_epochs": "linear warmup length in epochs",
     "weight_decay": "AdamW weight decay (not on norms, biases, tokens)",
     "backbone_lr_scale": "backbone lr = lr x this (default: the method's; DynamicViT 0.01, dTPS 1)",
-    "ratio_weight": "keep-ratio loss weight (default 2.0)",
+    "ratio_weight": "keep-ratio loss weight (default 2.0; DiffRate: its GFLOPs loss, default 5.0)",
     "distill_weight": "KL(teacher||student) logit distillation weight (default 0.5)",
     "token_weight": "token distillation weight (default 0.5)",
     "clip_grad": "clip the gradient norm to this value (default: no clipping)",
@@ -57,7 +58,9 @@ def _add_finetune(sub: Any, ctx: ParserContext) -> None:
         "--weights", default=None, help="random | demo | hub | PATH (default: demo for the demo model)"
     )
     add_model_options(ft)
-    ft.add_argument("--method", required=True, help="trainable method: dynamicvit | dtps")
+    ft.add_argument(
+        "--method", required=True, help="trainable method: dynamicvit | dtps | diffrate (its rate search)"
+    )
     ft.add_argument("--keep", type=float, default=0.7, help="keep ratio (the method's rho)")
     ft.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     ft.add_argument("--data", default="mnist-demo", help="registered dataset (see datasets/)")
