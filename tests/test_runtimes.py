@@ -8,6 +8,7 @@ is never asserted: timed values only have to exist.
 from __future__ import annotations
 
 import importlib.util
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
+from vitbench.bench.runtimes import export_matrix
 from vitbench.cli.main import main
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import create_model, data_config
@@ -24,7 +26,8 @@ from vitbench.harness.suites import expand, suite_from_dict
 from vitbench.measure import runtimes as rt
 from vitbench.measure.runtime_speed import measure_runtimes
 from vitbench.methods.base import token_method
-from vitbench.report.runtimes import runtimes_table, speedups
+from vitbench.methods.predictorbase import descending_order
+from vitbench.report.runtimes import realized_columns, runtimes_table, speedups
 from vitbench.store.results import load_results
 from vitbench.store.runtimes import load_runtime_rows, write_runtime_rows
 
@@ -128,6 +131,32 @@ def test_side_table_round_trip_and_view_marks_slower_and_not_equal(tmp_path: Pat
     assert out.stat().st_size > 0
 
 
+def test_realized_columns_per_runtime_and_batch_mark_slower_and_not_equal(tmp_path: Path) -> None:
+    store = tmp_path / "r.sqlite"
+    rows = [
+        _row("dense", "onnxruntime", 32, 4.0, [100.0, 110.0, 90.0]),
+        _row("tome", "onnxruntime", 32, 2.0, [50.0, 55.0, 45.0]),
+        _row("lfe", "onnxruntime", 32, 2.5, [125.0, 137.5, 112.5]),
+        _row("dynamicvit", "onnxruntime", 32, 2.5, [], equal=False),
+        _row("dense", "eager", 1, 4.0, [10.0, 10.0]),
+        _row("tome", "eager", 1, 2.0, [8.0, 8.0]),
+    ]
+    write_runtime_rows(store, rows)
+    stats = pd.DataFrame(
+        {"model": "m", "method": ["dense", "tome", "lfe", "dynamicvit", "evit"], "setting": "-"}
+    )
+    cols = realized_columns(stats, str(store))
+    assert [c.header for c in cols] == [
+        "eager b1 speedup (GMACs ratio)",
+        "onnxruntime b32 speedup (GMACs ratio)",
+    ]  # runtimes in table order, then batch size
+    assert cols[0].shown == ["–", "1.25 (2.00)", "–", "–", "–"]
+    assert cols[1].shown == ["–", "2.00 (2.00)", "0.80 (1.60) slower", "≠ eager", "–"]
+    assert cols[1].raw[1] == pytest.approx(2.0) and pd.isna(cols[1].raw[3])
+    assert realized_columns(stats, str(store), suite="other") == []  # another suite's rows: no columns
+    assert realized_columns(stats, None) == []
+
+
 def test_view_of_a_store_without_runtime_rows_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -184,6 +213,14 @@ def test_runtime_phase_runs_after_the_cells_into_the_side_table(tmp_path: Path) 
         and df["runtime_version"].str.startswith("torch").all()
     )
     assert any("runtime phase" in line for line in logs)
+    for view in (["--view", "main"], ["--paper"]):  # the paper views show the realized speedup
+        out = tmp_path / "main.md"
+        assert main(["leaderboard", "--results", str(store), *view, "--output", str(out)]) == 0
+        text = out.read_text()
+        assert "eager b1 speedup (GMACs ratio)" in text and "eager b2 speedup (GMACs ratio)" in text
+        assert "realized speedup over dense in the same runtime" in text
+        tome = next(line for line in text.splitlines() if "| tome" in line)
+        assert re.search(r"\d\.\d\d \(\d\.\d\d\)", tome), tome
     again: list[str] = []
     Harness(suite, str(store), progress=False, log=again.append).run(expand(suite))  # resumed
     assert any("runtime phase already in" in line for line in again)
@@ -225,20 +262,69 @@ def test_exported_demo_model_equals_eager_at_batch_1_and_32(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_ORT, reason=DEPLOY)
-def test_check_catches_dynamicvit_with_untrained_predictors_in_onnxruntime() -> None:
-    """Untrained predictors tie at the keep/drop boundary: ONNX Runtime picks other tokens (issue 21)."""
+@pytest.mark.skipif(not HAS_OV, reason=DEPLOY)
+def test_check_catches_random_tokens_in_openvino() -> None:
+    """The seeded random scores are an int64 hash; OpenVINO's CPU plugin computes it otherwise."""
     _, size = _demo()
     model = create_model("vitbench_demo_vit", "demo").eval()
-    dvit = token_method("dynamicvit")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        dvit.apply(model, dvit.params_for(0.7, model, {"artifact": "init"})),
-    ):
-        prep = rt.prepare("onnxruntime", model, size, [32], 1, Path(tmp))
-        x = rt.sample_input(size, 32, seed=0)
+    rnd = token_method("random-tokens")
+    with tempfile.TemporaryDirectory() as tmp, rnd.apply(model, rnd.params_for(0.7, model)):
+        prep = rt.prepare("openvino", model, size, [8], 1, Path(tmp))
+        x = rt.sample_input(size, 8, seed=0)
         eq = rt.compare(prep, rt.eager_logits(model, x), x)
     assert not eq.equal and eq.verdict().startswith("not equal")
+
+
+def test_descending_order_puts_equal_scores_in_index_order() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (16, 30), generator=gen).float()  # many ties
+    stable = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    assert torch.equal(descending_order(scores), stable)
+    distinct = torch.randn(4, 30, generator=gen)
+    assert torch.equal(descending_order(distinct), torch.argsort(distinct, dim=1, descending=True))
+
+
+@pytest.mark.skipif(not (HAS_ORT and HAS_OV), reason=DEPLOY)
+def test_export_matrix_of_methods_not_timed_in_the_reference_table() -> None:
+    """dTPS (untrained predictors: tied scores at batch 32), eTPS and NViT on the demo model."""
+    table, res = export_matrix(
+        "vitbench_demo_vit", ["dtps", "etps", "nvit"], weights="demo", threads=1, log=lambda _m: None
+    )
+    assert [r.method for r in res] == ["dtps", "etps", "nvit"]
+    for r in res:
+        assert r.equal, (r.method, r.error, [(rt_, b, eq.verdict()) for rt_, b, eq in r.checks])
+        assert [(rt_, b) for rt_, b, _eq in r.checks] == [
+            ("onnxruntime", 1), ("onnxruntime", 32), ("openvino", 1), ("openvino", 32)
+        ]  # fmt: skip
+    lines = table.splitlines()
+    assert lines[0].startswith("| method | setting | export s | onnxruntime b1 |") and len(lines) == 5
+    assert "equal (max \\|Δ\\|" in lines[2]
+
+
+@pytest.mark.skipif(not HAS_ORT, reason=DEPLOY)
+def test_a_method_that_cannot_export_is_one_row_naming_the_line() -> None:
+    """ATS keeps a per-image token count: the batch is padded to int(counts.max()), a data-dependent shape."""
+    table, (res,) = export_matrix(
+        "vitbench_demo_vit", ["ats"], weights="demo", check=["onnxruntime"], threads=1, log=lambda _m: None
+    )
+    assert not res.equal and res.checks == ()
+    assert res.error is not None and res.error.startswith("not exportable: ONNX export: data-dependent shape")
+    assert "ats.py:" in res.error and "counts.max()" in res.error and "\n" not in res.error
+    assert table.splitlines()[2].startswith("| ats | – | not exportable")
+
+
+def test_export_all_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    if not HAS_ORT:
+        pytest.skip(DEPLOY)
+    base = ["export", "--model", "vitbench_demo_vit", "--check", "onnxruntime"]
+    assert main([*base, "--all", "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "--all keeps no .onnx files" in capsys.readouterr().err
+    assert main([*base, "--all", "--method", "tome"]) == 2
+    assert "leave out --method" in capsys.readouterr().err
+    assert main(base) == 2
+    assert "export needs --output" in capsys.readouterr().err
+    assert main([*base, "--table", str(tmp_path / "t.md"), "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "--table writes the table of --all" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not HAS_ORT, reason=DEPLOY)

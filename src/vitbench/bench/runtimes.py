@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,19 @@ from vitbench.harness.runtime_phase import store_rows
 from vitbench.measure import count_gmacs
 from vitbench.measure.runtime_speed import measure_runtimes
 from vitbench.measure.runtimes import (
+    Equality,
+    ExportError,
     check_runtimes,
     compare,
     eager_logits,
     export_onnx,
+    failing_op,
     prepare,
     sample_input,
 )
 from vitbench.methods import METHODS
 from vitbench.methods.base import ChannelMethod, token_method
+from vitbench.report.format import NA
 from vitbench.report.runtimes import runtimes_table
 from vitbench.store.runtimes import RUNTIME_FIELDS, write_runtime_rows
 
@@ -189,6 +194,69 @@ def _load() -> str:
         return "unknown"
 
 
+@dataclass(frozen=True)
+class ExportCheck:
+    """One compressed model exported as ONNX and checked against eager.
+
+    Attributes:
+        method: the method name.
+        setting: its native setting (``""`` when it could not be built).
+        export_s: export seconds (``None`` when the model could not be built or exported).
+        checks: ``(runtime, batch size, Equality)`` for every check made.
+        error: why it could not be built, exported or run (one line), else ``None``.
+    """
+
+    method: str
+    setting: str
+    export_s: float | None
+    checks: tuple[tuple[str, int, Equality], ...]
+    error: str | None = None
+
+    @property
+    def equal(self) -> bool:
+        """Whether it exported and every check was equal."""
+        return self.error is None and all(eq.equal for _r, _b, eq in self.checks)
+
+
+def _check_variant(
+    base: torch.nn.Module,
+    method: str,
+    keep: float,
+    size: tuple,
+    checks: tuple[str, ...],
+    sizes: list[int],
+    n_threads: int,
+    workdir: Path,
+    selection: str,
+    sets: dict[str, Any],
+) -> tuple[ExportCheck, Path]:
+    """Build ``method`` at ``keep`` on a copy of ``base``, export it to ``workdir`` and check it.
+
+    Raises:
+        VitbenchError: the method cannot be built (unknown, unsupported model, bad parameters).
+        ExportError: the export or a runtime fails (one line naming the failing op).
+    """
+    with contextlib.ExitStack() as stack:
+        model, info = build_variant(base, method, keep, sets, selection, stack)
+        path, export_s = export_onnx(model, size, workdir / "model.onnx")
+        found = []
+        for rt in checks:
+            prep = prepare(rt, model, size, sizes, n_threads, workdir, onnx_file=path)
+            for bs in sizes:
+                x = sample_input(size, bs, seed=0)
+                found.append((rt, bs, compare(prep, eager_logits(model, x), x)))
+    return ExportCheck(method, str(info["setting"]), export_s, tuple(found)), path
+
+
+def _export_args(
+    check: list[str] | None, batch_sizes: list[int] | None, threads: int | None
+) -> tuple[tuple[str, ...], list[int], int]:
+    checks = check_runtimes(check or ["onnxruntime", "openvino"])
+    if any(r not in ("onnxruntime", "openvino") for r in checks):
+        raise VitbenchError("vitbench export checks in onnxruntime and/or openvino; use --check for those")
+    return checks, batch_sizes or [1, 32], threads or torch.get_num_threads()
+
+
 def export_model(
     model_name: str,
     method: str,
@@ -215,32 +283,93 @@ def export_model(
             method that cannot export (``ExportError``: one line naming the failing op), or an
             unwritable ``out``.
     """
-    checks = check_runtimes(check or ["onnxruntime", "openvino"])
-    if any(r not in ("onnxruntime", "openvino") for r in checks):
-        raise VitbenchError("vitbench export checks in onnxruntime and/or openvino; use --check for those")
-    sizes = batch_sizes or [1, 32]
-    n_threads = threads or torch.get_num_threads()
+    checks, sizes, n_threads = _export_args(check, batch_sizes, threads)
     out = Path(out)
     if out.suffix != ".onnx":
         raise VitbenchError(f"export writes ONNX: give an output path ending in .onnx, got {out}")
     base = create_model(model_name, weights, model_args=model_args, data_config=data_cfg).eval()
     size = tuple(data_config(base)["input_size"])
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        model, info = build_variant(base, method, keep, sets or {}, selection, stack)
-        path, export_s = export_onnx(model, size, Path(tmp) / "model.onnx")
-        verdicts, all_equal = [], True
-        for rt in checks:
-            prep = prepare(rt, model, size, sizes, n_threads, Path(tmp), onnx_file=path)
-            for bs in sizes:
-                x = sample_input(size, bs, seed=0)
-                eq = compare(prep, eager_logits(model, x), x)
-                verdicts.append(f"{rt} b{bs} {eq.verdict()}")
-                all_equal = all_equal and eq.equal
+    with tempfile.TemporaryDirectory() as tmp:
+        res, path = _check_variant(
+            base, method, keep, size, checks, sizes, n_threads, Path(tmp), selection, sets or {}
+        )
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, out)
         except OSError as exc:
             raise VitbenchError(f"cannot write {out} ({exc.strerror}); pass a writable --output") from None
-    what = f"{model_name} {method} {info['setting']}".rstrip()
-    line = f"wrote {out} ({what}, export {export_s:.1f} s, dynamic batch): " + "; ".join(verdicts)
-    return line, all_equal
+    verdicts = [f"{rt} b{bs} {eq.verdict()}" for rt, bs, eq in res.checks]
+    what = f"{model_name} {method} {res.setting}".rstrip()
+    line = f"wrote {out} ({what}, export {res.export_s:.1f} s, dynamic batch): " + "; ".join(verdicts)
+    return line, res.equal
+
+
+def export_matrix(
+    model_name: str,
+    methods: list[str] | None = None,
+    keep: float = 0.7,
+    weights: str = "random",
+    selection: str = "scored",
+    sets: dict[str, Any] | None = None,
+    check: list[str] | None = None,
+    batch_sizes: list[int] | None = None,
+    threads: int | None = None,
+    model_args: dict[str, Any] | None = None,
+    data_cfg: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[str, list[ExportCheck]]:
+    """Export and check every method (default: every registered one) at ``keep``; a markdown table.
+
+    Each method goes through the same build, export and check as :func:`export_model` (no file
+    kept). A method that cannot be built on the model, exported or run in a runtime gets its
+    one-line reason (the failing op) in the table instead of verdicts; the others get one cell
+    per (runtime, batch size): ``equal (max |Δ| …)`` or ``not equal (max |Δ| …, k of B rows …)``.
+
+    Returns:
+        The table (GitHub markdown, one row per method) and the per-method results.
+
+    Raises:
+        VitbenchError: unknown runtime, missing packages (names the ``deploy`` extra), an unknown
+            method name.
+    """
+    checks, sizes, n_threads = _export_args(check, batch_sizes, threads)
+    names = methods or sorted(METHODS.names())
+    for name in names:
+        METHODS.get(name)  # an unknown name is one line before any export
+    base = create_model(model_name, weights, model_args=model_args, data_config=data_cfg).eval()
+    size = tuple(data_config(base)["input_size"])
+    results = []
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                res, _p = _check_variant(
+                    base, name, keep, size, checks, sizes, n_threads, Path(tmp), selection, sets or {}
+                )
+            except ExportError as exc:
+                res = ExportCheck(name, "", None, (), f"not exportable: {' '.join(str(exc).split())}")
+            except VitbenchError as exc:  # the method does not apply to this model
+                res = ExportCheck(name, "", None, (), f"not built: {' '.join(str(exc).split())}")
+            except Exception as exc:  # a failure in eager itself: one line in the table, not a traceback
+                res = ExportCheck(name, "", None, (), f"failed in eager: {failing_op(exc)}")
+        results.append(res)
+        log(_matrix_line(res))
+    head = ["method", "setting", "export s", *(f"{rt} b{bs}" for rt in checks for bs in sizes)]
+    rows = []
+    for res in results:
+        if res.error is not None:
+            cells = [res.error] + [NA] * (len(head) - 3)
+        else:
+            cells = [f"{res.export_s:.1f}", *(eq.verdict() for _r, _b, eq in res.checks)]
+        rows.append([res.method, res.setting or NA, *cells])
+    table = "\n".join(
+        ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    )
+    return table, results
+
+
+def _matrix_line(res: ExportCheck) -> str:
+    if res.error is not None:
+        return f"{res.method}: {res.error}"
+    verdicts = "; ".join(f"{rt} b{bs} {eq.verdict()}" for rt, bs, eq in res.checks)
+    return f"{res.method} {res.setting} (export {res.export_s:.1f} s): {verdicts}"

@@ -258,7 +258,7 @@ def throughput_table(
     data_config: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> str:
-    """Markdown table of img/s, GMACs speedup and measured speedup vs dense (random weights).
+    """Markdown table of img/s (median round and min–max over rounds), GMACs and measured speedup vs dense.
 
     ``model_args``/``data_config`` are passed to :func:`vitbench.core.models.create_model` (own
     architectures; the input size comes from the resulting data config).
@@ -323,6 +323,7 @@ def throughput_table(
                         bs,
                         f"{gmacs[i]:.{gd}f}",
                         f"{med[i]:.1f}",
+                        f"{min(runs[i]):.1f}–{max(runs[i]):.1f}",
                         f"{ideal:.2f}",
                         f"{real:.2f}",
                         "-" if i == 0 else f"{real / ideal:.2f}",
@@ -331,7 +332,10 @@ def throughput_table(
     bar.close()
     assert info is not None
     extras = "".join([", channels_last" if channels_last else "", ", torch.compile" if compile else ""])
-    head = f"{model_name}, random weights, {info.device}{extras}, {rounds} interleaved rounds (median)"
+    head = (
+        f"{model_name}, random weights, {info.device}{extras}, "
+        f"{rounds} interleaved rounds (median; min–max: the run-to-run spread)"
+    )
     cols = [
         "method",
         "setting",
@@ -339,6 +343,7 @@ def throughput_table(
         "batch",
         "GMACs",
         "img/s",
+        "img/s over rounds (min–max)",
         "GMACs speedup (ideal)",
         "measured speedup",
         "realized/ideal",

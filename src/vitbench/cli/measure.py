@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     check = check_runtimes(args.check or ["onnxruntime", "openvino"])
     margs, dcfg = model_options(args)
     weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+    if args.all:
+        return _export_all(args, list(check), weights, margs, dcfg)
+    if args.table:
+        raise VitbenchError("--table writes the table of --all; add --all or leave out --table")
+    if not args.output:
+        raise VitbenchError("export needs --output FILE.onnx (or --all for every method's verdicts)")
     line, equal = export_model(
         args.model,
         args.method,
@@ -220,6 +227,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     print(line)
     return 0 if equal else 1  # written, but not equal to eager somewhere: exit 1
+
+
+def _export_all(args: argparse.Namespace, check: list[str], weights: str, margs: Any, dcfg: Any) -> int:
+    """``vitbench export --all``: every registered method's export verdicts as one table (exit 0)."""
+    from vitbench.bench.runtimes import export_matrix
+
+    if args.output:
+        raise VitbenchError("--all keeps no .onnx files; leave out --output (--table FILE writes the table)")
+    if args.method != "dense":
+        raise VitbenchError("--all exports every registered method; leave out --method")
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.table else (lambda _m: None)
+    table, _res = export_matrix(
+        args.model,
+        keep=args.keep,
+        weights=weights,
+        selection=args.selection,
+        sets=parse_sets(args.set),
+        check=check,
+        batch_sizes=args.batch_size or [1, 32],
+        threads=args.threads,
+        model_args=margs,
+        data_cfg=dcfg,
+        log=log,
+    )
+    if args.table:
+        try:
+            Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.table).write_text(table + "\n")
+        except OSError as exc:
+            raise VitbenchError(
+                f"cannot write {args.table} ({exc.strerror}); pass a writable --table"
+            ) from None
+    print(table)
+    return 0
 
 
 # -- parsers ----------------------------------------------------------------------------------
@@ -321,7 +362,13 @@ def _add_export(sub: Any, ctx: ParserContext) -> None:
     ex.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="method parameter (r=13)"
     )
-    ex.add_argument("--output", required=True, help="the .onnx file to write")
+    ex.add_argument("--output", default=None, help="the .onnx file to write (required without --all)")
+    ex.add_argument(
+        "--all",
+        action="store_true",
+        help="export and check every registered method at --keep; print a table of verdicts (no files kept)",
+    )
+    ex.add_argument("--table", default=None, help="with --all: also write the markdown table to this file")
     ex.add_argument(
         "--check", action="append", default=None, help="onnxruntime | openvino (repeatable; default both)"
     )

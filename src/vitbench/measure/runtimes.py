@@ -33,8 +33,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import logging
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,10 +122,25 @@ class ExportError(VitbenchError):
 
 
 def failing_op(exc: BaseException) -> str:
-    """One line saying why an export or compile failed: the failing op when the message names one."""
-    text = " ".join(str(exc).split())
+    """One line saying why an export or compile failed: the failing op when the message names one.
+
+    ``torch.onnx.export`` wraps the real failure (``TorchExportError`` caused by it): the innermost
+    cause is read. A shape that depends on tensor values (``int(t.max())`` deciding a token
+    count) is reported as a data-dependent shape with the line of code that needs it.
+    """
+    inner = exc
+    while inner.__cause__ is not None and inner.__cause__ is not inner:
+        inner = inner.__cause__
+    text = " ".join(str(inner).split())
+    if "data-dependent expression" in text:
+        expr = re.search(r"data-dependent expression (.+?) \(", text)
+        where = re.search(
+            r'raised this error: File "[^"]*?([\w.]+)", line (\d+), in (\w+) (.+?)(?: The error| $)', text
+        )
+        at = f" at {where.group(1)}:{where.group(2)} {where.group(3)}: {where.group(4)[:80]}" if where else ""
+        return f"data-dependent shape ({expr.group(1) if expr else 'a value read from a tensor'}){at}"
     found = re.findall(r"(aten::\w+|aten\.\w+(?:\.\w+)?|torch\.ops\.aten\.\w+(?:\.\w+)?)", text)
-    head = f"{type(exc).__name__}: {text}"
+    head = f"{type(inner).__name__}: {text}"
     if found:
         return f"unsupported op {found[0]} ({head[:160]})"
     return head[:240]
@@ -193,17 +210,17 @@ def prepare(
         if name in ("onnxruntime", "openvino") and path is None:
             path, export_s = export_onnx(model, input_size, workdir / "model.onnx")
         t0 = time.perf_counter()
-        if name == "eager":
-            prep = _eager(model, threads)
-        elif name == "compile":
-            prep = _compiled(model, threads)
-        elif name == "onnxruntime":
-            assert path is not None
-            prep = _onnxruntime(path, threads)
-        else:
-            assert path is not None
-            prep = _openvino(path, threads)
-        try:
+        try:  # a runtime that cannot load or run the model: one line naming the op
+            if name == "eager":
+                prep = _eager(model, threads)
+            elif name == "compile":
+                prep = _compiled(model, threads)
+            elif name == "onnxruntime":
+                assert path is not None
+                prep = _onnxruntime(path, threads)
+            else:
+                assert path is not None
+                prep = _openvino(path, threads)
             for bs in dict.fromkeys(batch_sizes):
                 prep.run(sample_input(input_size, bs, seed=1))
         except Exception as exc:
@@ -226,15 +243,12 @@ def export_onnx(model: nn.Module, input_size: Sequence[int], path: Path) -> tupl
             raise VitbenchError(
                 f'ONNX export needs {pkg}: install the deploy extra (pip install "vitbench[deploy]")'
             )
-    import warnings
-
     path.parent.mkdir(parents=True, exist_ok=True)
     x = sample_input(input_size, EXPORT_BATCH)
     batch = torch.export.Dim("batch", min=1, max=4096)
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(_Null()), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with _quiet_export(), torch.no_grad():
             torch.onnx.export(
                 model,
                 (x,),
@@ -249,6 +263,39 @@ def export_onnx(model: nn.Module, input_size: Sequence[int], path: Path) -> tupl
     except Exception as exc:
         raise ExportError(f"ONNX export: {failing_op(exc)}") from None
     return path, time.perf_counter() - t0
+
+
+#: Loggers that print whole graphs while ``torch.export`` fails (the failure itself is one line).
+_EXPORT_LOGGERS = ("torch.fx.experimental.symbolic_shapes", "torch._export", "torch.export", "torch.onnx")
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the exporter while it runs; its failure is raised and reported in one line.
+
+    Silenced: its progress lines (stdout), the partial graph it prints to stderr when
+    ``torch.export`` fails, warnings, and log records below ERROR (:func:`failing_op` reports).
+    """
+    loggers = [logging.getLogger(n) for n in _EXPORT_LOGGERS]
+    keep = _ErrorsOnly()
+    for lg in loggers:
+        lg.addFilter(keep)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(_Null()),
+            contextlib.redirect_stderr(_Null()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(keep)
+
+
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
 
 
 class _Null:

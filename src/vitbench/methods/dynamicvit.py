@@ -47,6 +47,9 @@ class DynamicViT(PredictorMethod):
     Params: ClassVar[type] = DynamicViTParams
     summary = "learned PredictorLG before depth/4, depth/2, 3depth/4; keep int(n0*rho^s) (Rao et al. 2021)"
     conformance = Conformance(gmacs_overhead=0.06)  # the predictor MLPs (large next to tiny blocks)
+    #: 2: equal keep scores are ordered by token index (predictorbase.descending_order), not by
+    #: the sort kernel; changes the kept set only where scores tie at the keep/drop boundary
+    version: ClassVar[int] = 2
 
 
 __all__ = ["DynamicViT", "DynamicViTParams"]

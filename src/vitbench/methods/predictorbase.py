@@ -96,12 +96,31 @@ def decide(
         return x
     log_probs = predictor(img, None)  # computed for random selection too, as the official shuffle
     scores = log_probs[..., 0] if st.selection == "scored" else st.uniform(index, (n,), x)
-    order = torch.argsort(scores, dim=1, descending=True)
+    order = descending_order(scores)
     c = x.shape[-1]
     kept = img.gather(1, order[:, :k, None].expand(-1, -1, c))
     if st.squeeze:
         kept = squeeze(kept, img.gather(1, order[:, k:, None].expand(-1, -1, c)), st.temperature)
     return torch.cat([x[:, :p], kept], dim=1)
+
+
+def descending_order(scores: torch.Tensor) -> torch.Tensor:
+    """Indices [B, n] sorting ``scores`` [B, n] by descending score, equal scores by lower index.
+
+    The official code's ``torch.argsort(descending=True)`` leaves the order of equal scores to the
+    sort kernel; untrained (and saturated trained) predictors give equal keep log-probabilities
+    at the keep/drop boundary (log-probs near 0 are quantised in float32), so the kept set then
+    depended on the kernel: ONNX Runtime and OpenVINO kept other tokens than eager PyTorch on 4-6
+    of 32 demo images (issue 21). Here each score's rank (scores above it, plus equal scores at a
+    lower index) is counted and the distinct ranks sorted: the order of a stable descending sort,
+    the same in every runtime (``sort(stable=True)`` has no ONNX export), identical to
+    ``argsort`` wherever no scores tie. O(n^2) comparisons per image: tiny next to attention.
+    """
+    idx = torch.arange(scores.shape[1], device=scores.device)
+    above = scores[:, None, :] > scores[:, :, None]  # [B, i, j]: score j beats score i
+    tied_before = (scores[:, None, :] == scores[:, :, None]) & (idx[None, None, :] < idx[None, :, None])
+    rank = (above | tied_before).sum(dim=-1)  # [B, n], a permutation of 0..n-1 per row
+    return torch.argsort(rank, dim=1)
 
 
 class DynamicViTMixin(CountingMixin):

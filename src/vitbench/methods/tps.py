@@ -13,7 +13,7 @@ every pruned token into its most cosine-similar kept token (:mod:`vitbench.metho
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -127,6 +127,9 @@ class DTPS(PredictorMethod):
     backbone_lr_scale = 1.0  # the official scripts train all parameters with one lr
     token_loss = "kl"  # TPS's DistillKLLoss: KL over the channel softmax, not MSE
     summary = "DynamicViT predictor + squeeze of pruned tokens into nearest kept host (Wei et al. 2023)"
+    #: 2: equal keep scores are ordered by token index (predictorbase.descending_order), not by
+    #: the sort kernel; changes kept and squeezed sets only where scores tie at the boundary
+    version: ClassVar[int] = 2
 
 
 __all__ = ["DTPS", "DTPSParams", "ETPS", "ETPSMixin", "ETPSParams", "etps_reduce"]

@@ -19,6 +19,7 @@ from vitbench.core.errors import VitbenchError
 from vitbench.report.cards import load_cards
 from vitbench.report.format import GMACS_NOTE, NA, fmt_num, gmacs_digits
 from vitbench.report.population import COST_ONLY_DATASETS, normalise, seeds_note
+from vitbench.report.runtimes import REALIZED_NOTE, realized_columns
 
 #: What a row measured besides model, method and parameters (shown as columns when they vary).
 _POPULATION = ("weights", "dataset", "split", "sample_ids_hash", "selection", "calib_noise", "calib_level")
@@ -109,7 +110,9 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
     gd = gmacs_digits([recs[0]["gmacs"] for recs in groups.values()])
     rows = []
     seeds = []
+    keys = []  # (model, method, setting) of each row: the runtime columns are matched on them
     for (mdl, method, _, pop, _shown), recs in groups.items():
+        keys.append((mdl, method, recs[0]["setting"]))
         seeds.append(len(recs))
         pubs = published_rows(cards, mdl, method, recs[0]["_params"])
         real = [r for r in recs if r["weights"] != "random" and r["dataset"] not in COST_ONLY_DATASETS]
@@ -143,6 +146,9 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
                 ", ".join(sorted({r["weights"] if len(r["weights"]) < 24 else "file" for r in recs})),
             ]
         )
+    keyed = pd.DataFrame(keys, columns=["model", "method", "setting"])
+    realized = realized_columns(keyed, df.attrs.get("source"), df.attrs.get("suite"))
+    rows = [row + [c.shown[i] for c in realized] for i, row in enumerate(rows)]
     rows.sort(key=lambda r: (r[1], r[2] != "dense", r[2], r[0]))  # model, dense first, method, GMACs desc
     rows = [r[1:] for r in rows]
     head = [
@@ -160,6 +166,7 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "img/s",
         "published",
         "weights",
+        *(c.header for c in realized),
     ]
     if len(set(seeds)) == 1:  # one seed count: said in the note, no column
         at = head.index("Seeds")
@@ -170,11 +177,13 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "real weights on real data; published rows marked trained in the cards are fine-tuned with the "
         "method. img/s: machine-dependent (this store's device, threads and dtype; the papers' on their "
         f"GPUs). Top-1: {seeds_note(seeds)}; rows of different images or token selection are never averaged; "
-        f"{GMACS_NOTE}; published GMACs as the papers print them (one decimal)."
+        f"{GMACS_NOTE}; published GMACs as the papers print them (one decimal)"
+        + (f"; {REALIZED_NOTE}." if realized else ".")
     )
     if fmt == "csv":  # one table, no note; each 'published' column named after what it publishes
         named = [f"{head[i - 1]} {h}" if h == "published" else h for i, h in enumerate(head)]
         return pd.DataFrame(rows, columns=named).to_csv(index=False, lineterminator="\n").rstrip("\n")
     numeric = {"GMACs", "published", "Params (M)", "Top-1 (%)", "Δ top-1", "Seeds", "img/s"}
+    numeric |= {c.header for c in realized}
     align = ["right" if h in numeric else "left" for h in head]
     return note + "\n\n" + tabulate(rows, headers=head, tablefmt=fmt, disable_numparse=True, colalign=align)

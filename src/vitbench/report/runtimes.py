@@ -19,6 +19,7 @@ import pandas as pd
 from vitbench.core.errors import VitbenchError
 from vitbench.report.format import NA, Col, figure_kind, fmt_num, render_table, save_figure
 from vitbench.report.plotstyle import legend_outside, with_style
+from vitbench.store.runtimes import load_runtime_rows
 
 _GROUP = ["suite", "model", "weights", "runtime", "batch_size", "threads", "round_id"]
 _ORDER = {"eager": 0, "compile": 1, "onnxruntime": 2, "openvino": 3}
@@ -115,6 +116,70 @@ def runtimes_table(df: pd.DataFrame, fmt: str = "github", model: str | None = No
         "Settings not equal to eager show no speed."
     )
     return render_table(cols, fmt, caption)
+
+
+#: Note of the realized-speedup columns of the paper view (:func:`realized_columns`).
+REALIZED_NOTE = (
+    "runtime columns: realized speedup over dense in the same runtime at that batch size (median of "
+    "per-round ratios, `vitbench throughput --runtime` or throughput.runtimes) with the GMACs ratio "
+    "(ideal) in brackets; 'slower': slower than dense; ≠: not equal to eager, no speed shown"
+)
+
+
+def realized_columns(
+    stats: pd.DataFrame, source: str | None, suite: str | None = None, selection: str = "scored"
+) -> list[Col]:
+    """Realized-speedup columns for the rows of a records table, one per (runtime, batch size).
+
+    ``stats`` has one row per configuration (``model``, ``method``, ``setting``); the runtime
+    rows of the store ``source`` (its ``runtime_speed`` side table, limited to ``suite`` when
+    given, and to ``selection``) are matched on (model, method, setting); the most recent
+    measurement of each (setting, runtime, batch size) is shown. Cells: ``1.42 (1.52)``
+    (realized speedup, GMACs ratio), ``0.94 (1.53) slower`` below dense speed, ``≠ eager`` when
+    the runtime's logits differed from eager, ``not exportable``; dense and unmatched rows ``–``.
+    Returns no columns when the store has no runtime rows (nothing was measured).
+    """
+    if not source or stats.empty:
+        return []
+    try:
+        rows = load_runtime_rows(source)
+    except VitbenchError:
+        return []
+    if suite:
+        rows = rows.loc[rows["suite"] == suite]
+    rows = rows.loc[rows["selection"].fillna("scored") == selection]
+    if rows.empty:
+        return []
+    s = speedups(rows).sort_values("measured_at", kind="stable", na_position="first")
+    key = ["model", "method", "setting", "runtime", "batch_size"]
+    latest = {tuple(r[k] for k in key): r for r in s.to_dict("records")}
+    combos = sorted(
+        {(str(r), int(b)) for r, b in zip(s["runtime"], s["batch_size"])},
+        key=lambda c: (_ORDER.get(c[0], 9), c),
+    )
+    cols = []
+    for runtime, bs in combos:
+        raw, shown = [], []
+        for model, method, setting in zip(stats["model"], stats["method"], stats["setting"]):
+            r = latest.get((model, method, setting, runtime, bs))
+            raw.append(np.nan if r is None else float(r["speedup"]))
+            shown.append(_realized_cell(r))
+        if any(c != NA for c in shown):
+            cols.append(Col(f"{runtime} b{bs} speedup (GMACs ratio)", raw, shown))
+    return cols
+
+
+def _realized_cell(r: dict[str, Any] | None) -> str:
+    if r is None or r["method"] == "dense":
+        return NA
+    if r["error"]:
+        return "not exportable"
+    if not bool(r["equal"]):
+        return "≠ eager"
+    if not np.isfinite(float(r["speedup"])):
+        return NA
+    cell = f"{float(r['speedup']):.2f} ({fmt_num(r['gmacs_ratio'])})"
+    return cell + " slower" if r["status"] == "slower than dense" else cell
 
 
 def plot_runtimes(df: pd.DataFrame, path: str | Path, model: str | None = None) -> Path:

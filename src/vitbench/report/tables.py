@@ -62,6 +62,7 @@ from vitbench.report.rows import (
     source_name,
     successful_rows,
 )
+from vitbench.report.runtimes import REALIZED_NOTE, realized_columns
 from vitbench.store.records import with_curves
 
 _FAILED_COLUMNS = (
@@ -163,6 +164,8 @@ def leaderboard(
         Col("Params (M)", list(stats["params_m"]), [fmt_num(v) for v in stats["params_m"]]),
         Col(_IMG_S, list(stats["img_per_s"]), [fmt_num(v, 0) for v in stats["img_per_s"]], display=timed),
     ]
+    realized = realized_columns(stats, df.attrs.get("source"), df.attrs.get("suite"), selection)
+    cols += realized
     extra = f"ΔTop-1 vs dense on the same images; {GMACS_NOTE}"
     if ci and bool(stats["top1_ci_low"].notna().any()):
         extra += "; 95% CI: bootstrap over images"
@@ -171,6 +174,8 @@ def leaderboard(
         if timed
         else "img/s: not measured by this suite (`throughput: {enabled: false}`); see `vitbench throughput`"
     )
+    if realized:
+        extra += "; " + REALIZED_NOTE
     for note in (reuse_note(ok), calibration_note(ok)):
         if note:
             extra += "; " + note
