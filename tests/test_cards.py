@@ -79,3 +79,21 @@ def test_cwd_folders_do_not_replace_shipped_cards_or_suites(
     assert load_suite("benchmark/demo.yaml").name == "mine"  # by path: the user's own file
     with pytest.raises(VitbenchError, match="suite file elsewhere/demo.yaml does not exist"):
         find_suite("elsewhere/demo.yaml")
+
+
+def test_paper_flops_table_says_why_a_row_does_not_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A published row that vitbench's count does not round to is marked NO, with its card's note."""
+    from vitbench.report import paper
+
+    card = {
+        "gmacs_rounding": "round",
+        "published": [
+            {"model": "deit_tiny_patch16_224", "gmacs": 1.3, "source": "matches"},
+            {"model": "deit_tiny_patch16_224", "gmacs": 0.5, "source": "the paper counts another input size"},
+        ],
+    }
+    monkeypatch.setattr(paper, "load_cards", lambda: {"dense": card})
+    text = paper.paper_flops_table()
+    assert text.count("| yes") == 1 and text.count("| NO") == 1
+    assert "do not match" in text
+    assert "deit_tiny_patch16_224 dense (-): the paper counts another input size" in text

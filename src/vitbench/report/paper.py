@@ -33,6 +33,7 @@ def paper_flops_table(progress: bool = False) -> str:
     from tqdm.auto import tqdm
 
     rows = []
+    misses: list[str] = []  # rows that do not match, with the card's word on why
     models: dict[str, Any] = {}
 
     todo = [
@@ -58,6 +59,8 @@ def paper_flops_table(progress: bool = False) -> str:
         with cls.apply(model, params):
             g = count_gmacs(model)
         shown, digits = paper_round(g, mode), paper_digits(mode)
+        if abs(shown - pub["gmacs"]) >= 1e-6:
+            misses.append(f"- {arch} {name} ({cls.setting(_untagged(params))}): {pub.get('source', '')}")
         rows.append(
             [
                 arch,
@@ -93,6 +96,11 @@ def paper_flops_table(progress: bool = False) -> str:
             tablefmt="github",
             disable_numparse=True,  # "3.00" stays "3.00": one digits rule per column, as every table
             colalign=("left", "left", "left", "right", "right", "right", "left"),
+        )
+        + (
+            "\n\nRows that do not match, as their method cards explain:\n" + "\n".join(misses)
+            if misses
+            else ""
         )
     )
 

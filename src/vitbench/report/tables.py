@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -588,7 +589,8 @@ def pareto_figure(
     note = adaptive_note(ok.loc[ok["method"].isin(stats["method"])])
     ax.set_title(
         f"{models}: {images}, {condition}, {selection} token selection\n"
-        f"bars: 95% CI over images; {seeds_note(stats['n'])}" + (f"\n{note}" if note else ""),
+        f"bars: 95% CI over images; {seeds_note(stats['n'])}"
+        + ("\n" + "\n".join(textwrap.wrap(note, 90)) if note else ""),
         fontsize=8,
     )
     handles, labels = ax.get_legend_handles_labels()
