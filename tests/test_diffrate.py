@@ -447,3 +447,12 @@ def test_diffrate_search_forward_equals_the_official_training_branch() -> None:
     for g, rg in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, rg, rtol=1e-4, atol=1e-7)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_flops_counts_the_searched_rates_a_suite_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    """`vitbench flops` finds the shipped searched rates of the demo model, as a suite cell does."""
+    from vitbench.cli.main import main
+
+    assert main(["flops", "--model", "vitbench_demo_vit", "--method", "diffrate", "--keep", "0.7"]) == 0
+    out = capsys.readouterr().out
+    assert "untrained" not in out and "[65, 65, 44, 43, 43, 43, 42, 42]" in out, out

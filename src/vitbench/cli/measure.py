@@ -11,12 +11,42 @@ from vitbench.cli.options import AddCommand, ParserContext, add_model_options, m
 from vitbench.core.errors import VitbenchError
 
 
-def _method_arg(name: str, sets: dict[str, Any], keep: float, model: Any) -> tuple[Any, Any]:
+def _method_arg(
+    name: str, sets: dict[str, Any], keep: float, model: Any, entry: tuple[str, str, Any, Any] | None = None
+) -> tuple[Any, Any]:
+    """The method class and its params at ``keep`` on ``model``.
+
+    A trainable method uses the artifact a suite on the default training data would use (the key
+    of ``vitbench finetune`` without ``--data``: model name, weights, model_args, data_config of
+    ``entry``), so ``flops`` counts what ``run`` evaluates (DiffRate's searched rates set its
+    token counts); without one, its untrained parts (the setting says ``untrained``).
+    """
     # deferred: the method registry loads torch and timm; `vitbench --help` stays free of them
+    from vitbench.core.models import freeze_args
     from vitbench.methods.base import token_method
+    from vitbench.store import artifacts
+    from vitbench.train.config import TrainConfig
 
     cls = token_method(name)
-    if cls.trainable:  # costs do not depend on trained weights: untrained parts unless given
+    if cls.trainable and "artifact" not in sets and entry is not None:
+        params = cls.params_for(keep, model, sets)
+        if not params.artifact:  # the harness would look one up by key
+            model_name, weights, margs, dcfg = entry
+            d = TrainConfig(model=model_name, method=cls.name)
+            key = artifacts.artifact_key(
+                model_name,
+                weights,
+                cls.name,
+                params,
+                (d.dataset, d.split, d.limit),
+                freeze_args(margs or {}),
+                freeze_args(dcfg or {}),
+                (d.root, d.class_order),
+            )
+            found = artifacts.find_artifact(key)
+            if found is not None:
+                sets = {"artifact": str(found), **sets}
+    if cls.trainable:  # no trained parts found or given: the untrained ones (costs of the schedule)
         sets = {"artifact": "init", **sets}
     return cls, cls.params_for(keep, model, sets)
 
@@ -103,7 +133,8 @@ def cmd_flops(args: argparse.Namespace) -> int:
     margs, dcfg = model_options(args)
     weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
     model = create_model(args.model, weights, model_args=margs, data_config=dcfg)
-    cls, params = _method_arg(args.method, parse_sets(args.set), args.keep, model)
+    entry = (args.model, weights, margs, dcfg)
+    cls, params = _method_arg(args.method, parse_sets(args.set), args.keep, model, entry)
     size = tuple(data_config(model)["input_size"])
     with cls.apply(model, params, args.selection) as handle:
         gmacs = count_gmacs(model, size)
