@@ -194,8 +194,20 @@ def test_heatmap_draws_the_severity_the_table_shows() -> None:
     assert np.allclose(drawn, table[["gaussian-noise", "fog"]].to_numpy())  # errors at severity 3: 40 / 56
     assert "severity 3" in fig.axes[0].get_title()
     ce = heatmap_figure(df)
-    assert "summed over severities" in ce.axes[0].get_title()
+    levels = sorted({int(v) for v in df.loc[df["noise"] != "clean", "level"]})
+    assert f"summed over severities {levels[0]}-{levels[-1]}" in ce.axes[0].get_title()
     assert not np.allclose(ce.axes[0].get_images()[0].get_array(), drawn)
+    # a suite that ran one severity: the caption names that severity, never "1-5"
+    one = heatmap_figure(df.loc[(df["noise"] == "clean") | (df["level"] == 3.0)])
+    assert "summed over severity 3" in one.axes[0].get_title() and "1-5" not in one.axes[0].get_title()
+
+
+def test_severities_note() -> None:
+    from vitbench.report.robust import severities_note
+
+    assert severities_note([3.0, 3.0]) == "severity 3"
+    assert severities_note([1.0, 2.0, 3.0, 4.0, 5.0]) == "severities 1-5"
+    assert severities_note([3.0, 5.0]) == "severities 3, 5"
 
 
 def test_cli_heatmap_follows_severity_and_writes_pdf(

@@ -49,6 +49,16 @@ if TYPE_CHECKING:
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
+def severities_note(levels: object) -> str:
+    """``severity 3``, ``severities 1-5`` or ``severities 3, 5``: the severities CE was summed over."""
+    found = sorted({int(v) for v in pd.Series(levels).dropna()})
+    if len(found) == 1:
+        return f"severity {found[0]}"
+    if found and found == list(range(found[0], found[-1] + 1)):
+        return f"severities {found[0]}-{found[-1]}"
+    return "severities " + ", ".join(str(v) for v in found)
+
+
 def _config_label(method: str, keep: float, selection: str = "scored") -> str:
     """Legend/row label of a configuration: ``dense``, ``evit 0.7``, ``evit 0.7 (random)``."""
     if method == DENSE:
@@ -193,7 +203,8 @@ def corruption_table(
         raise VitbenchError(f"severity {severity!r} is outside 1-5; use an integer 1..5 or none for CE")
     if severity is None:
         data = robustness.ce_table(df, model, selection, reference, "all")
-        value, caption = "ce", f"CE (%) per corruption relative to {reference}, summed over severities."
+        levels = severities_note(robustness.corruption_errors(df, model, selection, "all")["level"])
+        value, caption = "ce", f"CE (%) per corruption relative to {reference}, summed over {levels}."
     else:
         data = robustness.corruption_errors(df, model, selection, "all")
         data = data.loc[data["level"] == float(severity)]
@@ -484,6 +495,7 @@ def heatmap_figure(
     sets = image_sets(robustness.select_records(df, model))
     if severity is None:
         data = robustness.ce_table(df, model, selection, reference, split)
+        levels = severities_note(robustness.corruption_errors(df, model, selection, split)["level"])
         value = "ce"
     else:
         data = robustness.corruption_errors(df, model, selection, split)
@@ -524,7 +536,7 @@ def heatmap_figure(
             if 100.0 / factor <= t <= 100.0 * factor
         ]
         bar = f"CE (%) vs {reference} (> 100: more error, red)"
-        what = f"CE (%) vs {reference}, summed over severities 1-5"
+        what = f"CE (%) vs {reference}, summed over {levels}"
     else:
         from matplotlib.colors import Normalize
 
