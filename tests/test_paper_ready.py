@@ -250,6 +250,8 @@ def test_captions_say_what_was_averaged_and_only_when_true() -> None:
     assert (
         "of the one ImageNet-C test corruption (gaussian-noise)" in cap and "mCE and relative mCE" not in cap
     )
+    header = [c.strip() for c in robustness_table(one).splitlines()[2].strip("|").split("|")]
+    assert "CE" in header and "rel. CE" in header and "mCE" not in header  # one corruption: no mean
     assert severity_table(one).splitlines()[0] == "Top-1 (%) per severity, on gaussian-noise."
     panels = [ax.get_title() for ax in severity_figure(one).axes]
     assert panels == ["noise: gaussian-noise"]  # no "all" panel repeating the one family

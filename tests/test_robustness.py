@@ -194,7 +194,7 @@ def test_robustness_table_columns_and_every_format() -> None:
         "Method",
         "Keep",
         "GMACs",
-        "Clean",
+        "Clean top-1",
         "mCE",
         "rel. mCE",
         "noise",
@@ -202,7 +202,7 @@ def test_robustness_table_columns_and_every_format() -> None:
         "weather",
         "digital",
     ]
-    assert "| evit     |   0.50 |    0.60 |   80.00 | 162.5 |      150.0 |   125.0 |" in text
+    assert "| evit     |   0.50 |    0.60 |         80.00 | 162.5 |      150.0 |   125.0 |" in text
     csv = robustness_table(full_df(), fmt="csv").splitlines()
     assert csv[0].endswith("mCA,Drop,Retention,Corruptions") and csv[2].startswith(
         "evit,0.5,0.6,80.0,162.5,150.0"

@@ -91,7 +91,7 @@ def caption_text(reference: str, split: str, frame: pd.DataFrame, names: Sequenc
         what = (
             f"CE and relative CE (%) of the one ImageNet-C {split} corruption{which}, summed over severities"
         )
-        head = f"{what}, relative to {ref}; the mCE columns hold this one CE"
+        head = f"{what}, relative to {ref}"
     else:
         head = (
             f"mCE and relative mCE (%) relative to {ref}: mean over {n} ImageNet-C {split} corruptions of CE"
@@ -130,11 +130,13 @@ def robustness_table(
     """
     check_fmt(fmt)
     m = robustness.mce_table(df, model, selection, reference, split)
+    # one corruption: its CE, not a mean ("mCE") of one
+    ce = "CE" if len(m) and int(m["n_corruptions"].max()) == 1 else "mCE"
     cols = _config_cols(m, selection) + [
         Col("GMACs", list(m["gmacs"]), [fmt_num(v, gmacs_digits(m["gmacs"])) for v in m["gmacs"]]),
-        Col("Clean", list(m["clean_top1"]), [fmt_num(v) for v in m["clean_top1"]]),
-        Col("mCE", list(m["mce"]), [fmt_num(v, 1) for v in m["mce"]]),
-        Col("rel. mCE", list(m["rel_mce"]), [fmt_num(v, 1) for v in m["rel_mce"]]),
+        Col("Clean top-1", list(m["clean_top1"]), [fmt_num(v) for v in m["clean_top1"]]),
+        Col(ce, list(m["mce"]), [fmt_num(v, 1) for v in m["mce"]]),
+        Col(f"rel. {ce}", list(m["rel_mce"]), [fmt_num(v, 1) for v in m["rel_mce"]]),
     ]
     for fam in FAMILIES:
         cols.append(Col(fam, list(m[f"mce_{fam}"]), [fmt_num(v, 1) for v in m[f"mce_{fam}"]]))
