@@ -280,4 +280,4 @@ def test_throughput_command_times_pruned_channel_models(capsys: pytest.CaptureFi
     cells = {r[0].strip(): [c.strip() for c in r] for r in rows if "method" not in r[0]}
     assert set(cells) == {"dense", "magnitude", "random-channels"}
     for name in ("magnitude", "random-channels"):
-        assert float(cells[name][6]) == pytest.approx(2.0, rel=0.02)  # GMACs ratio of keep 0.5
+        assert float(cells[name][7]) == pytest.approx(2.0, rel=0.02)  # GMACs ratio of keep 0.5

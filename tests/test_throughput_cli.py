@@ -30,12 +30,12 @@ def test_throughput_grid(capsys: pytest.CaptureFixture[str]) -> None:
     cells = [[c.strip() for c in r] for r in rows]
     assert {c[2] for c in cells} == {"float32", "bfloat16"} and {c[3] for c in cells} == {"1", "2"}
     for c in cells:
-        gmacs_ideal, measured, realized = float(c[6]), float(c[7]), c[8]
+        gmacs_ideal, measured, realized = float(c[7]), float(c[8]), c[9]
         if c[0] == "dense":
             assert gmacs_ideal == 1.0 and measured == 1.0 and realized == "-"
         else:
             # each figure is printed rounded; allow exactly that rounding (timings vary under load)
-            half = [0.5 * 10.0 ** -len(x.split(".")[1]) if "." in x else 0.5 for x in (c[6], c[7], realized)]
+            half = [0.5 * 10.0 ** -len(x.split(".")[1]) if "." in x else 0.5 for x in (c[7], c[8], realized)]
             tol = half[1] / gmacs_ideal + measured * half[0] / gmacs_ideal**2 + half[2] + 1e-9
             assert gmacs_ideal > 1.0 and float(realized) == pytest.approx(measured / gmacs_ideal, abs=tol)
 

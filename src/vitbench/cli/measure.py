@@ -262,6 +262,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_all(args: argparse.Namespace, check: list[str], weights: str, margs: Any, dcfg: Any) -> int:
     """``vitbench export --all``: every registered method's export verdicts as one table (exit 0)."""
+    # deferred: export loads torch, timm and the deploy packages
     from vitbench.bench.runtimes import export_matrix
 
     if args.output:

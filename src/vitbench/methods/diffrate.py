@@ -70,9 +70,7 @@ from vitbench.methods.ratesearch import (
     search_gflops,
 )
 from vitbench.methods.requirements import Requirements, model_label
-from vitbench.methods.trainable import INIT, PART, TrainableMethod, model_shape
-from vitbench.methods.trainable import _check_meta as check_meta
-from vitbench.methods.trainable import _load_strict as load_strict
+from vitbench.methods.trainable import INIT, PART, TrainableMethod, check_meta, load_strict, model_shape
 from vitbench.store import artifacts
 
 #: ``target`` value of the uncompressed model (every block keeps every token).

@@ -101,10 +101,10 @@ class TrainableMethod(TokenMethod):
         if ref != INIT:
             path = artifacts.resolve(ref)
             tensors, meta = artifacts.load(path)
-            _check_meta(cls.name, path.name, meta, shape, len(where))
+            check_meta(cls.name, path.name, meta, shape, len(where))
             for s, part in enumerate(parts):
                 sub = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"part.{s}.")}
-                _load_strict(part, sub, f"{path.name} part {s}")
+                load_strict(part, sub, f"{path.name} part {s}")
             backbone = {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")}
         if backbone:
             _swap_backbone(model, backbone, handle, ref)
@@ -131,7 +131,13 @@ class TrainableMethod(TokenMethod):
         return out
 
 
-def _check_meta(method: str, name: str, meta: dict[str, Any], shape: dict[str, int], stages: int) -> None:
+def check_meta(method: str, name: str, meta: dict[str, Any], shape: dict[str, int], stages: int) -> None:
+    """Refuse an artifact ``name`` whose metadata names another method or model shape (one line).
+
+    Raises:
+        VitbenchError: ``meta['method']`` is not ``method``, or ``meta['model_shape']`` differs
+            from ``shape`` plus ``stages``.
+    """
     if meta.get("method") != method:
         raise VitbenchError(f"artifact {name} was trained for method '{meta.get('method')}', not '{method}'")
     want = {**shape, "stages": stages}
@@ -144,7 +150,8 @@ def _check_meta(method: str, name: str, meta: dict[str, Any], shape: dict[str, i
         )
 
 
-def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``module`` when every key and shape matches; else one line naming ``what``."""
     own = module.state_dict()
     bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
     if bad or set(state) - set(own):
@@ -218,7 +225,9 @@ __all__ = [
     "INIT",
     "PART",
     "TrainableMethod",
+    "check_meta",
     "keep_ratio_loss",
+    "load_strict",
     "logit_distill_loss",
     "model_shape",
     "token_distill_loss",
