@@ -75,6 +75,10 @@ def test_commands_without_a_model_do_not_import_torch(args: list[str], store: Pa
         ({"noises": ["gaussian-noiz"]}, "unknown noise 'gaussian-noiz'"),
         ({"dataset": {"name": "mnist-dem"}}, "unknown dataset 'mnist-dem'"),
         ({"throughput": {"runtimes": ["tensorrt"]}}, "unknown runtime 'tensorrt'"),
+        (
+            {"methods": [{"name": "evit", "params": {"keeprate": 0.5}}]},
+            "method 'evit' has no parameter 'keeprate'; did you mean 'keep_rate'?",
+        ),
         ({"models": [{"name": "vitbench_demo_vit", "data_config": {"crop_pct": 2}}]}, "crop_pct"),
     ],
 )
@@ -103,5 +107,5 @@ def test_checks_that_need_timm_still_run() -> None:
 
     with pytest.raises(VitbenchError, match="unknown model 'vit_tiny_patch16_22'"):
         suite_from_dict({**TINY_SUITE, "models": ["vit_tiny_patch16_22"]})
-    with pytest.raises(VitbenchError, match="has no parameter 'rr'"):
-        suite_from_dict({**TINY_SUITE, "methods": [{"name": "tome", "params": {"rr": 3}}]})
+    with pytest.raises(VitbenchError, match="r='many' is not an integer"):
+        suite_from_dict({**TINY_SUITE, "methods": [{"name": "tome", "params": {"r": "many"}}]})

@@ -40,6 +40,7 @@ class MethodInfo:
         trainable: learned parts come from an artifact.
         params: default native parameters, ``name=repr(value)`` joined by ``, `` (``-``: none).
         needs: what a model must have beyond timm ViT blocks (``-``: nothing).
+        param_names: the names of its native parameters (what a suite's ``params:`` may set).
     """
 
     name: str
@@ -52,6 +53,7 @@ class MethodInfo:
     trainable: bool
     params: str
     needs: str
+    param_names: tuple[str, ...] = ()
 
 
 def index_file() -> Path:
@@ -67,7 +69,13 @@ def shipped() -> dict[str, MethodInfo]:
         return {}
     data = json.loads(path.read_text())
     return {
-        name: MethodInfo(**{**entry, "selections": tuple(entry["selections"])})
+        name: MethodInfo(
+            **{
+                **entry,
+                "selections": tuple(entry["selections"]),
+                "param_names": tuple(entry.get("param_names", ())),
+            }
+        )
         for name, entry in data.items()
     }
 
@@ -95,6 +103,7 @@ def info_of(cls: Any) -> MethodInfo:
         trainable=bool(cls.trainable),
         params=params,
         needs=cls.requirements.short(),
+        param_names=tuple(f.name for f in dataclasses.fields(cls.Params)),
     )
 
 
@@ -130,6 +139,7 @@ def build_index() -> dict[str, dict[str, Any]]:
             continue  # a plugin: never shipped in the index
         entry = dataclasses.asdict(info_of(cls))
         entry["selections"] = list(entry["selections"])
+        entry["param_names"] = list(entry["param_names"])
         out[name] = entry
     return out
 

@@ -271,6 +271,12 @@ def _method(item: Any, where: str) -> MethodSpec:
         raise VitbenchError(
             f"{where}: methods '{info.name}' params must be a mapping of names to values, got {params!r}"
         )
+    unknown = [k for k in params if info.param_names and k not in info.param_names]
+    if unknown:  # the types are checked with the method class, after the checks without torch
+        raise VitbenchError(
+            f"{where}: method '{info.name}' has no parameter '{unknown[0]}'"
+            f"{close_hint(unknown[0], info.param_names)} its parameters are: {', '.join(info.param_names)}"
+        )
     keeps = item.get("keep_ratios")
     if keeps is not None:
         keeps = tuple(parse_keep_ratio(k, where) for k in _as_list(keeps))
