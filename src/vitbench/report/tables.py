@@ -203,7 +203,9 @@ def _default_grid(points: pd.Series) -> list[float]:
 
     Measured costs that print alike (``gmacs_digits`` decimals) give one budget: the cost most
     points share (the smallest of equally common ones). A method measured at a budget thus
-    shows its measured top-1 there, never a value interpolated next to its own point.
+    shows its measured top-1 there, never a value interpolated next to its own point. More than
+    :data:`MAX_GRID_POINTS` budgets are thinned to that many, evenly spaced over the sorted ones
+    (first and last kept).
     """
     digits = gmacs_digits(points)
     groups: dict[float, Counter[float]] = {}
