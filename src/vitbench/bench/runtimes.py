@@ -26,8 +26,10 @@ import pandas as pd
 import torch
 
 from vitbench.core.errors import VitbenchError
-from vitbench.core.models import create_model, data_config
+from vitbench.core.models import create_model, data_config, freeze_args
+from vitbench.core.specs import ModelSpec
 from vitbench.harness.runtime_phase import store_rows
+from vitbench.harness.trained import cost_params
 from vitbench.measure import count_gmacs
 from vitbench.measure.runtime_speed import measure_runtimes
 from vitbench.measure.runtimes import (
@@ -65,19 +67,19 @@ def build_variant(
     sets: dict[str, Any],
     selection: str,
     stack: contextlib.ExitStack,
+    entry: ModelSpec | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A copy of ``base`` with method ``name`` at ``keep`` applied (kept applied by ``stack``).
 
-    Token methods patch a deep copy (trainable ones with untrained parts, ``artifact=init``,
-    unless ``sets`` names one); channel methods prune a copy (calibration: two seeded batches of
-    random images). Returns the model and its meta (method, setting, keep ratio, selection).
+    Token methods patch a deep copy (trainable ones with the artifact a suite would use for the
+    model entry ``entry``, else untrained parts: :func:`vitbench.harness.trained.cost_params`);
+    channel methods prune a copy (calibration: two seeded batches of random images). Returns the
+    model and its meta (method, setting, keep ratio, selection).
     """
     cls: Any = METHODS.get(name)
     own = {k: v for k, v in sets.items() if k in cls.defaults()}
-    if getattr(cls, "trainable", False):
-        own = {"artifact": "init", **own}
     model = copy.deepcopy(base).eval()
-    params = cls.params_for(keep if cls.knob else 1.0, model, own)
+    params = cost_params(cls, keep if cls.knob else 1.0, model, own, entry)
     if issubclass(cls, ChannelMethod):
         size = tuple(data_config(model)["input_size"])
         model = cls.prune(model, params, _random_calib(model, size)).eval()
@@ -137,7 +139,8 @@ def runtime_table(
     with contextlib.ExitStack() as stack:
         variants, meta = [], {}
         for name, keep in [("dense", 1.0), *_method_keeps(methods, keeps)]:
-            model, info = build_variant(base, name, keep, sets or {}, selection, stack)
+            entry = ModelSpec(model_name, weights, freeze_args(model_args or {}), freeze_args(data_cfg or {}))
+            model, info = build_variant(base, name, keep, sets or {}, selection, stack, entry)
             label = f"{name} {info['setting']}"
             if label in meta:
                 continue
@@ -229,6 +232,7 @@ def _check_variant(
     workdir: Path,
     selection: str,
     sets: dict[str, Any],
+    entry: ModelSpec | None = None,
 ) -> tuple[ExportCheck, Path]:
     """Build ``method`` at ``keep`` on a copy of ``base``, export it to ``workdir`` and check it.
 
@@ -237,7 +241,7 @@ def _check_variant(
         ExportError: the export or a runtime fails (one line naming the failing op).
     """
     with contextlib.ExitStack() as stack:
-        model, info = build_variant(base, method, keep, sets, selection, stack)
+        model, info = build_variant(base, method, keep, sets, selection, stack, entry)
         path, export_s = export_onnx(model, size, workdir / "model.onnx")
         found = []
         for rt in checks:
@@ -289,9 +293,10 @@ def export_model(
         raise VitbenchError(f"export writes ONNX: give an output path ending in .onnx, got {out}")
     base = create_model(model_name, weights, model_args=model_args, data_config=data_cfg).eval()
     size = tuple(data_config(base)["input_size"])
+    entry = ModelSpec(model_name, weights, freeze_args(model_args or {}), freeze_args(data_cfg or {}))
     with tempfile.TemporaryDirectory() as tmp:
         res, path = _check_variant(
-            base, method, keep, size, checks, sizes, n_threads, Path(tmp), selection, sets or {}
+            base, method, keep, size, checks, sizes, n_threads, Path(tmp), selection, sets or {}, entry
         )
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -338,12 +343,13 @@ def export_matrix(
         METHODS.get(name)  # an unknown name is one line before any export
     base = create_model(model_name, weights, model_args=model_args, data_config=data_cfg).eval()
     size = tuple(data_config(base)["input_size"])
+    entry = ModelSpec(model_name, weights, freeze_args(model_args or {}), freeze_args(data_cfg or {}))
     results = []
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 res, _p = _check_variant(
-                    base, name, keep, size, checks, sizes, n_threads, Path(tmp), selection, sets or {}
+                    base, name, keep, size, checks, sizes, n_threads, Path(tmp), selection, sets or {}, entry
                 )
             except ExportError as exc:
                 res = ExportCheck(name, "", None, (), f"not exportable: {' '.join(str(exc).split())}")

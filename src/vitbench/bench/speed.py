@@ -10,12 +10,14 @@ import numpy as np
 import torch
 
 from vitbench.core.demo import ARCH, DEMO_DATASET, default_weights_path
-from vitbench.core.models import create_model, data_config
+from vitbench.core.models import create_model, data_config, freeze_args
 from vitbench.core.models import data_config as resolve_data_config
+from vitbench.core.specs import ModelSpec
 from vitbench.data import default_workers, load_dataset
 from vitbench.data.samples import to_tensor
 from vitbench.harness.runner import Harness
 from vitbench.harness.suites import expand, suite_from_dict
+from vitbench.harness.trained import cost_params
 from vitbench.measure import count_gmacs, measure_throughput
 from vitbench.measure.throughput import time_passes
 from vitbench.methods import METHODS
@@ -267,7 +269,8 @@ def throughput_table(
     (dense, method 1, method 2, ..., dense, ...) and each reports its median round, so slow
     drifts of a shared machine hit all alike. ``realized/ideal`` is the measured speedup over
     dense divided by the GMACs ratio (1.0: the method turns all its saved MACs into time).
-    Trainable methods run with untrained parts (``artifact=init``): costs do not depend on them.
+    Trainable methods run with the artifact a suite would use on these random weights, else with
+    untrained parts (:func:`vitbench.harness.trained.cost_params`).
     Channel methods prune the random-weight model once per keep ratio (calibration: 2 seeded
     batches of 32 random images and labels) and the pruned model is timed. ``progress``: a tqdm
     bar on stderr (one step per timed configuration; off when stderr is not a terminal).
@@ -276,15 +279,14 @@ def throughput_table(
 
     dtypes = dtype if isinstance(dtype, list) else [dtype]
     model = create_model(model_name, "random", model_args=model_args, data_config=data_config)
+    entry = ModelSpec(model_name, "random", freeze_args(model_args or {}), freeze_args(data_config or {}))
     size = tuple(resolve_data_config(model)["input_size"])
     configs = [("dense", token_method("dense").params_for(1.0, model), model)]
     for name in methods:
         cls: Any = METHODS.get(name)
         own = {k: v for k, v in sets.items() if k in cls.defaults()}
-        if cls.trainable:
-            own = {"artifact": "init", **own}
         for keep in keeps:
-            params = cls.params_for(keep, model, own)
+            params = cost_params(cls, keep, model, own, entry)
             channel = issubclass(cls, ChannelMethod)
             pruned = cls.prune(model, params, _random_calib(model, size)) if channel else model
             configs.append((name, params, pruned))

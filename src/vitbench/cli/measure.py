@@ -16,39 +16,21 @@ def _method_arg(
 ) -> tuple[Any, Any]:
     """The method class and its params at ``keep`` on ``model``.
 
-    A trainable method uses the artifact a suite on the default training data would use (the key
-    of ``vitbench finetune`` without ``--data``: model name, weights, model_args, data_config of
-    ``entry``), so ``flops`` counts what ``run`` evaluates (DiffRate's searched rates set its
-    token counts); without one, its untrained parts (the setting says ``untrained``).
+    ``entry``: model name, weights, model_args, data_config; a trainable method's artifact is
+    looked up for it (:func:`vitbench.harness.trained.cost_params`).
     """
     # deferred: the method registry loads torch and timm; `vitbench --help` stays free of them
     from vitbench.core.models import freeze_args
+    from vitbench.core.specs import ModelSpec
+    from vitbench.harness.trained import cost_params
     from vitbench.methods.base import token_method
-    from vitbench.store import artifacts
-    from vitbench.train.config import TrainConfig
 
     cls = token_method(name)
-    if cls.trainable and "artifact" not in sets and entry is not None:
-        params = cls.params_for(keep, model, sets)
-        if not params.artifact:  # the harness would look one up by key
-            model_name, weights, margs, dcfg = entry
-            d = TrainConfig(model=model_name, method=cls.name)
-            key = artifacts.artifact_key(
-                model_name,
-                weights,
-                cls.name,
-                params,
-                (d.dataset, d.split, d.limit),
-                freeze_args(margs or {}),
-                freeze_args(dcfg or {}),
-                (d.root, d.class_order),
-            )
-            found = artifacts.find_artifact(key)
-            if found is not None:
-                sets = {"artifact": str(found), **sets}
-    if cls.trainable:  # no trained parts found or given: the untrained ones (costs of the schedule)
-        sets = {"artifact": "init", **sets}
-    return cls, cls.params_for(keep, model, sets)
+    spec = None
+    if entry is not None:
+        model_name, weights, margs, dcfg = entry
+        spec = ModelSpec(model_name, weights, freeze_args(margs or {}), freeze_args(dcfg or {}))
+    return cls, cost_params(cls, keep, model, sets, spec)
 
 
 def _dtype(name: str) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import check_weights
 from vitbench.core.specs import Cell
-from vitbench.harness.trained import finetune_command
+from vitbench.harness.trained import artifact_key_of, finetune_command
 from vitbench.methods import METHODS
 from vitbench.methods.base import TokenMethod
 from vitbench.store import artifacts
@@ -79,16 +79,7 @@ def _check_artifact(suite: Any, spec: Any, cls: Any, method: Any, keep: float, p
     if suite.train is not None:
         return
     data = suite.train_data()
-    key = artifacts.artifact_key(
-        spec.name,
-        spec.weights,
-        cls.name,
-        params,
-        (data.name, data.split, data.limit),
-        spec.model_args,
-        spec.data_config,
-        (data.root, data.class_order),
-    )
+    key = artifact_key_of(spec, cls.name, params, data)
     if artifacts.find_artifact(key) is None:
         cell = Cell(spec, method, keep, suite.noises[0], suite.selections[0], suite.seeds[0], suite.dataset)
         raise VitbenchError(

@@ -10,15 +10,62 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from torch import nn
+
 from vitbench.core.errors import VitbenchError
-from vitbench.core.specs import Cell, DataSpec, SuiteSpec
-from vitbench.methods.trainable import TrainableMethod
+from vitbench.core.specs import Cell, DataSpec, ModelSpec, SuiteSpec
+from vitbench.methods.trainable import INIT, TrainableMethod
 from vitbench.store import artifacts
 from vitbench.train.config import TrainConfig
 from vitbench.train.finetune import finetune
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
+
+
+def artifact_key_of(model: ModelSpec, method: str, params: Any, data: DataSpec) -> artifacts.ArtifactKey:
+    """The key of the artifact of ``method`` (``params``) on the model entry ``model`` trained on ``data``.
+
+    The one place a suite's pieces become an artifact key (the harness, preflight and the cost
+    tools all look artifacts up through it).
+    """
+    return artifacts.artifact_key(
+        model.name,
+        model.weights,
+        method,
+        params,
+        (data.name, data.split, data.limit),
+        model.model_args,
+        model.data_config,
+        (data.root, data.class_order),
+    )
+
+
+def default_train_data() -> DataSpec:
+    """The training data of ``vitbench finetune`` without ``--data`` (what the cost tools look up)."""
+    d = TrainConfig(model="", method="")
+    return DataSpec(name=d.dataset, split=d.split, root=d.root, limit=d.limit, class_order=d.class_order)
+
+
+def cost_params(
+    cls: Any, keep: float, model: nn.Module, sets: dict[str, Any], entry: ModelSpec | None
+) -> Any:
+    """Params of ``cls`` at ``keep`` for the cost tools (``flops``, ``throughput``, ``export``).
+
+    A trainable method uses the artifact a suite on :func:`default_train_data` would use for the
+    model entry ``entry``, so the tools count what ``vitbench run`` evaluates (DiffRate's searched
+    rates set its token counts); without one (or without ``entry``), its untrained parts
+    (``artifact=init``: the setting says ``untrained``). ``sets`` naming ``artifact`` wins.
+    """
+    if cls.trainable and "artifact" not in sets and entry is not None:
+        params = cls.params_for(keep, model, sets)
+        if not params.artifact:  # the harness would look one up by key
+            found = artifacts.find_artifact(artifact_key_of(entry, cls.name, params, default_train_data()))
+            if found is not None:
+                sets = {"artifact": str(found), **sets}
+    if cls.trainable:
+        sets = {"artifact": INIT, **sets}
+    return cls.params_for(keep, model, sets)
 
 
 def finetune_command(cell: Cell, data: DataSpec) -> str:
@@ -90,16 +137,7 @@ class TrainedParts:
             return params
         suite = self.suite
         data = suite.train_data()
-        key = artifacts.artifact_key(
-            cell.model.name,
-            cell.model.weights,
-            cls.name,
-            params,
-            (data.name, data.split, data.limit),
-            cell.model.model_args,
-            cell.model.data_config,
-            (data.root, data.class_order),
-        )
+        key = artifact_key_of(cell.model, cls.name, params, data)
         path = artifacts.find_artifact(key)
         if path is None and suite.train is None:
             raise VitbenchError(
@@ -121,4 +159,4 @@ class TrainedParts:
         return dataclasses.replace(params, artifact=path.name)
 
 
-__all__ = ["TrainedParts", "finetune_command"]
+__all__ = ["TrainedParts", "artifact_key_of", "cost_params", "default_train_data", "finetune_command"]
