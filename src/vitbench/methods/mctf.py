@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
-from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
+from vitbench.measure.gmacs import vit_dims
 from vitbench.methods.base import Conformance, TokenMethod, register
 from vitbench.methods.patching.patch import (
     CountingMixin,
@@ -54,7 +54,7 @@ from vitbench.methods.patching.patch import (
     patch_blocks,
     prefix_tokens,
 )
-from vitbench.methods.patching.stages import stage_blocks, stage_schedule
+from vitbench.methods.patching.stages import evit_macs
 from vitbench.methods.requirements import Requirements
 
 Merge = Callable[[torch.Tensor, str], torch.Tensor]
@@ -504,8 +504,7 @@ class MCTF(TokenMethod):
         n0, p = input_tokens(model), prefix_tokens(model)
         if keep_ratio >= 1.0:
             return {"r": 0}
-        ea, em = stage_schedule(n0, p, depth, stage_blocks(depth), keep_ratio, fuse=True)
-        target = vit_schedule_macs(ea, em, dim, attn_dim, hidden)
+        target = evit_macs(model, keep_ratio)
         best, best_err = 0, math.inf
         for r in range(0, (n0 - p) // 2 + 1):
             base = MCTFParams(r=r)

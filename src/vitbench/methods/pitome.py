@@ -54,7 +54,7 @@ from vitbench.methods.patching.patch import (
     patch_blocks,
     prefix_tokens,
 )
-from vitbench.methods.patching.stages import stage_blocks, stage_schedule
+from vitbench.methods.patching.stages import evit_macs
 from vitbench.methods.requirements import Requirements
 
 Merge = Callable[[torch.Tensor, str], torch.Tensor]
@@ -309,8 +309,7 @@ class PiToMe(TokenMethod):
         """The ratio (grid of 0.005 in [0.5, 1]) whose GMACs are closest to EViT's at the keep ratio."""
         dim, attn_dim, hidden, depth = vit_dims(model)
         n0, p = input_tokens(model), prefix_tokens(model)
-        ea, em = stage_schedule(n0, p, depth, stage_blocks(depth), keep_ratio, fuse=True)
-        target = vit_schedule_macs(ea, em, dim, attn_dim, hidden)
+        target = evit_macs(model, keep_ratio)
         best, best_err = 1.0, math.inf
         for ratio in RATIO_GRID:  # from 1.0 down: ties keep the larger ratio
             pa, pm = pitome_schedule(n0, p, depth, ratio)

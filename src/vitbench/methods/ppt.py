@@ -62,7 +62,7 @@ from vitbench.methods.patching.patch import (
     prefix_tokens,
     split_qkv,
 )
-from vitbench.methods.patching.stages import stage_blocks, stage_schedule
+from vitbench.methods.patching.stages import evit_macs, stage_blocks
 from vitbench.methods.requirements import Requirements
 
 Merge = Callable[[torch.Tensor, str], torch.Tensor]
@@ -467,8 +467,7 @@ class PPT(TokenMethod):
         """The ``r`` (default blocks) whose GMACs are closest to EViT's at the same keep ratio; 1.0 -> 0."""
         dim, attn_dim, hidden, depth = vit_dims(model)
         n0, p = input_tokens(model), prefix_tokens(model)
-        ea, em = stage_schedule(n0, p, depth, stage_blocks(depth), keep_ratio, fuse=True)
-        target = vit_schedule_macs(ea, em, dim, attn_dim, hidden)
+        target = evit_macs(model, keep_ratio)
         blocks = ppt_blocks(depth, ())
         best, best_err = 0, math.inf
         for r in range((n0 - p) // 2 + 1):  # ties keep the smaller r

@@ -37,7 +37,7 @@ from vitbench.methods.patching.patch import (
     patch_blocks,
     prefix_tokens,
 )
-from vitbench.methods.patching.stages import stage_blocks, stage_schedule
+from vitbench.methods.patching.stages import evit_macs
 from vitbench.methods.requirements import Requirements
 
 Merge = Callable[[torch.Tensor, str], torch.Tensor]
@@ -240,8 +240,7 @@ class ToMe(TokenMethod):
         dims = vit_dims(model)
         dim, attn_dim, hidden, depth = dims
         n0, p = input_tokens(model), prefix_tokens(model)
-        ea, em = stage_schedule(n0, p, depth, stage_blocks(depth), keep_ratio, fuse=True)
-        target = vit_schedule_macs(ea, em, dim, attn_dim, hidden)
+        target = evit_macs(model, keep_ratio)
         best, best_err = 0, None
         for r in range(0, (n0 - p) // 2 + 1):
             ta, tm = tome_schedule(n0, p, (r,) * depth)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+from torch import nn
+
 from vitbench.core.errors import VitbenchError
+from vitbench.measure.gmacs import vit_dims, vit_schedule_macs
+from vitbench.methods.patching.patch import input_tokens, prefix_tokens
 
 
 def stage_blocks(depth: int, drop_loc: tuple[int, ...] = ()) -> tuple[int, ...]:
@@ -55,3 +59,15 @@ def stage_schedule(
                 n = prefix + left + (1 if fuse else 0)
         mlp.append(n)
     return attn, mlp
+
+
+def evit_macs(model: nn.Module, keep_ratio: float) -> float:
+    """Closed-form MACs of EViT (fused token, default stages) at ``keep_ratio`` on ``model``.
+
+    The target the keep-ratio knobs of the merging methods (ToMe's r, PiToMe's ratio, MCTF's and
+    PPT's r) are matched to: each picks its setting whose GMACs are closest to this.
+    """
+    dim, attn_dim, hidden, depth = vit_dims(model)
+    n0, p = input_tokens(model), prefix_tokens(model)
+    ea, em = stage_schedule(n0, p, depth, stage_blocks(depth), keep_ratio, fuse=True)
+    return vit_schedule_macs(ea, em, dim, attn_dim, hidden)
