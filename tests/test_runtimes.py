@@ -275,6 +275,40 @@ def test_check_catches_random_tokens_in_openvino() -> None:
     assert not eq.equal and eq.verdict().startswith("not equal")
 
 
+class _MeanMerge(torch.nn.Module):
+    """Merges token 1 into token 0 with ``scatter_reduce(reduce="mean")``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.flatten(2).transpose(1, 2)  # [B, H*W, C]
+        idx = torch.zeros(t.shape[0], 1, t.shape[2], dtype=torch.long)
+        return t[:, :1].scatter_reduce(1, idx, t[:, 1:2], reduce="mean").flatten(1)
+
+
+def test_scatter_mean_is_refused_before_export_naming_the_line(tmp_path: Path) -> None:
+    """onnxscript writes scatter_reduce mean as an overwrite: refused in one line, nothing exported."""
+    size = (3, 4, 4)
+    hazard = rt.onnx_hazard(_MeanMerge(), rt.sample_input(size, 2))
+    assert hazard is not None and "\n" not in hazard
+    line = r"scatter_reduce\(reduce='mean'\) at test_runtimes\.py:\d+ is exported by torch\.onnx as an"
+    assert re.search(line, hazard)
+    if HAS_ORT:
+        with pytest.raises(rt.ExportError, match=r"^ONNX export: " + line):
+            rt.export_onnx(_MeanMerge(), size, tmp_path / "m.onnx")
+        assert not (tmp_path / "m.onnx").exists()
+    model, size = _demo()
+    assert rt.onnx_hazard(model, rt.sample_input(size, 2)) is None
+
+
+@pytest.mark.skipif(not HAS_ORT, reason=DEPLOY)
+def test_diffrate_with_searched_rates_exports_equal() -> None:
+    """The demo model's searched DiffRate rates (counts that vary by block) merge several sources into
+    one token: the merge is a scatter sum over a count, so ONNX Runtime computes the same mean."""
+    table, (res,) = export_matrix(
+        "vitbench_demo_vit", ["diffrate"], weights="demo", check=["onnxruntime"], threads=1, log=print
+    )
+    assert res.error is None and res.equal, [(rt_, b, eq.verdict()) for rt_, b, eq in res.checks]
+
+
 def test_descending_order_puts_equal_scores_in_index_order() -> None:
     gen = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 4, (16, 30), generator=gen).float()  # many ties

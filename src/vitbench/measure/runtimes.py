@@ -36,6 +36,7 @@ import importlib.util
 import logging
 import re
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 # re-exported: the runtime names and package checks, kept free of torch in vitbench.core.checks
 from vitbench.core.checks import RUNTIMES as RUNTIMES
@@ -245,6 +247,9 @@ def export_onnx(model: nn.Module, input_size: Sequence[int], path: Path) -> tupl
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     x = sample_input(input_size, EXPORT_BATCH)
+    hazard = onnx_hazard(model, x)
+    if hazard is not None:
+        raise ExportError(f"ONNX export: {hazard}")
     batch = torch.export.Dim("batch", min=1, max=4096)
     t0 = time.perf_counter()
     try:
@@ -263,6 +268,50 @@ def export_onnx(model: nn.Module, input_size: Sequence[int], path: Path) -> tupl
     except Exception as exc:
         raise ExportError(f"ONNX export: {failing_op(exc)}") from None
     return path, time.perf_counter() - t0
+
+
+class _ScatterMeanScan(TorchFunctionMode):
+    """Records where a forward calls ``scatter_reduce(..., reduce="mean")`` (file:line of the caller)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: str | None = None
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if self.found is None and getattr(func, "__name__", "") in ("scatter_reduce", "scatter_reduce_"):
+            reduce = kwargs.get("reduce", args[4] if len(args) > 4 else None)
+            if reduce == "mean":
+                caller = traceback.extract_stack(limit=2)[0]
+                self.found = f"{Path(caller.filename).name}:{caller.lineno}"
+        return func(*args, **kwargs)
+
+
+def onnx_hazard(model: nn.Module, x: torch.Tensor) -> str | None:
+    """Why ``torch.onnx.export`` would translate ``model`` into a different computation, or ``None``.
+
+    One eager forward of ``x`` [B, C, H, W] is watched for ops the exporter translates without an
+    error into something else. Today one is known: ``scatter_reduce(reduce="mean")``, which
+    onnxscript's ``aten::scatter_reduce`` writes as ``ScatterElements(reduction="none")`` (ONNX
+    has no mean reduction): each destination is overwritten by one of its sources, not averaged
+    (the ONNX Runtime / OpenVINO logits of DiffRate differed by up to 0.64 before its merge was
+    written as a sum over a count). The equality check would catch the difference; this names the
+    cause before the export runs.
+    """
+    scan = _ScatterMeanScan()
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), scan:
+            model(x)
+    finally:
+        model.train(was)
+    if scan.found is None:
+        return None
+    return (
+        f"scatter_reduce(reduce='mean') at {scan.found} is exported by torch.onnx as an overwrite "
+        "(ScatterElements reduction='none'), not a mean; compute it as a scatter sum divided by a count"
+    )
 
 
 #: Loggers that print whole graphs while ``torch.export`` fails (the failure itself is one line).

@@ -377,11 +377,18 @@ def merge_into(
 
     Returns:
         ``(x [B, M, C], size [B, M, 1])``: each destination becomes the unweighted mean of itself and
-        its sources (``scatter_reduce`` mean with ``include_self``); its size adds
+        its sources (the official ``scatter_reduce`` mean with ``include_self``, computed as a sum
+        over a count so that ONNX export keeps it a mean); its size adds
         ``size_src * node_max`` of every source.
     """
     c = x.shape[-1]
-    out = x[:, :keep].scatter_reduce(1, node_idx[..., None].expand(-1, -1, c), x[:, keep:], reduce="mean")
+    # The mean as a sum over a count: torch.onnx (onnxscript's aten::scatter_reduce) exports
+    # reduce="mean" as ScatterElements(reduction="none"), an overwrite, so an exported model would
+    # replace each destination by one of its sources instead of averaging them.
+    summed = x[:, :keep].scatter_reduce(1, node_idx[..., None].expand(-1, -1, c), x[:, keep:], reduce="sum")
+    ones = torch.ones_like(size)
+    count = ones[:, :keep].scatter_add(1, node_idx[..., None], ones[:, keep:])
+    out = summed / count
     src_size = size[:, keep:] * node_max[..., None].to(size.dtype)
     new_size = size[:, :keep].scatter_reduce(1, node_idx[..., None], src_size, reduce="sum")
     return out, new_size
