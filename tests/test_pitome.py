@@ -252,6 +252,37 @@ def test_pitome_schedule_follows_the_official_ratio() -> None:
     assert sched == want and sched[:3] == [197, 178, 161]
 
 
+#: The repository's evaluation logs (deit_eval.csv @ 5cac99d, mae_eval.csv @ 64b56cf): GFLOPs of
+#: the official counter, as printed, that vitbench's schedule reproduces (see the card's
+#: repository_logs for the five rows of other code versions). (width, depth, image tokens, ratio).
+LOGGED_GFLOPS = {
+    ("deit_tiny", 192, 12, 196, 0.9): 0.7116453120000014,
+    ("deit_tiny", 192, 12, 196, 0.95): 0.9263915520000028,
+    ("deit_tiny", 192, 12, 196, 0.975): 1.0715316479999968,
+    ("deit_small", 384, 12, 196, 0.9): 2.69819519999999,
+    ("deit_small", 384, 12, 196, 0.95): 3.4824668160000134,
+    ("deit_small", 384, 12, 196, 0.975): 4.001893632000012,
+    ("deit_base", 768, 12, 196, 0.9): 10.496008703999959,
+    ("deit_base", 768, 12, 196, 0.95): 13.48366847999995,
+    ("deit_base", 768, 12, 196, 0.975): 15.439108607999978,
+    ("mae_large", 1024, 24, 196, 0.95): 37.15146137599972,
+    ("mae_large", 1024, 24, 196, 0.975): 47.9506943999998,
+    ("mae_huge", 1280, 32, 256, 0.9): 52.15818751999992,
+    ("mae_huge", 1280, 32, 256, 0.925): 65.39899647999934,
+    ("mae_huge", 1280, 32, 256, 0.95): 86.1913676800005,
+    ("mae_huge", 1280, 32, 256, 0.975): 119.29231104000054,
+}
+
+
+@pytest.mark.parametrize("key", list(LOGGED_GFLOPS), ids=lambda k: f"{k[0]}-{k[4]}")
+def test_pitome_schedule_reproduces_the_official_logged_gflops(key: tuple[str, int, int, int, float]) -> None:
+    """The official counter (12NC^2 + 2N^2C per block at the tokens entering it) over vitbench's schedule."""
+    _name, c, depth, tokens, ratio = key
+    attn, _mlp = pitome_mod.pitome_schedule(tokens + 1, 1, depth, ratio)
+    gflops = sum(12 * n * c * c + 2 * n * n * c for n in attn) / 1e9
+    assert abs(gflops - LOGGED_GFLOPS[key]) < 1e-9, (gflops, LOGGED_GFLOPS[key])
+
+
 def test_pitome_margins_and_matching_halves() -> None:
     assert pitome_mod.margins(12)[0] == 0.75 and pitome_mod.margins(12)[6] == 0.375
     assert pitome_mod.bsm_blocks(12, "first") == (True,) * 6 + (False,) * 6
