@@ -119,8 +119,9 @@ REFERENCES: tuple[Reference, ...] = (
             (
                 *("throughput", "--model", "deit_small_patch16_224", "--method", "tome", "--set", "r=13"),
                 *("--method", "evit@0.7", "--method", "lfe@0.7", "--method", "dynamicvit@0.7"),
-                *("--method", "magnitude@0.5", "--runtime", "eager", "--runtime", "onnxruntime"),
-                *("--runtime", "openvino", "--batch-size", "1", "--batch-size", "32", "--threads", "2"),
+                *("--method", "magnitude@0.5", "--runtime", "eager", "--runtime", "compile"),
+                *("--runtime", "onnxruntime", "--runtime", "openvino"),
+                *("--batch-size", "1", "--batch-size", "32", "--threads", "2"),
                 *("--repeats", "4", "--results", "{out}/deit-s-runtimes.sqlite"),
             ),
             (
