@@ -240,6 +240,23 @@ def test_selection_table_delta_is_scored_minus_random(df: pd.DataFrame) -> None:
         selection_table(df[df["selection"] == "scored"])
 
 
+def test_selection_table_shows_the_gmacs_of_each_selection(df: pd.DataFrame) -> None:
+    # ToMe's random selection skips the matching: its cells cost less than the scored ones
+    cheaper = (df["method"] == "tome") & (df["selection"] == "random")
+    df = df.assign(gmacs=df["gmacs"].where(~cheaper, df["gmacs"] - 0.05))
+    csv = pd.read_csv(io.StringIO(selection_table(df, fmt="csv")))
+    assert list(csv.columns[:4]) == ["Method", "Keep", "GMACs scored", "GMACs random"]
+    tome = csv[csv["Method"] == "tome"]
+    assert list(tome["GMACs scored"]) == pytest.approx([4.2, 3.4, 2.6])
+    assert list(tome["GMACs random"]) == pytest.approx([4.15, 3.35, 2.55])
+    evit = csv[csv["Method"] == "evit"]
+    assert list(evit["GMACs random"]) == pytest.approx(list(evit["GMACs scored"]))
+    shown = selection_table(df)
+    assert "|           4.20 |           4.15 |" in shown  # both costs on ToMe's keep-0.9 row
+    assert "they differ for tome (random selection computes no scores or matching)" in shown
+    assert "they differ" not in selection_table(make_df())  # equal costs: no such note
+
+
 def test_noise_table(df: pd.DataFrame) -> None:
     csv = pd.read_csv(io.StringIO(noise_table(df, fmt="csv")))
     assert list(csv.columns) == ["Method", "Setting", "Keep", "Clean", f"{NOISE}@3", "Mean noisy"]
