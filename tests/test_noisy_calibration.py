@@ -80,6 +80,41 @@ def test_calibration_tables_and_plot(tmp_path) -> None:
     assert plot_calibration(df, tmp_path / "c.png").stat().st_size > 0
 
 
+def _cells(text: str, heading: str) -> dict[str, dict[str, str]]:
+    """The markdown table under ``heading`` as {method: {column: cell}} (first row per method)."""
+    lines = text.split(heading, 1)[1].strip().split("\n\n", 1)[0].splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    out: dict[str, dict[str, str]] = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        out.setdefault(cells[0], dict(zip(head, cells)))
+    return out
+
+
+def test_calibration_table_puts_uncalibrated_methods_in_their_own_column() -> None:
+    # one noisy calibration condition: token rows carry it although they never read calibration images
+    df = pd.DataFrame(
+        [
+            _rec("taylor", 0.5, "salt-pepper", 0.2, "clean", 0.0, 91.0),
+            _rec("evit", 0.5, "salt-pepper", 0.2, "clean", 0.0, 85.0),
+            _rec("dense", 1.0, "salt-pepper", 0.2, "clean", 0.0, 97.0),
+        ]
+    )
+    text = calibration_tables(df)
+    rows = _cells(text, "### test images: clean")
+    assert list(rows["evit"]) == ["method", "keep", "GMACs (mean)", "no calibration", "calib salt-pepper@0.2"]
+    assert rows["evit"]["no calibration"] == "85.0" and rows["evit"]["calib salt-pepper@0.2"] == "-"
+    assert rows["dense"]["no calibration"] == "97.0" and rows["dense"]["calib salt-pepper@0.2"] == "-"
+    assert rows["taylor"]["no calibration"] == "-" and rows["taylor"]["calib salt-pepper@0.2"] == "91.0"
+    caption = text.splitlines()[0]
+    assert "'no calibration': methods that read no calibration images" in caption
+    assert "'-': the column does not apply to the row's method" in caption
+    # token methods alone: no calibration columns at all, and the caption names none
+    token_only = calibration_tables(df[df["method"] != "taylor"])
+    assert list(_cells(token_only, "### test images: clean")["evit"])[3:] == ["no calibration"]
+    assert "'calib X'" not in token_only.splitlines()[0]
+
+
 def test_cli_robustness_calibration_view(tmp_path, monkeypatch, capsys) -> None:
     import vitbench.store.results
     from vitbench.cli.main import main

@@ -38,6 +38,16 @@ def test_csv_of_the_all_view_asks_for_a_view(store: Path, capsys: pytest.Capture
     assert "pick one with --view (main, matched, selection, noise)" in out.err
 
 
+def test_all_budgets_is_an_option_of_the_matched_view(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["leaderboard", "--results", str(store), "--view", "matched", "--all-budgets"]) == 0
+    assert "| Method" in capsys.readouterr().out
+    assert main(["leaderboard", "--results", str(store), "--all-budgets"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --all-budgets applies to --view matched only, not --view all; add --view matched"
+
+
 def test_csv_of_the_all_view_writes_one_file_per_table(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

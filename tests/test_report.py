@@ -10,6 +10,7 @@ import pytest
 from vitbench.core.errors import VitbenchError
 from vitbench.report.format import FORMATS
 from vitbench.report.tables import (
+    MAX_GRID_POINTS,
     failed_cells,
     leaderboard,
     matched_gmacs_table,
@@ -217,6 +218,48 @@ def test_matched_gmacs_default_grid(df: pd.DataFrame) -> None:
         matched_gmacs_table(df[df["method"] == "dense"])
 
 
+def _many_budgets(n: int = 14) -> pd.DataFrame:
+    """Dense plus one EViT curve measured at ``n`` costs 1.00, 1.10, ... GMACs."""
+    rows = [row(method="dense", setting="-", keep_ratio=1.0, gmacs=4.6, top1=80.0)]
+    for i in range(n):
+        keep = round(0.2 + 0.05 * i, 2)
+        rows.append(
+            row(
+                method="evit",
+                setting=f"keep_rate={keep}",
+                keep_ratio=keep,
+                gmacs=1.0 + 0.1 * i,
+                top1=60.0 + i,
+            )
+        )
+    return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
+
+
+def _budgets(text: str) -> list[str]:
+    return [h.strip() for h in _body(text)[0].split("|")[2:-1]]
+
+
+def test_matched_gmacs_caption_says_when_budgets_were_thinned(df: pd.DataFrame) -> None:
+    many = _many_budgets()
+    text = matched_gmacs_table(many)
+    budgets = _budgets(text)
+    assert len(budgets) == MAX_GRID_POINTS == 8
+    assert budgets[0] == "1.00 GMACs" and budgets[-1] == "2.30 GMACs"  # cheapest and dearest kept
+    assert (
+        "8 of 14 measured budgets shown, evenly spaced over them (cheapest and dearest kept; "
+        "`vitbench leaderboard --view matched --all-budgets` shows every one)"
+    ) in text.splitlines()[0]
+    every = matched_gmacs_table(many, max_budgets=None)
+    assert _budgets(every) == [f"{1.0 + 0.1 * i:.2f} GMACs" for i in range(14)]
+    assert "budgets shown" not in every
+    # nothing left out, or budgets given: no such note
+    assert len(_budgets(matched_gmacs_table(df))) == 6 and "budgets shown" not in matched_gmacs_table(df)
+    assert "budgets shown" not in matched_gmacs_table(many, grid=[1.5, 2.0])
+    assert "3 of 14" in matched_gmacs_table(many, max_budgets=3)
+    with pytest.raises(VitbenchError, match="max_budgets 1 is below 2"):
+        matched_gmacs_table(many, max_budgets=1)
+
+
 def test_selection_table_delta_is_scored_minus_random(df: pd.DataFrame) -> None:
     csv = pd.read_csv(io.StringIO(selection_table(df, fmt="csv")))
     assert set(csv["Method"]) == {"tome", "evit"} and len(csv) == 6
@@ -238,6 +281,23 @@ def test_selection_table_delta_is_scored_minus_random(df: pd.DataFrame) -> None:
     assert len(with_full) == 6 and 1.0 not in set(with_full["Keep"])
     with pytest.raises(VitbenchError, match="scored and random"):
         selection_table(df[df["selection"] == "scored"])
+
+
+def test_selection_table_shows_the_gmacs_of_each_selection(df: pd.DataFrame) -> None:
+    # ToMe's random selection skips the matching: its cells cost less than the scored ones
+    cheaper = (df["method"] == "tome") & (df["selection"] == "random")
+    df = df.assign(gmacs=df["gmacs"].where(~cheaper, df["gmacs"] - 0.05))
+    csv = pd.read_csv(io.StringIO(selection_table(df, fmt="csv")))
+    assert list(csv.columns[:4]) == ["Method", "Keep", "GMACs scored", "GMACs random"]
+    tome = csv[csv["Method"] == "tome"]
+    assert list(tome["GMACs scored"]) == pytest.approx([4.2, 3.4, 2.6])
+    assert list(tome["GMACs random"]) == pytest.approx([4.15, 3.35, 2.55])
+    evit = csv[csv["Method"] == "evit"]
+    assert list(evit["GMACs random"]) == pytest.approx(list(evit["GMACs scored"]))
+    shown = selection_table(df)
+    assert "|           4.20 |           4.15 |" in shown  # both costs on ToMe's keep-0.9 row
+    assert "they differ for tome (random selection computes no scores or matching)" in shown
+    assert "they differ" not in selection_table(make_df())  # equal costs: no such note
 
 
 def test_noise_table(df: pd.DataFrame) -> None:

@@ -20,6 +20,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from vitbench.store.results import load_samples
 
     view = views.get("leaderboard", args.view)
+    if args.all_budgets and (view.name != "matched" or args.paper):
+        shown = "--paper" if args.paper else f"--view {args.view}"
+        raise VitbenchError(f"--all-budgets applies to --view matched only, not {shown}; add --view matched")
     df = load_results(args.results)
     if args.suite:
         df = restrict_suite(df, args.suite)  # keeps the dense records it reuses
@@ -51,6 +54,7 @@ def _options(args: argparse.Namespace) -> views.ViewOptions:
         noise=getattr(args, "noise", views.ViewOptions.noise),
         reference=getattr(args, "reference", "dense"),
         split=getattr(args, "split", "test"),
+        all_budgets=getattr(args, "all_budgets", False),
         samples=lambda: load_samples(args.results),
     )
 
@@ -170,6 +174,11 @@ def _add_leaderboard(sub: Any, ctx: ParserContext) -> None:
     )
     lb.add_argument("--model", default=None, help="only this model's records (default: all)")
     lb.add_argument("--suite", default=None, help="only this suite's records (default: all)")
+    lb.add_argument(
+        "--all-budgets",
+        action="store_true",
+        help="matched view: a column for every measured GMACs budget (default: at most 8, evenly spaced)",
+    )
     lb.add_argument(
         "--output",
         default=None,

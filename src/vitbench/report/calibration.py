@@ -3,8 +3,9 @@
 Pure functions of the records: one table per evaluation condition (clean or noisy test images),
 rows = method x keep ratio, columns = calibration condition (the ``calib_noise`` axis), cells =
 top-1 and its change from clean calibration. Methods that read no calibration images (token
-methods, the dense model) have only the clean-calibration column; their scores are computed on
-the evaluation images themselves, so their noisy-criterion condition is the noisy-test table.
+methods, the dense model: :func:`reads_calibration`) have their top-1 in a ``no calibration``
+column and ``-`` under every calibration condition; their scores are computed on the evaluation
+images themselves, so their noisy-criterion condition is the noisy-test table.
 
 Command line: ``vitbench robustness --results RESULTS.sqlite --view calibration --output
 calibration.md --plot calibration.png``.
@@ -21,15 +22,30 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.method_index import method_info
 from vitbench.report.format import GMACS_NOTE, gmacs_digits, save_figure
 from vitbench.report.plotstyle import footnote, legend_outside, method_color, variant_marker, with_style
 from vitbench.report.population import mask_cost_only, normalise, seeds_note
 from vitbench.report.rows import image_sets, images_footnote, population_labels
 from vitbench.store.records import with_curves
 
+NO_CALIB = "no calibration"  # the column of the methods that read no calibration images
+
 
 def _cond(name: str, level: float) -> str:
     return "clean" if name == "clean" else f"{name}@{level:g}"
+
+
+def reads_calibration(method: str, family: object = None) -> bool:
+    """Whether ``method`` prunes with calibration images (a channel method), by the method index.
+
+    A channel method (``token`` false in :func:`vitbench.core.method_index.method_info`, e.g. lfs,
+    taylor, nvit) runs once per calibration noise; token methods and the dense model run on the
+    evaluation images only (their records carry the suite's first ``calib_noise``, unused). A
+    method vitbench does not know is judged by its records' ``family`` (``channel``: reads them).
+    """
+    info = method_info(method)
+    return (not info.token) if info is not None else family == "channel"
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -41,6 +57,8 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
         _cond(n, lv) for n, lv in zip(ok["calib_noise"].fillna("clean"), ok["calib_level"].fillna(0.0))
     ]
     ok["test"] = [_cond(n, lv) for n, lv in zip(ok["noise"], ok["level"])]
+    families = ok["family"] if "family" in ok else pd.Series([None] * len(ok), index=ok.index)
+    ok["calibrated"] = [reads_calibration(str(m), f) for m, f in zip(ok["method"], families)]
     ok = mask_cost_only(normalise(ok))
     # what a row measured besides its calibration: model, images, token selection (never averaged)
     # label only what differs: the model as shown, the weights file, the image set by suite and count
@@ -68,11 +86,22 @@ def _calib_order(ok: pd.DataFrame) -> list[str]:
 
 
 def calibration_tables(df: pd.DataFrame) -> str:
-    """Markdown: per test condition, top-1 (%) of every method x keep under every calibration noise."""
+    """Markdown: per test condition, top-1 (%) of every method x keep under every calibration noise.
+
+    Columns: ``method | keep | GMACs (mean) | no calibration | calib <condition> ...``. A method
+    that reads calibration images (:func:`reads_calibration`) has its top-1 under each
+    calibration condition (and its change from ``calib clean`` in parentheses) and ``-`` under
+    ``no calibration``; the others (token methods, dense) the reverse. A column nobody fills is
+    left out. Top-1 is the mean over seeds.
+
+    Raises:
+        VitbenchError: no successful records.
+    """
     from tabulate import tabulate
 
     ok = _prepare(df)
-    calibs = _calib_order(ok)
+    calibs = _calib_order(ok.loc[ok["calibrated"]])
+    uncalibrated = bool((~ok["calibrated"]).any())
     tests = sorted(ok["test"].unique(), key=lambda t: (t != "clean", t))
     gd = gmacs_digits(ok["gmacs"])  # the one digits rule of every table
     out = []
@@ -80,10 +109,14 @@ def calibration_tables(df: pd.DataFrame) -> str:
         part = ok[ok["test"] == test]
         rows = []
         for (method, keep), grp in part.groupby(["row", "keep_ratio"], sort=True):
-            by = grp.groupby("calib")["top1"].mean()
             gm = grp["gmacs"].mean()
-            base = by.get("clean")
             row = [method, f"{keep:g}", f"{gm:.{gd}f}"]
+            if not bool(grp["calibrated"].iloc[0]):
+                rows.append([*row, f"{grp['top1'].mean():.1f}"] + ["-"] * len(calibs))
+                continue
+            by = grp.groupby("calib")["top1"].mean()
+            base = by.get("clean")
+            row += ["-"] if uncalibrated else []
             for c in calibs:
                 if c not in by:
                     row.append("-")
@@ -92,16 +125,27 @@ def calibration_tables(df: pd.DataFrame) -> str:
                 else:
                     row.append(f"{by[c]:.1f} ({by[c] - base:+.1f})")
             rows.append(row)
-        head = ["method", "keep", "GMACs (mean)"] + [f"calib {c}" for c in calibs]
-        align = ["left", "right", "right"] + ["right"] * len(calibs)
+        head = ["method", "keep", "GMACs (mean)"] + [NO_CALIB] * uncalibrated + [f"calib {c}" for c in calibs]
+        align = ["left"] + ["right"] * (len(head) - 1)
         table = tabulate(rows, headers=head, tablefmt="github", disable_numparse=True, colalign=align)
         out.append(f"### test images: {test}\n\n" + table)
+    parts = ["Top-1 (%) on the test images named in each heading"]
+    if calibs:
+        parts.append(
+            "'calib X': channel methods pruned with calibration images under noise X (in parentheses: "
+            "change from clean calibration)"
+        )
+    if uncalibrated:
+        parts.append(
+            f"'{NO_CALIB}': methods that read no calibration images (token methods score the test "
+            "images themselves; dense prunes nothing)"
+        )
+    if calibs and uncalibrated:
+        parts.append("'-': the column does not apply to the row's method")
     note = (
-        "Top-1 (%) on the test images named in each heading; columns: the noise of the calibration "
-        "images the pruning criterion saw (in parentheses: change from clean calibration). '-': the "
-        "method reads no calibration images (token methods score the test images themselves). "
-        f"Rows of different images or token selection are kept apart; top-1 {_seeds(ok)}; {GMACS_NOTE}. "
-        f"{images_footnote(ok, image_sets(ok))}."
+        "; ".join(parts)
+        + f". Rows of different images or token selection are kept apart; top-1 {_seeds(ok)}; {GMACS_NOTE}. "
+        + f"{images_footnote(ok, image_sets(ok))}."
     )
     return note + "\n\n" + "\n\n".join(out) + "\n"
 
@@ -130,7 +174,7 @@ def calibration_figure(df: pd.DataFrame) -> Figure:
                 "color": method_color(str(grp["method"].iloc[0])),
                 "marker": variant_marker(keeps.index(keep)),
             }
-            if len(lv) > 1:
+            if bool(grp["calibrated"].iloc[0]):
                 ax.plot(lv.index, lv.values, label=f"{row} keep {keep:g}", **style)
             else:
                 y = float(lv.iloc[0])

@@ -198,24 +198,36 @@ def throughput_note(ok: pd.DataFrame) -> str:
     return f"† img/s is machine-dependent{where}; compare it only within one run"
 
 
-def _default_grid(points: pd.Series) -> list[float]:
+def _measured_budgets(points: pd.Series) -> list[float]:
     """Budgets of the matched view: measured GMACs themselves, as stored, one per printed value.
 
     Measured costs that print alike (``gmacs_digits`` decimals) give one budget: the cost most
     points share (the smallest of equally common ones). A method measured at a budget thus
-    shows its measured top-1 there, never a value interpolated next to its own point. More than
-    :data:`MAX_GRID_POINTS` budgets are thinned to that many, evenly spaced over the sorted ones
-    (first and last kept).
+    shows its measured top-1 there, never a value interpolated next to its own point.
     """
     digits = gmacs_digits(points)
     groups: dict[float, Counter[float]] = {}
     for v in points.dropna():
         groups.setdefault(round(float(v), digits), Counter())[float(v)] += 1
-    values = [min(c, key=lambda v: (-c[v], v)) for _, c in sorted(groups.items())]
-    if len(values) > MAX_GRID_POINTS:
-        picks = np.unique(np.round(np.linspace(0, len(values) - 1, MAX_GRID_POINTS)).astype(int))
-        values = [values[i] for i in picks]
-    return values
+    return [min(c, key=lambda v: (-c[v], v)) for _, c in sorted(groups.items())]
+
+
+def _thin(values: list[float], most: int | None) -> list[float]:
+    """At most ``most`` of the sorted ``values``, evenly spaced, first and last kept (``None``: all)."""
+    if most is None or len(values) <= most:
+        return values
+    picks = np.unique(np.round(np.linspace(0, len(values) - 1, most)).astype(int))
+    return [values[i] for i in picks]
+
+
+def _thinned_note(shown: int, measured: int) -> str:
+    """``"8 of 14 measured budgets shown (...)"`` when the default budgets were thinned, else ``""``."""
+    if shown >= measured:
+        return ""
+    return (
+        f"{shown} of {measured} measured budgets shown, evenly spaced over them (cheapest and dearest "
+        "kept; `vitbench leaderboard --view matched --all-budgets` shows every one)"
+    )
 
 
 def adaptive_note(frame: pd.DataFrame) -> str:
@@ -261,6 +273,7 @@ def matched_gmacs_table(
     level: float = 0.0,
     selection: str = "scored",
     samples: Any = None,
+    max_budgets: int | None = MAX_GRID_POINTS,
 ) -> str:
     """Top-1 of each method linearly interpolated at common GMACs budgets.
 
@@ -275,8 +288,10 @@ def matched_gmacs_table(
         fmt: one of :data:`FORMATS`.
         model: restrict to one model (default: all; a ``Model`` column is added if several).
         grid: GMACs budgets; default: the measured GMACs of the non-dense rows as stored, one per
-            printed value (headers round them), at most 8 evenly picked; a method measured at a
-            budget shows its measured top-1 there.
+            printed value (headers round them); a method measured at a budget shows its measured
+            top-1 there. More than ``max_budgets`` of them are thinned to that many, evenly
+            spaced over the sorted ones (first and last kept), and the caption says how many of
+            how many are shown.
         noise: noise condition (``"clean"`` or a noise name at ``level``).
         level: noise severity.
         selection: token selection of the compressed methods.
@@ -285,11 +300,17 @@ def matched_gmacs_table(
             those statistically tied with it
             (≈: paired bootstrap 95 % CI of the difference of interpolated per-image
             correctness contains 0).
+        max_budgets: most default budgets shown (:data:`MAX_GRID_POINTS`; ``None``: every
+            measured one, ``vitbench leaderboard --view matched --all-budgets``); ignored with
+            ``grid``.
 
     Raises:
-        VitbenchError: unknown ``fmt``, no successful records, or no non-dense method.
+        VitbenchError: unknown ``fmt``, no successful records, no non-dense method, or
+            ``max_budgets`` below 2.
     """
     check_fmt(fmt)
+    if max_budgets is not None and max_budgets < 2:
+        raise VitbenchError(f"max_budgets {max_budgets} is below 2; give 2 or more, or None for every budget")
     ok = with_curves(select_rows(df, model, noise, level, selection))
     stats = seed_stats(ok, ["curve"])
     methods = stats.loc[stats["method"] != DENSE]
@@ -301,7 +322,8 @@ def matched_gmacs_table(
             f"{filters_text(model, noise, level, selection)}; "
             + ("these are cost-only cells (no accuracy)" if cost else "only the dense baseline was found")
         )
-    budgets = sorted(float(g) for g in grid) if grid is not None else _default_grid(methods["gmacs"])
+    measured = _measured_budgets(methods["gmacs"]) if grid is None else []
+    budgets = sorted(float(g) for g in grid) if grid is not None else _thin(measured, max_budgets)
     gd = gmacs_digits(methods["gmacs"])
     tol = _GRID_TOL * 10.0 ** (2 - gd)  # half a unit of the shown precision
     # one curve per method variant and population (never averaged together); the suite is part
@@ -357,6 +379,8 @@ def matched_gmacs_table(
         refs.append(f"{label}Top-1 {t:.2f} at {fmt_num(gm, gd)} GMACs")
     caption = "Dense reference (same images): " + ("; ".join(refs) if refs else "none recorded")
     caption += f"; Top-1 (%) interpolated between measured points, {seeds_note(stats['n'])}"
+    if thinned := _thinned_note(len(budgets), len(measured)):
+        caption += f"; {thinned}"
     caption += f"; ▲ best at the budget; {GMACS_NOTE}"
     if marked or samples:
         caption += "; ≈ tied with the best (paired bootstrap 95% CI of Δ contains 0)"
@@ -415,8 +439,13 @@ def selection_table(
 ) -> str:
     """Scored vs random token selection at equal keep ratios.
 
-    Columns: ``Method | Keep | GMACs | Top-1 scored | Top-1 random | Δ (scored − random)``;
-    only (method, keep ratio) pairs with both selections and keep ratio < 1 are listed.
+    Columns: ``Method | Keep | GMACs scored | GMACs random | Top-1 scored | Top-1 random |
+    Δ (scored − random)``; only (method, keep ratio) pairs with both selections and keep ratio
+    < 1 are listed. Each selection shows its own measured GMACs (mean over seeds): random
+    selection keeps the same token counts but does not compute the scores or the matching it
+    replaces, so e.g. ToMe's, PiToMe's, MCTF's, DiffRate's and eTPS's random rows cost slightly
+    less; the caption names the methods whose two measured costs differ (even where they print
+    alike).
 
     Raises:
         VitbenchError: unknown ``fmt``, no successful records, or no scored/random pairs.
@@ -436,10 +465,12 @@ def selection_table(
         )
     both = order_rows(both.assign(setting=""))
     delta = list(both["top1"] - both["top1_random"])
+    digits = gmacs_digits(pd.concat([both["gmacs"], both["gmacs_random"]]))
+    gmacs_shown = {s: [fmt_num(v, digits) for v in both[c]] for s, c in _SELECTION_GMACS}
     cols = lead_columns(both) + [
         Col("Method", list(both["curve"]), list(both["curve"]), numeric=False),
         Col("Keep", list(both["keep_ratio"]), [fmt_num(v) for v in both["keep_ratio"]]),
-        Col("GMACs", list(both["gmacs"]), [fmt_num(v, gmacs_digits(both["gmacs"])) for v in both["gmacs"]]),
+        *(Col(f"GMACs {s}", list(both[c]), gmacs_shown[s]) for s, c in _SELECTION_GMACS),
         Col(
             "Top-1 scored",
             list(both["top1"]),
@@ -456,7 +487,19 @@ def selection_table(
         Col("Δ (scored − random)", delta, [fmt_signed(v) for v in delta]),
     ]
     note = seeds_note([*both["n"], *both["n_random"]])
-    return render_table(cols, fmt, caption=f"Top-1 (%) on the same images, {note}; {GMACS_NOTE}.")
+    scored_g, random_g = both["gmacs"].to_numpy(float), both["gmacs_random"].to_numpy(float)
+    same = np.isclose(scored_g, random_g, rtol=1e-9, atol=0.0, equal_nan=True)
+    differ = sorted(set(both.loc[~same, "method"].astype(str)))
+    cost = "GMACs as measured with each selection" + (
+        f"; they differ for {', '.join(differ)} (random selection computes no scores or matching)"
+        if differ
+        else ""
+    )
+    return render_table(cols, fmt, caption=f"Top-1 (%) on the same images, {note}; {cost}; {GMACS_NOTE}.")
+
+
+#: (selection, column of :func:`selection_table`'s merged frame holding its mean GMACs).
+_SELECTION_GMACS = (("scored", "gmacs"), ("random", "gmacs_random"))
 
 
 def noise_table(

@@ -47,6 +47,8 @@ class ViewOptions:
         noise: the swept noise of the levels view.
         reference: mCE reference, ``dense`` or ``alexnet``.
         split: corruptions averaged into mCE (``test``, ``validation`` or ``all``).
+        all_budgets: matched view: every measured GMACs budget, not at most
+            :data:`vitbench.report.tables.MAX_GRID_POINTS` evenly spaced ones.
         samples: a function returning the store's per-sample outcomes
             (:func:`vitbench.store.results.load_samples`), called only by views that use them.
     """
@@ -58,6 +60,7 @@ class ViewOptions:
     noise: str = "gaussian-sigma"
     reference: str = "dense"
     split: str = "test"
+    all_budgets: bool = False
     samples: Callable[[], Any] | None = None
 
     def load_samples(self) -> Any:

@@ -11,11 +11,18 @@ if TYPE_CHECKING:
 
 
 def render(df: pd.DataFrame, opts: ViewOptions) -> str:
-    """:func:`vitbench.report.tables.matched_gmacs_table` (ties marked with per-sample outcomes)."""
-    # deferred: tables bring pandas; the registry stays importable without it
-    from vitbench.report.tables import matched_gmacs_table
+    """:func:`vitbench.report.tables.matched_gmacs_table` (ties marked with per-sample outcomes).
 
-    return matched_gmacs_table(df, fmt=opts.fmt, model=opts.model, samples=opts.load_samples())
+    At most :data:`vitbench.report.tables.MAX_GRID_POINTS` budgets (the caption says when some
+    were left out), every measured one with ``opts.all_budgets``.
+    """
+    # deferred: tables bring pandas; the registry stays importable without it
+    from vitbench.report.tables import MAX_GRID_POINTS, matched_gmacs_table
+
+    most = None if opts.all_budgets else MAX_GRID_POINTS
+    return matched_gmacs_table(
+        df, fmt=opts.fmt, model=opts.model, samples=opts.load_samples(), max_budgets=most
+    )
 
 
 def report(df: pd.DataFrame, ctx: Any) -> None:
