@@ -131,6 +131,30 @@ def test_side_table_round_trip_and_view_marks_slower_and_not_equal(tmp_path: Pat
     assert out.stat().st_size > 0
 
 
+def test_a_not_exportable_row_leaves_the_timed_rows_timed(tmp_path: Path) -> None:
+    """NULL errors read back as '' (pandas 3 loads them as NaN, truthy, once one row has an error)."""
+    store = tmp_path / "r.sqlite"
+    ats = {**_row("ats", "onnxruntime", 32, 2.0, [], equal=False), "verdict": "", "error": "data-dependent"}
+    rows = [
+        _row("dense", "onnxruntime", 32, 4.0, [100.0, 110.0, 90.0]),
+        _row("tome", "onnxruntime", 32, 2.0, [50.0, 55.0, 45.0]),
+        ats,
+    ]
+    write_runtime_rows(store, rows)
+    df = load_runtime_rows(store)
+    assert df.set_index("method").loc["tome", "error"] == ""
+    s = speedups(df).set_index("method")
+    assert s.loc["tome", "speedup"] == pytest.approx(2.0) and s.loc["tome", "status"] == "ok"
+    text = runtimes_table(df)
+    tome = next(x for x in text.splitlines() if "| tome" in x)
+    assert "2.00 (" in tome and "| ok" in tome
+    from vitbench.report.runtimes import _realized_cell
+
+    latest = speedups(df).to_dict("records")
+    cells = {r["method"]: _realized_cell(r) for r in latest}
+    assert cells["tome"].startswith("2.00 (") and cells["ats"] == "not exportable"
+
+
 def test_realized_columns_per_runtime_and_batch_mark_slower_and_not_equal(tmp_path: Path) -> None:
     store = tmp_path / "r.sqlite"
     rows = [

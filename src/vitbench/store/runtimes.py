@@ -128,5 +128,11 @@ def load_runtime_rows(path: str | Path) -> pd.DataFrame:
     except sqlite3.Error as exc:
         raise VitbenchError(f"cannot read {path} ({exc}); pass a vitbench results store") from None
     df["times_ms"] = [json.loads(t) if isinstance(t, str) else [] for t in df["times_ms"]]
+    # SQL NULL in a text column is "" here, whatever pandas loads it as: None in an all-NULL
+    # object column, NaN (which is truthy) in pandas 3's string columns once one row has a value
+    # (a timed row would read as failed as soon as another row of the store was not exportable)
+    for col, kind in RUNTIME_FIELDS.items():
+        if kind == "TEXT" and col != "times_ms" and col in df:
+            df[col] = [v if isinstance(v, str) else "" for v in df[col]]
     df.attrs["source"] = str(path)
     return df
