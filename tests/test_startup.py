@@ -80,6 +80,11 @@ def test_commands_without_a_model_do_not_import_torch(args: list[str], store: Pa
             "method 'evit' has no parameter 'keeprate'; did you mean 'keep_rate'?",
         ),
         ({"models": [{"name": "vitbench_demo_vit", "data_config": {"crop_pct": 2}}]}, "crop_pct"),
+        (
+            {"methods": [{"name": "tome", "params": {"r": 13}}], "keep_ratios": [0.7, 0.5]},
+            "method 'tome' sets its native knob r=13, so keep ratios 0.7, 0.5 all run r=13; "
+            "give one keep ratio or drop r",
+        ),
     ],
 )
 def test_a_suite_file_with_a_mistake_is_refused_without_torch(
