@@ -81,6 +81,30 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def method_keep_pairs(methods: Sequence[str], keeps: Sequence[float]) -> list[tuple[str, float]]:
+    """(method, keep) pairs: ``name`` at every keep of ``keeps``, ``name@0.5`` at its own keep only.
+
+    Raises:
+        VitbenchError: a keep after ``@`` that is not a number in (0, 1].
+    """
+    out = []
+    for m in methods:
+        name, _, own = m.partition("@")
+        if name == "dense":
+            continue
+        if not own:
+            out += [(name, k) for k in keeps]
+            continue
+        try:
+            keep = float(own)
+        except ValueError:
+            keep = -1.0
+        if not 0.0 < keep <= 1.0:
+            raise VitbenchError(f"--method {m}: the keep ratio after @ must be in (0, 1], e.g. magnitude@0.5")
+        out.append((name, keep))
+    return out
+
+
 def freeze_args(args: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Sorted (name, value) pairs with lists turned into tuples (hashable, for specs)."""
 

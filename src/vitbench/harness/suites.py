@@ -20,8 +20,8 @@ from vitbench.core.checks import (
     freeze_args,
 )
 from vitbench.core.errors import VitbenchError
-from vitbench.core.method_index import MethodInfo, all_methods, method_info
-from vitbench.core.registry import UnknownNameError, close_hint
+from vitbench.core.method_index import MethodInfo, require_method
+from vitbench.core.registry import close_hint
 from vitbench.core.specs import (
     CalibSpec,
     Cell,
@@ -334,13 +334,7 @@ def _method_info(name: str) -> MethodInfo:
         UnknownNameError: no method has that name (close matches and the full list named, as the
             method registry says it).
     """
-    info = method_info(name)
-    if info is None:
-        names = [m.name for m in all_methods()]
-        raise UnknownNameError(
-            f"unknown method '{name}'{close_hint(name, names)} available: {', '.join(names)}"
-        )
-    return info
+    return require_method(name)
 
 
 def _dataset(item: Any, where: str) -> DataSpec:
