@@ -29,6 +29,7 @@ from vitbench.core.checks import method_keep_pairs
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import create_model, data_config, freeze_args
 from vitbench.core.specs import ModelSpec
+from vitbench.core.threads import thread_count
 from vitbench.harness.runtime_phase import store_rows
 from vitbench.harness.trained import cost_params
 from vitbench.measure import count_gmacs
@@ -157,7 +158,7 @@ def runtime_table(
         "suite": "vitbench throughput",
         "model": model_name,
         "weights": weights,
-        "device": f"cpu ({n_threads} threads)",
+        "device": f"cpu ({thread_count(n_threads)})",
     }
     stored = store_rows(rows, meta, common)
     if results:
