@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.threads import intra_op_threads
 from vitbench.measure import (
     ThroughputResult,
     classification_metrics,
@@ -165,3 +166,10 @@ def test_time_passes_interleaves_rounds_after_warmup() -> None:
             time_passes([lambda: None], **bad)  # type: ignore[arg-type]
     with pytest.raises(VitbenchError, match="at least one pass"):
         time_passes([], repeats=1)
+
+
+@pytest.mark.parametrize(("threads", "device"), [(1, "cpu (1 thread)"), (2, "cpu (2 threads)")])
+def test_throughput_device_names_the_thread_count(threads: int, device: str) -> None:
+    with intra_op_threads(threads):
+        r = measure_throughput(_tiny_net(), input_size=(3, 16, 16), batch_size=2, warmup=0, repeats=1)
+    assert (r.threads, r.device) == (threads, device)

@@ -23,6 +23,7 @@ import pytest
 
 from vitbench.core.errors import VitbenchError
 from vitbench.report.format import FORMATS
+from vitbench.report.tables import throughput_note
 from vitbench.store.per_sample import PerSample
 from vitbench.store.records import RECORD_FIELDS
 from vitbench.store.results import ResultsStore, load_results, load_samples
@@ -442,3 +443,13 @@ def test_reference_from_two_suites_on_the_same_images_asks_for_one(tmp_path: Pat
         VitbenchError, match=r"measured by several suites on the same images \(.*other.*\); pass --suite"
     ):
         compare_table(load_results(db), load_samples(db))
+
+
+@pytest.mark.parametrize(
+    ("threads", "text"), [([1], "1 thread,"), ([2], "2 threads,"), ([1, 2], "1/2 threads,")]
+)
+def test_throughput_note_counts_threads_in_words(threads: list[int], text: str) -> None:
+    frame = pd.DataFrame(
+        {"device": ["cpu: x86_64"] * len(threads), "threads": threads, "throughput_dtype": "float32"}
+    )
+    assert f"measured on cpu: x86_64, {text} float32;" in throughput_note(frame)

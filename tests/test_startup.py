@@ -80,6 +80,11 @@ def test_commands_without_a_model_do_not_import_torch(args: list[str], store: Pa
             "method 'evit' has no parameter 'keeprate'; did you mean 'keep_rate'?",
         ),
         ({"models": [{"name": "vitbench_demo_vit", "data_config": {"crop_pct": 2}}]}, "crop_pct"),
+        (
+            {"methods": [{"name": "tome", "params": {"r": 13}}], "keep_ratios": [0.7, 0.5]},
+            "method 'tome' sets its native knob r=13, so keep ratios 0.7, 0.5 all run r=13; "
+            "give one keep ratio or drop r",
+        ),
     ],
 )
 def test_a_suite_file_with_a_mistake_is_refused_without_torch(
@@ -109,3 +114,73 @@ def test_checks_that_need_timm_still_run() -> None:
         suite_from_dict({**TINY_SUITE, "models": ["vit_tiny_patch16_22"]})
     with pytest.raises(VitbenchError, match="r='many' is not an integer"):
         suite_from_dict({**TINY_SUITE, "methods": [{"name": "tome", "params": {"r": "many"}}]})
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["flops", "--model", "vitbench_demo_vit", "--method", "nosuch"],
+            "unknown method 'nosuch'; available:",
+        ),
+        (["flops", "--method", "tmoe"], "unknown method 'tmoe'; did you mean 'tome'"),
+        (["flops", "--method", "lfs"], "'lfs' is a channel method; this command takes token methods"),
+        (["flops", "--keep", "1.5"], "--keep: keep ratio 1.5 is outside (0, 1]"),
+        (
+            ["flops", "--method", "tome", "--set", "rr=3"],
+            "method 'tome' has no parameter 'rr'; did you mean 'r'?",
+        ),
+        (["flops", "--data-config", "crop_pct=2"], "data_config crop_pct must be in (0, 1]"),
+        (
+            ["throughput", "--model", "vitbench_demo_vit", "--runtime", "tensorrt"],
+            "unknown runtime 'tensorrt'",
+        ),
+        (
+            ["throughput", "--runtime", "openvino"],
+            "runtime 'openvino' needs openvino: install the deploy extra",
+        ),
+        (["throughput", "--method", "nosuch"], "unknown method 'nosuch'"),
+        (["throughput", "--batch-size", "0"], "--batch-size 0: must be a positive integer"),
+        (["throughput", "--dtype", "fp64"], "unknown dtype 'fp64'"),
+        (
+            ["throughput", "--set", "rr=3"],
+            "--set rr: none of the methods dense, evit, tome has a parameter 'rr'",
+        ),
+        (
+            ["throughput", "--method", "tome", "--keep", "0.7", "--keep", "0.5", "--set", "r=13"],
+            "method 'tome' sets its native knob r=13, so keep ratios 0.7, 0.5 all run r=13",
+        ),
+        (["export", "--check", "tensorrt", "--output", "OUT"], "unknown runtime 'tensorrt'"),
+        (["export", "--check", "openvino", "--output", "OUT"], "install the deploy extra"),
+        (
+            ["export", "--check", "onnxruntime", "--method", "nosuch", "--output", "OUT"],
+            "unknown method 'nosuch'",
+        ),
+        (
+            ["export", "--check", "onnxruntime", "--method", "evit", "--keep", "0", "--output", "OUT"],
+            "outside (0, 1]",
+        ),
+        (
+            ["export", "--check", "onnxruntime", "--method", "evit", "--batch-size", "0", "--output", "OUT"],
+            "--batch-size 0",
+        ),
+    ],
+)
+def test_cost_commands_refuse_a_bad_flag_without_torch(args: list[str], message: str, tmp_path: Path) -> None:
+    """flops, throughput and export check their flags before importing torch: exit 2, one line."""
+    out_file = tmp_path / "m.onnx"
+    args = [str(out_file) if a == "OUT" else a for a in args]
+    code = (
+        "import importlib.util, sys\n"
+        "find = importlib.util.find_spec\n"  # as if the deploy extra's openvino were not installed
+        "importlib.util.find_spec = lambda n, *a: None if n == 'openvino' else find(n, *a)\n"
+        "from vitbench.cli.main import main\n"
+        f"rc = main({args!r})\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split()[-2:] == ["NO-TORCH", "2"], out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert not out_file.exists()

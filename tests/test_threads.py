@@ -17,6 +17,7 @@ from vitbench.core.threads import (
     check_threads,
     intra_op_threads,
     local_processes,
+    thread_count,
     usable_cores,
 )
 from vitbench.harness.runner import Harness
@@ -165,3 +166,7 @@ def test_store_without_eval_threads_gains_the_column(tmp_path: Path) -> None:
         store.write({"cell_key": "k2", "top1": 80.0, "threads": 1, "eval_threads": 1})
     df = load_results(old)
     assert df["eval_threads"].isna().tolist() == [True, False] and df["threads"].tolist() == [2, 1]
+
+
+def test_thread_count_reads_as_words() -> None:
+    assert [thread_count(1), thread_count(4), thread_count("1/2")] == ["1 thread", "4 threads", "1/2 threads"]

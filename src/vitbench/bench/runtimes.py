@@ -25,9 +25,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from vitbench.core.checks import method_keep_pairs
 from vitbench.core.errors import VitbenchError
 from vitbench.core.models import create_model, data_config, freeze_args
 from vitbench.core.specs import ModelSpec
+from vitbench.core.threads import thread_count
 from vitbench.harness.runtime_phase import store_rows
 from vitbench.harness.trained import cost_params
 from vitbench.measure import count_gmacs
@@ -138,7 +140,7 @@ def runtime_table(
     size = tuple(data_config(base)["input_size"])
     with contextlib.ExitStack() as stack:
         variants, meta = [], {}
-        for name, keep in [("dense", 1.0), *_method_keeps(methods, keeps)]:
+        for name, keep in [("dense", 1.0), *method_keep_pairs(methods, keeps)]:
             entry = ModelSpec(model_name, weights, freeze_args(model_args or {}), freeze_args(data_cfg or {}))
             model, info = build_variant(base, name, keep, sets or {}, selection, stack, entry)
             label = f"{name} {info['setting']}"
@@ -156,7 +158,7 @@ def runtime_table(
         "suite": "vitbench throughput",
         "model": model_name,
         "weights": weights,
-        "device": f"cpu ({n_threads} threads)",
+        "device": f"cpu ({thread_count(n_threads)})",
     }
     stored = store_rows(rows, meta, common)
     if results:
@@ -164,30 +166,6 @@ def runtime_table(
         log(f"wrote {len(stored)} runtime rows to {results}")
     frame = pd.DataFrame(stored, columns=list(RUNTIME_FIELDS))
     return runtimes_table(frame, fmt="github")
-
-
-def _method_keeps(methods: list[str], keeps: list[float]) -> list[tuple[str, float]]:
-    """(method, keep) pairs: ``name`` at every keep of ``keeps``, ``name@0.5`` at its own keep only.
-
-    Raises:
-        VitbenchError: a keep after ``@`` that is not a number in (0, 1].
-    """
-    out = []
-    for m in methods:
-        name, _, own = m.partition("@")
-        if name == "dense":
-            continue
-        if not own:
-            out += [(name, k) for k in keeps]
-            continue
-        try:
-            keep = float(own)
-        except ValueError:
-            keep = -1.0
-        if not 0.0 < keep <= 1.0:
-            raise VitbenchError(f"--method {m}: the keep ratio after @ must be in (0, 1], e.g. magnitude@0.5")
-        out.append((name, keep))
-    return out
 
 
 def _load() -> str:

@@ -13,6 +13,7 @@ from vitbench.core.demo import ARCH, DEMO_DATASET, default_weights_path
 from vitbench.core.models import create_model, data_config, freeze_args
 from vitbench.core.models import data_config as resolve_data_config
 from vitbench.core.specs import ModelSpec
+from vitbench.core.threads import thread_count
 from vitbench.data import default_workers, load_dataset
 from vitbench.data.samples import to_tensor
 from vitbench.harness.runner import Harness
@@ -72,7 +73,7 @@ def bench_eval(batch_size: int = 250, repeats: int = 3) -> dict[str, float]:
         t_h, t_b = time_passes([harness_pass, bare_pass], repeats, warmup=1)
     eval_ips = n / sorted(t_h)[len(t_h) // 2]
     bare_ips = n / sorted(t_b)[len(t_b) // 2]
-    print(f"demo model, {n} images, batch {batch_size}, {torch.get_num_threads()} threads")
+    print(f"demo model, {n} images, batch {batch_size}, {thread_count(torch.get_num_threads())}")
     print(f"harness evaluation: {eval_ips:.1f} img/s")
     print(f"bare forward:       {bare_ips:.1f} img/s")
     print(f"ratio:              {eval_ips / bare_ips:.3f}  (target >= 0.9)")
@@ -159,7 +160,7 @@ def bench_data(
     where = folder or "generated 500x375 JPEGs (quality 90)"
     print(
         f"{model_name} (random weights) on {n} images from {where}, batch {batch_size}, "
-        f"{acc.device}, {torch.get_num_threads()} threads, {default_workers()} DataLoader workers"
+        f"{acc.device}, {thread_count(torch.get_num_threads())}, {default_workers()} DataLoader workers"
     )
     print(f"evaluation (decode + transform + forward): {eval_ips:.1f} img/s")
     print(f"bare forward (images in memory):           {bare_ips:.1f} img/s")
@@ -205,7 +206,7 @@ def bench_train(
     bare_ips, ft_ips = sorted(bare)[len(bare) // 2], sorted(tuned)[len(tuned) // 2]
     print(
         f"{method} on the demo model ({weights} weights), batch {batch_size}, {steps} steps x "
-        f"{rounds} interleaved rounds (median), {threads or old} threads"
+        f"{rounds} interleaved rounds (median), {thread_count(threads or old)}"
     )
     print(f"vitbench finetune: {ft_ips:.1f} img/s   (rounds: {', '.join(f'{v:.0f}' for v in tuned)})")
     print(f"bare PyTorch loop: {bare_ips:.1f} img/s   (rounds: {', '.join(f'{v:.0f}' for v in bare)})")

@@ -38,17 +38,11 @@ def _dtype(name: str) -> Any:
     # deferred: keeps `vitbench --help` free of torch
     import torch
 
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if name not in table:
-        raise VitbenchError(f"unknown dtype '{name}'; use float32, bfloat16 or float16")
-    return table[name]
+    # deferred: the torch-free flag checks, only once a command runs
+    from vitbench.core.flags import DTYPES, check_dtypes
+
+    check_dtypes([name])
+    return getattr(torch, DTYPES[name])
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -99,6 +93,13 @@ def cmd_noises(args: argparse.Namespace) -> int:
 
 def cmd_flops(args: argparse.Namespace) -> int:
     """Print GMACs (papers' convention) of a model + method; no data, random weights."""
+    # deferred: the argument checks need no torch: a bad flag is refused before it is imported
+    from vitbench.core.flags import check_flops
+
+    sets = parse_sets(args.set)
+    if not args.paper:
+        check_flops(args.method, args.keep, sets)
+        margs, dcfg = model_options(args)
     # deferred: models and the GMACs counter load torch and timm; `vitbench --help` stays free of them
     from vitbench.core.models import create_model, data_config
     from vitbench.measure import count_gmacs, self_check
@@ -112,11 +113,10 @@ def cmd_flops(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text + "\n")
         print(text)
         return 0
-    margs, dcfg = model_options(args)
     weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
     model = create_model(args.model, weights, model_args=margs, data_config=dcfg)
     entry = (args.model, weights, margs, dcfg)
-    cls, params = _method_arg(args.method, parse_sets(args.set), args.keep, model, entry)
+    cls, params = _method_arg(args.method, sets, args.keep, model, entry)
     size = tuple(data_config(model)["input_size"])
     with cls.apply(model, params, args.selection) as handle:
         gmacs = count_gmacs(model, size)
@@ -144,12 +144,35 @@ def cmd_recount(args: argparse.Namespace) -> int:
 
 def cmd_throughput(args: argparse.Namespace) -> int:
     """Throughput of methods x keep ratios x batch sizes on random weights, with realized speedup."""
+    # deferred: the argument checks need no torch: a bad flag is refused before it is imported
+    from vitbench.core.checks import check_runtimes
+    from vitbench.core.flags import (
+        check_dtypes,
+        check_positive,
+        check_runtime_flags,
+        check_threads_flag,
+        check_throughput,
+    )
+
+    if args.runtime:
+        check_runtimes(args.runtime)  # a missing package is one line before any model is built
+        check_runtime_flags(args.dtype, args.device, args.compile or args.channels_last)
+    sets = parse_sets(args.set)
+    check_throughput(args.method or ["evit", "tome"], args.keep or [0.7], sets, runtime=bool(args.runtime))
+    check_positive(args.batch_size, "--batch-size", "64")
+    check_positive(args.repeats, "--repeats", "10")
+    check_positive(args.rounds, "--rounds", "3")
+    if args.warmup < 0:
+        raise VitbenchError(f"--warmup {args.warmup}: must be 0 or more, e.g. --warmup 3")
+    check_dtypes(args.dtype)
+    check_threads_flag(args.threads)
+    margs, dcfg = model_options(args)
+
     # deferred: timing loads torch and timm; `vitbench --help` stays free of them
     from vitbench.bench.speed import throughput_table
 
-    margs, dcfg = model_options(args)
     if args.runtime:
-        return _runtime_throughput(args, margs, dcfg)
+        return _runtime_throughput(args, margs, dcfg, sets)
     print(
         throughput_table(
             args.model,
@@ -159,7 +182,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
             [_dtype(d) for d in args.dtype or ["float32"]],
             args.device,
             args.selection,
-            parse_sets(args.set),
+            sets,
             args.warmup,
             args.repeats,
             args.rounds,
@@ -173,17 +196,14 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runtime_throughput(args: argparse.Namespace, margs: Any, dcfg: Any) -> int:
-    """``vitbench throughput --runtime ...``: the runtimes view of dense and the given methods."""
+def _runtime_throughput(args: argparse.Namespace, margs: Any, dcfg: Any, sets: dict[str, Any]) -> int:
+    """``vitbench throughput --runtime ...``: the runtimes view of dense and the given methods.
+
+    Its flags are checked by :func:`cmd_throughput` before torch is imported.
+    """
     # deferred: runtimes load torch, timm and the deploy packages; `vitbench --help` stays free of them
     from vitbench.bench.runtimes import runtime_table
-    from vitbench.measure.runtimes import check_runtimes
 
-    check_runtimes(args.runtime)  # a missing package is one line before any model is built
-    if args.dtype and set(args.dtype) - {"float32", "fp32"}:
-        raise VitbenchError("--runtime measures float32 only; leave out --dtype")
-    if args.device != "cpu" or args.compile or args.channels_last:
-        raise VitbenchError("--runtime measures on CPU; leave out --device, --compile and --channels-last")
     print(
         runtime_table(
             args.model,
@@ -192,7 +212,7 @@ def _runtime_throughput(args: argparse.Namespace, margs: Any, dcfg: Any) -> int:
             args.batch_size or [1, 64],
             args.runtime,
             selection=args.selection,
-            sets=parse_sets(args.set),
+            sets=sets,
             threads=args.threads,
             warmup=max(1, args.warmup),
             repeats=args.repeats,
@@ -211,19 +231,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     Exit 0 when every check is equal, 1 when one is not (the file is written either way), 2 on
     an error (not exportable: the failing op).
     """
-    # deferred: export loads torch, timm and the deploy packages; `vitbench --help` stays free of them
-    from vitbench.bench.runtimes import export_model
-    from vitbench.measure.runtimes import check_runtimes
+    # deferred: the argument checks need no torch: a bad flag is refused before it is imported
+    from vitbench.core.checks import check_runtimes
+    from vitbench.core.flags import check_export, check_positive, check_threads_flag
 
-    check = check_runtimes(args.check or ["onnxruntime", "openvino"])
+    check = check_runtimes(args.check or ["onnxruntime", "openvino"])  # the deploy extra, by name
+    if args.all and args.output:
+        raise VitbenchError("--all keeps no .onnx files; leave out --output (--table FILE writes the table)")
+    if args.all and args.method != "dense":
+        raise VitbenchError("--all exports every registered method; leave out --method")
+    if args.table and not args.all:
+        raise VitbenchError("--table writes the table of --all; add --all or leave out --table")
+    if not args.output and not args.all:
+        raise VitbenchError("export needs --output FILE.onnx (or --all for every method's verdicts)")
+    sets = parse_sets(args.set)
+    check_export(args.method, args.keep, sets, every=args.all)
+    check_positive(args.batch_size, "--batch-size", "32")
+    check_threads_flag(args.threads)
     margs, dcfg = model_options(args)
     weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
     if args.all:
-        return _export_all(args, list(check), weights, margs, dcfg)
-    if args.table:
-        raise VitbenchError("--table writes the table of --all; add --all or leave out --table")
-    if not args.output:
-        raise VitbenchError("export needs --output FILE.onnx (or --all for every method's verdicts)")
+        return _export_all(args, list(check), weights, margs, dcfg, sets)
+
+    # deferred: export loads torch, timm and the deploy packages; `vitbench --help` stays free of them
+    from vitbench.bench.runtimes import export_model
+
     line, equal = export_model(
         args.model,
         args.method,
@@ -231,7 +263,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.output,
         weights=weights,
         selection=args.selection,
-        sets=parse_sets(args.set),
+        sets=sets,
         check=list(check),
         batch_sizes=args.batch_size or [1, 32],
         threads=args.threads,
@@ -242,22 +274,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0 if equal else 1  # written, but not equal to eager somewhere: exit 1
 
 
-def _export_all(args: argparse.Namespace, check: list[str], weights: str, margs: Any, dcfg: Any) -> int:
-    """``vitbench export --all``: every registered method's export verdicts as one table (exit 0)."""
+def _export_all(
+    args: argparse.Namespace, check: list[str], weights: str, margs: Any, dcfg: Any, sets: dict[str, Any]
+) -> int:
+    """``vitbench export --all``: every registered method's export verdicts as one table (exit 0).
+
+    Its flags are checked by :func:`cmd_export` before torch is imported.
+    """
     # deferred: export loads torch, timm and the deploy packages
     from vitbench.bench.runtimes import export_matrix
 
-    if args.output:
-        raise VitbenchError("--all keeps no .onnx files; leave out --output (--table FILE writes the table)")
-    if args.method != "dense":
-        raise VitbenchError("--all exports every registered method; leave out --method")
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.table else (lambda _m: None)
     table, _res = export_matrix(
         args.model,
         keep=args.keep,
         weights=weights,
         selection=args.selection,
-        sets=parse_sets(args.set),
+        sets=sets,
         check=check,
         batch_sizes=args.batch_size or [1, 32],
         threads=args.threads,

@@ -63,8 +63,8 @@ def parse_sets(pairs: Sequence[str] | None, flag: str = "--set", example: str = 
 
 def model_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """``--model-arg`` and ``--data-config`` as dicts (YAML values), the data config validated."""
-    # deferred: core.models loads torch and timm; `vitbench --help` stays free of them
-    from vitbench.core.models import check_data_config
+    # deferred: the torch-free checks, only once a command runs
+    from vitbench.core.checks import check_data_config
 
     model_args = parse_sets(getattr(args, "model_arg", None), "--model-arg", "img_size=32")
     dcfg = parse_sets(getattr(args, "data_config", None), "--data-config", "mean=[0.49,0.48,0.45]")

@@ -39,6 +39,72 @@ def check_keep_ratio(keep_ratio: float) -> None:
         raise VitbenchError(f"keep ratio {keep_ratio!r} is outside (0, 1]; use a value such as 0.7")
 
 
+def check_fixed_setting(
+    method: str, knob: str, fixed: Mapping[str, Any], keeps: Sequence[float], where: str
+) -> None:
+    """Refuse a method whose given parameters fix its native setting while it runs at several keep ratios.
+
+    A method's given parameters win over the keep-ratio mapping (``Method.params_for``): with its
+    native knob given (ToMe's ``r: 13``), or a parameter that replaces the knob (ToMe's
+    ``r_per_block``), every keep ratio runs the same setting, and tables would list one evaluation
+    several times under different keep labels.
+
+    Args:
+        method: the method's name.
+        knob: its native knob (the parameter the keep ratio maps to).
+        fixed: the given parameters that fix its setting whatever the keep ratio (name -> value,
+            in the order named; empty: none).
+        keeps: the keep ratios it runs at (repeated values count once).
+        where: what gave them, for the message (the suite file, ``suite 'demo'``).
+
+    Raises:
+        VitbenchError: ``fixed`` is not empty and ``keeps`` holds two or more distinct values.
+    """
+    distinct = list(dict.fromkeys(float(k) for k in keeps))
+    if not fixed or len(distinct) < 2:
+        return
+    shown = ", ".join(f"{name}={_shown(value)}" for name, value in fixed.items())
+    parts = [f"{'its native knob ' if name == knob else ''}{name}={_shown(v)}" for name, v in fixed.items()]
+    what = "sets " + " and ".join(parts) + ("" if knob in fixed else f" (in place of its native knob {knob})")
+    keep_text = ", ".join(f"{k:g}" for k in distinct)
+    same = shown if list(fixed) == [knob] else "the same setting"
+    raise VitbenchError(
+        f"{where}: method '{method}' {what}, so keep ratios {keep_text} all run {same}; "
+        f"give one keep ratio or drop {' and '.join(fixed)}"
+    )
+
+
+def _shown(value: Any) -> str:
+    """A parameter value as a suite writes it (``[2, 2]`` for lists and tuples)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
+
+
+def method_keep_pairs(methods: Sequence[str], keeps: Sequence[float]) -> list[tuple[str, float]]:
+    """(method, keep) pairs: ``name`` at every keep of ``keeps``, ``name@0.5`` at its own keep only.
+
+    Raises:
+        VitbenchError: a keep after ``@`` that is not a number in (0, 1].
+    """
+    out = []
+    for m in methods:
+        name, _, own = m.partition("@")
+        if name == "dense":
+            continue
+        if not own:
+            out += [(name, k) for k in keeps]
+            continue
+        try:
+            keep = float(own)
+        except ValueError:
+            keep = -1.0
+        if not 0.0 < keep <= 1.0:
+            raise VitbenchError(f"--method {m}: the keep ratio after @ must be in (0, 1], e.g. magnitude@0.5")
+        out.append((name, keep))
+    return out
+
+
 def freeze_args(args: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Sorted (name, value) pairs with lists turned into tuples (hashable, for specs)."""
 

@@ -19,7 +19,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from vitbench.core.registry import METHODS
+from vitbench.core.registry import METHODS, UnknownNameError, close_hint
 
 #: The entry-point group of plugin methods (as :data:`vitbench.core.registry.METHODS` scans).
 PLUGIN_GROUP = "vitbench.methods"
@@ -119,6 +119,22 @@ def method_info(name: str) -> MethodInfo | None:
     if not _plugins() and shipped():
         return None
     return info_of(METHODS.get(name)) if name in METHODS else None
+
+
+def require_method(name: str) -> MethodInfo:
+    """The facts about method ``name`` (no torch for shipped methods).
+
+    Raises:
+        UnknownNameError: no method has that name (close matches and the full list named, as the
+            method registry says it).
+    """
+    info = method_info(name)
+    if info is None:
+        names = [m.name for m in all_methods()]
+        raise UnknownNameError(
+            f"unknown method '{name}'{close_hint(name, names) or ';'} available: {', '.join(names)}"
+        )
+    return info
 
 
 def all_methods() -> list[MethodInfo]:

@@ -66,6 +66,11 @@ def auto_threads(gmacs_per_image: float, batch_size: int, cores: int) -> int:
     return max(1, int(cores))
 
 
+def thread_count(n: int | str) -> str:
+    """``"1 thread"``, ``"4 threads"``: a thread count as text (``n`` as given, e.g. ``"1/2"``)."""
+    return f"{n} thread" if str(n) == "1" else f"{n} threads"
+
+
 def check_threads(value: Any, where: str, fix: str) -> int | None:
     """Validate a thread count: a positive integer, or ``None`` / ``"auto"`` for the automatic rule.
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from vitbench.core.models import data_config
 from vitbench.core.specs import Cell, MethodSpec
+from vitbench.core.threads import thread_count
 from vitbench.core.version import VERSION
 from vitbench.measure import count_gmacs
 from vitbench.measure.runtime_speed import RuntimeRow, measure_runtimes
@@ -108,7 +109,7 @@ def run_runtime_phase(harness: Any, cells: Sequence[Cell], resumed: bool = False
                 meta[name] = {**info, "gmacs": count_gmacs(model, size)}
             harness.log(
                 f"{spec.name}: runtime phase, {len(variants)} settings x {', '.join(tp.runtimes)} x "
-                f"batch {', '.join(map(str, tp.batch_sizes))} on {threads} thread(s)"
+                f"batch {', '.join(map(str, tp.batch_sizes))} on {thread_count(threads)}"
             )
             rows = measure_runtimes(
                 variants,
@@ -124,7 +125,7 @@ def run_runtime_phase(harness: Any, cells: Sequence[Cell], resumed: bool = False
             "suite": harness.suite.name,
             "model": spec.name,
             "weights": spec.weights,
-            "device": f"cpu ({threads} threads)",
+            "device": f"cpu ({thread_count(threads)})",
         }
         written += write_runtime_rows(harness.results, store_rows(rows, meta, common))
     return written

@@ -12,10 +12,16 @@ from typing import Any
 
 import yaml
 
-from vitbench.core.checks import check_data_config, check_keep_ratio, check_runtimes, freeze_args
+from vitbench.core.checks import (
+    check_data_config,
+    check_fixed_setting,
+    check_keep_ratio,
+    check_runtimes,
+    freeze_args,
+)
 from vitbench.core.errors import VitbenchError
-from vitbench.core.method_index import MethodInfo, all_methods, method_info
-from vitbench.core.registry import UnknownNameError, close_hint
+from vitbench.core.method_index import MethodInfo, require_method
+from vitbench.core.registry import close_hint
 from vitbench.core.specs import (
     CalibSpec,
     Cell,
@@ -189,8 +195,44 @@ def suite_from_dict(raw: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
         raise VitbenchError(f"{where}: {exc}") from None
     if spec.train is not None:
         _check_train_split(spec.train_data(), where)
+    check_keep_axis(spec, where, full=False)  # a given knob: refused before torch is imported
     _check_models_and_params(spec, where)
     return spec
+
+
+def method_keeps(suite: SuiteSpec, method: MethodSpec, info: MethodInfo) -> tuple[float, ...]:
+    """The keep ratios ``method`` runs at: its own, else the suite's; 1.0 for a method without a knob."""
+    return (method.keep_ratios or suite.keep_ratios) if info.knob else (1.0,)
+
+
+def check_keep_axis(suite: SuiteSpec, where: str, full: bool = True) -> None:
+    """Refuse a method whose given parameters fix its setting while it runs at several keep ratios.
+
+    Args:
+        suite: the suite.
+        where: what gave it, for the message.
+        full: also the parameters that replace a method's knob (``Method.replaces_knob``, read
+            from the method classes, which imports torch); ``False``: only a given knob, read from
+            the method index (no torch).
+
+    Raises:
+        VitbenchError: one line naming the method, the parameters, the keep ratios and the fix
+            (:func:`vitbench.core.checks.check_fixed_setting`).
+    """
+    fixed_by = None
+    if full:
+        # the method classes import torch and timm; the check without them runs first (deferred)
+        from vitbench.methods import METHODS
+
+        fixed_by = METHODS.get
+    for method in suite.methods:
+        info = _method_info(method.name)
+        params = method.overrides
+        if fixed_by is not None:
+            fixed = fixed_by(method.name).fixed_by(params)
+        else:
+            fixed = {info.knob: params[info.knob]} if info.knob in params else {}
+        check_fixed_setting(method.name, info.knob, fixed, method_keeps(suite, method, info), where)
 
 
 def _check_models_and_params(spec: SuiteSpec, where: str) -> None:
@@ -292,13 +334,7 @@ def _method_info(name: str) -> MethodInfo:
         UnknownNameError: no method has that name (close matches and the full list named, as the
             method registry says it).
     """
-    info = method_info(name)
-    if info is None:
-        names = [m.name for m in all_methods()]
-        raise UnknownNameError(
-            f"unknown method '{name}'{close_hint(name, names)} available: {', '.join(names)}"
-        )
-    return info
+    return require_method(name)
 
 
 def _dataset(item: Any, where: str) -> DataSpec:
@@ -464,12 +500,17 @@ def expand(suite: SuiteSpec) -> list[Cell]:
     Methods without a keep-ratio knob (``dense``) run once at keep 1.0, a method with its own
     ``keep_ratios`` runs at those instead of the suite's; each method runs only the selection
     modes it supports (``random-tokens`` is random by construction).
+
+    Raises:
+        VitbenchError: a method whose given parameters fix its setting runs at several keep
+            ratios (:func:`check_keep_axis`): the cells would repeat one evaluation.
     """
+    check_keep_axis(suite, f"suite '{suite.name}'")
     cells: list[Cell] = []
     for model in suite.models:
         for method in suite.methods:
             info = _method_info(method.name)
-            keeps = (method.keep_ratios or suite.keep_ratios) if info.knob else (1.0,)
+            keeps = method_keeps(suite, method, info)
             sels = [s for s in suite.selections if s in info.selections] or [info.selections[0]]
             # only channel methods read calibration images: the others run at the first calib noise
             calibs = suite.calib_noises or (suite.calib_noise,)

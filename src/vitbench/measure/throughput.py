@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.threads import thread_count
 from vitbench.measure.modes import eval_mode
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -84,7 +85,7 @@ def _device_name(dev: torch.device, threads: int) -> str:
     """Human-readable device name for the record."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({threads} threads)"
+    return f"cpu ({thread_count(threads)})"
 
 
 def _model_device(model: nn.Module, default: torch.device) -> torch.device:

@@ -99,6 +99,9 @@ class Method:
         selections: selection modes the method supports (``scored`` = its own criterion,
             ``random`` = same counts and same merge/fuse step with seeded uniform scores).
         knob: name of the native knob the keep ratio maps to (documentation and tables).
+        replaces_knob: parameters that, given a value (a non-empty list, a non-zero rate),
+            replace :attr:`knob` whatever the keep ratio (ToMe's ``r_per_block``); see
+            :meth:`fixed_by`.
         trainable: the method has learned parts (a predictor, a fine-tuned backbone) that come
             from a safetensors artifact made by ``vitbench finetune`` (see ``vitbench.train.finetune``).
         requirements: what a model must have for the method (the one place it is declared).
@@ -114,6 +117,7 @@ class Method:
     Params: ClassVar[type] = NoParams
     selections: ClassVar[tuple[str, ...]] = SELECTIONS
     knob: ClassVar[str] = ""
+    replaces_knob: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
     requirements: ClassVar[Requirements] = Requirements()
@@ -145,6 +149,19 @@ class Method:
         values = cls.map_keep_ratio(keep_ratio, model)
         values.update(overrides or {})
         return make_params(cls, values)
+
+    @classmethod
+    def fixed_by(cls, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The given parameters that fix the native setting whatever the keep ratio (name -> value).
+
+        ``overrides`` win over :meth:`map_keep_ratio` (:meth:`params_for`), so a given :attr:`knob`
+        makes every keep ratio the same setting; so does a parameter of :attr:`replaces_knob`
+        given a value (an empty list or a zero rate leaves the knob in charge). Empty: the keep
+        ratio still chooses the setting.
+        """
+        names = [cls.knob] if cls.knob else []
+        names += [n for n in cls.replaces_knob if n in overrides and overrides[n]]
+        return {n: overrides[n] for n in names if n in overrides}
 
     @classmethod
     def setting(cls, params: Any) -> str:

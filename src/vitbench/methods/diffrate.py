@@ -472,6 +472,8 @@ class DiffRate(TrainableMethod):
         ),
     )
     knob: ClassVar[str] = "target"
+    # explicit per-block counts, or constant rates, are used instead of the target
+    replaces_knob: ClassVar[tuple[str, ...]] = ("prune", "merge", "prune_rate", "merge_rate")
     summary = (
         "prune by class attention, then merge into similar tokens, at searched per-block rates "
         "(Chen et al. 2023)"

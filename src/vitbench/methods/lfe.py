@@ -136,6 +136,7 @@ class LFE(TokenMethod):
         uses="its token score weights the class token's attention row and column",
     )
     knob: ClassVar[str] = "keep_rate"
+    replaces_knob: ClassVar[tuple[str, ...]] = ("token_cfg",)  # explicit counts override keep_rate
     summary = "low-frequency energy x head-weighted attention top-k, pruned tokens dropped (Wang et al. 2022)"
     #: 2: kept tokens in the official selector's order by default (token_order), which changes
     #: the LFE scores of every pruning stage after the first

@@ -190,6 +190,7 @@ class ToMe(TokenMethod):
     #: 2: average-pooled models pool the merged tokens by size (version 1 averaged them unweighted)
     version = 2
     knob: ClassVar[str] = "r"
+    replaces_knob: ClassVar[tuple[str, ...]] = ("r_per_block",)  # the per-block list overrides r
     summary = (
         "merge r tokens per block by bipartite soft matching, proportional attention (Bolya et al. 2023)"
     )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.threads import thread_count
 from vitbench.report.format import NA, Col, figure_kind, fmt_num, render_table, save_figure
 from vitbench.report.plotstyle import legend_outside, with_style
 from vitbench.store.runtimes import load_runtime_rows
@@ -254,9 +255,9 @@ def runtimes_figure(df: pd.DataFrame, model: str | None = None) -> Any:
             ax.set_ylabel("speedup over dense, same runtime")
         ax.set_title(f"batch {bs}", fontsize=9)
     names = ", ".join(sorted(set(s["model"])))
-    threads = ", ".join(str(int(t)) for t in sorted(set(s["threads"])))
+    threads = thread_count(", ".join(str(int(t)) for t in sorted(set(s["threads"]))))
     fig.suptitle(
-        f"{names}: realized (bars, IQR over rounds) vs ideal (black) speedup, {threads} thread(s); "
+        f"{names}: realized (bars, IQR over rounds) vs ideal (black) speedup, {threads}; "
         "≠: not equal to eager",
         fontsize=8,
     )

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
+from vitbench.core.threads import thread_count
 from vitbench.report import views
 from vitbench.report.format import (
     GMACS_NOTE,
@@ -189,11 +190,12 @@ _IMG_S = "img/s†"
 def throughput_note(ok: pd.DataFrame) -> str:
     """``"† img/s: machine-dependent, measured on <device>, <threads> threads, <dtype>"``."""
     parts = []
-    for col, fmt_ in (("device", "{}"), ("threads", "{} threads"), ("throughput_dtype", "{}")):
+    for col in ("device", "threads", "throughput_dtype"):
         if col in ok:
             vals = sorted({str(v) for v in ok[col].dropna()})
             if vals:
-                parts.append(fmt_.format("/".join(vals)))
+                joined = "/".join(vals)
+                parts.append(thread_count(joined) if col == "threads" else joined)
     where = f", measured on {', '.join(parts)}" if parts else ""
     return f"† img/s is machine-dependent{where}; compare it only within one run"
 
