@@ -456,3 +456,15 @@ def test_flops_counts_the_searched_rates_a_suite_uses(capsys: pytest.CaptureFixt
     assert main(["flops", "--model", "vitbench_demo_vit", "--method", "diffrate", "--keep", "0.7"]) == 0
     out = capsys.readouterr().out
     assert "untrained" not in out and "[65, 65, 44, 43, 43, 43, 42, 42]" in out, out
+
+
+def test_throughput_times_the_searched_rates_a_suite_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    """`vitbench throughput` on the demo model uses its demo weights, so DiffRate runs its searched rates."""
+    from vitbench.cli.main import main
+
+    args = ["throughput", "--model", "vitbench_demo_vit", "--method", "diffrate", "--keep", "0.7"]
+    assert main([*args, "--batch-size", "2", "--repeats", "1", "--rounds", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("vitbench_demo_vit, demo weights, cpu"), out
+    row = next(x for x in out.splitlines() if "| diffrate" in x)
+    assert "untrained" not in row and "0.0125" in row, row

@@ -260,6 +260,7 @@ def throughput_table(
     model_args: dict[str, Any] | None = None,
     data_config: dict[str, Any] | None = None,
     progress: bool = False,
+    weights: str = "random",
 ) -> str:
     """Markdown table of img/s (median round and min–max over rounds), GMACs and measured speedup vs dense.
 
@@ -270,17 +271,19 @@ def throughput_table(
     (dense, method 1, method 2, ..., dense, ...) and each reports its median round, so slow
     drifts of a shared machine hit all alike. ``realized/ideal`` is the measured speedup over
     dense divided by the GMACs ratio (1.0: the method turns all its saved MACs into time).
-    Trainable methods run with the artifact a suite would use on these random weights, else with
-    untrained parts (:func:`vitbench.harness.trained.cost_params`).
-    Channel methods prune the random-weight model once per keep ratio (calibration: 2 seeded
+    ``weights`` (random | demo | hub | PATH): the weights the model is built with; the CLI gives
+    the demo model its demo weights, as ``flops``, ``export`` and suites do. Trainable methods run
+    with the artifact a suite would use on these weights, else with untrained parts
+    (:func:`vitbench.harness.trained.cost_params`).
+    Channel methods prune the model once per keep ratio (calibration: 2 seeded
     batches of 32 random images and labels) and the pruned model is timed. ``progress``: a tqdm
     bar on stderr (one step per timed configuration; off when stderr is not a terminal).
     """
     from tabulate import tabulate
 
     dtypes = dtype if isinstance(dtype, list) else [dtype]
-    model = create_model(model_name, "random", model_args=model_args, data_config=data_config)
-    entry = ModelSpec(model_name, "random", freeze_args(model_args or {}), freeze_args(data_config or {}))
+    model = create_model(model_name, weights, model_args=model_args, data_config=data_config)
+    entry = ModelSpec(model_name, weights, freeze_args(model_args or {}), freeze_args(data_config or {}))
     size = tuple(resolve_data_config(model)["input_size"])
     configs = [("dense", token_method("dense").params_for(1.0, model), model)]
     for name in methods:
@@ -336,7 +339,7 @@ def throughput_table(
     assert info is not None
     extras = "".join([", channels_last" if channels_last else "", ", torch.compile" if compile else ""])
     head = (
-        f"{model_name}, random weights, {info.device}{extras}, "
+        f"{model_name}, {weights} weights, {info.device}{extras}, "
         f"{rounds} interleaved rounds (median; min–max: the run-to-run spread)"
     )
     cols = [

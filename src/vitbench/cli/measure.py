@@ -167,6 +167,9 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     check_dtypes(args.dtype)
     check_threads_flag(args.threads)
     margs, dcfg = model_options(args)
+    # the weights flops, export and suites use: the demo model's own, so a trained part (DiffRate's
+    # searched rates, a pruned structure) is the one evaluated elsewhere
+    args.weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
 
     # deferred: timing loads torch and timm; `vitbench --help` stays free of them
     from vitbench.bench.speed import throughput_table
@@ -191,6 +194,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
             model_args=margs,
             data_config=dcfg,
             progress=not args.no_progress,
+            weights=args.weights,
         )
     )
     return 0
@@ -389,7 +393,9 @@ def _add_throughput(sub: Any, ctx: ParserContext) -> None:
         "the equal ones, print the runtimes view (onnxruntime/openvino need the deploy extra)",
     )
     th.add_argument("--threads", type=int, default=None, help="with --runtime: threads of every runtime")
-    th.add_argument("--weights", default="random", help="with --runtime: random | demo | hub | PATH")
+    th.add_argument(
+        "--weights", default=None, help="random | demo | hub | PATH (default: demo for the demo model)"
+    )
     th.add_argument("--results", default=None, help="with --runtime: also store the rows in this store")
     th.set_defaults(fn=cmd_throughput)
 
