@@ -97,3 +97,21 @@ def test_paper_flops_table_says_why_a_row_does_not_match(monkeypatch: pytest.Mon
     assert text.count("| yes") == 1 and text.count("| NO") == 1
     assert "do not match" in text
     assert "deit_tiny_patch16_224 dense (-): the paper counts another input size" in text
+
+
+def test_paper_flops_table_names_the_token_methods_without_published_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token method whose card has no published GMACs row is named under the table, not left out."""
+    from vitbench.report import paper
+
+    cards = {
+        "dense": {"published": [{"model": "deit_tiny_patch16_224", "gmacs": 1.3, "source": "s"}]},
+        "pitome": {"published": []},
+        "ats": {"published": [{"model": "deit_small_patch16_224", "top1": 79.0}]},  # no GMACs
+    }
+    monkeypatch.setattr(paper, "load_cards", lambda: cards)
+    text = paper.paper_flops_table()
+    assert text.splitlines()[-1] == (
+        "Token methods without published GMACs rows here: ats, pitome (their method cards say why)."
+    )

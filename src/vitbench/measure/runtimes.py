@@ -140,7 +140,10 @@ def failing_op(exc: BaseException) -> str:
             r'raised this error: File "[^"]*?([\w.]+)", line (\d+), in (\w+) (.+?)(?: The error| $)', text
         )
         at = f" at {where.group(1)}:{where.group(2)} {where.group(3)}: {where.group(4)[:80]}" if where else ""
-        return f"data-dependent shape ({expr.group(1) if expr else 'a value read from a tensor'}){at}"
+        return (
+            f"data-dependent shape ({expr.group(1) if expr else 'a value read from a tensor'}){at}; "
+            "a shape read from tensor values cannot be exported: time this method in eager or compile"
+        )
     found = re.findall(r"(aten::\w+|aten\.\w+(?:\.\w+)?|torch\.ops\.aten\.\w+(?:\.\w+)?)", text)
     head = f"{type(inner).__name__}: {text}"
     if found:
