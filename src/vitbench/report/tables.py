@@ -13,7 +13,7 @@ import dataclasses
 import math
 import textwrap
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,28 +214,12 @@ def _measured_budgets(points: pd.Series) -> list[float]:
     return [min(c, key=lambda v: (-c[v], v)) for _, c in sorted(groups.items())]
 
 
-def _thin(values: list[float], most: int | None, keep: Iterable[float] = ()) -> list[float]:
-    """At most ``most`` of the sorted ``values`` (``None``: all): first, last and ``keep`` first.
-
-    ``keep`` are values that must stay (each method's cheapest budget, so thinning never leaves a
-    method without the start of its curve, where it would read ``–`` beside another's ▲); the
-    remaining places go to the other values, evenly spaced. When ``keep`` alone holds more than
-    ``most`` values, ``most`` of them are taken evenly spaced.
-    """
+def _thin(values: list[float], most: int | None) -> list[float]:
+    """At most ``most`` of the sorted ``values``, evenly spaced, first and last kept (``None``: all)."""
     if most is None or len(values) <= most:
         return values
-
-    def even(vals: list[float], n: int) -> list[float]:
-        if n <= 0 or not vals:
-            return []
-        picks = np.unique(np.round(np.linspace(0, len(vals) - 1, min(n, len(vals)))).astype(int))
-        return [vals[i] for i in picks]
-
-    must = sorted({values[0], values[-1], *(v for v in keep if v in values)})
-    if len(must) >= most:
-        return even(must, most)
-    rest = [v for v in values if v not in must]
-    return sorted(must + even(rest, most - len(must)))
+    picks = np.unique(np.round(np.linspace(0, len(values) - 1, most)).astype(int))
+    return [values[i] for i in picks]
 
 
 def _thinned_note(shown: int, measured: int) -> str:
@@ -243,9 +227,8 @@ def _thinned_note(shown: int, measured: int) -> str:
     if shown >= measured:
         return ""
     return (
-        f"{shown} of {measured} measured budgets shown: the cheapest, the dearest and each method's "
-        "cheapest, the others evenly spaced (`vitbench leaderboard --view matched --all-budgets` "
-        "shows every one)"
+        f"{shown} of {measured} measured budgets shown, evenly spaced over them (cheapest and dearest "
+        "kept; `vitbench leaderboard --view matched --all-budgets` shows every one)"
     )
 
 
@@ -342,13 +325,8 @@ def matched_gmacs_table(
             + ("these are cost-only cells (no accuracy)" if cost else "only the dense baseline was found")
         )
     measured = _measured_budgets(methods["gmacs"]) if grid is None else []
+    budgets = sorted(float(g) for g in grid) if grid is not None else _thin(measured, max_budgets)
     gd = gmacs_digits(methods["gmacs"])
-    if grid is not None:
-        budgets = sorted(float(g) for g in grid)
-    else:
-        by_printed = {round(v, gd): v for v in measured}
-        cheapest = [by_printed[round(float(g), gd)] for g in methods.groupby("curve")["gmacs"].min()]
-        budgets = _thin(measured, max_budgets, cheapest)
     tol = _GRID_TOL * 10.0 ** (2 - gd)  # half a unit of the shown precision
     # one curve per method variant and population (never averaged together); the suite is part
     # of neither: curves of two suites on one population are compared in one budget column
