@@ -146,6 +146,7 @@ def test_a_not_exportable_row_leaves_the_timed_rows_timed(tmp_path: Path) -> Non
     s = speedups(df).set_index("method")
     assert s.loc["tome", "speedup"] == pytest.approx(2.0) and s.loc["tome", "status"] == "ok"
     text = runtimes_table(df)
+    assert "ats: GMACs vary per image; their ratio is that of the GMACs counter's one synthetic input" in text
     tome = next(x for x in text.splitlines() if "| tome" in x)
     assert "2.00 (" in tome and "| ok" in tome
     from vitbench.report.runtimes import _realized_cell

@@ -41,6 +41,7 @@ class MethodInfo:
         params: default native parameters, ``name=repr(value)`` joined by ``, `` (``-``: none).
         needs: what a model must have beyond timm ViT blocks (``-``: nothing).
         param_names: the names of its native parameters (what a suite's ``params:`` may set).
+        adaptive: its tokens or GMACs vary per image (``Conformance.adaptive``: ATS, PPT).
     """
 
     name: str
@@ -54,6 +55,7 @@ class MethodInfo:
     params: str
     needs: str
     param_names: tuple[str, ...] = ()
+    adaptive: bool = False
 
 
 def index_file() -> Path:
@@ -104,6 +106,7 @@ def info_of(cls: Any) -> MethodInfo:
         params=params,
         needs=cls.requirements.short(),
         param_names=tuple(f.name for f in dataclasses.fields(cls.Params)),
+        adaptive=bool(getattr(getattr(cls, "conformance", None), "adaptive", False)),
     )
 
 
