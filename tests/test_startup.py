@@ -164,6 +164,12 @@ def test_checks_that_need_timm_still_run() -> None:
             ["export", "--check", "onnxruntime", "--method", "evit", "--batch-size", "0", "--output", "OUT"],
             "--batch-size 0",
         ),
+        (
+            ["export", "--check", "onnxruntime", "--method", "evit", "--output", "/proc/vb/m.onnx"],
+            "--output /proc/vb/m.onnx: cannot write in /proc",
+        ),
+        (["throughput", "--results", "/proc/x.sqlite"], "--results /proc/x.sqlite: cannot write in /proc"),
+        (["flops", "--paper", "--output", "/"], "--output / is a folder; give a file path"),
     ],
 )
 def test_cost_commands_refuse_a_bad_flag_without_torch(args: list[str], message: str, tmp_path: Path) -> None:

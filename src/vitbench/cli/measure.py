@@ -94,8 +94,9 @@ def cmd_noises(args: argparse.Namespace) -> int:
 def cmd_flops(args: argparse.Namespace) -> int:
     """Print GMACs (papers' convention) of a model + method; no data, random weights."""
     # deferred: the argument checks need no torch: a bad flag is refused before it is imported
-    from vitbench.core.flags import check_flops
+    from vitbench.core.flags import check_flops, check_writable
 
+    check_writable(args.output, "--output")
     sets = parse_sets(args.set)
     if not args.paper:
         check_flops(args.method, args.keep, sets)
@@ -152,8 +153,10 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         check_runtime_flags,
         check_threads_flag,
         check_throughput,
+        check_writable,
     )
 
+    check_writable(args.results, "--results")
     if args.runtime:
         check_runtimes(args.runtime)  # a missing package is one line before any model is built
         check_runtime_flags(args.dtype, args.device, args.compile or args.channels_last)
@@ -237,7 +240,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """
     # deferred: the argument checks need no torch: a bad flag is refused before it is imported
     from vitbench.core.checks import check_runtimes
-    from vitbench.core.flags import check_export, check_positive, check_threads_flag
+    from vitbench.core.flags import check_export, check_positive, check_threads_flag, check_writable
 
     check = check_runtimes(args.check or ["onnxruntime", "openvino"])  # the deploy extra, by name
     if args.all and args.output:
@@ -248,6 +251,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise VitbenchError("--table writes the table of --all; add --all or leave out --table")
     if not args.output and not args.all:
         raise VitbenchError("export needs --output FILE.onnx (or --all for every method's verdicts)")
+    check_writable(args.output, "--output")
+    check_writable(args.table, "--table")
     sets = parse_sets(args.set)
     check_export(args.method, args.keep, sets, every=args.all)
     check_positive(args.batch_size, "--batch-size", "32")

@@ -10,7 +10,9 @@ model (a model name timm does not know, a parameter value a method refuses) is c
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from vitbench.core.checks import check_fixed_setting, check_keep_ratio, method_keep_pairs
@@ -143,3 +145,31 @@ def check_export(method: str, keep: float, sets: Mapping[str, Any], every: bool)
     """``vitbench export``: the method (any family), keep, ``--set`` (of any method with ``--all``)."""
     check_keep(keep)
     check_sets(all_methods() if every else [check_method(method)], sets)
+
+
+def check_writable(path: str | None, flag: str) -> None:
+    """A file can be written at ``path`` (the value of ``flag``), checked before any work runs.
+
+    The nearest existing folder of ``path`` must take a new file (tried with a temporary file,
+    removed at once: permission bits do not tell for root or special file systems such as
+    ``/proc``); missing folders below it are created later by the command. ``None``: nothing
+    to check.
+
+    Raises:
+        VitbenchError: ``path`` is a folder, or nothing can be written there (one line).
+    """
+    if not path:
+        return
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise VitbenchError(f"{flag} {path} is a folder; give a file path, e.g. {flag} {p / 'out'}")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vitbench-write-check-"):
+            pass
+    except OSError as exc:
+        raise VitbenchError(
+            f"{flag} {path}: cannot write in {folder} ({exc.strerror or exc}); pass a writable path"
+        ) from None
