@@ -71,7 +71,11 @@ def test_commands_without_a_model_do_not_import_torch(args: list[str], store: Pa
         ({"nosuchkey": 1}, "unknown key 'nosuchkey'"),
         ({"methods": ["tomee"]}, "unknown method 'tomee'; did you mean 'tome'"),
         ({"methods": [{"name": "tome", "keep": [0.5]}]}, "unknown key 'keep'"),
-        ({"keep_ratios": [1.5]}, "outside (0, 1]"),
+        ({"keep_ratios": [1.5]}, "bad.yaml: keep ratio 1.5 is outside (0, 1]"),
+        (
+            {"selections": ["scored", "randm"]},
+            "selection 'randm' is not 'scored' or 'random'; did you mean 'random'?",
+        ),
         ({"noises": ["gaussian-noiz"]}, "unknown noise 'gaussian-noiz'"),
         ({"dataset": {"name": "mnist-dem"}}, "unknown dataset 'mnist-dem'"),
         ({"throughput": {"runtimes": ["tensorrt"]}}, "unknown runtime 'tensorrt'"),

@@ -363,15 +363,20 @@ def parse_keep_ratio(value: Any, where: str) -> float:
         VitbenchError: not a number, or outside ``(0, 1]``.
     """
     try:
-        check_keep_ratio(float(value))
+        number = float(value)
     except (TypeError, ValueError):
         raise VitbenchError(f"{where}: keep ratio {value!r} is not a number; use values in (0, 1]") from None
-    return float(value)
+    try:
+        check_keep_ratio(number)
+    except VitbenchError as exc:
+        raise VitbenchError(f"{where}: {exc}") from None
+    return number
 
 
 def _selection(value: Any, where: str) -> str:
     if value not in ("scored", "random"):
-        raise VitbenchError(f"{where}: selection {value!r} is not 'scored' or 'random'")
+        hint = close_hint(str(value), ("scored", "random"))
+        raise VitbenchError(f"{where}: selection {value!r} is not 'scored' or 'random'{hint}")
     return str(value)
 
 
