@@ -66,6 +66,7 @@ def paper_flops_table(progress: bool = False) -> str:
                 arch,
                 name,
                 cls.setting(_untagged(params)) if name != "dense" else "-",
+                f"{pub['top1']:.1f}" if pub.get("top1") is not None else "-",
                 f"{pub['gmacs']:.{digits}f}",
                 g,
                 f"{shown:.{digits}f}",
@@ -76,6 +77,7 @@ def paper_flops_table(progress: bool = False) -> str:
         "Model",
         "Method",
         "Setting",
+        "Published top-1",
         "Published GMACs",
         "vitbench GMACs",
         "rounded as paper",
@@ -88,8 +90,8 @@ def paper_flops_table(progress: bool = False) -> str:
         if name in METHODS and issubclass(METHODS.get(name), TokenMethod) and name not in listed
         if name not in ("dense", "random-tokens")
     )
-    gd = gmacs_digits([r[4] for r in rows])
-    rows = [[*r[:4], f"{r[4]:.{gd}f}", *r[5:]] for r in rows]
+    gd = gmacs_digits([r[5] for r in rows])
+    rows = [[*r[:5], f"{r[5]:.{gd}f}", *r[6:]] for r in rows]
     note = (
         "GMACs counted by vitbench on a real batch-1 forward (random weights, eval mode) in the papers' "
         f"convention (fvcore MACs, attention matmuls included, LayerNorm 5/element); {GMACS_NOTE}."
@@ -102,7 +104,7 @@ def paper_flops_table(progress: bool = False) -> str:
             headers=head,
             tablefmt="github",
             disable_numparse=True,  # "3.00" stays "3.00": one digits rule per column, as every table
-            colalign=("left", "left", "left", "right", "right", "right", "left"),
+            colalign=("left", "left", "left", "right", "right", "right", "right", "left"),
         )
         + (
             "\n\nRows that do not match, as their method cards explain:\n" + "\n".join(misses)
