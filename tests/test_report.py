@@ -410,3 +410,16 @@ def test_variants_and_noisy_calibration_are_never_averaged() -> None:
     noisy = "evit fuse_token=False, calib=salt-pepper@0.2"
     assert sorted(set(d["curve"])) == ["evit fuse_token=False", noisy]
     assert set(d["delta"].round(6)) == {5.0}
+
+
+def test_leaderboard_caption_names_adaptive_methods(df: pd.DataFrame) -> None:
+    # adaptive records (per-image GMACs, p10/p50/p90 kept) are placed at their mean: the caption says so
+    adaptive = df.assign(gmacs_p50=df["gmacs"].where(df["method"] == "tome"))
+    caption = leaderboard(adaptive).splitlines()[0]
+    assert "tome: tokens per image vary, placed at the mean GMACs over the evaluated images" in caption
+    assert "evit" not in caption
+    assert "placed at the mean" not in leaderboard(df).splitlines()[0]  # no adaptive rows: no note
+    assert (
+        "tome: tokens per image vary, placed at the mean GMACs" in selection_table(adaptive).splitlines()[0]
+    )
+    assert "placed at the mean" not in selection_table(df).splitlines()[0]

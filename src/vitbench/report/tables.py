@@ -48,6 +48,7 @@ from vitbench.report.plotstyle import (
 from vitbench.report.population import MEASURED, seeds_note
 from vitbench.report.rows import (
     DENSE,
+    adaptive_note,
     calibration_note,
     caption_text,
     ci_text,
@@ -178,7 +179,7 @@ def leaderboard(
     )
     if realized:
         extra += "; " + REALIZED_NOTE
-    for note in (reuse_note(ok), calibration_note(ok)):
+    for note in (adaptive_note(ok), reuse_note(ok), calibration_note(ok)):
         if note:
             extra += "; " + note
     return render_table(cols, fmt, caption=caption_text(stats, extra))
@@ -229,32 +230,6 @@ def _thinned_note(shown: int, measured: int) -> str:
     return (
         f"{shown} of {measured} measured budgets shown, evenly spaced over them (cheapest and dearest "
         "kept; `vitbench leaderboard --view matched --all-budgets` shows every one)"
-    )
-
-
-def adaptive_note(frame: pd.DataFrame) -> str:
-    """One line naming the adaptive methods of ``frame`` (per-image token counts or GMACs), else ``""``.
-
-    Their records carry ``gmacs`` as the mean over the evaluated images and the distribution in
-    ``gmacs_p10/p50/p90`` (:mod:`vitbench.store.records`); tables and plots place them at the mean.
-    """
-    if "gmacs_p50" not in frame or frame.empty:
-        return ""
-    rows = frame.loc[frame["gmacs_p50"].notna()]
-    if rows.empty:
-        return ""
-    methods = sorted(set(rows["method"].astype(str)))
-    if {"tokens_p10", "tokens_p90"} <= set(rows.columns):  # PPT: same tokens, per-image operation
-        spread = rows["tokens_p10"].astype(str) != rows["tokens_p90"].astype(str)
-        tokens = sorted(set(rows.loc[spread, "method"].astype(str)))
-    else:
-        tokens = methods
-    same = [m for m in methods if m not in tokens]
-    parts = [f"{', '.join(tokens)}: tokens per image vary"] if tokens else []
-    parts += [f"{', '.join(same)}: GMACs per image vary (same tokens, per-image operation)"] if same else []
-    return (
-        "; ".join(parts)
-        + ", placed at the mean GMACs over the evaluated images (records keep the p10/p50/p90)"
     )
 
 
@@ -497,6 +472,8 @@ def selection_table(
         if differ
         else ""
     )
+    if adaptive := adaptive_note(ok):
+        cost += f"; {adaptive}"
     return render_table(cols, fmt, caption=f"Top-1 (%) on the same images, {note}; {cost}; {GMACS_NOTE}.")
 
 
