@@ -423,3 +423,18 @@ def test_leaderboard_caption_names_adaptive_methods(df: pd.DataFrame) -> None:
         "tome: tokens per image vary, placed at the mean GMACs" in selection_table(adaptive).splitlines()[0]
     )
     assert "placed at the mean" not in selection_table(df).splitlines()[0]
+
+
+def test_selection_caption_names_costs_that_differ_below_the_printed_digits(df: pd.DataFrame) -> None:
+    # ToMe's random rows cost 0.05 less (printed apart), EViT's 1e-4 less (printed alike at 2 decimals)
+    less = {"tome": 0.05, "evit": 1e-4}
+    cut = df["method"].map(less).fillna(0.0).where(df["selection"] == "random", 0.0)
+    shown = selection_table(df.assign(gmacs=df["gmacs"] - cut))
+    assert "|           4.30 |           4.30 |" in shown  # EViT's keep-0.9 row: both print alike
+    assert (
+        "they differ for tome, and below the printed digits for evit (random selection computes no "
+        "scores or matching)" in shown.splitlines()[0]
+    )
+    only_hidden = df["method"].map({"evit": 1e-4}).fillna(0.0).where(df["selection"] == "random", 0.0)
+    caption = selection_table(df.assign(gmacs=df["gmacs"] - only_hidden)).splitlines()[0]
+    assert "they differ below the printed digits for evit (" in caption and "tome" not in caption
