@@ -438,3 +438,17 @@ def test_selection_caption_names_costs_that_differ_below_the_printed_digits(df: 
     only_hidden = df["method"].map({"evit": 1e-4}).fillna(0.0).where(df["selection"] == "random", 0.0)
     caption = selection_table(df.assign(gmacs=df["gmacs"] - only_hidden)).splitlines()[0]
     assert "they differ below the printed digits for evit (" in caption and "tome" not in caption
+
+
+def test_html_sections_carry_the_titles_of_their_views(df: pd.DataFrame) -> None:
+    # a view with a title (its heading in the `all` view) and a report section heads it alike
+    import html
+
+    from vitbench.report import views
+    from vitbench.report.html import html_report
+
+    page = html_report(df)
+    both = [v for v in views.report_views() if v.title]
+    assert {v.name for v in both} >= {"main", "matched"}
+    for view in both:
+        assert f"<h2>{html.escape(view.title)}</h2>" in page, view.name
