@@ -107,3 +107,11 @@ def test_paper_table_pairs_published_numbers() -> None:
     assert evit[4] == "3.0" and evit[7] == "79.40"  # the no-fusion row (79.4), not the fused one (79.5)
     dense = lines["dense-"]
     assert dense[6] == NA and dense[7] == "79.80" and dense[8] == NA  # random weights: no top-1
+
+
+def test_paper_table_note_names_adaptive_methods() -> None:
+    plain = pd.DataFrame([_rec(), _rec(method="ppt", setting="r=15", params_json="{}", gmacs=3.1)])
+    assert "placed at the mean" not in paper_table(plain)
+    adaptive = plain.assign(gmacs_p50=[None, 3.0], tokens_p10=[None, "[197]"], tokens_p90=[None, "[197]"])
+    note = paper_table(adaptive).splitlines()[0]
+    assert "ppt: GMACs per image vary (same tokens, per-image operation), placed at the mean GMACs" in note

@@ -410,3 +410,45 @@ def test_variants_and_noisy_calibration_are_never_averaged() -> None:
     noisy = "evit fuse_token=False, calib=salt-pepper@0.2"
     assert sorted(set(d["curve"])) == ["evit fuse_token=False", noisy]
     assert set(d["delta"].round(6)) == {5.0}
+
+
+def test_leaderboard_caption_names_adaptive_methods(df: pd.DataFrame) -> None:
+    # adaptive records (per-image GMACs, p10/p50/p90 kept) are placed at their mean: the caption says so
+    adaptive = df.assign(gmacs_p50=df["gmacs"].where(df["method"] == "tome"))
+    caption = leaderboard(adaptive).splitlines()[0]
+    assert "tome: tokens per image vary, placed at the mean GMACs over the evaluated images" in caption
+    assert "evit" not in caption
+    assert "placed at the mean" not in leaderboard(df).splitlines()[0]  # no adaptive rows: no note
+    assert (
+        "tome: tokens per image vary, placed at the mean GMACs" in selection_table(adaptive).splitlines()[0]
+    )
+    assert "placed at the mean" not in selection_table(df).splitlines()[0]
+
+
+def test_selection_caption_names_costs_that_differ_below_the_printed_digits(df: pd.DataFrame) -> None:
+    # ToMe's random rows cost 0.05 less (printed apart), EViT's 1e-4 less (printed alike at 2 decimals)
+    less = {"tome": 0.05, "evit": 1e-4}
+    cut = df["method"].map(less).fillna(0.0).where(df["selection"] == "random", 0.0)
+    shown = selection_table(df.assign(gmacs=df["gmacs"] - cut))
+    assert "|           4.30 |           4.30 |" in shown  # EViT's keep-0.9 row: both print alike
+    assert (
+        "they differ for tome, and below the printed digits for evit (random selection computes no "
+        "scores or matching)" in shown.splitlines()[0]
+    )
+    only_hidden = df["method"].map({"evit": 1e-4}).fillna(0.0).where(df["selection"] == "random", 0.0)
+    caption = selection_table(df.assign(gmacs=df["gmacs"] - only_hidden)).splitlines()[0]
+    assert "they differ below the printed digits for evit (" in caption and "tome" not in caption
+
+
+def test_html_sections_carry_the_titles_of_their_views(df: pd.DataFrame) -> None:
+    # a view with a title (its heading in the `all` view) and a report section heads it alike
+    import html
+
+    from vitbench.report import views
+    from vitbench.report.html import html_report
+
+    page = html_report(df)
+    both = [v for v in views.report_views() if v.title]
+    assert {v.name for v in both} >= {"main", "matched"}
+    for view in both:
+        assert f"<h2>{html.escape(view.title)}</h2>" in page, view.name

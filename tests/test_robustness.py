@@ -292,3 +292,27 @@ def test_cli_robustness_and_report(tmp_path: Any, capsys: pytest.CaptureFixture[
     assert main(["robustness", "--results", str(db), "--view", "levels", "--noise", "gausian-sigma"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error: cannot write report") and "did you mean 'gaussian-sigma'" in err[1]
+
+
+def test_robustness_table_caption_names_adaptive_methods() -> None:
+    from vitbench.report.robust import robustness_table
+
+    df = full_df()
+    adaptive = df.assign(gmacs_p50=df["gmacs"].where(df["method"] == "evit"))
+    caption = robustness_table(adaptive).splitlines()[0]
+    assert caption.endswith(
+        "evit: tokens per image vary, placed at the mean GMACs over the evaluated images "
+        "(records keep the p10/p50/p90)."
+    )
+    assert "placed at the mean" not in robustness_table(df).splitlines()[0]
+
+
+def test_html_names_in_memory_corruptions_only_when_the_store_has_them() -> None:
+    from vitbench.report.html import html_report
+    from vitbench.report.robustness import IN_MEMORY_LABEL
+
+    df = full_df()
+    assert IN_MEMORY_LABEL in html_report(df)  # ImageNet-C corruptions (gaussian-noise, fog, ...)
+    not_imagenet_c = df.loc[df["noise"].isin(["clean", "gaussian-sigma"])]
+    assert IN_MEMORY_LABEL not in html_report(not_imagenet_c)  # clean and a continuous noise only
+    assert IN_MEMORY_LABEL not in html_report(df.loc[df["noise"] == "clean"])

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
+from vitbench.data.noise import corruption_names
 from vitbench.report import robustness, views
 from vitbench.report import tables as report
 from vitbench.report.format import save_figure_all
@@ -115,9 +116,11 @@ def html_report(
 ) -> str:
     """One self-contained HTML page (inline CSS, plots as base64 PNG) for a whole results frame.
 
-    The page opens with the provenance block (:func:`vitbench.report.provenance.provenance_html`),
-    then each registered view with a report section adds it when the records support it
-    (clean leaderboard and Pareto plot; matched GMACs; paired comparison; mCE; severities; CE per
+    The page opens with the source line (and, only when some record was evaluated under an
+    ImageNet-C corruption, the note that corruptions are computed in memory by imagecorruptions),
+    the provenance block (:func:`vitbench.report.provenance.provenance_html`), then each
+    registered view with a report section adds it when the records support it (clean
+    leaderboard and Pareto plot; matched GMACs; paired comparison; mCE; severities; CE per
     corruption and its heatmap; accuracy vs level of every continuous noise; the random
     selection study), then failed cells. Every table has its own heading and caption; rows of
     different populations are never averaged (:mod:`vitbench.report.population`).
@@ -149,10 +152,12 @@ def html_report(
         table = rows.to_html(index=False, escape=True).replace("<td>", "<td class='wrap'>")
         ctx.parts.append(f"<h2>Failed cells ({len(failed)})</h2>\n<div class='tbl'>{table}</div>")
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # the corruptions' provenance, only where some record was evaluated under one of them
+    corrupted = bool(ok["noise"].isin(set(corruption_names("all"))).any())
     meta = (
         f"<p class='meta'>source {html.escape(src)} · {len(ok)} successful records, {len(failed)} failed · "
         f"generated {stamp}</p>"
-        f"<p class='note'>{html.escape(robustness.IN_MEMORY_LABEL)}.</p>"
+        + (f"<p class='note'>{html.escape(robustness.IN_MEMORY_LABEL)}.</p>" if corrupted else "")
     )
     body = "\n".join(ctx.parts)
     prov = provenance_html(df, model)

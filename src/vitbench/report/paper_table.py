@@ -19,6 +19,7 @@ from vitbench.core.errors import VitbenchError
 from vitbench.report.cards import load_cards
 from vitbench.report.format import GMACS_NOTE, NA, fmt_num, gmacs_digits
 from vitbench.report.population import COST_ONLY_DATASETS, normalise, seeds_note
+from vitbench.report.rows import adaptive_note
 from vitbench.report.runtimes import REALIZED_NOTE, realized_columns
 
 #: What a row measured besides model, method and parameters (shown as columns when they vary).
@@ -178,7 +179,8 @@ def paper_table(df: pd.DataFrame, fmt: str = "github", model: str | None = None)
         "method. img/s: machine-dependent (this store's device, threads and dtype; the papers' on their "
         f"GPUs). Top-1: {seeds_note(seeds)}; rows of different images or token selection are never averaged; "
         f"{GMACS_NOTE}; published GMACs as the papers print them (one decimal)"
-        + (f"; {REALIZED_NOTE}." if realized else ".")
+        + "".join(f"; {n}" for n in (adaptive_note(ok), REALIZED_NOTE if realized else "") if n)
+        + "."
     )
     if fmt == "csv":  # one table, no note; each 'published' column named after what it publishes
         named = [f"{head[i - 1]} {h}" if h == "published" else h for i, h in enumerate(head)]

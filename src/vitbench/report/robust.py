@@ -40,7 +40,7 @@ from vitbench.report.plotstyle import (
 )
 from vitbench.report.population import seeds_note
 from vitbench.report.robustness import CONFIG, DENSE
-from vitbench.report.rows import image_sets, images_footnote, lead_columns, population_labels
+from vitbench.report.rows import adaptive_note, image_sets, images_footnote, lead_columns, population_labels
 from vitbench.store.records import curve_label, with_curves
 
 if TYPE_CHECKING:
@@ -77,11 +77,14 @@ def _config_cols(frame: pd.DataFrame, selection: str | None) -> list[Col]:
     return cols
 
 
-def caption_text(reference: str, split: str, frame: pd.DataFrame, names: Sequence[str] = ()) -> str:
+def caption_text(
+    reference: str, split: str, frame: pd.DataFrame, names: Sequence[str] = (), adaptive: str = ""
+) -> str:
     """The mCE table's caption: what was averaged, over which corruptions, relative to what.
 
     With one corruption the numbers are that corruption's CE, and the caption says so (an
-    "mCE" of one corruption is no mean).
+    "mCE" of one corruption is no mean). ``adaptive``: the line of
+    :func:`vitbench.report.rows.adaptive_note` for the rows' records (``""``: none).
     """
     n = int(frame["n_corruptions"].max()) if len(frame) else 0
     ref = "the dense model on the same images (= 100)" if reference == "dense" else "AlexNet on ImageNet-C"
@@ -96,7 +99,8 @@ def caption_text(reference: str, split: str, frame: pd.DataFrame, names: Sequenc
         head = (
             f"mCE and relative mCE (%) relative to {ref}: mean over {n} ImageNet-C {split} corruptions of CE"
         )
-    return f"{head}; errors {seeds}; {robustness.IN_MEMORY_LABEL}; {GMACS_NOTE}."
+    tail = f"; {adaptive}" if adaptive else ""
+    return f"{head}; errors {seeds}; {robustness.IN_MEMORY_LABEL}; {GMACS_NOTE}{tail}."
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -152,7 +156,10 @@ def robustness_table(
         ),
     ]
     errs = robustness.corruption_errors(df, model, selection, split)
-    return render_table(cols, fmt, caption=caption_text(reference, split, m, sorted(set(errs["noise"]))))
+    recs = robustness.select_records(df, model, selection)
+    adaptive = adaptive_note(recs.loc[recs["method"].isin(m["method"])])
+    caption = caption_text(reference, split, m, sorted(set(errs["noise"])), adaptive)
+    return render_table(cols, fmt, caption=caption)
 
 
 def severity_table(

@@ -304,3 +304,29 @@ def images_footnote(frame: pd.DataFrame, sets: ImageSets) -> str:
     """The footnote naming the image sets of ``frame``'s rows with their ids hash."""
     used = set(_set_keys(frame))
     return image_set_footnote({k: v for k, v in sets.items() if k in used})
+
+
+def adaptive_note(frame: pd.DataFrame) -> str:
+    """One line naming the adaptive methods of ``frame`` (per-image token counts or GMACs), else ``""``.
+
+    Their records carry ``gmacs`` as the mean over the evaluated images and the distribution in
+    ``gmacs_p10/p50/p90`` (:mod:`vitbench.store.records`); tables and plots place them at the mean.
+    """
+    if "gmacs_p50" not in frame or frame.empty:
+        return ""
+    rows = frame.loc[frame["gmacs_p50"].notna()]
+    if rows.empty:
+        return ""
+    methods = sorted(set(rows["method"].astype(str)))
+    if {"tokens_p10", "tokens_p90"} <= set(rows.columns):  # PPT: same tokens, per-image operation
+        spread = rows["tokens_p10"].astype(str) != rows["tokens_p90"].astype(str)
+        tokens = sorted(set(rows.loc[spread, "method"].astype(str)))
+    else:
+        tokens = methods
+    same = [m for m in methods if m not in tokens]
+    parts = [f"{', '.join(tokens)}: tokens per image vary"] if tokens else []
+    parts += [f"{', '.join(same)}: GMACs per image vary (same tokens, per-image operation)"] if same else []
+    return (
+        "; ".join(parts)
+        + ", placed at the mean GMACs over the evaluated images (records keep the p10/p50/p90)"
+    )

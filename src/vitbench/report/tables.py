@@ -48,6 +48,7 @@ from vitbench.report.plotstyle import (
 from vitbench.report.population import MEASURED, seeds_note
 from vitbench.report.rows import (
     DENSE,
+    adaptive_note,
     calibration_note,
     caption_text,
     ci_text,
@@ -178,7 +179,7 @@ def leaderboard(
     )
     if realized:
         extra += "; " + REALIZED_NOTE
-    for note in (reuse_note(ok), calibration_note(ok)):
+    for note in (adaptive_note(ok), reuse_note(ok), calibration_note(ok)):
         if note:
             extra += "; " + note
     return render_table(cols, fmt, caption=caption_text(stats, extra))
@@ -229,32 +230,6 @@ def _thinned_note(shown: int, measured: int) -> str:
     return (
         f"{shown} of {measured} measured budgets shown, evenly spaced over them (cheapest and dearest "
         "kept; `vitbench leaderboard --view matched --all-budgets` shows every one)"
-    )
-
-
-def adaptive_note(frame: pd.DataFrame) -> str:
-    """One line naming the adaptive methods of ``frame`` (per-image token counts or GMACs), else ``""``.
-
-    Their records carry ``gmacs`` as the mean over the evaluated images and the distribution in
-    ``gmacs_p10/p50/p90`` (:mod:`vitbench.store.records`); tables and plots place them at the mean.
-    """
-    if "gmacs_p50" not in frame or frame.empty:
-        return ""
-    rows = frame.loc[frame["gmacs_p50"].notna()]
-    if rows.empty:
-        return ""
-    methods = sorted(set(rows["method"].astype(str)))
-    if {"tokens_p10", "tokens_p90"} <= set(rows.columns):  # PPT: same tokens, per-image operation
-        spread = rows["tokens_p10"].astype(str) != rows["tokens_p90"].astype(str)
-        tokens = sorted(set(rows.loc[spread, "method"].astype(str)))
-    else:
-        tokens = methods
-    same = [m for m in methods if m not in tokens]
-    parts = [f"{', '.join(tokens)}: tokens per image vary"] if tokens else []
-    parts += [f"{', '.join(same)}: GMACs per image vary (same tokens, per-image operation)"] if same else []
-    return (
-        "; ".join(parts)
-        + ", placed at the mean GMACs over the evaluated images (records keep the p10/p50/p90)"
     )
 
 
@@ -446,8 +421,8 @@ def selection_table(
     < 1 are listed. Each selection shows its own measured GMACs (mean over seeds): random
     selection keeps the same token counts but does not compute the scores or the matching it
     replaces, so e.g. ToMe's, PiToMe's, MCTF's, DiffRate's and eTPS's random rows cost slightly
-    less; the caption names the methods whose two measured costs differ (even where they print
-    alike).
+    less; the caption names the methods whose two printed costs differ, and apart from them
+    those whose measured costs differ only below the printed digits.
 
     Raises:
         VitbenchError: unknown ``fmt``, no successful records, or no scored/random pairs.
@@ -491,13 +466,28 @@ def selection_table(
     note = seeds_note([*both["n"], *both["n_random"]])
     scored_g, random_g = both["gmacs"].to_numpy(float), both["gmacs_random"].to_numpy(float)
     same = np.isclose(scored_g, random_g, rtol=1e-9, atol=0.0, equal_nan=True)
-    differ = sorted(set(both.loc[~same, "method"].astype(str)))
-    cost = "GMACs as measured with each selection" + (
-        f"; they differ for {', '.join(differ)} (random selection computes no scores or matching)"
-        if differ
-        else ""
+    cost = "GMACs as measured with each selection" + _cost_differences(
+        list(both["curve"].astype(str)), ~same, [a != b for a, b in zip(*gmacs_shown.values())]
     )
+    if adaptive := adaptive_note(ok):
+        cost += f"; {adaptive}"
     return render_table(cols, fmt, caption=f"Top-1 (%) on the same images, {note}; {cost}; {GMACS_NOTE}.")
+
+
+def _cost_differences(names: Sequence[str], differ: Sequence[bool], printed: Sequence[bool]) -> str:
+    """The selection caption's clause on the rows whose scored and random GMACs differ (``""``: none).
+
+    ``names``: the Method cell of each row; ``differ``: its two measured costs differ;
+    ``printed``: its two printed costs differ. Methods whose costs differ only below the printed
+    digits are named apart, so that no caption says "differ" of two values that print alike.
+    """
+    shown = sorted({n for n, p in zip(names, printed) if p})
+    hidden = sorted({n for n, d in zip(names, differ) if d} - set(shown))
+    parts = [f"for {', '.join(shown)}"] if shown else []
+    parts += [f"below the printed digits for {', '.join(hidden)}"] if hidden else []
+    if not parts:
+        return ""
+    return f"; they differ {', and '.join(parts)} (random selection computes no scores or matching)"
 
 
 #: (selection, column of :func:`selection_table`'s merged frame holding its mean GMACs).

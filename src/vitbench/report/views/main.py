@@ -9,6 +9,9 @@ from vitbench.report.views import View, ViewOptions
 if TYPE_CHECKING:
     import pandas as pd
 
+#: The heading of its table in the ``all`` view and of its section in the HTML report.
+TITLE = "Leaderboard (clean, scored selection)"
+
 
 def render(df: pd.DataFrame, opts: ViewOptions) -> str:
     """:func:`vitbench.report.tables.leaderboard`: Top-1, ΔTop-1 vs dense and costs per configuration."""
@@ -24,7 +27,7 @@ def report(df: pd.DataFrame, ctx: Any) -> None:
     from vitbench.report.tables import leaderboard, pareto_figure
 
     ctx.section(
-        "Leaderboard (clean, scored selection)",
+        TITLE,
         ctx.table("Top-1, ΔTop-1 vs dense and costs", leaderboard),
         ctx.image("pareto", pareto_figure, "accuracy vs GMACs"),
     )
@@ -36,7 +39,7 @@ VIEW = View(
     help="Top-1, ΔTop-1 vs dense, GMACs and params per configuration (clean, scored)",
     render=render,
     order=10,
-    title="Leaderboard (clean, scored selection)",
+    title=TITLE,
     report=report,
     aliases=("paper",),
 )

@@ -9,6 +9,9 @@ from vitbench.report.views import View, ViewOptions
 if TYPE_CHECKING:
     import pandas as pd
 
+#: The heading of its table in the ``all`` view and of its section in the HTML report.
+TITLE = "Accuracy at matched GMACs (clean, scored selection)"
+
 
 def render(df: pd.DataFrame, opts: ViewOptions) -> str:
     """:func:`vitbench.report.tables.matched_gmacs_table` (ties marked with per-sample outcomes).
@@ -31,7 +34,7 @@ def report(df: pd.DataFrame, ctx: Any) -> None:
     from vitbench.report.tables import matched_gmacs_table
 
     ctx.section(
-        "Accuracy at matched GMACs (clean)",
+        TITLE,
         ctx.table("Top-1 interpolated at common GMACs budgets", matched_gmacs_table, samples=ctx.samples),
     )
 
@@ -42,6 +45,6 @@ VIEW = View(
     help="Top-1 of each method at common GMACs budgets (ties: paired bootstrap)",
     render=render,
     order=20,
-    title="Accuracy at matched GMACs (clean, scored selection)",
+    title=TITLE,
     report=report,
 )
