@@ -34,7 +34,10 @@ def _run(tmp_path: Path, name: str, reuse: bool, **changes: Any) -> Any:
 def test_which_cells_reuse_the_dense_record() -> None:
     cells = expand(
         suite_from_dict(
-            {**SUITE, "methods": ["dense", "evit", {"name": "tome", "params": {"r": 2}}, "nvit", "ats"]}
+            {
+                **SUITE,
+                "methods": ["dense", "evit", {"name": "tome", "params": {"prop_attn": False}}, "nvit", "ats"],
+            }
         )
     )
     reused = {(c.method.name, c.keep_ratio, c.selection) for c in cells if dense_twin(c) is not None}
