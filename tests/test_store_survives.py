@@ -182,20 +182,26 @@ def test_pending_store_creates_the_file_with_the_first_record(tmp_path: Path) ->
 def test_ctrl_c_during_a_write_lands_after_the_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "r.sqlite"
-    store = ResultsStore(path)
-    inner = store._write
+    # Python's own Ctrl-C handler, as in a terminal: a shell starts background jobs (`cmd &`) with
+    # SIGINT ignored, and Python then installs none
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        path = tmp_path / "r.sqlite"
+        store = ResultsStore(path)
+        inner = store._write
 
-    def interrupted(*args: object) -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives mid-transaction
-        inner(*args)  # type: ignore[arg-type]
+        def interrupted(*args: object) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives mid-transaction
+            inner(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "_write", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        store.write(rec("k0"))
-    store.close()
-    assert load_results(path)["cell_key"].tolist() == ["k0"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        monkeypatch.setattr(store, "_write", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            store.write(rec("k0"))
+        store.close()
+        assert load_results(path)["cell_key"].tolist() == ["k0"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_during_run_is_one_line_and_exit_130(
