@@ -178,3 +178,18 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (root / ".ci" / "run").read_text()
     commands = [line.strip() for line in readme[:40] if line.strip().startswith("pip install")]
     assert len(commands) >= 2 and commands[1] in ci and "vitbench run" in commands[0]
+
+
+def test_methods_with_a_name_prints_its_card(capsys: pytest.CaptureFixture[str]) -> None:
+    """`vitbench methods NAME` prints the method's card; every registered method has one."""
+    from vitbench.core.method_index import all_methods
+
+    for info in all_methods():
+        assert main(["methods", info.name]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("# ") and f"name: {info.name}" in out
+    assert main(["methods", "pitome"]) == 0
+    out = capsys.readouterr().out
+    assert "550b5de" in out and "repository_logs" in out
+    assert main(["methods", "tmoe"]) == 2
+    assert "did you mean 'tome'" in capsys.readouterr().err

@@ -61,6 +61,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     "args",
     [
         ["methods"],
+        ["methods", "pitome"],
         ["leaderboard", "--results", "STORE"],
         ["leaderboard", "--results", "STORE", "--view", "all"],
         ["compare", "--results", "STORE", "--against", "dense"],

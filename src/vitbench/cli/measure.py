@@ -46,12 +46,25 @@ def _dtype(name: str) -> Any:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    """List registered methods with their parameters and defaults."""
+    """List registered methods with their parameters and defaults; with a name, print its card."""
+    # deferred: the index of the shipped methods (no torch; plugin methods are imported)
+    from vitbench.core.method_index import all_methods, require_method
+
+    if args.name:
+        require_method(args.name)  # an unknown name: one line with close matches
+        # deferred: the cards are YAML files shipped with vitbench (no torch)
+        from vitbench.report.cards import cards_dir
+
+        card = cards_dir() / f"{args.name}.yaml"
+        if not card.is_file():
+            raise VitbenchError(
+                f"method '{args.name}' has no card in {cards_dir()}; a plugin's card ships with its package"
+            )
+        print(f"# {card.resolve()}")
+        print(card.read_text().rstrip())
+        return 0
     # deferred: tabulate, only when a table is printed
     from tabulate import tabulate
-
-    # deferred: the index of the shipped methods (no torch; plugin methods are imported)
-    from vitbench.core.method_index import all_methods
 
     rows = [
         [m.name, m.version, m.family, m.knob or "-", "/".join(m.selections), m.needs, m.params, m.summary]
@@ -321,7 +334,13 @@ def _export_all(
 
 # -- parsers ----------------------------------------------------------------------------------
 def _add_methods(sub: Any, ctx: ParserContext) -> None:
-    me = sub.add_parser("methods", help="list methods, parameters and defaults")
+    me = sub.add_parser("methods", help="list methods, parameters and defaults; NAME: print its method card")
+    me.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="a method: print its card (official code and commit compared, figures, published rows)",
+    )
     me.set_defaults(fn=cmd_methods)
 
 
