@@ -43,3 +43,13 @@ def test_throughput_grid(capsys: pytest.CaptureFixture[str]) -> None:
 def test_throughput_fp16_on_cpu_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*BASE, "--method", "evit", "--dtype", "fp16"]) == 2
     assert "float16 throughput on CPU is not supported" in capsys.readouterr().err
+
+
+def test_throughput_names_adaptive_methods_under_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """ATS's GMACs in `vitbench throughput` are the counter's synthetic input: the table says so."""
+    from vitbench.cli.main import main
+
+    args = ["throughput", "--model", "vitbench_demo_vit", "--method", "ats", "--keep", "0.5"]
+    assert main([*args, "--batch-size", "2", "--repeats", "1", "--rounds", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("ats: GMACs vary per image; the GMACs here are those of the counter's one")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from vitbench.core.demo import ARCH, DEMO_DATASET, default_weights_path
+from vitbench.core.method_index import method_info
 from vitbench.core.models import create_model, data_config, freeze_args
 from vitbench.core.models import data_config as resolve_data_config
 from vitbench.core.specs import ModelSpec
@@ -354,7 +355,14 @@ def throughput_table(
         "measured speedup",
         "realized/ideal",
     ]
-    return head + "\n" + tabulate(rows, headers=cols, tablefmt="github")
+    adaptive = [m for m in methods if (info_m := method_info(m)) is not None and info_m.adaptive]
+    note = (
+        f"\n{', '.join(adaptive)}: GMACs vary per image; the GMACs here are those of the counter's one "
+        "synthetic input, not the mean over the timed batch"
+        if adaptive
+        else ""
+    )
+    return head + "\n" + tabulate(rows, headers=cols, tablefmt="github") + note
 
 
 def _applied(name: str, model: Any, params: Any, selection: str) -> Any:
