@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vitbench.core.demo import ARCH, DEMO_DATASET, default_weights_path
-from vitbench.core.method_index import method_info
+from vitbench.core.method_index import adaptive_methods
 from vitbench.core.models import create_model, data_config, freeze_args
 from vitbench.core.models import data_config as resolve_data_config
 from vitbench.core.specs import ModelSpec
@@ -355,7 +355,7 @@ def throughput_table(
         "measured speedup",
         "realized/ideal",
     ]
-    adaptive = [m for m in methods if (info_m := method_info(m)) is not None and info_m.adaptive]
+    adaptive = adaptive_methods(methods)
     note = (
         f"\n{', '.join(adaptive)}: GMACs vary per image; the GMACs here are those of the counter's one "
         "synthetic input, not the mean over the timed batch"

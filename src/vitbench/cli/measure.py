@@ -45,6 +45,15 @@ def _dtype(name: str) -> Any:
     return getattr(torch, DTYPES[name])
 
 
+def _weights(args: argparse.Namespace, margs: dict[str, Any]) -> str:
+    """``--weights``, else the default of flops, throughput and export.
+
+    The demo model gets its own weights (those a suite evaluates it with, so trained parts such as
+    DiffRate's searched rates are the ones found); other models random weights.
+    """
+    return args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     """List registered methods with their parameters and defaults; with a name, print its card."""
     # deferred: the index of the shipped methods (no torch; plugin methods are imported)
@@ -127,7 +136,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text + "\n")
         print(text)
         return 0
-    weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+    weights = _weights(args, margs)
     model = create_model(args.model, weights, model_args=margs, data_config=dcfg)
     entry = (args.model, weights, margs, dcfg)
     cls, params = _method_arg(args.method, sets, args.keep, model, entry)
@@ -183,9 +192,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     check_dtypes(args.dtype)
     check_threads_flag(args.threads)
     margs, dcfg = model_options(args)
-    # the weights flops, export and suites use: the demo model's own, so a trained part (DiffRate's
-    # searched rates, a pruned structure) is the one evaluated elsewhere
-    args.weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+    args.weights = _weights(args, margs)
 
     # deferred: timing loads torch and timm; `vitbench --help` stays free of them
     from vitbench.bench.speed import throughput_table
@@ -271,7 +278,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_positive(args.batch_size, "--batch-size", "32")
     check_threads_flag(args.threads)
     margs, dcfg = model_options(args)
-    weights = args.weights or ("demo" if args.model == "vitbench_demo_vit" and not margs else "random")
+    weights = _weights(args, margs)
     if args.all:
         return _export_all(args, list(check), weights, margs, dcfg, sets)
 

@@ -137,8 +137,8 @@ def check_throughput(
     infos = {name: check_method(name) for name in ["dense", *(m.partition("@")[0] for m in methods)]}
     check_sets(list(infos.values()), sets)
     for name, info in infos.items():
-        fixed = {info.knob: sets[info.knob]} if info.knob and info.knob in sets else {}
-        check_fixed_setting(name, info.knob, fixed, [k for n, k in pairs if n == name], "vitbench throughput")
+        keeps = [k for n, k in pairs if n == name]
+        check_fixed_setting(name, info.knob, info.given_knob(sets), keeps, "vitbench throughput")
 
 
 def check_export(method: str, keep: float, sets: Mapping[str, Any], every: bool) -> None:

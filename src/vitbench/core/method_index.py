@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
@@ -56,6 +57,14 @@ class MethodInfo:
     needs: str
     param_names: tuple[str, ...] = ()
     adaptive: bool = False
+
+    def given_knob(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``{knob: value}`` when ``params`` give the native knob (fixing the setting), else ``{}``.
+
+        The torch-free part of :meth:`vitbench.methods.base.Method.fixed_by` (which also reads
+        the parameters that replace the knob from the method classes).
+        """
+        return {self.knob: params[self.knob]} if self.knob and self.knob in params else {}
 
 
 def index_file() -> Path:
@@ -138,6 +147,11 @@ def require_method(name: str) -> MethodInfo:
             f"unknown method '{name}'{close_hint(name, names) or ';'} available: {', '.join(names)}"
         )
     return info
+
+
+def adaptive_methods(names: Iterable[str]) -> list[str]:
+    """The adaptive methods among ``names`` (:attr:`MethodInfo.adaptive`), sorted, each once."""
+    return sorted(n for n in set(names) if (info := method_info(n)) is not None and info.adaptive)
 
 
 def all_methods() -> list[MethodInfo]:

@@ -226,12 +226,12 @@ def check_keep_axis(suite: SuiteSpec, where: str, full: bool = True) -> None:
 
         fixed_by = METHODS.get
     for method in suite.methods:
-        info = _method_info(method.name)
+        info = require_method(method.name)
         params = method.overrides
         if fixed_by is not None:
             fixed = fixed_by(method.name).fixed_by(params)
         else:
-            fixed = {info.knob: params[info.knob]} if info.knob in params else {}
+            fixed = info.given_knob(params)
         check_fixed_setting(method.name, info.knob, fixed, method_keeps(suite, method, info), where)
 
 
@@ -307,7 +307,7 @@ def _method(item: Any, where: str) -> MethodSpec:
     if isinstance(item, str):
         item = {"name": item}
     _unknown(f"{where} methods", list(item), {"name", "params", "keep_ratios"})
-    info = _method_info(str(item["name"]))
+    info = require_method(str(item["name"]))
     params = item.get("params") or {}
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
         raise VitbenchError(
@@ -325,16 +325,6 @@ def _method(item: Any, where: str) -> MethodSpec:
         if not keeps:
             raise VitbenchError(f"{where}: methods '{info.name}' keep_ratios is empty; list at least one")
     return MethodSpec(info.name, tuple(sorted(params.items())), keeps)
-
-
-def _method_info(name: str) -> MethodInfo:
-    """The facts about method ``name`` (no torch for shipped methods).
-
-    Raises:
-        UnknownNameError: no method has that name (close matches and the full list named, as the
-            method registry says it).
-    """
-    return require_method(name)
 
 
 def _dataset(item: Any, where: str) -> DataSpec:
@@ -514,7 +504,7 @@ def expand(suite: SuiteSpec) -> list[Cell]:
     cells: list[Cell] = []
     for model in suite.models:
         for method in suite.methods:
-            info = _method_info(method.name)
+            info = require_method(method.name)
             keeps = method_keeps(suite, method, info)
             sels = [s for s in suite.selections if s in info.selections] or [info.selections[0]]
             # only channel methods read calibration images: the others run at the first calib noise

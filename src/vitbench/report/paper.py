@@ -36,9 +36,10 @@ def paper_flops_table(progress: bool = False) -> str:
     misses: list[str] = []  # rows that do not match, with the card's word on why
     models: dict[str, Any] = {}
 
+    cards = load_cards()
     todo = [
         (name, card.get("gmacs_rounding", "round"), pub)
-        for name, card in load_cards().items()
+        for name, card in cards.items()
         # channel methods' GMACs come from searched structures, not from their params
         if name in METHODS and issubclass(METHODS.get(name), TokenMethod)
         for pub in card.get("published") or []
@@ -86,9 +87,10 @@ def paper_flops_table(progress: bool = False) -> str:
     listed = {name for name, _mode, _pub in todo}
     without = sorted(
         name
-        for name, card in load_cards().items()
-        if name in METHODS and issubclass(METHODS.get(name), TokenMethod) and name not in listed
-        if name not in ("dense", "random-tokens")
+        for name in cards
+        if name in METHODS
+        and issubclass(METHODS.get(name), TokenMethod)
+        and name not in listed | {"dense", "random-tokens"}
     )
     gd = gmacs_digits([r[5] for r in rows])
     rows = [[*r[:5], f"{r[5]:.{gd}f}", *r[6:]] for r in rows]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vitbench.core.errors import VitbenchError
-from vitbench.core.method_index import method_info
+from vitbench.core.method_index import adaptive_methods
 from vitbench.core.threads import thread_count
 from vitbench.report.format import NA, Col, figure_kind, fmt_num, render_table, save_figure
 from vitbench.report.plotstyle import legend_outside, with_style
@@ -117,9 +117,7 @@ def runtimes_table(df: pd.DataFrame, fmt: str = "github", model: str | None = No
         "rounds; IQR in brackets) next to the GMACs ratio; batch 1: latency median (p90). "
         "Settings not equal to eager show no speed."
     )
-    infos = {m: method_info(m) for m in set(s["method"].astype(str))}
-    adaptive = sorted(m for m, info in infos.items() if info is not None and info.adaptive)
-    if adaptive:
+    if adaptive := adaptive_methods(s["method"].astype(str)):
         caption += (
             f" {', '.join(adaptive)}: GMACs vary per image; their ratio is that of the GMACs counter's "
             "one synthetic input, not of the timed batch."
